@@ -1,0 +1,64 @@
+"""The `azr-jax` entry point: parse arguments, then call library functions.
+
+Each package that owns a subcommand exposes ``register(subparsers)`` in a module listed in
+``COMMAND_MODULES``; the module is imported lazily so `azr-jax execute` never pays for
+importing JAX.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from azr_jax.errors import UserError
+
+# subcommand name -> module with `register(subparsers)` adding that subcommand.
+COMMAND_MODULES: dict[str, str] = {
+    "generate": "azr_jax.sampling.commands",
+    "execute": "azr_jax.executor.commands",
+    "score-cruxeval": "azr_jax.executor.commands",
+    "train": "azr_jax.pipeline.commands",
+    "report": "azr_jax.pipeline.commands",
+    "export-hf": "azr_jax.checkpoints.commands",
+    "eval": "azr_jax.evals.commands",
+    "eval-samples": "azr_jax.evals.commands",
+    "data": "azr_jax.evals.commands",
+}
+
+
+def build_parser(command: str | None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="azr-jax", description=__doc__.splitlines()[0])
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    wanted = [COMMAND_MODULES[command]] if command in COMMAND_MODULES else COMMAND_MODULES.values()
+    for module_name in dict.fromkeys(wanted):
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as e:
+            if e.name != module_name:  # a real import error inside an existing module
+                raise
+            continue  # that package has no commands yet
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    command = next((a for a in argv if not a.startswith("-")), None)
+    parser = build_parser(command)
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

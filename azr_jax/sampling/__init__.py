@@ -1,0 +1,1 @@
+"""azr_jax.sampling"""
