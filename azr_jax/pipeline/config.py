@@ -1,0 +1,147 @@
+"""Loading a recipe, applying `--config.key=value` overrides, and checking resume compatibility."""
+
+from __future__ import annotations
+
+import ast
+import difflib
+import importlib.util
+import json
+import os
+import sys
+from typing import Iterable
+
+import ml_collections
+
+from azr_jax.errors import UserError
+
+_REPO_CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__)))), "configs")
+
+# Fields that may differ between a workdir's saved config and a resumed run's config; any
+# other difference changes what the saved state means, so resuming would be wrong.
+RESUME_SAFE = ("trainer.steps", "trainer.log_every", "trainer.checkpoint_every",
+               "trainer.keep", "trainer.eval_every", "trainer.progress", "executor.", "mesh.")
+
+
+def _resolve(path_or_name: str) -> str:
+    """A config file path, or a bare recipe name under configs/ ("tiny_cpu")."""
+    if os.path.isfile(path_or_name):
+        return os.path.abspath(path_or_name)
+    candidate = os.path.join(_REPO_CONFIGS, path_or_name.removesuffix(".py") + ".py")
+    if os.path.sep not in path_or_name and os.path.isfile(candidate):
+        return candidate
+    raise UserError(f"config file {path_or_name!r} not found (give a path like "
+                    f"configs/tiny_cpu.py or a recipe name under {_REPO_CONFIGS})")
+
+
+def load_config_file(path_or_name: str) -> ml_collections.ConfigDict:
+    """Import a recipe module by path and call its `get_config()`."""
+    path = _resolve(path_or_name)
+    # Recipes do `from configs import base`: put the folder above configs/ on the path.
+    root = os.path.dirname(os.path.dirname(path))
+    if root not in sys.path:
+        sys.path.insert(0, root)
+    spec = importlib.util.spec_from_file_location(f"_azr_recipe_{abs(hash(path))}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    if not hasattr(module, "get_config"):
+        raise UserError(f"config file {path} has no get_config() function")
+    return module.get_config()
+
+
+def flatten(cfg: ml_collections.ConfigDict, prefix: str = "") -> dict:
+    """{"section.key": value} for every leaf."""
+    out = {}
+    for key, value in cfg.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, ml_collections.ConfigDict):
+            out.update(flatten(value, name + "."))
+        else:
+            out[name] = value
+    return out
+
+
+def _parse_value(text: str, current):
+    """Parse a command-line string into the type of the field it replaces."""
+    if isinstance(current, bool):
+        low = text.strip().lower()
+        if low in ("1", "true", "yes", "on"):
+            return True
+        if low in ("0", "false", "no", "off"):
+            return False
+        raise ValueError(f"expected a boolean, got {text!r}")
+    if isinstance(current, str):
+        return text
+    if isinstance(current, int):
+        return int(text)
+    if isinstance(current, float):
+        return float(text)
+    if isinstance(current, (tuple, list)):
+        value = ast.literal_eval(text) if text.strip()[:1] in "([" else text.split(",")
+        return type(current)(value)
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def apply_overrides(cfg: ml_collections.ConfigDict, overrides: Iterable[str]):
+    """Apply "section.key=value" strings; an unknown key or a bad value raises UserError."""
+    known = flatten(cfg)
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        key = key.strip().removeprefix("--").removeprefix("config.")
+        if not sep:
+            raise UserError(f"config override {item!r} must look like --config.section.key=value")
+        if key not in known:
+            close = difflib.get_close_matches(key, list(known), n=3)
+            hint = f"; did you mean {', '.join(close)}?" if close else ""
+            raise UserError(f"unknown config key {key!r}{hint}")
+        try:
+            value = _parse_value(text, known[key])
+        except (ValueError, SyntaxError) as e:
+            raise UserError(f"bad value for config key {key!r}: {e}") from None
+        node = cfg
+        *parents, leaf = key.split(".")
+        for p in parents:
+            node = node[p]
+        node[leaf] = value
+        known[key] = value
+    return cfg
+
+
+def load_config(path_or_name: str, overrides: Iterable[str] = ()) -> ml_collections.ConfigDict:
+    cfg = load_config_file(path_or_name)
+    return apply_overrides(cfg, overrides)
+
+
+def config_to_json(cfg: ml_collections.ConfigDict) -> str:
+    return json.dumps(cfg.to_dict(), indent=2, sort_keys=True)
+
+
+def config_from_json(text: str) -> ml_collections.ConfigDict:
+    return ml_collections.ConfigDict(json.loads(text))
+
+
+def incompatible_keys(saved: ml_collections.ConfigDict, new: ml_collections.ConfigDict) -> list:
+    """Keys whose difference makes resuming `saved` with `new` meaningless."""
+    a, b = flatten(saved), flatten(new)
+    diffs = []
+    for key in sorted(set(a) | set(b)):
+        if any(key == s or (s.endswith(".") and key.startswith(s)) for s in RESUME_SAFE):
+            continue
+        va, vb = a.get(key, "<missing>"), b.get(key, "<missing>")
+        if isinstance(va, (list, tuple)) and isinstance(vb, (list, tuple)):
+            va, vb = list(va), list(vb)
+        if va != vb:
+            diffs.append((key, va, vb))
+    return diffs
+
+
+def check_resume_compatible(saved, new, workdir: str):
+    diffs = incompatible_keys(saved, new)
+    if diffs:
+        shown = "; ".join(f"{k}: saved {a!r}, now {b!r}" for k, a, b in diffs[:5])
+        more = f" (+{len(diffs) - 5} more)" if len(diffs) > 5 else ""
+        raise UserError(f"workdir {workdir} holds a run with an incompatible config ({shown}"
+                        f"{more}); use a new --workdir or the same config to resume")

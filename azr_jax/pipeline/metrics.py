@@ -1,0 +1,105 @@
+"""Metrics: one JSON line per step in `metrics.jsonl` plus TensorBoard events (process 0 only)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import threading
+import time
+from contextlib import contextmanager
+
+METRICS_FILE = "metrics.jsonl"
+
+
+def _jsonable(value):
+    if hasattr(value, "item"):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return value
+
+
+class MetricsWriter:
+    """Appends `{"step": s, ...}` lines to workdir/metrics.jsonl and scalars to TensorBoard.
+
+    `enabled=False` (processes other than 0) makes every call a no-op.
+    """
+
+    def __init__(self, workdir: str, enabled: bool = True, tensorboard: bool = True):
+        self.path = os.path.join(workdir, METRICS_FILE)
+        self.enabled = enabled
+        self._tb = None
+        if enabled and tensorboard:
+            from tensorboardX import SummaryWriter  # pure-Python event writer
+
+            self._tb = SummaryWriter(os.path.join(workdir, "tb"), flush_secs=10)
+
+    def truncate_after(self, step: int):
+        """Drop lines of steps > `step` (written by a run killed after its last checkpoint)."""
+        if not self.enabled or not os.path.exists(self.path):
+            return
+        kept = [r for r in read_metrics(os.path.dirname(self.path)) if r["step"] <= step]
+        tmp = self.path + ".tmp"
+        with open(tmp, "w") as f:
+            for row in kept:
+                f.write(json.dumps(row) + "\n")
+        os.replace(tmp, self.path)
+
+    def write(self, step: int, metrics: dict):
+        if not self.enabled:
+            return
+        row = {"step": int(step), **{k: _jsonable(v) for k, v in sorted(metrics.items())}}
+        with open(self.path, "a") as f:
+            f.write(json.dumps(row) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        if self._tb is not None:
+            for key, value in row.items():
+                if key != "step" and isinstance(value, (int, float)) and not isinstance(value, bool):
+                    self._tb.add_scalar(key, value, global_step=int(step))
+
+    def close(self):
+        if self._tb is not None:
+            self._tb.close()
+            self._tb = None
+
+
+def read_metrics(workdir: str) -> list[dict]:
+    """All complete rows of workdir/metrics.jsonl (a torn last line is skipped)."""
+    path = os.path.join(workdir, METRICS_FILE)
+    rows = []
+    if not os.path.exists(path):
+        return rows
+    with open(path) as f:
+        for line in f:
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    return rows
+
+
+class PhaseTimer:
+    """Accumulates wall seconds per named phase; thread-safe; `pop()` returns and resets."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._totals: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, name: str):
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.add(name, time.perf_counter() - start)
+
+    def add(self, name: str, seconds: float):
+        with self._lock:
+            self._totals[name] = self._totals.get(name, 0.0) + seconds
+
+    def pop(self) -> dict[str, float]:
+        with self._lock:
+            out, self._totals = self._totals, {}
+        return out

@@ -1,0 +1,106 @@
+"""The paper-faithful base config of AZR training; recipes import it and override fields.
+
+Defaults follow "Absolute Zero" (Zhao et al., 2025) and the official trainer: batch 64 per
+task type and role, K = 6 references, n = 8 learnability rollouts, 10 induction inputs,
+AdamW lr 1e-6, temperature 1.0, no KL, TRR++ advantages, PPO-clip 0.2, on-policy.
+Every field can be overridden on the command line with `--config.section.key=value`.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+TASK_TYPES = ("deduction", "abduction", "induction")
+
+# Modules and calls a proposed program may not use (the official list plus a few more).
+BANNED_MODULES = ("random", "time", "datetime", "os", "sys", "subprocess", "threading",
+                  "multiprocessing", "logging", "hashlib", "calendar", "shutil", "socket",
+                  "signal", "pathlib", "io", "builtins", "importlib", "ctypes", "gc",
+                  "inspect", "pickle", "tempfile", "uuid", "secrets", "asyncio")
+BANNED_CALLS = ("open", "input", "exec", "eval", "compile", "__import__", "globals",
+                "locals", "vars", "breakpoint", "exit", "quit", "help", "setattr",
+                "getattr", "delattr")
+
+
+def get_config() -> ml_collections.ConfigDict:
+    c = ml_collections.ConfigDict()
+
+    c.model = ml_collections.ConfigDict(dict(
+        preset="qwen2.5-7b",  # a preset name; used when `path` is empty
+        path="",  # a HF directory or a .gguf file (overrides `preset` when set)
+        dtype="bfloat16",  # activation / matmul dtype
+        param_dtype="float32",  # master weights and optimizer state
+        remat="full",  # per-layer rematerialisation: none | full | dots | ...
+    ))
+
+    # Sizes may be -1 for "all remaining devices".
+    c.mesh = ml_collections.ConfigDict(dict(data=1, fsdp=-1, tensor=1))
+
+    c.sampling = ml_collections.ConfigDict(dict(
+        temperature=1.0,
+        top_p=1.0,
+        top_k=0,  # 0 = off
+        max_prompt_len=6144,
+        max_new_tokens=8096,  # the paper's max response length
+        prompt_bucket=256,  # prompts are left-padded to a multiple of this (fewer compiles)
+    ))
+
+    c.selfplay = ml_collections.ConfigDict(dict(
+        task_types=",".join(TASK_TYPES),
+        batch_per_group=64,  # samples per (task type x role) group
+        num_references=6,  # K reference triplets shown to the proposer
+        num_rollouts=8,  # n solver rollouts to estimate a proposal's learnability
+        induction_inputs=10,  # N inputs the induction proposer writes
+        induction_visible=5,  # of those, shown to the solver; the rest are held out
+        seed_file="",  # optional JSONL of extra seed triplets
+        seed_buffer_size=0,  # >0: fill buffers by self-proposing before training
+        format_penalty=-1.0,  # unparsable response
+        wrong_penalty=-0.5,  # well-formed but invalid proposal / wrong answer
+        max_program_chars=2000,
+    ))
+
+    c.rl = ml_collections.ConfigDict(dict(
+        estimator="trr++",  # trr++ | reinforce++ | grpo
+        loss="ppo_clip",
+        clip_eps=0.2,
+        clip_eps_high=0.2,
+        dual_clip=0.0,  # 0 = off; else the dual-clip constant c > 1
+        loss_agg="token-mean",  # token-mean | sequence-mean
+        kl_coef=0.0,
+        kl_estimator="k3",
+        entropy_coef=0.0,
+        adv_eps=1e-6,
+        micro_batches=1,  # gradient accumulation
+        updates_per_batch=1,
+    ))
+
+    c.optim = ml_collections.ConfigDict(dict(
+        lr=1e-6,
+        warmup_steps=0,
+        schedule="constant",  # constant | cosine
+        weight_decay=0.0,
+        b1=0.9,
+        b2=0.999,
+        eps=1e-8,
+        grad_clip=1.0,
+    ))
+
+    c.executor = ml_collections.ConfigDict(dict(
+        workers=4,
+        timeout_s=5.0,
+        memory_mb=1024,
+        banned_modules=",".join(BANNED_MODULES),
+        banned_calls=",".join(BANNED_CALLS),
+    ))
+
+    c.trainer = ml_collections.ConfigDict(dict(
+        steps=500,
+        seed=0,
+        checkpoint_every=50,
+        keep=3,
+        staleness=0,  # 0 = strictly on-policy; 1 = rollouts of step t+1 overlap update t
+        log_every=1,
+        eval_every=0,  # 0 = off
+        progress=True,  # tqdm progress bar on process 0
+    ))
+    return c
