@@ -13,13 +13,11 @@ import ml_collections
 TASK_TYPES = ("deduction", "abduction", "induction")
 
 # Modules and calls a proposed program may not use (the official list plus a few more).
-BANNED_MODULES = ("random", "time", "datetime", "os", "sys", "subprocess", "threading",
-                  "multiprocessing", "logging", "hashlib", "calendar", "shutil", "socket",
-                  "signal", "pathlib", "io", "builtins", "importlib", "ctypes", "gc",
-                  "inspect", "pickle", "tempfile", "uuid", "secrets", "asyncio")
-BANNED_CALLS = ("open", "input", "exec", "eval", "compile", "__import__", "globals",
-                "locals", "vars", "breakpoint", "exit", "quit", "help", "setattr",
-                "getattr", "delattr")
+BANNED = ("random", "time", "datetime", "os", "sys", "subprocess", "threading",
+          "multiprocessing", "logging", "hashlib", "calendar", "socket", "shutil", "pathlib",
+          "signal", "asyncio", "ctypes", "gc", "inspect", "importlib", "pickle", "uuid",
+          "secrets", "open", "input", "exec", "eval", "compile", "__import__", "globals",
+          "locals", "breakpoint", "exit", "quit")
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -40,23 +38,28 @@ def get_config() -> ml_collections.ConfigDict:
         temperature=1.0,
         top_p=1.0,
         top_k=0,  # 0 = off
-        max_prompt_len=6144,
+        max_prompt_len=6144,  # longer prompts are cut from the left
         max_new_tokens=8096,  # the paper's max response length
-        prompt_bucket=256,  # prompts are left-padded to a multiple of this (fewer compiles)
+        prompt_bucket="pow2",  # prompt padding policy (azr_jax.sampling BUCKET_POLICIES)
     ))
 
+    # Fields mirror azr_jax.selfplay.SelfPlayConfig, plus the batch size per group.
     c.selfplay = ml_collections.ConfigDict(dict(
-        task_types=",".join(TASK_TYPES),
+        task_types=TASK_TYPES,
         batch_per_group=64,  # samples per (task type x role) group
         num_references=6,  # K reference triplets shown to the proposer
         num_rollouts=8,  # n solver rollouts to estimate a proposal's learnability
-        induction_inputs=10,  # N inputs the induction proposer writes
-        induction_visible=5,  # of those, shown to the solver; the rest are held out
+        num_inputs=10,  # N inputs the induction proposer writes
+        induction_visible_fraction=0.5,  # induction pairs shown to the solver
+        buffer_capacity=0,  # 0 = unbounded
         seed_file="",  # optional JSONL of extra seed triplets
         seed_buffer_size=0,  # >0: fill buffers by self-proposing before training
-        format_penalty=-1.0,  # unparsable response
-        wrong_penalty=-0.5,  # well-formed but invalid proposal / wrong answer
-        max_program_chars=2000,
+        format_error_reward=-1.0,  # unparsable response
+        failure_reward=-0.5,  # well-formed but invalid proposal / wrong answer
+        correct_reward=1.0,
+        banned=BANNED,
+        timeout_s=5.0,  # per-program execution deadline
+        system_prompt="",
     ))
 
     c.rl = ml_collections.ConfigDict(dict(
@@ -87,10 +90,7 @@ def get_config() -> ml_collections.ConfigDict:
 
     c.executor = ml_collections.ConfigDict(dict(
         workers=4,
-        timeout_s=5.0,
         memory_mb=1024,
-        banned_modules=",".join(BANNED_MODULES),
-        banned_calls=",".join(BANNED_CALLS),
     ))
 
     c.trainer = ml_collections.ConfigDict(dict(

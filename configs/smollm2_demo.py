@@ -14,12 +14,10 @@ def get_config():
     c.mesh.data, c.mesh.fsdp, c.mesh.tensor = 1, -1, 1
     c.sampling.max_prompt_len = 1024
     c.sampling.max_new_tokens = 160
-    c.sampling.prompt_bucket = 128
     c.selfplay.batch_per_group = 4
     c.selfplay.num_references = 2
     c.selfplay.num_rollouts = 2
-    c.selfplay.induction_inputs = 4
-    c.selfplay.induction_visible = 2
+    c.selfplay.num_inputs = 4
     c.optim.lr = 1e-6
     c.executor.workers = 1
     c.trainer.steps = 3

@@ -11,15 +11,13 @@ def get_config():
     c.mesh.data, c.mesh.fsdp, c.mesh.tensor = 2, 2, 2
     c.sampling.max_prompt_len = 256
     c.sampling.max_new_tokens = 24
-    c.sampling.prompt_bucket = 64
     c.selfplay.batch_per_group = 4
     c.selfplay.num_references = 2
     c.selfplay.num_rollouts = 2
-    c.selfplay.induction_inputs = 4
-    c.selfplay.induction_visible = 2
+    c.selfplay.num_inputs = 4
     c.optim.lr = 1e-3
     c.executor.workers = 1
-    c.executor.timeout_s = 2.0
+    c.selfplay.timeout_s = 2.0
     c.trainer.steps = 3
     c.trainer.checkpoint_every = 1
     c.trainer.keep = 2

@@ -1,0 +1,180 @@
+"""`azr-jax report`: one self-contained report.html with training curves and the task browser."""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+import os
+
+from azr_jax.errors import UserError
+from azr_jax.pipeline.metrics import read_metrics
+from azr_jax.pipeline.tasklog import read_tasks
+
+# (title, metric-key prefixes or exact keys) for each plot; keys missing from a run are skipped.
+PLOTS = (
+    ("Reward per group", "reward/"),
+    ("Solve rate per task type", "solve_rate/"),
+    ("Valid-proposal rate per task type", "valid_rate/"),
+    ("Format-error rate per group", "format_error/"),
+    ("Buffer sizes", "buffer/"),
+    ("Mean response length (tokens)", "response_len/"),
+    ("Policy loss and log-prob mismatch", ("loss", "logprob_mismatch", "clip_frac")),
+    ("Seconds per step by phase", "time/"),
+    ("Device idle fraction (waiting for host)", ("device_idle_frac",)),
+)
+COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
+          "#7f7f7f", "#bcbd22", "#17becf")
+
+
+def _series(rows, keys):
+    if isinstance(keys, str):
+        names = sorted({k for r in rows for k in r if k.startswith(keys)})
+    else:
+        names = [k for k in keys if any(k in r for r in rows)]
+    out = {}
+    for name in names:
+        pts = [(r["step"], r[name]) for r in rows
+               if isinstance(r.get(name), (int, float)) and math.isfinite(r[name])]
+        if pts:
+            out[name] = pts
+    return out
+
+
+def svg_plot(title: str, series: dict, width=460, height=250) -> str:
+    """A small line plot as inline SVG (no plotting library needed)."""
+    pad_l, pad_r, pad_t, pad_b = 52, 10, 24, 30
+    xs = [x for pts in series.values() for x, _ in pts]
+    ys = [y for pts in series.values() for _, y in pts]
+    x0, x1 = min(xs), max(xs)
+    y0, y1 = min(ys), max(ys)
+    if x1 == x0:
+        x0, x1 = x0 - 1, x1 + 1
+    if y1 == y0:
+        y0, y1 = y0 - 1, y1 + 1
+    w, h = width - pad_l - pad_r, height - pad_t - pad_b
+
+    def px(x):
+        return pad_l + (x - x0) / (x1 - x0) * w
+
+    def py(y):
+        return pad_t + (1 - (y - y0) / (y1 - y0)) * h
+
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height + 16 * len(series)}">',
+             f'<text x="{width / 2}" y="15" text-anchor="middle" font-weight="bold">{html.escape(title)}</text>',
+             f'<rect x="{pad_l}" y="{pad_t}" width="{w}" height="{h}" fill="none" stroke="#999"/>']
+    for frac in (0, 0.5, 1):
+        yv = y0 + frac * (y1 - y0)
+        parts.append(f'<text x="{pad_l - 4}" y="{py(yv) + 4:.1f}" text-anchor="end" '
+                     f'font-size="10">{yv:.3g}</text>')
+    for xv in (x0, x1):
+        parts.append(f'<text x="{px(xv):.1f}" y="{pad_t + h + 14}" text-anchor="middle" '
+                     f'font-size="10">{xv:.3g}</text>')
+    parts.append(f'<text x="{pad_l + w / 2}" y="{pad_t + h + 26}" text-anchor="middle" '
+                 f'font-size="10">step</text>')
+    for i, (name, pts) in enumerate(sorted(series.items())):
+        color = COLORS[i % len(COLORS)]
+        path = " ".join(f"{px(x):.1f},{py(y):.1f}" for x, y in pts)
+        parts.append(f'<polyline fill="none" stroke="{color}" stroke-width="1.5" points="{path}"/>')
+        for x, y in pts:
+            parts.append(f'<circle cx="{px(x):.1f}" cy="{py(y):.1f}" r="2" fill="{color}">'
+                         f'<title>{html.escape(name)} step {x}: {y:.4g}</title></circle>')
+        ly = height + 12 + 16 * i - 4
+        parts.append(f'<rect x="{pad_l}" y="{ly - 8}" width="10" height="3" fill="{color}"/>'
+                     f'<text x="{pad_l + 14}" y="{ly}" font-size="11">{html.escape(name)}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+_STYLE = """body{font-family:sans-serif;margin:20px;color:#222}
+.plots{display:flex;flex-wrap:wrap;gap:12px}.plots svg{border:1px solid #eee;background:#fff}
+table{border-collapse:collapse;font-size:12px;width:100%}td,th{border:1px solid #ddd;padding:4px;
+vertical-align:top}th{background:#f3f3f3;cursor:pointer;position:sticky;top:0}
+pre{margin:0;white-space:pre-wrap;max-width:520px;font-size:11px}.bad{background:#fff3f3}
+.good{background:#f3fff3}#controls{margin:10px 0}#controls *{margin-right:8px}"""
+
+_SCRIPT = """function flt(){const q=document.getElementById('q').value.toLowerCase();
+const t=document.getElementById('t').value, v=document.getElementById('v').value;let n=0;
+for(const r of document.querySelectorAll('#tasks tbody tr')){const ok=(!q||r.innerText.toLowerCase()
+.includes(q))&&(!t||r.dataset.type===t)&&(!v||r.dataset.valid===v);r.style.display=ok?'':'none';
+n+=ok}document.getElementById('n').innerText=n+' shown'}
+function srt(c){const b=document.querySelector('#tasks tbody');const rs=[...b.rows];
+const d=b.dataset.dir=b.dataset.dir==='1'?'-1':'1';rs.sort((x,y)=>{const a=x.cells[c].dataset.k??
+x.cells[c].innerText,z=y.cells[c].dataset.k??y.cells[c].innerText;const fa=parseFloat(a),fz=parseFloat(z);
+return (isNaN(fa)||isNaN(fz)?a.localeCompare(z):fa-fz)*d});rs.forEach(r=>b.appendChild(r))}"""
+
+
+def _summary_table(rows) -> str:
+    if not rows:
+        return "<p>No metrics yet.</p>"
+    last = rows[-1]
+    keys = [k for k in sorted(last) if k != "step" and isinstance(last[k], (int, float))]
+    cells = "".join(f"<tr><td>{html.escape(k)}</td><td>{last[k]:.4g}</td></tr>" for k in keys)
+    return f"<table style='width:auto'><tr><th>metric (step {last['step']})</th><th>value</th></tr>{cells}</table>"
+
+
+def _task_rows(tasks) -> str:
+    out = []
+    for t in tasks:
+        valid = bool(t.get("valid"))
+        rate = t.get("solve_rate")
+        rate_txt = "" if rate is None else f"{rate:.2f}"
+        io_in = t.get("input", "")
+        if isinstance(io_in, list):
+            io_in = "\n".join(io_in)
+        io_out = t.get("output", "")
+        if isinstance(io_out, list):
+            io_out = "\n".join(io_out)
+        note = t.get("error") or t.get("message") or ""
+        out.append(
+            f'<tr class="{"good" if valid else "bad"}" data-type="{html.escape(t.get("type", ""))}" '
+            f'data-valid="{int(valid)}"><td>{t.get("step", "")}</td><td>{html.escape(t.get("type", ""))}</td>'
+            f'<td>{"yes" if valid else "no"}</td><td data-k="{rate if rate is not None else -1}">{rate_txt}</td>'
+            f'<td>{t.get("reward", "")}</td><td><pre>{html.escape(t.get("program", ""))}</pre></td>'
+            f'<td><pre>{html.escape(str(io_in))}</pre></td><td><pre>{html.escape(str(io_out))}</pre></td>'
+            f'<td><pre>{html.escape(str(note))[:400]}</pre></td></tr>')
+    return "".join(out)
+
+
+def build_report(workdir: str, output: str | None = None) -> str:
+    """Write workdir/report.html (or `output`) and return its path."""
+    if not os.path.isdir(workdir):
+        raise UserError(f"workdir {workdir!r} does not exist")
+    rows = read_metrics(workdir)
+    tasks = read_tasks(workdir)
+    if not rows and not tasks:
+        raise UserError(f"workdir {workdir!r} has no metrics.jsonl or tasks.jsonl; "
+                        "run `azr-jax train` there first")
+    plots = []
+    for title, keys in PLOTS:
+        series = _series(rows, keys)
+        if series:
+            plots.append(svg_plot(title, series))
+    config = ""
+    cfg_path = os.path.join(workdir, "config.json")
+    if os.path.exists(cfg_path):
+        with open(cfg_path) as f:
+            config = f.read()
+    types = sorted({t.get("type", "") for t in tasks})
+    options = "".join(f'<option value="{html.escape(t)}">{html.escape(t)}</option>' for t in types)
+    n_valid = sum(bool(t.get("valid")) for t in tasks)
+    doc = f"""<!DOCTYPE html><html><head><meta charset="utf-8"><title>AZR run report</title>
+<style>{_STYLE}</style><script>{_SCRIPT}</script></head><body>
+<h1>AZR run: {html.escape(os.path.abspath(workdir))}</h1>
+<p>{len(rows)} logged steps; {len(tasks)} proposed tasks, {n_valid} valid.</p>
+<h2>Training curves</h2><div class="plots">{''.join(plots) or '<p>No metrics yet.</p>'}</div>
+<h2>Last step</h2>{_summary_table(rows)}
+<h2>Proposed tasks</h2>
+<div id="controls"><input id="q" placeholder="search programs, inputs..." oninput="flt()" size="40">
+<select id="t" onchange="flt()"><option value="">all types</option>{options}</select>
+<select id="v" onchange="flt()"><option value="">valid and invalid</option><option value="1">valid</option>
+<option value="0">invalid</option></select><span id="n">{len(tasks)} shown</span></div>
+<table id="tasks"><thead><tr><th onclick="srt(0)">step</th><th onclick="srt(1)">type</th>
+<th onclick="srt(2)">valid</th><th onclick="srt(3)">solve rate</th><th onclick="srt(4)">proposer reward</th>
+<th>program</th><th>input(s)</th><th>output(s)</th><th>error / message</th></tr></thead>
+<tbody>{_task_rows(tasks)}</tbody></table>
+<h2>Config</h2><pre>{html.escape(config)}</pre></body></html>"""
+    path = output or os.path.join(workdir, "report.html")
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(doc)
+    return path
