@@ -1,1 +1,17 @@
-"""azr_jax.selfplay"""
+"""azr_jax.selfplay: tasks, prompts, response parsing, buffers, rewards, TRR++ groups."""
+
+from azr_jax.selfplay.buffers import (IDENTITY_INDUCTION, IDENTITY_TRIPLET, Buffers, TaskBuffer,
+                                      load_seed_file)
+from azr_jax.selfplay.config import DEFAULT_BANNED, TASK_TYPES, SelfPlayConfig
+from azr_jax.selfplay.parsing import FormatError, Proposal, parse_answer, parse_proposal
+from azr_jax.selfplay.prompts import (ProposerRequest, proposer_requests, render_messages,
+                                      solver_task)
+from azr_jax.selfplay.rewards import (FAILED, FORMAT_ERROR, PASSED, composite_reward,
+                                      learnability, proposer_composite, solve_rate,
+                                      solver_composite)
+from azr_jax.selfplay.rounds import (ProposalResult, add_valid, answer_outcomes, fill_tasks,
+                                     grade_answers, validate_proposals)
+from azr_jax.selfplay.tasks import (GROUPS, NUM_GROUPS, ROLES, InductionTask, SolverTask, Triplet,
+                                    group_id)
+
+__all__ = [n for n in dir() if not n.startswith("_")]

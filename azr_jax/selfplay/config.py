@@ -1,0 +1,99 @@
+"""Self-play settings: every number of the method in one validated dataclass."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Mapping
+
+from azr_jax.errors import UserError
+
+TASK_TYPES: tuple[str, ...] = ("deduction", "abduction", "induction")
+
+# Modules and calls a proposed program may not use (the executor enforces them).
+DEFAULT_BANNED: tuple[str, ...] = (
+    "random", "time", "datetime", "os", "sys", "subprocess", "threading",
+    "multiprocessing", "logging", "hashlib", "calendar", "socket", "shutil", "pathlib",
+    "signal", "asyncio", "ctypes", "gc", "inspect", "importlib", "pickle", "uuid", "secrets",
+    "open", "input", "exec", "eval", "compile", "__import__", "globals", "locals", "breakpoint",
+    "exit", "quit",
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class SelfPlayConfig:
+    """All self-play numbers (paper defaults). Call ``validate()`` (``from_dict`` does)."""
+
+    task_types: tuple[str, ...] = TASK_TYPES
+    batch_per_group: int = 64        # samples per (task type x role) group and step
+    num_references: int = 6          # K reference triplets shown to the proposer
+    num_inputs: int = 10             # N inputs the induction proposer writes
+    num_rollouts: int = 8            # n solver rollouts to estimate a task's solve rate
+    induction_visible_fraction: float = 0.5  # share of induction pairs shown to the solver
+    buffer_capacity: int = 0         # max tasks per buffer (oldest dropped); 0 = unbounded
+    seed_file: str = ""              # optional JSONL of extra seed triplets
+    seed_buffer_size: int = 0        # model-proposed tasks to collect before training
+    format_error_reward: float = -1.0  # response that cannot be parsed
+    failure_reward: float = -0.5       # well-formed, but invalid task / wrong answer
+    correct_reward: float = 1.0        # solver answer graded correct
+    banned: tuple[str, ...] = DEFAULT_BANNED
+    timeout_s: float = 5.0           # per-program execution deadline
+    system_prompt: str = ""          # optional system message before every prompt
+
+    def validate(self) -> "SelfPlayConfig":
+        """Raise UserError naming the first bad value; return self when all are fine."""
+        if not self.task_types:
+            raise UserError("selfplay.task_types is empty; use some of " + ", ".join(TASK_TYPES))
+        for t in self.task_types:
+            if t not in TASK_TYPES:
+                raise UserError(f"unknown task type {t!r} in selfplay.task_types; "
+                                f"known: {', '.join(TASK_TYPES)}")
+        if len(set(self.task_types)) != len(self.task_types):
+            raise UserError(f"selfplay.task_types has duplicates: {list(self.task_types)}")
+        for name in ("batch_per_group", "num_references", "num_inputs", "num_rollouts"):
+            if getattr(self, name) < 1:
+                raise UserError(f"selfplay.{name} must be >= 1, got {getattr(self, name)}")
+        if self.num_inputs < 2:
+            raise UserError("selfplay.num_inputs must be >= 2 (one pair shown, one held out), "
+                            f"got {self.num_inputs}")
+        for name in ("buffer_capacity", "seed_buffer_size"):
+            if getattr(self, name) < 0:
+                raise UserError(f"selfplay.{name} must be >= 0, got {getattr(self, name)}")
+        if self.buffer_capacity and self.num_references > self.buffer_capacity:
+            raise UserError(f"selfplay.num_references={self.num_references} is larger than "
+                            f"selfplay.buffer_capacity={self.buffer_capacity}")
+        if self.buffer_capacity and self.seed_buffer_size > self.buffer_capacity:
+            raise UserError(f"selfplay.seed_buffer_size={self.seed_buffer_size} is larger than "
+                            f"selfplay.buffer_capacity={self.buffer_capacity}")
+        if not 0.0 < self.induction_visible_fraction < 1.0:
+            raise UserError("selfplay.induction_visible_fraction must be in (0, 1), "
+                            f"got {self.induction_visible_fraction}")
+        if self.format_error_reward > 0 or self.failure_reward > 0:
+            raise UserError("selfplay.format_error_reward and selfplay.failure_reward are "
+                            f"penalties and must be <= 0, got {self.format_error_reward} and "
+                            f"{self.failure_reward}")
+        if self.format_error_reward > self.failure_reward:
+            raise UserError(f"selfplay.format_error_reward={self.format_error_reward} must not "
+                            f"be milder than selfplay.failure_reward={self.failure_reward}")
+        if self.correct_reward <= 0:
+            raise UserError(f"selfplay.correct_reward must be > 0, got {self.correct_reward}")
+        if self.timeout_s <= 0:
+            raise UserError(f"selfplay.timeout_s must be > 0, got {self.timeout_s}")
+        return self
+
+    def num_visible(self, num_pairs: int) -> int:
+        """How many of ``num_pairs`` induction pairs the solver sees (at least 1, leaves 1)."""
+        return min(max(1, round(num_pairs * self.induction_visible_fraction)), num_pairs - 1)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "SelfPlayConfig":
+        """Build from a plain mapping (e.g. an ml_collections section); unknown keys fail."""
+        fields = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - fields)
+        if unknown:
+            raise UserError(f"unknown selfplay setting(s) {unknown}; known: {sorted(fields)}")
+        kw = {k: tuple(v) if isinstance(v, (list, tuple)) else v for k, v in d.items()}
+        return cls(**kw).validate()
