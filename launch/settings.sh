@@ -1,0 +1,36 @@
+# shellcheck shell=bash
+# Shared settings of the launch scripts (sourced by launch/lib.sh).
+#
+# Every value can be overridden from the environment for one command
+#   TPU_NAME=run2 ACCELERATOR_TYPE=v5p-64 launch/create.sh
+# or from your own copy of this file, named by AZR_SETTINGS:
+#   AZR_SETTINGS=~/azr-7b.sh launch/babysit.sh
+# (that file is sourced after this one, so it only needs the values it changes).
+
+# --- where ---------------------------------------------------------------------------------
+: "${PROJECT:=}"                       # empty: gcloud's configured project
+: "${ZONE:=us-central2-b}"             # v4: us-central2-b; v5p: us-east5-a; v5e: us-west4-a
+: "${TPU_NAME:=azr-jax}"               # the TPU VM (node) name
+: "${QUEUED_ID:=}"                     # queued-resource id; empty: ${TPU_NAME}-qr
+
+# --- what ----------------------------------------------------------------------------------
+: "${ACCELERATOR_TYPE:=v4-32}"         # slice: v4-32 = 16 chips on 4 hosts
+: "${RUNTIME_VERSION:=}"               # empty: picked from the TPU generation (see lib.sh)
+: "${USE_QUEUED:=1}"                   # 1: queued resources (pods, spot); 0: tpu-vm create
+: "${SPOT:=0}"                         # 1: spot capacity (cheaper, can be preempted)
+
+# --- code ----------------------------------------------------------------------------------
+: "${CODE_SOURCE:=copy}"               # copy: tar this checkout and scp it; git: clone GIT_URL
+: "${GIT_URL:=}"                       # with CODE_SOURCE=git
+: "${GIT_REF:=main}"
+: "${REMOTE_DIR:=azr-jax}"             # code directory on every worker, relative to $HOME
+: "${PYTHON:=python3.11}"              # the venv's interpreter; installed with apt if missing
+
+# --- training ------------------------------------------------------------------------------
+: "${CONFIG:=configs/qwen2_5_7b.py}"   # a recipe from configs/
+: "${CONFIG_OVERRIDES:=}"              # extra flags, e.g. "--config.trainer.steps=500"
+: "${WORKDIR:=}"                       # gs://BUCKET/PATH: checkpoints + metrics, survives preemption
+
+# --- babysitting ---------------------------------------------------------------------------
+: "${POLL_SECONDS:=120}"               # how often babysit.sh looks at the slice and the job
+: "${MAX_RESTARTS:=50}"                # give up after this many recreations/relaunches
