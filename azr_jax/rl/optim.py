@@ -1,0 +1,72 @@
+"""AdamW with warmup + constant/cosine schedule, global-norm clipping (optax)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import optax
+
+from azr_jax.errors import UserError
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimConfig:
+    """Optimiser settings (paper: AdamW, lr 1e-6, constant schedule)."""
+
+    lr: float = 1e-6
+    warmup_steps: int = 0
+    schedule: str = "constant"  # constant | cosine
+    total_steps: int = 1000  # cosine decays to end_lr_fraction * lr at this step
+    end_lr_fraction: float = 0.0
+    weight_decay: float = 0.0
+    b1: float = 0.9
+    b2: float = 0.999
+    eps: float = 1e-8
+    grad_clip: float = 1.0  # global-norm clip; <= 0 disables it
+    micro_batches: int = 1  # gradient accumulation: the batch is split into this many parts
+
+    def __post_init__(self):
+        if self.schedule not in SCHEDULES:
+            raise UserError(f"schedule {self.schedule!r}; expected one of {sorted(SCHEDULES)}")
+        if self.micro_batches < 1:
+            raise UserError(f"micro_batches={self.micro_batches} must be >= 1")
+        if self.warmup_steps < 0 or self.total_steps < 1:
+            raise UserError("warmup_steps must be >= 0 and total_steps >= 1")
+
+
+def _constant(cfg: OptimConfig):
+    if cfg.warmup_steps == 0:
+        return optax.constant_schedule(cfg.lr)
+    return optax.join_schedules(
+        [optax.linear_schedule(0.0, cfg.lr, cfg.warmup_steps), optax.constant_schedule(cfg.lr)],
+        [cfg.warmup_steps])
+
+
+def _cosine(cfg: OptimConfig):
+    return optax.warmup_cosine_decay_schedule(
+        0.0 if cfg.warmup_steps else cfg.lr, cfg.lr, cfg.warmup_steps,
+        max(cfg.total_steps, cfg.warmup_steps + 1), cfg.end_lr_fraction * cfg.lr)
+
+
+SCHEDULES = {"constant": _constant, "cosine": _cosine}
+
+
+def make_schedule(cfg: OptimConfig):
+    return SCHEDULES[cfg.schedule](cfg)
+
+
+def _decay_mask(params):
+    """Decay matrices only: no weight decay on norm scales and biases (stacked [L, D] too)."""
+    def keep(path, _):
+        name = str(getattr(path[-1], "key", path[-1]))
+        return not (name == "scale" or name.endswith("bias"))
+    return jax.tree_util.tree_map_with_path(keep, params)
+
+
+def make_optimizer(cfg: OptimConfig) -> optax.GradientTransformation:
+    adamw = optax.adamw(make_schedule(cfg), b1=cfg.b1, b2=cfg.b2, eps=cfg.eps,
+                        weight_decay=cfg.weight_decay, mask=_decay_mask)
+    if cfg.grad_clip and cfg.grad_clip > 0:
+        return optax.chain(optax.clip_by_global_norm(cfg.grad_clip), adamw)
+    return adamw

@@ -1,0 +1,179 @@
+"""The sharded, jitted RL update step: (TrainState, batch) -> (TrainState, metrics).
+
+Recomputes the policy's token log-probs on the batch, applies the registered policy loss,
+accumulates gradients over micro-batches, clips, and applies AdamW. Parameters and optimizer
+state stay in their storage dtype (f32); the forward pass computes in ModelConfig.dtype
+(bf16 for mixed precision) and remats per layer as ModelConfig.remat says.
+
+Batch (numpy or jax arrays, leading dim = global batch B):
+  tokens_bt int32 [B,T]   prompt (left-padded) + response
+  valid_bt bool [B,T]      real tokens
+  loss_mask_bt [B,T]       1 on response tokens that are trained on
+  advantages_b f32 [B]     one advantage per sequence, broadcast over its tokens
+  old_logprobs_bt f32 [B,T] sampler's log p(tokens_bt[:, t] | earlier), 0 where masked
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+from jax.sharding import Mesh, NamedSharding
+
+from azr_jax.errors import UserError
+from azr_jax.models import ModelConfig, abstract_params
+from azr_jax.rl import losses
+from azr_jax.rl.logprobs import token_logprobs_and_entropy
+from azr_jax.rl.optim import OptimConfig, make_optimizer, make_schedule
+from azr_jax.sharding import (batch_sharding, data_parallel_size, logical_shardings,
+                              model_rules, replicated)
+
+BATCH_KEYS = ("tokens_bt", "valid_bt", "loss_mask_bt", "advantages_b", "old_logprobs_bt")
+
+
+@flax.struct.dataclass
+class TrainState:
+    params: Any
+    opt_state: Any
+    step: jax.Array  # int32 scalar: number of updates applied
+    rng: jax.Array  # uint32[2] PRNG key (raw, so checkpoints stay plain arrays)
+
+
+def train_state_shardings(model_cfg: ModelConfig, optim_cfg: OptimConfig, mesh: Mesh) -> TrainState:
+    """NamedSharding for every leaf: params by the logical rules, optimizer moments like
+    their params, counters and the RNG replicated."""
+    params_s = logical_shardings(abstract_params(model_cfg), mesh)
+    tx = make_optimizer(optim_cfg)
+    abstract_p = jax.tree.map(lambda b: b.unbox(), abstract_params(model_cfg),
+                              is_leaf=lambda x: isinstance(x, nn.meta.AxisMetadata))
+    opt_shapes = jax.eval_shape(tx.init, abstract_p)
+    opt_s = optax.tree_map_params(tx, lambda _, s: s, opt_shapes, params_s,
+                                  transform_non_params=lambda _: replicated(mesh))
+    return TrainState(params=params_s, opt_state=opt_s, step=replicated(mesh), rng=replicated(mesh))
+
+
+def abstract_train_state(model_cfg: ModelConfig, optim_cfg: OptimConfig, mesh: Mesh) -> TrainState:
+    """ShapeDtypeStructs with shardings: the target for `TrainCheckpointer.restore`."""
+    shardings = train_state_shardings(model_cfg, optim_cfg, mesh)
+    abstract_p = jax.tree.map(lambda b: b.unbox(), abstract_params(model_cfg),
+                              is_leaf=lambda x: isinstance(x, nn.meta.AxisMetadata))
+    tx = make_optimizer(optim_cfg)
+    shapes = TrainState(params=abstract_p, opt_state=jax.eval_shape(tx.init, abstract_p),
+                        step=jax.ShapeDtypeStruct((), jnp.int32),
+                        rng=jax.ShapeDtypeStruct((2,), jnp.uint32))
+    return jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), shapes, shardings)
+
+
+def create_train_state(model_cfg: ModelConfig, params, optim_cfg: OptimConfig, mesh: Mesh,
+                       rng=None) -> TrainState:
+    """Shard `params` (host or device arrays) onto `mesh` and initialise AdamW there."""
+    shardings = train_state_shardings(model_cfg, optim_cfg, mesh)
+    params = jax.tree.map(lambda x, s: jax.device_put(jnp.asarray(x, model_cfg.params_dtype), s),
+                          params, shardings.params)
+    opt_state = jax.jit(make_optimizer(optim_cfg).init, out_shardings=shardings.opt_state)(params)
+    rng = jax.random.PRNGKey(0) if rng is None else rng
+    rep = replicated(mesh)
+    return TrainState(params=params, opt_state=opt_state,
+                      step=jax.device_put(jnp.zeros((), jnp.int32), rep),
+                      rng=jax.device_put(jnp.asarray(rng, jnp.uint32), rep))
+
+
+def _split_micro(x, m):
+    """[B, ...] -> [m, B/m, ...] taking every m-th row, so each device's rows spread evenly
+    over the micro-batches (no cross-device shuffles)."""
+    return x.reshape((x.shape[0] // m, m) + x.shape[1:]).swapaxes(0, 1)
+
+
+def make_loss_and_grad(model_cfg: ModelConfig, loss_cfg: losses.LossConfig):
+    """(params, micro_batch, num_tokens, num_seqs) -> ((loss, aux), grads)."""
+    loss_fn = losses.get(loss_cfg.name)
+
+    def objective(params, mb, num_tokens, num_seqs):
+        mask_bt = mb["loss_mask_bt"].astype(jnp.float32) * mb["valid_bt"]
+        lp_bt, ent_bt = token_logprobs_and_entropy(params, model_cfg, mb["tokens_bt"], mb["valid_bt"])
+        old_bt = mb["old_logprobs_bt"].astype(jnp.float32)
+        loss, metrics = loss_fn(lp_bt, old_bt, mb["advantages_b"][:, None], mask_bt, loss_cfg,
+                                entropy_bt=ent_bt, num_tokens=num_tokens, num_seqs=num_seqs)
+        diff_bt = jnp.abs(jax.lax.stop_gradient(lp_bt) - old_bt) * mask_bt
+        metrics = dict(metrics, logprob_diff_sum=diff_bt.sum(), logprob_diff_max=diff_bt.max())
+        return loss, metrics
+
+    return jax.value_and_grad(objective, has_aux=True)
+
+
+def _accumulate(grad_fn, params, batch, micro: int):
+    mask_bt = batch["loss_mask_bt"].astype(jnp.float32) * batch["valid_bt"]
+    num_tokens, num_seqs = losses.normalisers(mask_bt)
+    if micro == 1:
+        (_, metrics), grads = grad_fn(params, batch, num_tokens, num_seqs)
+        return grads, metrics, num_tokens
+    split = jax.tree.map(lambda x: _split_micro(x, micro), batch)
+
+    def body(carry, mb):
+        g_acc, m_acc = carry
+        (_, m), g = grad_fn(params, mb, num_tokens, num_seqs)
+        g_acc = jax.tree.map(jnp.add, g_acc, g)
+        m_acc = {k: (jnp.maximum if k.endswith("_max") else jnp.add)(m_acc[k], v) for k, v in m.items()}
+        return (g_acc, m_acc), None
+
+    g0 = jax.tree.map(lambda p: jnp.zeros(p.shape, jnp.float32), params)
+    mb0 = jax.tree.map(lambda x: x[0], split)
+    m_shapes = jax.eval_shape(lambda: grad_fn(params, mb0, num_tokens, num_seqs)[0][1])
+    m0 = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), m_shapes)
+    (grads, metrics), _ = jax.lax.scan(body, (g0, m0), split)
+    return grads, metrics, num_tokens
+
+
+def make_update_step(model_cfg: ModelConfig, optim_cfg: OptimConfig,
+                     loss_cfg: losses.LossConfig, mesh: Mesh):
+    """Compile the update step for this mesh. Returns `update(state, batch) -> (state,
+    metrics)`; `state` is donated (do not reuse it). Metrics are replicated f32 scalars:
+    loss, pg_loss, clip_fraction, approx_kl, entropy, grad_norm, lr, num_tokens,
+    logprob_diff_mean / logprob_diff_max (|sampler - recomputed| over trained tokens)."""
+    losses.get(loss_cfg.name)  # fail early on an unknown name
+    tx = make_optimizer(optim_cfg)
+    schedule = make_schedule(optim_cfg)
+    grad_fn = make_loss_and_grad(model_cfg, loss_cfg)
+    micro = optim_cfg.micro_batches
+    rules = model_rules(model_cfg, mesh)
+    dp = data_parallel_size(mesh)
+
+    def step_fn(state: TrainState, batch):
+        grads, m, num_tokens = _accumulate(grad_fn, state.params, batch, micro)
+        grad_norm = optax.global_norm(grads)
+        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        metrics = {k: v for k, v in m.items() if not k.startswith("logprob_diff")}
+        metrics.update(
+            logprob_diff_mean=m["logprob_diff_sum"] / jnp.maximum(num_tokens, 1.0),
+            logprob_diff_max=m["logprob_diff_max"], grad_norm=grad_norm,
+            lr=schedule(state.step), num_tokens=num_tokens)
+        new_state = TrainState(params=params, opt_state=opt_state, step=state.step + 1,
+                               rng=jax.random.fold_in(state.rng, state.step).astype(jnp.uint32))
+        return new_state, jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), metrics)
+
+    state_s = train_state_shardings(model_cfg, optim_cfg, mesh)
+    batch_s = {k: batch_sharding(mesh) for k in BATCH_KEYS}
+    jitted = jax.jit(step_fn, in_shardings=(state_s, batch_s), out_shardings=(state_s, replicated(mesh)),
+                     donate_argnums=0)
+
+    def update(state: TrainState, batch: dict):
+        missing = [k for k in BATCH_KEYS if k not in batch]
+        if missing:
+            raise UserError(f"update batch lacks {missing}; expected keys {BATCH_KEYS}")
+        b = batch["tokens_bt"].shape[0]
+        if b % (micro * dp):
+            raise UserError(f"batch size {b} must be a multiple of micro_batches ({micro}) x "
+                            f"data-parallel devices ({dp})")
+        # The mesh and the rules must be active while tracing, for the model's activation
+        # sharding constraints.
+        with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
+            return jitted(state, {k: batch[k] for k in BATCH_KEYS})
+
+    update.jitted = jitted
+    update.rules = rules
+    return update

@@ -1,0 +1,65 @@
+"""Multi-host start-up and per-host batch loading."""
+
+from __future__ import annotations
+
+import os
+from typing import Optional
+
+import jax
+import numpy as np
+
+from azr_jax.sharding.mesh import batch_sharding
+
+
+def initialize_distributed(coordinator_address: Optional[str] = None,
+                           num_processes: Optional[int] = None,
+                           process_id: Optional[int] = None) -> bool:
+    """Start `jax.distributed` when this is one process of several; else do nothing.
+
+    Sources, first match wins: the arguments; env AZR_COORDINATOR_ADDRESS /
+    AZR_NUM_PROCESSES / AZR_PROCESS_ID; a multi-host TPU VM (TPU_WORKER_HOSTNAMES lists
+    several hosts), where JAX finds everything itself. Returns True when initialised.
+    Call it before anything touches jax.devices().
+    """
+    if jax.distributed.is_initialized():
+        return True
+    env = os.environ
+    coordinator_address = coordinator_address or env.get("AZR_COORDINATOR_ADDRESS")
+    if num_processes is None and env.get("AZR_NUM_PROCESSES"):
+        num_processes = int(env["AZR_NUM_PROCESSES"])
+    if process_id is None and env.get("AZR_PROCESS_ID"):
+        process_id = int(env["AZR_PROCESS_ID"])
+    if coordinator_address and num_processes and num_processes > 1:
+        jax.distributed.initialize(coordinator_address, num_processes, process_id)
+        return True
+    if len([h for h in env.get("TPU_WORKER_HOSTNAMES", "").split(",") if h]) > 1:
+        jax.distributed.initialize()
+        return True
+    return False
+
+
+def is_main_process() -> bool:
+    """True on process 0 only: log, write metrics and print progress there."""
+    return jax.process_index() == 0
+
+
+def process_batch_rows(global_batch: int, mesh) -> slice:
+    """The rows of a global batch this process must load (its devices' shards, contiguous)."""
+    sharding = batch_sharding(mesh)
+    index_map = sharding.addressable_devices_indices_map((global_batch,))
+    starts = sorted({idx[0].start or 0 for idx in index_map.values()})
+    stops = sorted({global_batch if idx[0].stop is None else idx[0].stop for idx in index_map.values()})
+    lo, hi = starts[0], stops[-1]
+    if sum(b - a for a, b in zip(starts, stops)) != hi - lo:
+        raise ValueError("this process's batch shards are not contiguous")
+    return slice(lo, hi)
+
+
+def host_batch_to_global(local_batch: dict, mesh, global_batch: int) -> dict:
+    """Assemble global batch arrays from each process's rows (see `process_batch_rows`)."""
+    sharding = batch_sharding(mesh)
+    out = {}
+    for key, x in local_batch.items():
+        x = np.asarray(x)
+        out[key] = jax.make_array_from_process_local_data(sharding, x, (global_batch,) + x.shape[1:])
+    return out
