@@ -7,11 +7,13 @@ from azr_jax.selfplay.parsing import FormatError, Proposal, parse_answer, parse_
 from azr_jax.selfplay.prompts import (ProposerRequest, proposer_requests, render_messages,
                                       solver_task)
 from azr_jax.selfplay.rewards import (FAILED, FORMAT_ERROR, PASSED, composite_reward,
-                                      learnability, proposer_composite, solve_rate,
-                                      solver_composite)
+                                      learnability, proposer_composite, proposer_rewards,
+                                      solve_rate, solver_composite, solver_rewards)
 from azr_jax.selfplay.rounds import (ProposalResult, add_valid, answer_outcomes, fill_tasks,
                                      grade_answers, validate_proposals)
+from azr_jax.selfplay.seeding import seed_buffers
 from azr_jax.selfplay.tasks import (GROUPS, NUM_GROUPS, ROLES, InductionTask, SolverTask, Triplet,
                                     group_id)
 
-__all__ = [n for n in dir() if not n.startswith("_")]
+__all__ = [n for n in dir() if not n.startswith("_") and n not in (
+    "buffers", "config", "parsing", "prompts", "rewards", "rounds", "seeding", "tasks")]

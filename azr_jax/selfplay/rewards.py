@@ -54,3 +54,22 @@ def solver_composite(outcome: str, cfg: SelfPlayConfig) -> float:
 def proposer_composite(outcome: str, rate: float | None, cfg: SelfPlayConfig) -> float:
     """Proposer training reward; ``rate`` is the task's Monte-Carlo solve rate when valid."""
     return composite_reward(outcome, learnability(rate) if outcome == PASSED else 0.0, cfg)
+
+
+def solver_rewards(outcomes: Sequence[str], cfg: SelfPlayConfig) -> list[float]:
+    """Training rewards of a batch of solver answers."""
+    return [solver_composite(o, cfg) for o in outcomes]
+
+
+def proposer_rewards(outcomes: Sequence[str], rollouts: Sequence[Sequence[bool]],
+                     cfg: SelfPlayConfig) -> list[float]:
+    """Training rewards of a batch of proposals; ``rollouts[i]`` holds the correctness of
+    the n Monte-Carlo solver rollouts on proposal i's task (ignored unless it passed)."""
+    if len(outcomes) != len(rollouts):
+        raise ValueError(f"{len(outcomes)} outcomes but {len(rollouts)} rollout lists")
+    out = []
+    for o, rs in zip(outcomes, rollouts):
+        if o == PASSED and not len(rs):
+            raise ValueError("a valid proposal needs solver rollouts for its learnability")
+        out.append(proposer_composite(o, solve_rate(rs) if o == PASSED else None, cfg))
+    return out
