@@ -68,24 +68,24 @@ def get_config() -> ml_collections.ConfigDict:
         clip_eps=0.2,
         clip_eps_high=0.2,
         dual_clip=0.0,  # 0 = off; else the dual-clip constant c > 1
-        loss_agg="token-mean",  # token-mean | sequence-mean
+        aggregation="token_mean",  # token_mean | seq_mean
         kl_coef=0.0,
         kl_estimator="k3",
         entropy_coef=0.0,
         adv_eps=1e-6,
-        micro_batches=1,  # gradient accumulation
-        updates_per_batch=1,
     ))
 
     c.optim = ml_collections.ConfigDict(dict(
         lr=1e-6,
         warmup_steps=0,
-        schedule="constant",  # constant | cosine
+        schedule="constant",  # constant | cosine (decays over trainer.steps)
+        end_lr_fraction=0.0,
         weight_decay=0.0,
         b1=0.9,
         b2=0.999,
         eps=1e-8,
         grad_clip=1.0,
+        micro_batches=1,  # gradient accumulation
     ))
 
     c.executor = ml_collections.ConfigDict(dict(

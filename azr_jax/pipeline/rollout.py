@@ -1,0 +1,191 @@
+"""One step's rollouts on the host: propose -> validate -> learnability -> solve -> grade ->
+rewards -> advantages -> the padded update batch. Runs in the prefetch thread.
+
+Everything random comes from (seed, step): the sampler key is `fold_in(PRNGKey(seed), step)`
+and buffer sampling uses `np.random.default_rng([seed, step])`, so a resumed run repeats an
+uninterrupted one exactly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any
+
+import jax
+import numpy as np
+
+from azr_jax import selfplay as sp
+from azr_jax.rl import advantages as adv_lib
+from azr_jax.sampling import SamplingConfig, sample
+from azr_jax.pipeline.batching import build_batch
+
+
+@dataclasses.dataclass
+class RolloutContext:
+    """What rollouts need besides the parameters; built once by the trainer."""
+
+    model_cfg: Any  # azr_jax.models.ModelConfig
+    tokenizer: Any
+    selfplay: sp.SelfPlayConfig
+    sampling: SamplingConfig
+    max_prompt_len: int
+    batch_per_group: int
+    estimator: str
+    adv_eps: float
+    seed: int
+    mesh: Any
+    pool: Any  # azr_jax.executor pool
+    buffers: sp.Buffers
+    activity: Any  # prefetch.DeviceActivity
+    timer: Any  # metrics.PhaseTimer
+
+
+@dataclasses.dataclass
+class Rollout:
+    step: int
+    batch: dict  # numpy arrays, the update step's batch keys
+    metrics: dict
+    task_rows: list  # proposals for tasks.jsonl
+
+
+def _encode(ctx: RolloutContext, messages) -> list[int]:
+    text = ctx.tokenizer.apply_chat_template(list(messages), add_generation_prompt=True)
+    ids = ctx.tokenizer.encode(text, add_special_tokens=False)
+    return ids[-ctx.max_prompt_len:]  # keep the end: the instructions and the answer format
+
+
+def _generate(ctx, params, prompts, key, num_samples=1):
+    """Sample; returns (responses [R] token lists, logprobs [R] arrays, prompt_index [R])."""
+    cfg = ctx.sampling.replace(num_samples=num_samples)
+
+    def run():
+        out = sample(params, ctx.model_cfg, prompts, key, cfg, mesh=ctx.mesh)
+        return out
+
+    with ctx.timer("sample"):
+        out = ctx.activity.track(run)
+    toks = [out.row_tokens(r) for r in range(len(out.lengths))]
+    lps = [out.logprobs[r, : out.lengths[r]].astype(np.float32) for r in range(len(out.lengths))]
+    return toks, lps, out.prompt_index
+
+
+def _decode(ctx, token_lists):
+    return [ctx.tokenizer.decode(t, skip_special_tokens=True) for t in token_lists]
+
+
+def _task_row(step, result, rate, reward):
+    task = result.task
+    row = {"step": step, "type": result.request.task_type, "valid": result.outcome == sp.PASSED,
+           "outcome": result.outcome, "error": result.reason, "reward": round(float(reward), 4),
+           "solve_rate": rate}
+    parsed = result.parsed
+    if task is not None and isinstance(task, sp.InductionTask):
+        row.update(program=task.program, input=list(task.inputs), output=list(task.outputs),
+                   message=task.message)
+    elif task is not None:
+        row.update(program=task.program, input=task.input, output=task.output)
+    elif isinstance(parsed, sp.Proposal):
+        row.update(program=parsed.program or result.request.program, input=list(parsed.inputs),
+                   output="")
+    else:
+        row.update(program="", input="", output="")
+    return row
+
+
+def run_rollout(ctx: RolloutContext, step: int, params) -> Rollout:
+    """All host and sampling work of one training step (see the module docstring)."""
+    t_start = time.perf_counter()
+    cfg, B = ctx.selfplay, ctx.batch_per_group
+    rng = np.random.default_rng([ctx.seed, step])
+    key = jax.random.fold_in(jax.random.PRNGKey(ctx.seed), step)
+    k_prop, k_learn, k_solve = jax.random.split(key, 3)
+    types = list(cfg.task_types)
+
+    # 1. propose
+    with ctx.timer("host_prompts"):
+        requests = [r for t in types for r in sp.proposer_requests(t, ctx.buffers, B, rng, cfg)]
+        prop_prompts = [_encode(ctx, r.messages) for r in requests]
+    prop_toks, prop_lps, _ = _generate(ctx, params, prop_prompts, k_prop)
+    prop_texts = _decode(ctx, prop_toks)
+
+    # 2. validate in the executor
+    with ctx.timer("execute"):
+        results = sp.validate_proposals(ctx.pool, requests, prop_texts, cfg)
+
+    # 3. learnability: n solver rollouts per valid proposal
+    valid_idx = [i for i, r in enumerate(results) if r.outcome == sp.PASSED]
+    rates = {}
+    if valid_idx:
+        with ctx.timer("host_prompts"):
+            stasks = [sp.solver_task(results[i].request.task_type, results[i].task, cfg)
+                      for i in valid_idx]
+            prompts = [_encode(ctx, st.messages) for st in stasks]
+        toks, _, pidx = _generate(ctx, params, prompts, k_learn, num_samples=cfg.num_rollouts)
+        texts = _decode(ctx, toks)
+        with ctx.timer("execute"):
+            answers = [sp.parse_answer(stasks[p].task_type, t) for p, t in zip(pidx, texts)]
+            correct = sp.grade_answers(ctx.pool, [stasks[p] for p in pidx], answers)
+        for j, i in enumerate(valid_idx):
+            rates[i] = sp.solve_rate([c for c, p in zip(correct, pidx) if p == j])
+    prop_rewards = [sp.proposer_composite(r.outcome, rates.get(i), cfg) for i, r in enumerate(results)]
+
+    # 4. buffers grow; solver batch per type (new tasks first, filled from the buffer)
+    with ctx.timer("host_prompts"):
+        new_tasks = sp.add_valid(ctx.buffers, results)
+        solver_tasks = []
+        for t in types:
+            solver_tasks += [sp.solver_task(t, task, cfg)
+                             for task in sp.fill_tasks(t, results, ctx.buffers, B, rng)]
+        solve_prompts = [_encode(ctx, st.messages) for st in solver_tasks]
+    sol_toks, sol_lps, _ = _generate(ctx, params, solve_prompts, k_solve)
+    sol_texts = _decode(ctx, sol_toks)
+    with ctx.timer("execute"):
+        answers = [sp.parse_answer(st.task_type, t) for st, t in zip(solver_tasks, sol_texts)]
+        correct = sp.grade_answers(ctx.pool, solver_tasks, answers)
+        outcomes = sp.answer_outcomes(answers, correct)
+    sol_rewards = [sp.solver_composite(o, cfg) for o in outcomes]
+
+    # 5. rewards -> advantages over the 6 (type x role) groups -> batch
+    with ctx.timer("host_batch"):
+        groups = ([sp.group_id(r.request.task_type, "propose") for r in results]
+                  + [sp.group_id(st.task_type, "solve") for st in solver_tasks])
+        rewards = np.asarray(prop_rewards + sol_rewards, np.float32)
+        advantages = np.asarray(adv_lib.get(ctx.estimator)(rewards, np.asarray(groups),
+                                                           eps=ctx.adv_eps), np.float32)
+        batch = build_batch(prop_prompts + solve_prompts, prop_toks + sol_toks,
+                            prop_lps + sol_lps, advantages)
+        metrics = _metrics(types, results, rates, solver_tasks, outcomes, rewards, advantages,
+                           groups, prop_toks, sol_toks, ctx.buffers, new_tasks)
+        rows = [_task_row(step, r, rates.get(i), prop_rewards[i]) for i, r in enumerate(results)]
+    metrics["time/rollout"] = time.perf_counter() - t_start
+    return Rollout(step=step, batch=batch, metrics=metrics, task_rows=rows)
+
+
+def _mean(xs):
+    return float(np.mean(xs)) if len(xs) else 0.0
+
+
+def _metrics(types, results, rates, solver_tasks, outcomes, rewards, advantages, groups,
+             prop_toks, sol_toks, buffers, new_tasks) -> dict:
+    m: dict[str, float] = {"new_tasks": new_tasks}
+    groups = np.asarray(groups)
+    for t in types:
+        for role in sp.ROLES:
+            g = groups == sp.group_id(t, role)
+            m[f"reward/{t}_{role}"] = _mean(rewards[g])
+            m[f"adv_mean/{t}_{role}"] = _mean(advantages[g])
+            m[f"adv_std/{t}_{role}"] = float(np.std(advantages[g])) if g.any() else 0.0
+        mine = [r for r in results if r.request.task_type == t]
+        m[f"valid_rate/{t}"] = _mean([r.outcome == sp.PASSED for r in mine])
+        m[f"format_error/{t}_propose"] = _mean([r.outcome == sp.FORMAT_ERROR for r in mine])
+        o = [oc for st, oc in zip(solver_tasks, outcomes) if st.task_type == t]
+        m[f"solve_rate/{t}"] = _mean([x == sp.PASSED for x in o])
+        m[f"format_error/{t}_solve"] = _mean([x == sp.FORMAT_ERROR for x in o])
+        lr = [rates[i] for i, r in enumerate(results) if i in rates and r.request.task_type == t]
+        m[f"learnability_rate/{t}"] = _mean(lr)
+        m[f"buffer/{t}"] = len(buffers[t])
+    m["response_len/propose"] = _mean([len(x) for x in prop_toks])
+    m["response_len/solve"] = _mean([len(x) for x in sol_toks])
+    m["gen_tokens"] = int(sum(len(x) for x in prop_toks) + sum(len(x) for x in sol_toks))
+    return m

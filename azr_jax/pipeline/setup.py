@@ -1,0 +1,138 @@
+"""Build everything a training run needs from one config: mesh, model, tokenizer, train
+state, update step, sampler settings, executor pool, buffers, checkpointer."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any
+
+from azr_jax.errors import UserError
+
+CHECKPOINT_DIR = "checkpoints"
+
+
+@dataclasses.dataclass
+class Env:
+    model_cfg: Any
+    tokenizer: Any
+    selfplay: Any
+    sampling: Any
+    mesh: Any
+    pool: Any
+    buffers: Any
+    train_state: Any
+    update: Any
+    checkpointer: Any
+    optim: Any
+
+    def close(self):
+        for thing in (self.pool, self.checkpointer):
+            close = getattr(thing, "close", None)
+            if close is not None:
+                close()
+
+
+def selfplay_config(cfg):
+    from azr_jax.selfplay import SelfPlayConfig
+
+    fields = {f.name for f in dataclasses.fields(SelfPlayConfig)}
+    return SelfPlayConfig.from_dict({k: v for k, v in cfg.selfplay.items() if k in fields})
+
+
+def optim_config(cfg):
+    from azr_jax.rl.optim import OptimConfig
+
+    o = cfg.optim
+    return OptimConfig(lr=o.lr, warmup_steps=o.warmup_steps, schedule=o.schedule,
+                       total_steps=max(1, cfg.trainer.steps), end_lr_fraction=o.end_lr_fraction,
+                       weight_decay=o.weight_decay, b1=o.b1, b2=o.b2, eps=o.eps,
+                       grad_clip=o.grad_clip, micro_batches=o.micro_batches)
+
+
+def loss_config(cfg):
+    from azr_jax.rl.losses import LossConfig
+
+    r = cfg.rl
+    return LossConfig(name=r.loss, clip_eps=r.clip_eps, clip_eps_high=r.clip_eps_high,
+                      dual_clip=r.dual_clip or None, aggregation=r.aggregation,
+                      kl_coef=r.kl_coef, kl_estimator=r.kl_estimator,
+                      entropy_coef=r.entropy_coef)
+
+
+def sampling_config(cfg, tokenizer, model_cfg):
+    from azr_jax.sampling import SamplingConfig
+
+    s = cfg.sampling
+    stops = tuple(tokenizer.eos_ids) or tuple(model_cfg.eos_token_ids)
+    pad = tokenizer.pad_id if tokenizer.pad_id is not None else (stops[0] if stops else 0)
+    return SamplingConfig(max_new_tokens=s.max_new_tokens, temperature=s.temperature,
+                          top_p=s.top_p, top_k=s.top_k, stop_token_ids=stops,
+                          prompt_bucket=s.prompt_bucket, pad_token_id=pad)
+
+
+def check_config(cfg):
+    """Cross-field checks that no single package can do."""
+    from azr_jax.rl import advantages
+
+    if cfg.rl.estimator not in advantages.names():
+        raise UserError(f"unknown rl.estimator {cfg.rl.estimator!r}; known: "
+                        f"{', '.join(advantages.names())}")
+    if cfg.trainer.staleness < 0:
+        raise UserError(f"trainer.staleness must be >= 0, got {cfg.trainer.staleness}")
+    if cfg.selfplay.batch_per_group < 1:
+        raise UserError(f"selfplay.batch_per_group must be >= 1, got {cfg.selfplay.batch_per_group}")
+    if cfg.trainer.steps < 0:
+        raise UserError(f"trainer.steps must be >= 0, got {cfg.trainer.steps}")
+
+
+def load_model(cfg):
+    """(ModelConfig, host params, tokenizer) for cfg.model.path or cfg.model.preset."""
+    from azr_jax.checkpoints import load_model as load
+
+    spec = cfg.model.path or cfg.model.preset
+    loaded = load(spec)
+    model_cfg = loaded.config.replace(dtype=cfg.model.dtype, param_dtype=cfg.model.param_dtype,
+                                      remat=cfg.model.remat)
+    return model_cfg, loaded.params, loaded.tokenizer
+
+
+def build(cfg, workdir: str) -> Env:
+    import jax
+
+    from azr_jax.checkpoints import TrainCheckpointer
+    from azr_jax.executor import SandboxConfig, SandboxPool
+    from azr_jax.rl.update import create_train_state, make_update_step
+    from azr_jax.selfplay import Buffers
+    from azr_jax.sharding import MeshConfig, make_mesh
+
+    check_config(cfg)
+    sp_cfg = selfplay_config(cfg)
+    optim = optim_config(cfg)
+    mesh = make_mesh(MeshConfig(data=cfg.mesh.data, fsdp=cfg.mesh.fsdp, tensor=cfg.mesh.tensor))
+    model_cfg, params, tokenizer = load_model(cfg)
+    if tokenizer is None:
+        raise UserError(f"model {cfg.model.path or cfg.model.preset!r} has no tokenizer")
+    state = create_train_state(model_cfg, params, optim, mesh,
+                               rng=jax.random.PRNGKey(cfg.trainer.seed))
+    del params
+    update = make_update_step(model_cfg, optim, loss_config(cfg), mesh)
+    pool = SandboxPool(SandboxConfig(workers=cfg.executor.workers, timeout_s=sp_cfg.timeout_s,
+                                     memory_mb=cfg.executor.memory_mb))
+    ckpt = TrainCheckpointer(os.path.join(os.path.abspath(workdir), CHECKPOINT_DIR),
+                             keep=cfg.trainer.keep)
+    return Env(model_cfg=model_cfg, tokenizer=tokenizer, selfplay=sp_cfg,
+               sampling=sampling_config(cfg, tokenizer, model_cfg), mesh=mesh, pool=pool,
+               buffers=Buffers.from_config(sp_cfg), train_state=state, update=update,
+               checkpointer=ckpt, optim=optim)
+
+
+def restore(env: Env):
+    """(step, train state, buffers) from the latest checkpoint in env's workdir."""
+    from azr_jax.rl.update import abstract_train_state
+    from azr_jax.selfplay import Buffers
+
+    step = env.checkpointer.latest_step()
+    target = abstract_train_state(env.model_cfg, env.optim, env.mesh)
+    state, trainer_state = env.checkpointer.restore(step, target)
+    return int(step), state, Buffers.from_dict(trainer_state["buffers"])
