@@ -88,10 +88,11 @@ def check_config(cfg):
 
 def load_model(cfg):
     """(ModelConfig, host params, tokenizer) for cfg.model.path or cfg.model.preset."""
-    from azr_jax.checkpoints import load_model as load
+    from azr_jax.checkpoints.loader import load_model as load
+    from azr_jax.sharding import is_main_process
 
     spec = cfg.model.path or cfg.model.preset
-    loaded = load(spec)
+    loaded = load(spec, dtype=cfg.model.param_dtype, progress=is_main_process())
     model_cfg = loaded.config.replace(dtype=cfg.model.dtype, param_dtype=cfg.model.param_dtype,
                                       remat=cfg.model.remat)
     return model_cfg, loaded.params, loaded.tokenizer
