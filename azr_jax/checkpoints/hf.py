@@ -196,7 +196,12 @@ def _get(tree, path: tuple[str, ...]):
 
 
 def _np_dtype(dtype):
-    return np.dtype(dtype)  # jnp.bfloat16 is an ml_dtypes numpy dtype
+    """numpy dtype from a name ('bfloat16') or a numpy/jax dtype (bf16 is ml_dtypes')."""
+    if isinstance(dtype, str):
+        from azr_jax.models.config import DTYPES
+
+        dtype = DTYPES.get(dtype, dtype)
+    return np.dtype(dtype)
 
 
 def convert_params(get_tensor: Callable[[str], np.ndarray], cfg: ModelConfig,
