@@ -9,12 +9,12 @@
 
 # --- where ---------------------------------------------------------------------------------
 : "${PROJECT:=}"                       # empty: gcloud's configured project
-: "${ZONE:=us-central2-b}"             # v4: us-central2-b; v5p: us-east5-a; v5e: us-west4-a
+: "${ZONE:=us-east5-a}"                # v5p: us-east5-a; v4: us-central2-b; v6e: us-east5-b
 : "${TPU_NAME:=azr-jax}"               # the TPU VM (node) name
 : "${QUEUED_ID:=}"                     # queued-resource id; empty: ${TPU_NAME}-qr
 
 # --- what ----------------------------------------------------------------------------------
-: "${ACCELERATOR_TYPE:=v4-32}"         # slice: v4-32 = 16 chips on 4 hosts
+: "${ACCELERATOR_TYPE:=v5p-128}"       # the recipe's TPU_SLICE: v5p-128 = 64 chips, 16 hosts
 : "${RUNTIME_VERSION:=}"               # empty: picked from the TPU generation (see lib.sh)
 : "${USE_QUEUED:=1}"                   # 1: queued resources (pods, spot); 0: tpu-vm create
 : "${SPOT:=0}"                         # 1: spot capacity (cheaper, can be preempted)

@@ -1,0 +1,12 @@
+"""AZR on Llama-3.1-8B (base), the paper's recipe, sized for a v5p-128 slice.
+
+Memory per device: `python -m azr_jax.sharding.memory configs/llama3_1_8b.py`.
+"""
+
+from configs.paper import paper_config
+
+TPU_SLICE = "v5p-128"
+
+
+def get_config():
+    return paper_config("llama3.1-8b", fsdp=16, tensor=4, micro_batches=12)
