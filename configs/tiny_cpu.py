@@ -9,7 +9,7 @@ def get_config():
     c.model.dtype = "float32"
     c.model.remat = "none"
     c.mesh.data, c.mesh.fsdp, c.mesh.tensor = 2, 2, 2
-    c.sampling.max_prompt_len = 256
+    c.sampling.max_prompt_len = 128
     c.sampling.max_new_tokens = 24
     c.selfplay.batch_per_group = 4
     c.selfplay.num_references = 2

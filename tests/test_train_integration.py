@@ -1,0 +1,98 @@
+"""Several real training steps of configs/tiny_cpu.py on 8 fake devices (mesh 2x2x2).
+
+The tiny random model writes gibberish, so a test responder replaces some sampled rows with
+well-formed responses (the rest stay the model's own): proposals become valid, buffers
+grow, and all 6 (type x role) groups see different outcomes. Everything else is the real
+pipeline: sandbox validation and grading, rewards, TRR++, sharded updates, checkpoints.
+"""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from azr_jax.pipeline import rollout as rollout_mod
+from azr_jax.pipeline.config import load_config
+from azr_jax.pipeline.metrics import read_metrics
+from azr_jax.pipeline.report import build_report
+from azr_jax.pipeline.tasklog import read_tasks
+from azr_jax.pipeline.trainer import train
+from azr_jax.selfplay import GROUPS
+
+
+def _canned(prompt_text: str, row: int) -> str | None:
+    """A well-formed response for the kind of prompt, for odd rows; None keeps the model's."""
+    if row % 2 == 0:
+        return None
+    if "input blocks and one message block" in prompt_text:  # induction proposer
+        return ("<answer>\n```input\n1\n```\n```input\n2\n```\n```input\n'ab'\n```\n"
+                "```message\nreturns its argument\n```\n</answer>")
+    if "holds the program and the input" in prompt_text:  # deduction/abduction proposer
+        k = row % 5
+        body = f"x * {k}" if row % 3 else "undefined_name"  # some invalid (NameError)
+        return f"<answer>\n```python\ndef f(x):\n    return {body}\n```\n```input\n{row}\n```\n</answer>"
+    if "The answer holds the program" in prompt_text:  # induction solver
+        return "<answer>\n```python\ndef f(x):\n    return x\n```\n</answer>"
+    return "<answer>'Hello World'</answer>"  # deduction/abduction solver
+
+
+@pytest.fixture
+def responder(monkeypatch):
+    real_sample = rollout_mod.sample
+
+    def sample(params, cfg, prompts, key, sampling, mesh=None):
+        out = real_sample(params, cfg, prompts, key, sampling, mesh=mesh)
+        from azr_jax.tokenizer import tiny_tokenizer
+
+        tok = tiny_tokenizer()
+        for r, p in enumerate(out.prompt_index):
+            text = _canned(tok.decode(prompts[p], skip_special_tokens=False), r)
+            if text is None:
+                continue
+            ids = tok.encode(text)[: sampling.max_new_tokens - 1] + [sampling.stop_token_ids[0]]
+            out.tokens[r] = sampling.pad_token_id
+            out.tokens[r, : len(ids)] = ids
+            out.logprobs[r] = 0.0
+            out.logprobs[r, : len(ids)] = -1.0
+            out.lengths[r] = len(ids)
+        return out
+
+    monkeypatch.setattr(rollout_mod, "sample", sample)
+
+
+def test_tiny_cpu_training_steps(tmp_path, responder):
+    cfg = load_config("tiny_cpu", ["trainer.steps=3", "sampling.max_new_tokens=96"])
+    workdir = str(tmp_path / "run")
+    result = train(cfg, workdir)
+    assert (result.start_step, result.end_step) == (0, 3)
+
+    rows = read_metrics(workdir)
+    assert [r["step"] for r in rows] == [1, 2, 3]
+    for r in rows:
+        for t, role in GROUPS:
+            assert f"reward/{t}_{role}" in r and np.isfinite(r[f"adv_mean/{t}_{role}"])
+        assert np.isfinite(r["loss"]) and r["num_tokens"] > 0
+        assert 0.0 <= r["device_idle_frac"] <= 1.0 and r["time/sample"] > 0
+    # every group got rewards that differ between samples, hence non-zero advantages
+    for t, role in GROUPS:
+        assert any(r[f"adv_std/{t}_{role}"] > 0.1 for r in rows), (t, role)
+    # valid proposals entered the buffers; the solver solved some, failed some
+    for t in ("deduction", "abduction", "induction"):
+        assert rows[-1][f"buffer/{t}"] > 1
+        assert any(0 < r[f"solve_rate/{t}"] < 1 for r in rows)
+    tasks = read_tasks(workdir)
+    assert len(tasks) == 3 * 3 * cfg.selfplay.batch_per_group
+    assert any(t["valid"] and t["type"] == "deduction" and "x *" in t["program"] for t in tasks)
+    assert any(not t["valid"] and "NameError" in t["error"] for t in tasks)
+    # TensorBoard events, the saved config and a restorable checkpoint
+    assert any(n.startswith("events.out.tfevents") for n in os.listdir(os.path.join(workdir, "tb")))
+    assert json.load(open(os.path.join(workdir, "config.json")))["model"]["preset"] == "tiny"
+    html = open(build_report(workdir)).read()
+    assert "x * " in html and "<svg" in html
+
+    # a finished run resumes as a no-op; a longer one continues from the checkpoint
+    again = train(load_config("tiny_cpu", ["trainer.steps=4", "sampling.max_new_tokens=96"]),
+                  workdir)
+    assert (again.start_step, again.end_step) == (3, 4)
+    assert [r["step"] for r in read_metrics(workdir)] == [1, 2, 3, 4]
