@@ -195,15 +195,21 @@ def estimate_memory(model_cfg, mesh_sizes: tuple[int, int, int], *, train_rows: 
                           notes=tuple(notes))
 
 
-def recipe_shapes(cfg, num_devices: int) -> dict:
+# Rows per sampler call the paper recipes are sized for: one task type's learnability
+# rollouts (64 tasks x n=8). See `recipe_shapes`.
+CHUNKED_ROLLOUT_ROWS = 512
+
+
+def recipe_shapes(cfg, num_devices: int, rollout_rows: Optional[int] = None) -> dict:
     """The sizes a training config implies on `num_devices` devices.
 
     Update batch: 2 roles x task types x `batch_per_group` sequences, split over the
-    data-parallel devices and `optim.micro_batches`. Rollouts: the largest sampler call is
-    taken to be one task type's learnability rollouts (`batch_per_group * num_rollouts`
-    rows; `rollout_rows` in the config's `memory` section overrides it when present).
+    data-parallel devices and `optim.micro_batches`. Rollouts: the largest sampler call. The
+    trainer (azr_jax.pipeline.rollout) samples every learnability rollout of a step in one
+    call, task types x batch_per_group x num_rollouts rows padded to a power of two, unless
+    the config has `sampling.max_rows_per_call`; `rollout_rows` overrides both.
     """
-    from azr_jax.sampling.config import BUCKET_POLICIES
+    from azr_jax.sampling.config import BUCKET_POLICIES, padded_batch_size
     from azr_jax.sharding.mesh import MeshConfig
 
     mesh = MeshConfig(cfg.mesh.data, cfg.mesh.fsdp, cfg.mesh.tensor).shape(num_devices)
@@ -214,9 +220,12 @@ def recipe_shapes(cfg, num_devices: int) -> dict:
     if update_rows % (dp * micro):
         raise ValueError(f"update batch {update_rows} is not a multiple of data-parallel "
                          f"devices ({dp}) x micro_batches ({micro})")
-    rollout_rows = cfg.selfplay.batch_per_group * cfg.selfplay.num_rollouts
-    if "memory" in cfg and "rollout_rows" in cfg.memory:
-        rollout_rows = cfg.memory.rollout_rows
+    if rollout_rows is None:
+        rollout_rows = padded_batch_size(len(cfg.selfplay.task_types) * cfg.selfplay.batch_per_group
+                                         * cfg.selfplay.num_rollouts, dp)
+        cap = cfg.sampling.get("max_rows_per_call", 0) if hasattr(cfg.sampling, "get") else 0
+        if cap:
+            rollout_rows = min(rollout_rows, padded_batch_size(cap, dp))
     prompt = BUCKET_POLICIES[cfg.sampling.prompt_bucket](cfg.sampling.max_prompt_len)
     return dict(mesh=mesh, train_rows=update_rows // (dp * micro),
                 train_len=prompt + cfg.sampling.max_new_tokens,
@@ -232,14 +241,14 @@ def model_config_of(cfg):
         dtype=cfg.model.dtype, param_dtype=cfg.model.param_dtype, remat=cfg.model.remat)
 
 
-def estimate_for_config(cfg, num_devices: int) -> MemoryEstimate:
-    shapes = recipe_shapes(cfg, num_devices)
+def estimate_for_config(cfg, num_devices: int, rollout_rows: Optional[int] = None) -> MemoryEstimate:
+    shapes = recipe_shapes(cfg, num_devices, rollout_rows)
     mesh = shapes.pop("mesh")
     return estimate_memory(model_config_of(cfg), mesh, **shapes)
 
 
 def recipe_report(path_or_name: str, accelerator_type: Optional[str] = None,
-                  overrides=()) -> tuple[MemoryEstimate, str]:
+                  overrides=(), rollout_rows: Optional[int] = None) -> tuple[MemoryEstimate, str]:
     """(estimate, printable report) of a recipe file on its TPU_SLICE (or `accelerator_type`),
     after `--config.key=value` overrides."""
     import importlib.util
@@ -261,8 +270,8 @@ def recipe_report(path_or_name: str, accelerator_type: Optional[str] = None,
         chips, hbm = slice_chips(accelerator_type)
     except ValueError as e:
         raise UserError(str(e)) from None
-    estimate = estimate_for_config(config, chips)
-    shapes = recipe_shapes(config, chips)
+    estimate = estimate_for_config(config, chips, rollout_rows)
+    shapes = recipe_shapes(config, chips, rollout_rows)
     head = (f"{os.path.basename(path)} on {accelerator_type} ({chips} chips): "
             f"{config.model.preset}, remat={config.model.remat}, "
             f"micro_batches={config.optim.micro_batches}\n"
@@ -281,10 +290,13 @@ def main(argv=None) -> int:
                     "--config.key=value flags override the recipes (e.g. --config.mesh.fsdp=8).")
     parser.add_argument("configs", nargs="+", help="recipe files or names under configs/")
     parser.add_argument("--slice", default=None, help="TPU slice (default: the recipe's TPU_SLICE)")
+    parser.add_argument("--rollout-rows", type=int, default=None,
+                        help="global rows per sampler call (default: what the trainer does; "
+                             f"the recipes are sized for {CHUNKED_ROLLOUT_ROWS})")
     args, overrides = parser.parse_known_args(argv)
     try:
         for name in args.configs:
-            print(recipe_report(name, args.slice, overrides)[1])
+            print(recipe_report(name, args.slice, overrides, args.rollout_rows)[1])
     except UserError as e:
         print(f"error: {e}")
         return 2
