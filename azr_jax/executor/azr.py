@@ -1,0 +1,159 @@
+"""AZR execution semantics, in one place: static checks, validation, grading.
+
+The ban list is policy (what tasks may use); the process sandbox is the security boundary.
+Outputs are ``repr`` of ``f(<input text>)``; values are compared after safe literal
+evaluation in the trainer process (``ast.literal_eval``, never ``eval``).
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+
+from azr_jax.executor.pool import Job, SandboxPool
+
+# Modules whose use makes a task non-reproducible or reaches outside the program.
+DEFAULT_BANNED: frozenset[str] = frozenset({
+    "random", "time", "datetime", "os", "sys", "subprocess", "threading", "multiprocessing",
+    "logging", "hashlib", "hmac", "calendar", "pebble", "secrets", "uuid", "socket", "shutil",
+    "signal", "ctypes", "importlib", "builtins", "gc", "inspect", "pathlib", "tempfile", "io",
+    "pickle", "marshal", "asyncio", "concurrent", "sched", "select", "resource", "platform",
+    "urllib", "http", "requests", "numpy.random", "faulthandler", "atexit", "code", "codeop",
+})
+# Builtins that run, import or reach code around the static checks.
+DEFAULT_BANNED_CALLS: frozenset[str] = frozenset({
+    "__import__", "eval", "exec", "compile", "open", "input", "breakpoint", "globals",
+    "locals", "vars", "exit", "quit", "help", "memoryview",
+})
+MAX_LITERAL_CHARS = 100_000
+
+
+@dataclasses.dataclass(frozen=True)
+class Validation:
+    """A proposal's validation: ``outputs[i]`` is the gold output for input i when ok."""
+
+    ok: bool
+    outputs: list[str]
+    reason: str | None
+
+
+def check_program(code: str, banned: frozenset[str] | set[str] = DEFAULT_BANNED,
+                  banned_calls: frozenset[str] | set[str] = DEFAULT_BANNED_CALLS,
+                  entry: str = "f") -> str | None:
+    """Static checks on the AST. Returns None when the program is acceptable, else why not.
+
+    Rules: it parses; it defines the top-level function ``entry`` exactly once; it imports
+    no banned module (any dotted prefix counts: ``os.path`` is banned by ``os``); it names no
+    banned builtin call and touches no banned module through an attribute of a dunder.
+    """
+    try:
+        tree = ast.parse(code)
+    except (SyntaxError, ValueError, MemoryError, RecursionError) as e:
+        return f"syntax error: {e}"
+    defs = [n for n in tree.body
+            if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.name == entry]
+    if not defs:
+        return f"no top-level function {entry!r}"
+    if len(defs) > 1:
+        return f"function {entry!r} is defined {len(defs)} times"
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            names = [node.module or ""] + [f"{node.module}.{a.name}" for a in node.names]
+        else:
+            names = []
+        for name in names:
+            parts = name.split(".")
+            for i in range(1, len(parts) + 1):
+                if ".".join(parts[:i]) in banned:
+                    return f"banned import: {name}"
+        if isinstance(node, ast.Name) and node.id in banned_calls:
+            return f"banned call: {node.id}"
+        if isinstance(node, ast.Attribute) and node.attr in banned_calls | {
+                "__builtins__", "__subclasses__", "__globals__", "__code__", "__loader__"}:
+            return f"banned attribute: {node.attr}"
+        if isinstance(node, ast.Name) and node.id == "__builtins__":
+            return "banned name: __builtins__"
+    return None
+
+
+def _literal(text: str):
+    """(True, value) if ``text`` is a Python literal, else (False, None). Never evaluates code."""
+    if not isinstance(text, str) or len(text) > MAX_LITERAL_CHARS:
+        return False, None
+    try:
+        return True, ast.literal_eval(text.strip())
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return False, None
+
+
+def outputs_equal(predicted_text: str, gold_text: str) -> bool:
+    """Value equality of two output texts (literals); exact text match otherwise."""
+    if not isinstance(predicted_text, str) or not isinstance(gold_text, str):
+        return False
+    ok_p, value_p = _literal(predicted_text)
+    ok_g, value_g = _literal(gold_text)
+    if ok_p and ok_g:
+        try:
+            return bool(value_p == value_g)
+        except Exception:  # noqa: BLE001 - exotic comparisons
+            return False
+    return predicted_text.strip() == gold_text.strip()
+
+
+def validate_tasks(pool: SandboxPool, items: list[tuple[str, list[str]]], repeats: int = 2,
+                   banned: frozenset[str] | set[str] = DEFAULT_BANNED,
+                   timeout: float | None = None) -> list[Validation]:
+    """Validate proposals ``(code, [input_text, ...])``: static checks, then run every input
+    ``repeats`` times in one sandboxed child; all must succeed with equal outputs."""
+    results: list[Validation | None] = [None] * len(items)
+    jobs, where = [], []
+    for i, (code, inputs) in enumerate(items):
+        reason = check_program(code, banned)
+        if reason is None and not inputs:
+            reason = "no inputs"
+        if reason is not None:
+            results[i] = Validation(False, [], reason)
+            continue
+        jobs.append(Job(code, list(inputs), repeats=repeats))
+        where.append(i)
+    for i, res in zip(where, pool.run(jobs, timeout=timeout)):
+        if res.ok:
+            results[i] = Validation(True, [r.output for r in res.runs], None)
+        else:
+            why = res.first_error or "non-deterministic"
+            results[i] = Validation(False, [], why)
+    return results  # type: ignore[return-value]
+
+
+def grade_deduction(predicted_output_text: str, gold_output_text: str) -> bool:
+    """Deduction: the predicted output equals the gold output as a value (no sandbox)."""
+    return outputs_equal(predicted_output_text, gold_output_text)
+
+
+def grade_abduction(pool: SandboxPool, items: list[tuple[str, str, str]],
+                    timeout: float | None = None) -> list[bool]:
+    """Abduction: run ``code`` on the predicted input; correct iff the output equals gold."""
+    jobs = [Job(code, [pred_input], repeats=1) for code, pred_input, _ in items]
+    results = pool.run(jobs, timeout=timeout)
+    return [bool(r.runs and r.runs[0].ok and outputs_equal(r.runs[0].output, gold))
+            for r, (_, _, gold) in zip(results, items)]
+
+
+def grade_induction(pool: SandboxPool, items: list[tuple[str, list[str], list[str]]],
+                    banned: frozenset[str] | set[str] = DEFAULT_BANNED,
+                    timeout: float | None = None) -> list[bool]:
+    """Induction: the predicted program must pass the static checks and map every held-out
+    input to its gold output."""
+    grades = [False] * len(items)
+    jobs, where = [], []
+    for i, (code, inputs, golds) in enumerate(items):
+        if len(inputs) != len(golds) or not inputs or check_program(code, banned) is not None:
+            continue
+        jobs.append(Job(code, list(inputs), repeats=1))
+        where.append(i)
+    for i, res in zip(where, pool.run(jobs, timeout=timeout)):
+        golds = items[i][2]
+        grades[i] = all(r.ok and outputs_equal(r.output, g) for r, g in zip(res.runs, golds))
+    return grades

@@ -1,0 +1,128 @@
+"""CLI subcommands ``execute`` and ``score-cruxeval`` (see DESIGN.md's CLI contract)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from azr_jax.errors import UserError
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("execute", help="run f(<input>) for JSONL rows in the sandbox")
+    p.add_argument("--input", required=True, help='JSONL rows {"id", "code", "input"}')
+    p.add_argument("--output", required=True, help="JSONL result rows")
+    p.add_argument("--workers", type=int, default=None, help="sandbox workers (default: cores)")
+    p.add_argument("--timeout", type=float, default=5.0, help="seconds per execution")
+    p.add_argument("--repeats", type=int, default=2, help="runs per input (determinism check)")
+    p.set_defaults(func=execute_command)
+
+    p = subparsers.add_parser("score-cruxeval", help="score CRUXEval generations (pass@1, pass@5)")
+    p.add_argument("--task", required=True, choices=["output", "input"])
+    p.add_argument("--dataset", required=True, help="CRUXEval JSONL (code, input, output, id)")
+    p.add_argument("--generations", required=True, help='JSON {"sample_i": [generation, ...]}')
+    p.add_argument("--scored-output", default=None,
+                   help="per-sample results JSON (default: <generations>.scored.json)")
+    p.add_argument("--workers", type=int, default=None)
+    p.add_argument("--timeout", type=float, default=3.0, help="seconds per generation (official: 3)")
+    p.set_defaults(func=score_cruxeval_command)
+
+
+def read_execute_rows(path: str) -> tuple[list[dict], list[str]]:
+    """Valid rows and one message per bad line (naming the line number)."""
+    if not os.path.isfile(path):
+        raise UserError(f"input file not found: {path}")
+    rows, problems = [], []
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                problems.append(f"{path} line {lineno}: not valid JSON ({e.msg})")
+                continue
+            if not isinstance(row, dict):
+                problems.append(f"{path} line {lineno}: expected a JSON object")
+                continue
+            missing = [k for k in ("id", "code", "input") if k not in row]
+            bad = [k for k in ("code", "input") if k in row and not isinstance(row[k], str)]
+            if missing or bad:
+                what = (f"missing field(s) {', '.join(missing)}" if missing
+                        else f"field(s) {', '.join(bad)} must be strings")
+                problems.append(f"{path} line {lineno}: {what}")
+                continue
+            rows.append(row)
+    return rows, problems
+
+
+def execute_rows(pool, rows: list[dict], repeats: int = 2, progress: bool = True) -> list[dict]:
+    """Run each row's f(<input>); rows with the same code share one sandboxed child."""
+    from azr_jax.executor.pool import Job
+
+    by_code: dict[str, list[int]] = {}
+    for i, row in enumerate(rows):
+        by_code.setdefault(row["code"], []).append(i)
+    groups = list(by_code.items())
+    out: list[dict | None] = [None] * len(rows)
+    bar = None
+    if progress and len(groups) > 256:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(rows), desc="execute", unit="row", file=sys.stderr)
+    chunk = 256
+    for start in range(0, len(groups), chunk):
+        part = groups[start:start + chunk]
+        jobs = [Job(code, [rows[i]["input"] for i in idx], repeats=repeats) for code, idx in part]
+        for (code, idx), res in zip(part, pool.run(jobs)):
+            for i, run in zip(idx, res.runs):
+                out[i] = {"id": rows[i]["id"], "ok": bool(run.ok and run.deterministic),
+                          "output": run.output, "error": run.error,
+                          "deterministic": bool(run.deterministic)}
+            if bar is not None:
+                bar.update(len(idx))
+    if bar is not None:
+        bar.close()
+    return out  # type: ignore[return-value]
+
+
+def execute_command(args: argparse.Namespace) -> int:
+    from azr_jax.executor.pool import SandboxConfig, SandboxPool
+
+    rows, problems = read_execute_rows(args.input)
+    for msg in problems:
+        print(f"error: {msg}", file=sys.stderr)
+    if args.timeout <= 0:
+        raise UserError(f"--timeout must be positive, got {args.timeout}")
+    with SandboxPool(SandboxConfig(workers=args.workers, timeout_s=args.timeout)) as pool:
+        results = execute_rows(pool, rows, repeats=args.repeats)
+    try:
+        with open(args.output, "w", encoding="utf-8") as fh:
+            for r in results:
+                fh.write(json.dumps(r) + "\n")
+    except OSError as e:
+        raise UserError(f"cannot write output file {args.output}: {e.strerror}") from None
+    ok = sum(r["ok"] for r in results)
+    print(f"executed {len(results)} rows: {ok} ok, {len(results) - ok} failed"
+          + (f"; skipped {len(problems)} bad line(s)" if problems else ""), file=sys.stderr)
+    return 1 if problems else 0
+
+
+def score_cruxeval_command(args: argparse.Namespace) -> int:
+    from azr_jax.executor import cruxeval
+    from azr_jax.executor.pool import SandboxConfig, SandboxPool
+
+    dataset = cruxeval.read_dataset(args.dataset)
+    generations = cruxeval.read_generations(args.generations, dataset)
+    with SandboxPool(SandboxConfig(workers=args.workers, timeout_s=args.timeout)) as pool:
+        result = cruxeval.score(pool, dataset, generations, args.task, timeout_s=args.timeout,
+                                progress=True)
+    path = args.scored_output or args.generations + ".scored.json"
+    with open(path, "w", encoding="utf-8") as fh:
+        json.dump({"raw_generations": {r["id"]: g for r, g in zip(dataset, generations)}, **result},
+                  fh)
+    print(f"pass@1: {result['pass_at_1']:.1f} pass@5: {result['pass_at_5']:.1f}")
+    print(f"per-sample results: {path}", file=sys.stderr)
+    return 0
