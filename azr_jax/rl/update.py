@@ -70,7 +70,9 @@ def abstract_train_state(model_cfg: ModelConfig, optim_cfg: OptimConfig, mesh: M
 
 def create_train_state(model_cfg: ModelConfig, params, optim_cfg: OptimConfig, mesh: Mesh,
                        rng=None) -> TrainState:
-    """Shard `params` (host or device arrays) onto `mesh` and initialise AdamW there."""
+    """Shard `params` onto `mesh` and initialise AdamW there. Device arrays already in place
+    are used as they are, so the update step (which donates the state) consumes them: pass
+    host arrays (or copies) if you need the originals afterwards."""
     shardings = train_state_shardings(model_cfg, optim_cfg, mesh)
     params = jax.tree.map(lambda x, s: jax.device_put(jnp.asarray(x, model_cfg.params_dtype), s),
                           params, shardings.params)
