@@ -1,0 +1,69 @@
+"""`azr-jax export-hf`: a training checkpoint (saved on any mesh) -> a HF model directory."""
+
+from __future__ import annotations
+
+import os
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "export-hf", help="write a training checkpoint as a HF directory (transformers, vLLM)",
+        description="Restore the train state of WORKDIR (latest step, or --step) onto this "
+                    "host's devices and write config.json, safetensors and the tokenizer "
+                    "(with its chat template) to --output.")
+    p.add_argument("--workdir", required=True, help="the training run's --workdir")
+    p.add_argument("--step", type=int, default=None, help="checkpoint step (default: latest)")
+    p.add_argument("--output", required=True, help="directory to write (created)")
+    p.add_argument("--dtype", default=None, choices=("float32", "bfloat16", "float16"),
+                   help="storage dtype of the weights (default: the checkpoint's)")
+    p.set_defaults(func=cmd_export_hf)
+
+
+def export_from_workdir(workdir: str, output: str, step: int | None = None,
+                        dtype: str | None = None) -> int:
+    """Export step `step` (default: latest) of a training workdir; returns the step."""
+    import jax
+
+    from azr_jax.errors import UserError
+    from azr_jax.pipeline import setup as setup_lib
+    from azr_jax.pipeline.config import config_from_json
+    from azr_jax.pipeline.trainer import CONFIG_FILE
+    from azr_jax.rl.update import abstract_train_state
+    from azr_jax.sharding import MeshConfig, make_mesh
+
+    config_path = os.path.join(workdir, CONFIG_FILE)
+    if not os.path.isfile(config_path):
+        raise UserError(f"{workdir} is not a training workdir (no {CONFIG_FILE})")
+    with open(config_path, encoding="utf-8") as f:
+        cfg = config_from_json(f.read())
+    from azr_jax.checkpoints import TrainCheckpointer, export_hf  # after the cheap checks
+
+    ckpt_dir = os.path.join(os.path.abspath(workdir), setup_lib.CHECKPOINT_DIR)
+    checkpointer = TrainCheckpointer(ckpt_dir, keep=cfg.trainer.keep)
+    try:
+        latest = checkpointer.latest_step()
+        if latest is None:
+            raise UserError(f"{workdir} has no checkpoint yet")
+        step = latest if step is None else step
+        # The base model gives the architecture and the tokenizer; its weights are dropped.
+        model_cfg, _, tokenizer = setup_lib.load_model(cfg)
+        # Any saved mesh restores onto this host's devices (fully sharded over fsdp).
+        mesh = make_mesh(MeshConfig(data=1, fsdp=-1, tensor=1), jax.local_devices())
+        target = abstract_train_state(model_cfg, setup_lib.optim_config(cfg), mesh)
+        try:
+            state, _ = checkpointer.restore(step, target)
+        except FileNotFoundError:
+            raise UserError(f"{workdir} has no checkpoint for step {step} (latest: {latest})") from None
+        params = jax.device_get(state.params)
+    finally:
+        close = getattr(checkpointer, "close", None)
+        if close is not None:
+            close()
+    export_hf(params, model_cfg, tokenizer, output, dtype=dtype)
+    return int(step)
+
+
+def cmd_export_hf(args) -> int:
+    step = export_from_workdir(args.workdir, args.output, args.step, args.dtype)
+    print(f"exported step {step} of {args.workdir} to {args.output}")
+    return 0
