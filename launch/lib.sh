@@ -118,5 +118,5 @@ read_slice_state() {
 }
 
 require_workdir() {
-  [[ -n "$WORKDIR" ]] || die "WORKDIR is not set: give a gs://BUCKET/PATH (checkpoints must outlive the VMs)"
+  [[ -n "$WORKDIR" ]] || die "WORKDIR is not set: give a path every worker sees that outlives the VMs (see README, Running on TPU)"
 }
