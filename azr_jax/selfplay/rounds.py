@@ -39,6 +39,17 @@ class ProposalResult:
     reason: str = ""
 
 
+def banned_sets(cfg: SelfPlayConfig) -> tuple[frozenset[str], frozenset[str]]:
+    """``cfg.banned`` split into (modules, builtin calls) as the executor's checks take them;
+    the executor's own banned calls always stay banned."""
+    import builtins
+
+    from azr_jax.executor.azr import DEFAULT_BANNED_CALLS
+
+    calls = frozenset(n for n in cfg.banned if hasattr(builtins, n) or n in ("exit", "quit"))
+    return frozenset(cfg.banned) - calls, DEFAULT_BANNED_CALLS | calls
+
+
 def _dedup(items: Sequence[str]) -> list[str]:
     return list(dict.fromkeys(items))
 
@@ -52,7 +63,9 @@ def validate_proposals(pool, requests: Sequence[ProposerRequest], responses: Seq
     on every proposed input (first ``cfg.num_inputs`` distinct ones), and at least two must
     remain so one pair can be shown and one held out.
     """
-    from azr_jax.executor import check_program, validate_tasks
+    from azr_jax.executor.azr import check_program, validate_tasks
+
+    modules, calls = banned_sets(cfg)
 
     if len(requests) != len(responses):
         raise ValueError(f"{len(requests)} requests but {len(responses)} responses")
@@ -71,12 +84,13 @@ def validate_proposals(pool, requests: Sequence[ProposerRequest], responses: Seq
                 continue
         else:
             program, inputs = parsed.program, [parsed.input]
-            problem = check_program(program, banned=cfg.banned)
+            problem = check_program(program, banned=modules, banned_calls=calls)
             if problem:
                 results[i] = ProposalResult(req, parsed, FAILED, reason=problem)
                 continue
         jobs.append((i, parsed, program, inputs))
-    checks = validate_tasks(pool, [(prog, inputs) for _, _, prog, inputs in jobs]) if jobs else []
+    checks = (validate_tasks(pool, [(prog, inputs) for _, _, prog, inputs in jobs], banned=modules)
+              if jobs else [])
     for (i, parsed, program, inputs), v in zip(jobs, checks):
         req = requests[i]
         if not v.ok:
@@ -106,15 +120,18 @@ def fill_tasks(task_type: str, results: Sequence[ProposalResult], buffers: Buffe
     return tasks
 
 
-def grade_answers(pool, tasks: Sequence[SolverTask],
-                  answers: Sequence[str | FormatError]) -> list[bool]:
+def grade_answers(pool, tasks: Sequence[SolverTask], answers: Sequence[str | FormatError],
+                  cfg: SelfPlayConfig | None = None) -> list[bool]:
     """Grade parsed solver answers; a FormatError is never correct.
 
     deduction: literal comparison with the gold output; abduction: run the program on the
     predicted input and compare with the gold output; induction: run the predicted program
-    on the held-out inputs, all outputs must match.
+    on the held-out inputs, all outputs must match (and obey ``cfg.banned``; default
+    config when None).
     """
-    from azr_jax.executor import grade_abduction, grade_deduction, grade_induction
+    from azr_jax.executor.azr import grade_abduction, grade_deduction, grade_induction
+
+    modules, _ = banned_sets(cfg or SelfPlayConfig())
 
     if len(tasks) != len(answers):
         raise ValueError(f"{len(tasks)} tasks but {len(answers)} answers")
@@ -129,10 +146,13 @@ def grade_answers(pool, tasks: Sequence[SolverTask],
             abd.append((i, (st.task.program, ans, st.task.output)))
         else:
             ind.append((i, (ans, [x for x, _ in st.heldout], [y for _, y in st.heldout])))
-    for jobs, grade in ((abd, grade_abduction), (ind, grade_induction)):
-        if jobs:
-            for (i, _), ok in zip(jobs, grade(pool, [job for _, job in jobs])):
-                correct[i] = bool(ok)
+    if abd:
+        for (i, _), ok in zip(abd, grade_abduction(pool, [job for _, job in abd])):
+            correct[i] = bool(ok)
+    if ind:
+        graded = grade_induction(pool, [job for _, job in ind], banned=modules)
+        for (i, _), ok in zip(ind, graded):
+            correct[i] = bool(ok)
     return correct
 
 
