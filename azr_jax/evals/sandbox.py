@@ -36,6 +36,14 @@ def describe(result) -> tuple[bool, str]:
     return False, f"failed: {result.error}"
 
 
+def make_pool(*, timeout_s: float = 3.0, workers: int = 2, memory_mb: int = 1024):
+    """A ``SandboxPool`` for evaluation scripts (close it, or use it with ``with``)."""
+    from azr_jax.executor import SandboxConfig, SandboxPool
+
+    return SandboxPool(SandboxConfig(workers=workers, timeout_s=timeout_s, memory_mb=memory_mb,
+                                     drop_privileges=stdlib_reachable_by_others()))
+
+
 def run_scripts(scripts: Sequence[str], *, timeout_s: float = 3.0, workers: int = 2,
                 memory_mb: int = 1024, progress: bool = False) -> list[tuple[bool, str]]:
     """Run each script as ``__main__`` in its own sandboxed child; (passed, text) in order.
@@ -44,14 +52,11 @@ def run_scripts(scripts: Sequence[str], *, timeout_s: float = 3.0, workers: int 
     """
     from tqdm import tqdm
 
-    from azr_jax.executor import SandboxConfig, SandboxPool
-
     out: list[tuple[bool, str]] = []
     if not scripts:
         return out
-    config = SandboxConfig(workers=workers, timeout_s=timeout_s, memory_mb=memory_mb,
-                           drop_privileges=stdlib_reachable_by_others())
-    with SandboxPool(config) as pool, tqdm(total=len(scripts), desc="executing",
+    pool = make_pool(timeout_s=timeout_s, workers=workers, memory_mb=memory_mb)
+    with pool, tqdm(total=len(scripts), desc="executing",
                                            disable=not progress, leave=False) as bar:
         for start in range(0, len(scripts), _CHUNK):
             chunk = list(scripts[start:start + _CHUNK])
