@@ -82,6 +82,10 @@ def test_seed_file(tmp_path):
     path.write_text('{"program": "def f(x): return x"}\n')
     with pytest.raises(UserError, match="seed.jsonl:1: expected a JSON object"):
         Buffers.from_config(cfg)
+    # The official seed files call the program `snippet`; without an output a pool is needed.
+    path.write_text('{"snippet": "def f(x):\\n    return x * 3", "input": "2"}\n')
+    with pytest.raises(UserError, match="rows without an output"):
+        Buffers.from_config(cfg)
     with pytest.raises(UserError, match="does not exist"):
         Buffers.from_config(dataclasses.replace(CFG, seed_file=str(tmp_path / "none.jsonl")))
 

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from azr_jax import selfplay as sp
+from azr_jax.errors import UserError
 from azr_jax.rl import advantages
 
 CFG = dataclasses.replace(sp.SelfPlayConfig(), batch_per_group=3, num_references=2,
@@ -144,3 +145,45 @@ def test_bad_program_is_failed_not_format_error(pool):
     ], CFG)
     assert [r.outcome for r in res] == [sp.FAILED, sp.FAILED]
     assert [sp.proposer_composite(r.outcome, None, CFG) for r in res] == [-0.5, -0.5]
+
+
+def test_seed_file_validated_by_the_executor(pool, tmp_path):
+    path = tmp_path / "seeds.jsonl"
+    path.write_text('{"snippet": "def f(x):\\n    return x * 3", "input": "2"}\n'
+                    '{"code": "def f(s):\\n    return s.upper()", "input": "\'ab\'", '
+                    '"output": "\'AB\'"}\n')
+    cfg = dataclasses.replace(CFG, seed_file=str(path))
+    bufs = sp.Buffers.from_config(cfg, pool)
+    assert bufs["deduction"].tasks[1:] == [sp.Triplet("def f(x):\n    return x * 3", "2", "6"),
+                                           sp.Triplet("def f(s):\n    return s.upper()", "'ab'", "'AB'")]
+    path.write_text('{"program": "def f(x):\\n    return x * 3", "input": "2", "output": "7"}\n')
+    with pytest.raises(UserError,
+                       match="says output '7' but the program returns 6"):
+        sp.Buffers.from_config(cfg, pool)
+    path.write_text('{"program": "import os\\ndef f(x):\\n    return x", "input": "2"}\n')
+    with pytest.raises(UserError, match="banned import: os"):
+        sp.Buffers.from_config(cfg, pool)
+
+
+def test_seeding_phase_fills_every_buffer(pool):
+    cfg = dataclasses.replace(CFG, seed_buffer_size=3, batch_per_group=2)
+    buffers = sp.Buffers.from_config(cfg)
+    counter = iter(range(1000))
+
+    def propose(prompts):  # scripted model: a fresh valid task per prompt, some junk
+        out = []
+        for msgs in prompts:
+            n = next(counter)
+            if "write inputs and a message" in msgs[-1]["content"]:
+                out.append(ans(f"```input\n{n}\n```\n```input\n{n + 1}\n```\n```message\nm\n```"))
+            else:
+                out.append(prop(f"def f(x):\n    return x + {n}", "1") if n % 3 else "junk")
+        return out
+
+    sizes = sp.seed_buffers(pool, buffers, propose, cfg, np.random.default_rng(0), progress=False)
+    assert all(v >= 3 for v in sizes.values()), sizes
+    assert sizes == buffers.sizes()
+    never = dataclasses.replace(cfg, seed_buffer_size=5)
+    with pytest.raises(UserError, match="seeding stopped after 2 rounds"):
+        sp.seed_buffers(pool, sp.Buffers.from_config(never), lambda ps: ["junk"] * len(ps),
+                        never, np.random.default_rng(0), max_rounds=2, progress=False)

@@ -10,7 +10,7 @@ from azr_jax.selfplay.rewards import (FAILED, FORMAT_ERROR, PASSED, composite_re
                                       learnability, proposer_composite, proposer_rewards,
                                       solve_rate, solver_composite, solver_rewards)
 from azr_jax.selfplay.rounds import (ProposalResult, add_valid, answer_outcomes, fill_tasks,
-                                     grade_answers, validate_proposals)
+                                     grade_answers, validate_proposals, validate_seeds)
 from azr_jax.selfplay.seeding import seed_buffers
 from azr_jax.selfplay.tasks import (GROUPS, NUM_GROUPS, ROLES, InductionTask, SolverTask, Triplet,
                                     group_id)

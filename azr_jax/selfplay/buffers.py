@@ -138,18 +138,28 @@ class Buffers:
         return out
 
     @classmethod
-    def from_config(cls, cfg: SelfPlayConfig) -> "Buffers":
-        """Seeded buffers: identity seeds plus ``cfg.seed_file`` when set."""
+    def from_config(cls, cfg: SelfPlayConfig, pool=None) -> "Buffers":
+        """Seeded buffers: identity seeds plus ``cfg.seed_file`` when set.
+
+        With an executor ``pool`` the seed file's triplets are validated and their outputs
+        computed (rows may then omit ``output``); without one they are trusted as given.
+        """
         bufs = cls(cfg.task_types, cfg.buffer_capacity)
-        bufs.seed(load_seed_file(cfg.seed_file) if cfg.seed_file else ())
+        seeds = load_seed_file(cfg.seed_file) if cfg.seed_file else []
+        if pool is not None and seeds:
+            from azr_jax.selfplay.rounds import validate_seeds
+            seeds = validate_seeds(pool, seeds, cfg)
+        elif any(not t.output for t in seeds):
+            raise UserError(f"seed file {cfg.seed_file!r} has rows without an output; "
+                            "pass an executor pool so they can be computed")
+        bufs.seed(seeds)
         return bufs
 
 
 def load_seed_file(path: str) -> list[Triplet]:
-    """Triplets from a JSONL file with rows ``{"program", "input", "output"}``.
-
-    These are trusted as given (validate them with the executor before use when unsure).
-    """
+    """Triplets from a JSONL file with rows ``{"program" | "code" | "snippet", "input"[,
+    "output"]}`` (the official AZR seed files call the program ``snippet``); a missing
+    output is left empty for ``rounds.validate_seeds`` to compute."""
     if not os.path.isfile(path):
         raise UserError(f"seed file {path!r} does not exist")
     out = []
@@ -159,8 +169,10 @@ def load_seed_file(path: str) -> list[Triplet]:
                 continue
             try:
                 row = json.loads(line)
-                out.append(Triplet.from_dict(row))
-            except (json.JSONDecodeError, KeyError, TypeError) as e:
-                raise UserError(f"{path}:{lineno}: expected a JSON object with program, input "
-                                f"and output ({type(e).__name__}: {e})") from None
+                prog = next(row[k] for k in ("program", "code", "snippet") if k in row)
+                out.append(Triplet(str(prog), str(row["input"]), str(row.get("output", ""))))
+            except (json.JSONDecodeError, KeyError, TypeError, StopIteration) as e:
+                raise UserError(f"{path}:{lineno}: expected a JSON object with program (or "
+                                f"code/snippet), input and optionally output "
+                                f"({type(e).__name__}: {e})") from None
     return out

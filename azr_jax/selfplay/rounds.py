@@ -104,6 +104,29 @@ def validate_proposals(pool, requests: Sequence[ProposerRequest], responses: Seq
     return results  # type: ignore[return-value]
 
 
+def validate_seeds(pool, triplets: Sequence[Triplet], cfg: SelfPlayConfig) -> list[Triplet]:
+    """Seed triplets checked by the executor, outputs recomputed; a seed that fails, or
+    whose given output differs from the executor's, is a UserError naming it."""
+    from azr_jax.errors import UserError
+    from azr_jax.executor.azr import check_program, outputs_equal, validate_tasks
+
+    modules, calls = banned_sets(cfg)
+    for t in triplets:
+        problem = check_program(t.program, banned=modules, banned_calls=calls)
+        if problem:
+            raise UserError(f"seed triplet with input {t.input!r} is invalid: {problem}")
+    checks = validate_tasks(pool, [(t.program, [t.input]) for t in triplets], banned=modules)
+    out = []
+    for t, v in zip(triplets, checks):
+        if not v.ok:
+            raise UserError(f"seed triplet with input {t.input!r} is invalid: {v.reason}")
+        if t.output and not outputs_equal(t.output, v.outputs[0]):
+            raise UserError(f"seed triplet with input {t.input!r} says output {t.output!r} "
+                            f"but the program returns {v.outputs[0]}")
+        out.append(Triplet(t.program, t.input, v.outputs[0]))
+    return out
+
+
 def add_valid(buffers: Buffers, results: Sequence[ProposalResult]) -> int:
     """Put every validated task into its type's buffer; returns how many were new."""
     return sum(buffers[r.request.task_type].add(r.task) for r in results if r.outcome == PASSED)
