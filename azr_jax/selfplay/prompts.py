@@ -47,6 +47,10 @@ def _triplet_block(i: int, t: Triplet) -> str:
             f"{fence('output', t.output)}")
 
 
+def _earlier(n: int) -> str:
+    return "Here is an earlier task." if n == 1 else f"Here are {n} earlier tasks."
+
+
 def _with_system(cfg: SelfPlayConfig, user: str) -> Messages:
     sys_msg = ({"role": "system", "content": cfg.system_prompt},) if cfg.system_prompt else ()
     return sys_msg + ({"role": "user", "content": user},)
@@ -59,8 +63,9 @@ def propose_triplet_messages(task_type: str, references: Sequence[Triplet],
     user = (f"## Task: write a new Python program and one input for it\n\n"
             f"{_PROPOSE_GOAL[task_type]}\n\n"
             f"{_RULES.format(banned=', '.join(cfg.banned))}\n\n"
-            f"Here are {len(references)} earlier tasks. Write a new one that differs from all "
-            f"of them in what it computes, not only in names or constants.\n\n{refs}\n\n"
+            f"{_earlier(len(references))} Write a new one that differs from "
+            f"{'all of them' if len(references) > 1 else 'it'} in what it computes, not only "
+            f"in names or constants.\n\n{refs}\n\n"
             f"{_FORMAT} The answer holds the program and the input:\n"
             f"<answer>\n{fence('python', 'def f(...):' + chr(10) + '    ...')}\n"
             f"{fence('input', '...')}\n</answer>")
