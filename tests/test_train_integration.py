@@ -26,8 +26,7 @@ def _canned(prompt_text: str, row: int) -> str | None:
     if row % 2 == 0:
         return None
     if "input blocks and one message block" in prompt_text:  # induction proposer
-        return ("<answer>\n```input\n1\n```\n```input\n2\n```\n```input\n'ab'\n```\n"
-                "```message\nreturns its argument\n```\n</answer>")
+        return "<answer>```input\n1\n```\n```input\n'ab'\n```\n```message\nsame\n```</answer>"
     if "holds the program and the input" in prompt_text:  # deduction/abduction proposer
         k = row % 5
         body = f"x * {k}" if row % 3 else "undefined_name"  # some invalid (NameError)
@@ -46,6 +45,8 @@ def responder(monkeypatch):
         from azr_jax.tokenizer import tiny_tokenizer
 
         tok = tiny_tokenizer()
+        out.tokens, out.logprobs, out.lengths = (np.array(x) for x in
+                                                 (out.tokens, out.logprobs, out.lengths))
         for r, p in enumerate(out.prompt_index):
             text = _canned(tok.decode(prompts[p], skip_special_tokens=False), r)
             if text is None:
@@ -74,6 +75,7 @@ def test_tiny_cpu_training_steps(tmp_path, responder):
             assert f"reward/{t}_{role}" in r and np.isfinite(r[f"adv_mean/{t}_{role}"])
         assert np.isfinite(r["loss"]) and r["num_tokens"] > 0
         assert 0.0 <= r["device_idle_frac"] <= 1.0 and r["time/sample"] > 0
+    tasks = read_tasks(workdir)
     # every group got rewards that differ between samples, hence non-zero advantages
     for t, role in GROUPS:
         assert any(r[f"adv_std/{t}_{role}"] > 0.1 for r in rows), (t, role)
@@ -81,7 +83,6 @@ def test_tiny_cpu_training_steps(tmp_path, responder):
     for t in ("deduction", "abduction", "induction"):
         assert rows[-1][f"buffer/{t}"] > 1
         assert any(0 < r[f"solve_rate/{t}"] < 1 for r in rows)
-    tasks = read_tasks(workdir)
     assert len(tasks) == 3 * 3 * cfg.selfplay.batch_per_group
     assert any(t["valid"] and t["type"] == "deduction" and "x *" in t["program"] for t in tasks)
     assert any(not t["valid"] and "NameError" in t["error"] for t in tasks)
