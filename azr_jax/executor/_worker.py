@@ -29,6 +29,8 @@ _ERR_CHARS = 2000
 def _setup(cfg_hex):
     """Enter private namespaces where allowed, then exec the serving interpreter."""
     cfg = marshal.loads(bytes.fromhex(cfg_hex))
+    if cfg["uid"] is not None:  # unique while this worker lives: pools never share a uid
+        cfg["uid"] += os.getpid()
     netns = False
     if cfg["namespaces"]:
         try:
@@ -45,12 +47,61 @@ def _setup(cfg_hex):
                         if os.path.isdir(path):
                             libc.mount(b"tmpfs", path, b"tmpfs", 0, opts)
                     netns = True
+                    cfg["sys_path"] = _expose_stdlib(libc)
         except Exception:  # noqa: BLE001 - no namespaces: fall back (documented)
             netns = False
     cfg["netns"] = netns
+    if cfg["uid"] is not None and cfg.get("sys_path") is None and not all(
+            _world_readable(p) for p in sys.path if os.path.isdir(p)):
+        cfg["uid"] = None  # the sandbox uid could not import the stdlib: keep root (documented)
     argv = [sys.executable, "-S", "-s", "-P", "-B", os.path.abspath(__file__), "serve",
             marshal.dumps(cfg).hex()]
     os.execv(sys.executable, argv)
+
+
+def _world_readable(path):
+    """Whether any uid can list ``path`` (every ancestor searchable by others)."""
+    path = os.path.abspath(path)
+    parts = path.split("/")
+    for i in range(2, len(parts) + 1):
+        mode = os.stat("/".join(parts[:i]) or "/").st_mode
+        if not mode & 0o001 or (i == len(parts) and not mode & 0o004):
+            return False
+    return True
+
+
+def _expose_stdlib(libc):
+    """Bind-mount unreadable stdlib dirs (e.g. under /root) where the sandbox uid can read
+    them; returns the sys.path the children use, or None if nothing needed it."""
+    ms_bind = 4096
+    new_path, changed, mapping = [], False, []
+    os.makedirs("/tmp/.azr-lib", mode=0o755, exist_ok=True)
+    for i, path in enumerate(p for p in sys.path if os.path.isdir(p)):
+        if _world_readable(path):
+            new_path.append(path)
+            continue
+        target = "/tmp/.azr-lib/%d" % i
+        os.mkdir(target, 0o755)
+        if libc.mount(path.encode(), target.encode(), None, ms_bind, None) != 0:
+            return None
+        new_path.append(target)
+        mapping.append((path, target))
+        changed = True
+    return (new_path, mapping) if changed else None
+
+
+def _use_exposed_stdlib(new_path, mapping):
+    """Point sys.path and already-imported packages at the readable bind mounts."""
+    sys.path[:] = new_path
+    sys.path_importer_cache.clear()
+    for mod in list(sys.modules.values()):
+        paths = getattr(mod, "__path__", None)
+        if not isinstance(paths, list):
+            continue
+        for i, p in enumerate(paths):
+            for orig, target in mapping:
+                if p == orig or p.startswith(orig + "/"):
+                    paths[i] = target + p[len(orig):]
 
 
 class _Conn:
@@ -437,6 +488,8 @@ def main():
     os.dup2(devnull, 1)
     os.close(devnull)
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    if cfg.get("sys_path"):
+        _use_exposed_stdlib(*cfg["sys_path"])
     worker = _Worker(_Conn(rfd, wfd), cfg)
     gc.collect()
     gc.freeze()  # children's collections skip the worker's objects: fewer copy-on-write faults

@@ -31,7 +31,8 @@ class SandboxConfig:
       program's child gets ``timeout_s * repeats`` per input, restarted after each input.
     memory_mb: address-space limit of each program. workers: None = os.cpu_count().
     namespaces: use a network + mount namespace per worker where the kernel allows it.
-    drop_privileges: when running as root, run programs as uid ``uid_base + worker slot``.
+    drop_privileges: when running as root, run programs as uid ``uid_base + worker pid``
+      (unique per live worker, so pools never signal each other's programs).
     batch_timeout_s: bound on a whole ``run``/``submit`` call; None derives it from the
       per-program bounds, so a call can never hang.
     """
@@ -47,7 +48,7 @@ class SandboxConfig:
     tmpfs_mb: int = 256
     namespaces: bool = True
     drop_privileges: bool = True
-    uid_base: int = 61000
+    uid_base: int = 1_000_000_000
     hash_seed: int = 0
     pipeline_depth: int = 8
     batch_timeout_s: float | None = None
@@ -146,18 +147,19 @@ class _WorkerProc:
     def __init__(self, slot, cfg: SandboxConfig):
         self.slot = slot
         root = os.geteuid() == 0
-        self.uid = cfg.uid_base + slot if (root and cfg.drop_privileges) else None
+        base = cfg.uid_base if (root and cfg.drop_privileges) else None
         wcfg = dict(
             namespaces=cfg.namespaces and root, tmpfs_mb=cfg.tmpfs_mb, memory_mb=cfg.memory_mb,
             max_file_bytes=cfg.max_file_bytes, max_open_files=cfg.max_open_files,
             max_procs=cfg.max_procs, max_output_chars=cfg.max_output_chars,
             max_stream_bytes=cfg.max_stream_bytes, max_reply_bytes=4 * cfg.max_output_chars + (1 << 20),
-            uid=self.uid)
+            uid=base)
         env = {"PYTHONHASHSEED": str(cfg.hash_seed), "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
         self.proc = subprocess.Popen(
             [sys.executable, "-S", "-s", "-P", "-B", _WORKER, "setup", marshal.dumps(wcfg).hex()],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, cwd="/", bufsize=0,
             close_fds=True, start_new_session=True)
+        self.uid = None if base is None else base + self.proc.pid  # as the worker computes it
         self.wfd, self.rfd = self.proc.stdin.fileno(), self.proc.stdout.fileno()
         os.set_blocking(self.wfd, False)
         os.set_blocking(self.rfd, False)
