@@ -100,6 +100,7 @@ def test_extract_boxed_nested_and_last():
     ("She pays 5 + 7 = 12 dollars.\n#### 12", "12"),
     ("Thus the answer is \\boxed{(2, 3)}.", "(2, 3)"),
     ("I computed 4 then 9", "9"),
+    ("The answer depends on 3 and 5.", "5"),  # not an answer line: last number
 ])
 def test_extract_answer(text, answer):
     assert extract_answer(text) == answer

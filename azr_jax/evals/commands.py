@@ -9,13 +9,11 @@ import argparse
 import json
 import os
 
-from azr_jax.errors import UserError
-
 SUITES = ("cruxeval-o", "cruxeval-i", "humaneval", "math")
 
 
 def _data_prepare(args: argparse.Namespace) -> int:
-    from azr_jax.evals import records, tfds_data
+    from azr_jax.evals import tfds_data
 
     path = tfds_data.prepare(args.kind, args.input, args.data_dir, name=args.name)
     _, recs = tfds_data.load_records(path)
@@ -108,8 +106,3 @@ def register(subparsers) -> None:
     ev.add_argument("--workers", type=int, default=2, help="sandbox worker processes")
     ev.add_argument("--output", default=None, help="results JSON (default: eval_SUITE.json)")
     ev.set_defaults(func=_eval)
-
-
-def require(condition: bool, message: str) -> None:
-    if not condition:
-        raise UserError(message)

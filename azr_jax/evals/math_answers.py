@@ -13,7 +13,7 @@ import re
 
 _BOX_COMMANDS = ("\\boxed", "\\fbox")
 _FINAL_LINE = re.compile(
-    r"(?:final answer|answer)\s*(?:is|:)?\s*[:=]?\s*(.+)$", re.IGNORECASE | re.MULTILINE)
+    r"answer\s*(?:is\b|:|=)\s*[:=]?\s*(.+)$", re.IGNORECASE | re.MULTILINE)
 _HASHES = re.compile(r"####\s*(.+)$", re.MULTILINE)
 _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?(?:/\d+)?|-?\.\d+")
 
