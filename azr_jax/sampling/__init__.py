@@ -1,1 +1,8 @@
-"""azr_jax.sampling"""
+"""azr_jax.sampling: jitted prefill + decode with a KV cache; temperature/top-p/top-k;
+token log-probs; fixed shapes with bucketed prompt lengths."""
+
+from azr_jax.sampling.config import BUCKET_POLICIES, SamplingConfig, padded_batch_size
+from azr_jax.sampling.sampler import SampleOutput, pack_prompts, sample
+
+__all__ = ["BUCKET_POLICIES", "SamplingConfig", "SampleOutput", "pack_prompts",
+           "padded_batch_size", "sample"]

@@ -1,0 +1,79 @@
+"""Sampling settings and the shape-bucket policies that keep compiles few."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+from azr_jax.errors import UserError
+
+
+def _pow2(n: int, minimum: int) -> int:
+    size = max(1, minimum)
+    while size < n:
+        size *= 2
+    return size
+
+
+def _round_up(n: int, multiple: int) -> int:
+    return max(multiple, -(-n // multiple) * multiple)
+
+
+# Prompt-length bucket policies: name -> (longest prompt length -> padded length).
+BUCKET_POLICIES: dict[str, Callable[[int], int]] = {
+    "pow2": lambda n: _pow2(n, 16),  # 16, 32, 64, ... (few shapes, up to 2x padding)
+    "mult64": lambda n: _round_up(n, 64),  # 64, 128, 192, ... (less padding on long prompts)
+    "exact": lambda n: n,  # no bucketing: one compile per distinct length (tests, one-offs)
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class SamplingConfig:
+    """How to sample. `temperature == 0` means greedy (argmax).
+
+    top_k=0 and top_p=1.0 disable those filters. Each prompt is sampled `num_samples` times
+    (rows prompt-major: row r belongs to prompt r // num_samples). Generation of a row stops
+    after it emits any of `stop_token_ids` (the stop token is kept and counted in `lengths`).
+    Prompts are left-padded to `prompt_bucket(longest)` and the batch to a power of two, so a
+    trainer calling this thousands of times sees only a handful of compiled shapes.
+    """
+
+    max_new_tokens: int = 256
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0
+    num_samples: int = 1
+    stop_token_ids: tuple[int, ...] = ()
+    prompt_bucket: str = "pow2"
+    pad_token_id: int = 0  # written after a row's stop token; `lengths` says what is real
+
+    def __post_init__(self):
+        if self.max_new_tokens < 1:
+            raise UserError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+        if self.temperature < 0:
+            raise UserError(f"temperature must be >= 0 (0 = greedy), got {self.temperature}")
+        if not 0.0 < self.top_p <= 1.0:
+            raise UserError(f"top_p must be in (0, 1], got {self.top_p}")
+        if self.top_k < 0:
+            raise UserError(f"top_k must be >= 0 (0 = off), got {self.top_k}")
+        if self.num_samples < 1:
+            raise UserError(f"num_samples must be >= 1, got {self.num_samples}")
+        if self.prompt_bucket not in BUCKET_POLICIES:
+            raise UserError(f"unknown prompt_bucket {self.prompt_bucket!r}; "
+                            f"expected one of {sorted(BUCKET_POLICIES)}")
+        object.__setattr__(self, "stop_token_ids", tuple(int(t) for t in self.stop_token_ids))
+
+    def replace(self, **changes) -> "SamplingConfig":
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0.0
+
+    def padded_prompt_length(self, longest: int) -> int:
+        return BUCKET_POLICIES[self.prompt_bucket](longest)
+
+
+def padded_batch_size(rows: int, multiple: int = 1) -> int:
+    """Rows padded to a power of two, and to a multiple of the data-parallel device count."""
+    return _round_up(_pow2(rows, 1), multiple)

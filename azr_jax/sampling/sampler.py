@@ -1,0 +1,188 @@
+"""The jitted sampler: one prefill over left-padded prompts, then a decode loop on device.
+
+Everything from the prefill to the last token runs in one compiled call (a `lax.while_loop`
+that exits early once every row has stopped), over a preallocated KV cache with fixed shapes:
+no host sync per token. Shapes are bucketed (prompt length by `SamplingConfig.prompt_bucket`,
+batch to a power of two), so repeated calls reuse a handful of compiled programs.
+
+Returned log-probs are log softmax of the model's raw logits (temperature 1, no top-k/top-p)
+at each sampled token: the log-probability of the sample under the policy itself, which is
+what policy-gradient losses need. They equal the sampling distribution only at
+temperature 1 with no filters.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import functools
+from typing import Optional, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from azr_jax.errors import UserError
+from azr_jax.models import (ModelConfig, Transformer, init_cache, positions_from_valid,
+                            unembed_matrix)
+from azr_jax.sampling.config import SamplingConfig, padded_batch_size
+from azr_jax.sampling.processors import choose_tokens, policy_logprob
+from azr_jax.sharding import mesh as mesh_lib
+
+
+@dataclasses.dataclass
+class SampleOutput:
+    """Host (numpy) results; R = len(prompts) * num_samples rows, prompt-major."""
+
+    tokens: np.ndarray  # [R, max_new] int32, pad_token_id after a row's stop token
+    logprobs: np.ndarray  # [R, max_new] f32 policy log-probs (0 after the stop token)
+    lengths: np.ndarray  # [R] int32 generated tokens per row, including the stop token
+    prompt_index: np.ndarray  # [R] int32 which prompt each row continues
+
+    def row_tokens(self, r: int) -> list[int]:
+        return self.tokens[r, : self.lengths[r]].tolist()
+
+
+def _logits(h_bd, w_dv, dtype):
+    logits_bv = jnp.einsum("bd,dv->bv", h_bd.astype(dtype), w_dv.astype(dtype)).astype(jnp.float32)
+    return nn.with_logical_constraint(logits_bv, ("batch", "act_vocab"))
+
+
+def _constrain_cache(cache):
+    axes = ("layers", "batch", "length", "act_kv_heads", None)
+    return cache.replace(k_lbskh=nn.with_logical_constraint(cache.k_lbskh, axes),
+                         v_lbskh=nn.with_logical_constraint(cache.v_lbskh, axes))
+
+
+@functools.partial(jax.jit, static_argnames=(
+    "cfg", "max_new", "greedy", "top_k", "use_top_p", "stop_ids", "pad_id", "rules"))
+def _generate(params, prompt_bt, valid_bt, active_b, key, temperature, top_p, *, cfg, max_new,
+              greedy, top_k, use_top_p, stop_ids, pad_id, rules):
+    with nn.logical_axis_rules(rules):
+        return _generate_body(params, prompt_bt, valid_bt, active_b, key, temperature, top_p,
+                              cfg, max_new, greedy, top_k, use_top_p, stop_ids, pad_id)
+
+
+def _generate_body(params, prompt_bt, valid_bt, active_b, key, temperature, top_p, cfg, max_new,
+                   greedy, top_k, use_top_p, stop_ids, pad_id):
+    b, p = prompt_bt.shape
+    model = Transformer(cfg)
+    w_dv = unembed_matrix(params, cfg)
+    choose = functools.partial(choose_tokens, temperature=temperature, top_p=top_p,
+                               greedy=greedy, top_k=top_k, use_top_p=use_top_p)
+    row_keys_b = jax.vmap(jax.random.fold_in, (None, 0))(key, jnp.arange(b))
+    step_keys = lambda i: jax.vmap(jax.random.fold_in, (0, None))(row_keys_b, i)
+    stop_t = jnp.asarray(stop_ids or (-1,), jnp.int32)
+    is_stop = lambda tok_b: jnp.any(tok_b[:, None] == stop_t[None, :], axis=-1)
+
+    cache = _constrain_cache(init_cache(cfg, b, p + max_new))
+    h_btd, cache = model.apply({"params": params}, prompt_bt, positions_from_valid(valid_bt),
+                               valid_bt, cache, return_hidden=True)
+    logits_bv = _logits(h_btd[:, -1], w_dv, cfg.compute_dtype)
+    tok_b = choose(logits_bv, step_keys(0))
+    lp_b = policy_logprob(logits_bv, tok_b)
+    tokens_bn = jnp.full((b, max_new), pad_id, jnp.int32).at[:, 0].set(jnp.where(active_b, tok_b, pad_id))
+    logprobs_bn = jnp.zeros((b, max_new), jnp.float32).at[:, 0].set(jnp.where(active_b, lp_b, 0.0))
+    lengths_b = active_b.astype(jnp.int32)
+    done_b = ~active_b | is_stop(tok_b)
+    prompt_len_b = jnp.sum(valid_bt, axis=-1, dtype=jnp.int32)
+    ones_b1 = jnp.ones((b, 1), bool)
+
+    def cond(carry):
+        i, _, _, done_b, *_ = carry
+        return (i < max_new) & ~jnp.all(done_b)
+
+    def body(carry):
+        i, tok_b, cache, done_b, tokens_bn, logprobs_bn, lengths_b = carry
+        pos_b1 = (prompt_len_b + i - 1)[:, None]  # position of tok_b, sampled at step i - 1
+        h_b1d, cache = model.apply({"params": params}, tok_b[:, None], pos_b1, ones_b1, cache,
+                                   return_hidden=True)
+        logits_bv = _logits(h_b1d[:, 0], w_dv, cfg.compute_dtype)
+        new_b = choose(logits_bv, step_keys(i))
+        lp_b = jnp.where(done_b, 0.0, policy_logprob(logits_bv, new_b))
+        new_b = jnp.where(done_b, pad_id, new_b)
+        tokens_bn = jax.lax.dynamic_update_slice_in_dim(tokens_bn, new_b[:, None], i, 1)
+        logprobs_bn = jax.lax.dynamic_update_slice_in_dim(logprobs_bn, lp_b[:, None], i, 1)
+        lengths_b = lengths_b + (~done_b).astype(jnp.int32)
+        done_b = done_b | is_stop(new_b)
+        return i + 1, new_b, cache, done_b, tokens_bn, logprobs_bn, lengths_b
+
+    carry = (jnp.ones((), jnp.int32), tok_b, cache, done_b, tokens_bn, logprobs_bn, lengths_b)
+    _, _, _, _, tokens_bn, logprobs_bn, lengths_b = jax.lax.while_loop(cond, body, carry)
+    return tokens_bn, logprobs_bn, lengths_b
+
+
+def _check_prompts(prompts: Sequence[Sequence[int]], cfg: ModelConfig, max_new: int) -> int:
+    if not prompts:
+        raise UserError("no prompts given")
+    longest = 0
+    for i, prompt in enumerate(prompts):
+        if len(prompt) == 0:
+            raise UserError(f"prompt {i} is empty; give at least one token")
+        longest = max(longest, len(prompt))
+    if longest > cfg.max_seq_len:
+        raise UserError(f"prompt of {longest} tokens is longer than the model's context "
+                        f"({cfg.max_seq_len} tokens)")
+    if longest + max_new > cfg.max_seq_len:
+        raise UserError(f"prompt of {longest} tokens plus max_new_tokens={max_new} exceeds the "
+                        f"model's context ({cfg.max_seq_len} tokens); lower max_new_tokens")
+    return longest
+
+
+def pack_prompts(prompts, sampling: SamplingConfig, batch_multiple: int = 1, pad_id: int = 0):
+    """Left-pad the prompts (each repeated num_samples times) into a bucketed [B, P] batch.
+
+    Returns (tokens_bt int32, valid_bt bool, active_b bool, prompt_index_r int32). Padding
+    rows copy row 0 (harmless numerics) and are inactive."""
+    n = sampling.num_samples
+    prompt_index_r = np.repeat(np.arange(len(prompts), dtype=np.int32), n)
+    rows = len(prompt_index_r)
+    b = padded_batch_size(rows, batch_multiple)
+    p = sampling.padded_prompt_length(max(len(q) for q in prompts))
+    tokens_bt = np.full((b, p), pad_id, np.int32)
+    valid_bt = np.zeros((b, p), bool)
+    for r in range(b):
+        prompt = prompts[prompt_index_r[r] if r < rows else 0]
+        tokens_bt[r, p - len(prompt):] = prompt
+        valid_bt[r, p - len(prompt):] = True
+    active_b = np.arange(b) < rows
+    return tokens_bt, valid_bt, active_b, prompt_index_r
+
+
+def as_key(seed_or_key):
+    if isinstance(seed_or_key, (int, np.integer)):
+        return jax.random.PRNGKey(int(seed_or_key))
+    return seed_or_key
+
+
+def sample(params, cfg: ModelConfig, prompts: Sequence[Sequence[int]], key,
+           sampling: SamplingConfig = SamplingConfig(), mesh: Optional[jax.sharding.Mesh] = None
+           ) -> SampleOutput:
+    """Sample continuations of token-id prompts (of any lengths) in one compiled call.
+
+    params: the model parameters (already placed on `mesh` when one is given, e.g. with
+    `azr_jax.sharding.shard_params`; unsharded parameters are fine too). key: a PRNG key or an int seed;
+    row r's draws depend only on (key, r, step), so a seed reproduces. With `mesh`, rows are
+    split over the mesh's data axes (the batch is padded to a multiple of them) and the
+    model's logical axis rules apply, with replication wherever a dimension does not divide.
+    """
+    _check_prompts(prompts, cfg, sampling.max_new_tokens)
+    multiple = mesh_lib.data_parallel_size(mesh) if mesh is not None else 1
+    tokens_bt, valid_bt, active_b, prompt_index_r = pack_prompts(
+        prompts, sampling, multiple, sampling.pad_token_id)
+    inputs = (tokens_bt, valid_bt, active_b)
+    rules, ctx = (), contextlib.nullcontext()
+    if mesh is not None:
+        inputs = tuple(jax.device_put(x, mesh_lib.batch_sharding(mesh)) for x in inputs)
+        rules, ctx = mesh_lib.model_rules(cfg, mesh), jax.set_mesh(mesh)
+    with ctx:
+        out = _generate(params, *inputs, as_key(key), jnp.float32(sampling.temperature or 1.0),
+                        jnp.float32(sampling.top_p), cfg=cfg, max_new=sampling.max_new_tokens,
+                        greedy=sampling.greedy, top_k=sampling.top_k,
+                        use_top_p=sampling.top_p < 1.0, stop_ids=sampling.stop_token_ids,
+                        pad_id=sampling.pad_token_id, rules=rules)
+    tokens_bn, logprobs_bn, lengths_b = jax.device_get(out)
+    rows = len(prompt_index_r)
+    return SampleOutput(tokens=tokens_bn[:rows], logprobs=logprobs_bn[:rows],
+                        lengths=lengths_b[:rows], prompt_index=prompt_index_r)
