@@ -40,11 +40,19 @@ _GLOBAL_NAMES = {"token_embd.weight": "model.embed_tokens.weight",
 _IGNORED = {"rope_freqs.weight"}  # checked against the config instead
 
 
+def check_gguf_magic(path: str) -> None:
+    """Cheap validity check (the full reader parses all metadata: seconds for a big vocab)."""
+    if not os.path.isfile(path):
+        raise UserError(f"GGUF file {path!r} does not exist")
+    with open(path, "rb") as f:
+        if f.read(4) != b"GGUF":
+            raise UserError(f"{path!r} is not a readable GGUF file (no GGUF magic)")
+
+
 def open_gguf(path: str):
     import gguf
 
-    if not os.path.isfile(path):
-        raise UserError(f"GGUF file {path!r} does not exist")
+    check_gguf_magic(path)
     try:
         return gguf.GGUFReader(path, "r")
     except Exception as e:  # the reader raises ValueError/struct errors on non-GGUF files

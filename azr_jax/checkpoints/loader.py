@@ -78,12 +78,12 @@ def convert_gguf_to_cache(path: str, progress: bool = True) -> str:
 def load_gguf(path: str, *, dtype=None, shardings: Shardings = None, progress: bool = True,
               use_cache: bool = True) -> LoadedModel:
     """Load a .gguf file through the on-disk cache (or directly with use_cache=False)."""
-    from azr_jax.checkpoints.gguf_file import import_gguf, open_gguf
+    from azr_jax.checkpoints.gguf_file import check_gguf_magic, import_gguf
     from azr_jax.checkpoints.hf_dir import import_hf
 
     if not use_cache:
         return import_gguf(path, shardings=shardings, dtype=dtype, progress=progress)
-    open_gguf(path)  # clear error for a missing/invalid file before hashing it
+    check_gguf_magic(path)  # clear error for a missing/invalid file before hashing it
     return import_hf(convert_gguf_to_cache(path, progress), shardings=shardings, dtype=dtype,
                      progress=progress)
 
