@@ -1,0 +1,53 @@
+"""One process of the multi-host test (also run in-process as the single-process reference).
+
+    python tests/multihost_worker.py PORT NUM_PROCESSES PROCESS_ID OUT.npz
+"""
+
+import os
+import sys
+
+
+def run(out_path, num_processes=1, process_id=0, port=None, steps=3):
+    import jax
+    import numpy as np
+    from jax.experimental import multihost_utils
+
+    from azr_jax.models import get_preset, init_params
+    from azr_jax.rl.losses import LossConfig
+    from azr_jax.rl.optim import OptimConfig
+    from azr_jax.rl.update import create_train_state, make_update_step
+    from azr_jax.sharding import (MeshConfig, host_batch_to_global, initialize_distributed,
+                                  is_main_process, make_mesh, process_batch_rows)
+
+    if num_processes > 1:
+        assert initialize_distributed(f"localhost:{port}", num_processes, process_id)
+    cfg = get_preset("tiny")
+    optim = OptimConfig(lr=1e-4, weight_decay=0.01)
+    mesh = make_mesh(MeshConfig(data=2, fsdp=-1))
+    params = jax.device_get(init_params(cfg, jax.random.PRNGKey(0)))
+    state = create_train_state(cfg, params, optim, mesh)
+    update = make_update_step(cfg, optim, LossConfig(), mesh)
+    b, t = 16, 12
+    rows = process_batch_rows(b, mesh)
+    for step in range(steps):
+        rng = np.random.default_rng(step)  # every host draws the global batch, keeps its rows
+        mask = (np.arange(t)[None] >= rng.integers(2, 6, (b, 1))).astype(np.float32)
+        full = dict(tokens_bt=rng.integers(3, cfg.vocab_size, (b, t)).astype(np.int32),
+                    valid_bt=np.ones((b, t), bool), loss_mask_bt=mask,
+                    advantages_b=rng.normal(size=b).astype(np.float32),
+                    old_logprobs_bt=(-6.0 + rng.normal(0, 0.3, (b, t)) * mask).astype(np.float32))
+        local = {k: v[rows] for k, v in full.items()}
+        state, metrics = update(state, host_batch_to_global(local, mesh, b))
+    params_out = multihost_utils.process_allgather(state.params, tiled=True)
+    flat = {jax.tree_util.keystr(p): np.asarray(x) for p, x in jax.tree_util.tree_leaves_with_path(params_out)}
+    flat["loss"] = np.asarray(multihost_utils.process_allgather(metrics["loss"], tiled=True))
+    if is_main_process():
+        np.savez(out_path, **flat)
+    return rows
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    port, n, pid, out = sys.argv[1:5]
+    rows = run(out, int(n), int(pid), int(port))
+    print("ROWS", rows.start, rows.stop, flush=True)
