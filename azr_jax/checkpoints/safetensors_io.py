@@ -1,7 +1,8 @@
-"""Safetensors files: a memory-mapped reader (single file or sharded index) and a sharded writer.
+"""Safetensors files: a lazy reader (single file or sharded index) and a sharded writer.
 
-The reader parses the header itself and memory-maps the data, so a tensor is read from disk
-only when asked for, one at a time (bf16 included, via ml_dtypes).
+The reader parses the header itself and reads one tensor's bytes when asked (bf16 included,
+via ml_dtypes). Plain reads, not a memory map: mapped pages would stay resident and count
+as a second copy of the weights in the process's memory.
 """
 
 from __future__ import annotations
@@ -44,7 +45,6 @@ class SafetensorsFile:
             raise UserError(f"cannot read safetensors file {path!r}: {e}") from None
         header.pop("__metadata__", None)
         self.header, self._base = header, 8 + n
-        self._mmap = np.memmap(path, dtype=np.uint8, mode="r") if header else None
 
     def keys(self) -> list[str]:
         return list(self.header)
@@ -52,8 +52,12 @@ class SafetensorsFile:
     def get(self, name: str) -> np.ndarray:
         info = self.header[name]
         start, end = info["data_offsets"]
-        raw = self._mmap[self._base + start:self._base + end]
-        return raw.view(_np_dtype(info["dtype"])).reshape(info["shape"])
+        out = np.empty(info["shape"], _np_dtype(info["dtype"]))
+        with open(self.path, "rb") as f:
+            f.seek(self._base + start)
+            if f.readinto(memoryview(out.reshape(-1).view(np.uint8))) != end - start:
+                raise UserError(f"safetensors file {self.path!r} is truncated at tensor {name!r}")
+        return out
 
 
 class SafetensorsCheckpoint:
