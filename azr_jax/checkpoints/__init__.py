@@ -17,3 +17,12 @@ __all__ = [
     "import_gguf", "config_from_gguf", "config_from_hf", "hf_config_from_model_config",
     "params_from_hf_state_dict", "hf_state_dict_from_params",
 ]
+
+
+def __getattr__(name):
+    # Orbax is heavy to import: load the train-state checkpointer only when asked for.
+    if name == "TrainCheckpointer":
+        from azr_jax.checkpoints.orbax_state import TrainCheckpointer
+
+        return TrainCheckpointer
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
