@@ -1,55 +1,81 @@
-"""Peak host memory of `load_model` (default: the bundled SmolLM2-135M), in a fresh subprocess.
+"""Peak host memory (RSS) while loading the bundled SmolLM2 and sharding it onto a mesh,
+against the size of one f32 copy of its weights.
 
-Prints the peak RSS growth caused by loading (peak RSS minus RSS after imports) and its ratio
-to the size of the loaded parameters, for a cold load (GGUF -> f32 cache conversion) and a
-warm load (from the cache).  Usage: python benchmarks/load_memory.py [--model smollm2-135m]
+    .venv/bin/python benchmarks/load_memory.py [--devices 8]
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import subprocess
 import sys
-import tempfile
+import threading
+import time
 
-_CHILD = r"""
-import json, resource, sys, time
-import jax, numpy as np
-import azr_jax.checkpoints as ck
-import psutil
-base = psutil.Process().memory_info().rss
-t = time.time()
-m = ck.load_model(sys.argv[1], progress=False)
-jax.block_until_ready(m.params)
-seconds = time.time() - t
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-params = sum(x.nbytes for x in jax.tree_util.tree_leaves(m.params))
-print(json.dumps({"base": base, "peak": peak, "params": params, "seconds": seconds}))
-"""
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def measure(model: str, cache: str) -> dict:
-    env = {**os.environ, "AZR_JAX_CACHE": cache, "JAX_PLATFORMS": "cpu"}
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    out = subprocess.run([sys.executable, "-c", _CHILD, model], env=env, cwd=root, check=True,
-                         capture_output=True, text=True).stdout
-    return json.loads(out.strip().splitlines()[-1])
+class PeakRSS:
+    """Samples this process's RSS every few ms in a thread."""
+
+    def __init__(self):
+        import psutil
+
+        self.proc, self.peak, self._stop = psutil.Process(), 0, False
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while not self._stop:
+            self.peak = max(self.peak, self.proc.memory_info().rss)
+            time.sleep(0.002)
+
+    def __enter__(self):
+        self.peak = self.proc.memory_info().rss
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop = True
+        self.thread.join()
+        self.peak = max(self.peak, self.proc.memory_info().rss)
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="smollm2-135m")
-    args = parser.parse_args()
-    mib = 1 / 2 ** 20
-    with tempfile.TemporaryDirectory() as cache:
-        for label in ("cold (convert + cache)", "warm (from cache)"):
-            r = measure(args.model, cache)
-            growth = r["peak"] - r["base"]
-            print(f"{label:24s} params {r['params'] * mib:7.1f} MiB  peak RSS {r['peak'] * mib:7.1f} MiB  "
-                  f"(+{growth * mib:.1f} MiB over imports, {growth / r['params']:.2f}x params)  "
-                  f"{r['seconds']:.1f} s")
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--devices", type=int, default=8, help="fake CPU devices for the mesh")
+    args = p.parse_args()
+    os.environ.setdefault("JAX_PLATFORMS", "cpu")
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
+                               f" --xla_force_host_platform_device_count={args.devices}")
+    import jax
+    import numpy as np
+
+    from azr_jax.checkpoints import load_model
+    from azr_jax.models import abstract_params
+    from azr_jax.sharding import MeshConfig, logical_shardings, make_mesh
+
+    jax.devices()
+    mesh = make_mesh(MeshConfig(data=1, fsdp=-1, tensor=1))
+    import psutil
+
+    base = psutil.Process().memory_info().rss
+    with PeakRSS() as mon:
+        t0 = time.perf_counter()
+        from azr_jax.models import get_preset
+
+        shardings = logical_shardings(abstract_params(get_preset("smollm2-135m")), mesh)
+        model = load_model("smollm2-135m", shardings=shardings, progress=False)
+        jax.block_until_ready(model.params)
+        seconds = time.perf_counter() - t0
+    cfg = model.config
+    weights = sum(np.dtype(x.dtype).itemsize * x.size for x in jax.tree.leaves(model.params))
+    after = psutil.Process().memory_info().rss
+    print(f"SmolLM2-135M ({cfg.num_params() / 1e6:.1f}M params) loaded + sharded over "
+          f"{len(mesh.devices.flat)} CPU devices {dict(mesh.shape)} in {seconds:.1f} s")
+    print(f"one copy of the weights ({model.params['embedding'].dtype}): {weights / 2**20:.0f} MiB")
+    print(f"RSS before {base / 2**20:.0f} MiB, peak {mon.peak / 2**20:.0f} MiB, after {after / 2**20:.0f} MiB")
+    print(f"peak increase {(mon.peak - base) / 2**20:.0f} MiB = {(mon.peak - base) / weights:.2f}x one copy "
+          f"(the sharded params themselves live in host memory on CPU devices: 1.00x is the floor)")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,113 @@
+"""Achieved FLOP/s of the RL update step vs this machine's matmul peak, measured in one run.
+
+    .venv/bin/python benchmarks/train_step.py            # CPU: f32, batch 1 x 512
+    .venv/bin/python benchmarks/train_step.py --batch 16 # GPU/TPU: bf16 compute by default
+
+Model FLOPs (MFU convention): 3 x forward (forward + backward), forward = 2 x matmul params
+per token (incl. the vocab projection) + 4 x T x heads x head_dim per token per layer for
+attention (our attention computes the full T x T score matrix). The matmul peak is the
+best time of a large square `jnp.dot` in the same dtype.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def model_flops_per_step(cfg, batch: int, seq: int) -> float:
+    d, f, v, h = cfg.hidden_size, cfg.intermediate_size, cfg.vocab_size, cfg.head_dim
+    q, kv = cfg.num_heads * h, cfg.num_kv_heads * h
+    matmul_params = cfg.num_layers * (d * q + 2 * d * kv + q * d + 3 * d * f) + d * v
+    attn = cfg.num_layers * 4 * seq * q
+    return 3.0 * batch * seq * (2 * matmul_params + attn)
+
+
+def matmul_peak(jax, jnp, n: int, dtype, reps: int) -> float:
+    a = jax.random.normal(jax.random.PRNGKey(0), (n, n), dtype)
+    b = jax.random.normal(jax.random.PRNGKey(1), (n, n), dtype)
+    dot = jax.jit(lambda x, y: jnp.dot(x, y, preferred_element_type=dtype))
+    dot(a, b).block_until_ready()
+    best = float("inf")
+    for _ in range(reps):
+        t = time.perf_counter()
+        dot(a, b).block_until_ready()
+        best = min(best, time.perf_counter() - t)
+    return 2.0 * n**3 / best
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--preset", default="smollm2-135m")
+    p.add_argument("--batch", type=int, default=None, help="default: 1 on CPU, 16 on accelerators")
+    p.add_argument("--seq", type=int, default=512)
+    p.add_argument("--steps", type=int, default=None, help="timed steps (default 3 CPU, 10 accel)")
+    p.add_argument("--dtype", default=None, help="compute dtype (default f32 on CPU, bf16 else)")
+    p.add_argument("--remat", default="none")
+    p.add_argument("--matmul-n", type=int, default=None)
+    args = p.parse_args()
+
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+    from tqdm import tqdm
+
+    from azr_jax.models import get_preset, init_params
+    from azr_jax.rl.losses import LossConfig
+    from azr_jax.rl.optim import OptimConfig
+    from azr_jax.rl.update import create_train_state, make_update_step
+    from azr_jax.sharding import MeshConfig, make_mesh
+
+    on_cpu = jax.default_backend() == "cpu"
+    dtype = args.dtype or ("float32" if on_cpu else "bfloat16")
+    batch = args.batch or (1 if on_cpu else 16)
+    steps = args.steps or (3 if on_cpu else 10)
+    n = args.matmul_n or (2048 if on_cpu else 8192)
+    ndev = jax.device_count()
+    print(f"backend={jax.default_backend()} devices={ndev} ({jax.devices()[0].device_kind}) "
+          f"dtype={dtype} batch={batch} seq={args.seq} remat={args.remat}")
+
+    peak = matmul_peak(jax, jnp, n, jnp.dtype(dtype), reps=5 if on_cpu else 20) * ndev
+    print(f"matmul peak ({n}x{n} {dtype} jnp.dot, x{ndev} devices): {peak / 1e12:.3f} TFLOP/s")
+
+    cfg = get_preset(args.preset).replace(dtype=dtype, remat=args.remat)
+    mesh = make_mesh(MeshConfig(fsdp=-1))
+    optim = OptimConfig(lr=1e-6)
+    params = jax.device_get(init_params(cfg, jax.random.PRNGKey(0)))
+    state = create_train_state(cfg, params, optim, mesh)
+    del params
+    update = make_update_step(cfg, optim, LossConfig(), mesh)
+    rng = np.random.default_rng(0)
+    b, t = batch, args.seq
+    data = dict(tokens_bt=rng.integers(0, cfg.vocab_size, (b, t)).astype(np.int32),
+                valid_bt=np.ones((b, t), bool),
+                loss_mask_bt=(np.arange(t)[None] >= t // 4).repeat(b, 0).astype(np.float32),
+                advantages_b=rng.normal(size=b).astype(np.float32),
+                old_logprobs_bt=np.full((b, t), -10.0, np.float32))
+    data = {k: jax.device_put(v, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(("data", "fsdp"))))
+            for k, v in data.items()}
+    t0 = time.perf_counter()
+    state, m = update(state, data)
+    jax.block_until_ready(m)
+    print(f"compile + first step: {time.perf_counter() - t0:.1f} s")
+    times = []
+    for _ in tqdm(range(steps), desc="update steps", disable=not sys.stderr.isatty()):
+        t0 = time.perf_counter()
+        state, m = update(state, data)
+        jax.block_until_ready(m)
+        times.append(time.perf_counter() - t0)
+    step_s = float(np.median(times))
+    flops = model_flops_per_step(cfg, b, t)
+    achieved = flops / step_s
+    print(f"update step: {step_s * 1e3:.1f} ms median of {steps} ({b * t / step_s:,.0f} tokens/s), "
+          f"{flops / 1e12:.3f} TFLOP model FLOPs/step, loss={float(m['loss']):.4f}")
+    print(f"achieved {achieved / 1e12:.3f} TFLOP/s vs matmul peak {peak / 1e12:.3f} TFLOP/s: "
+          f"ratio {achieved / peak:.1%}")
+
+
+if __name__ == "__main__":
+    main()
