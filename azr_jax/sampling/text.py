@@ -1,0 +1,55 @@
+"""Text in, text out: render (chat) prompts, sample, decode the new tokens."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Optional, Sequence
+
+from azr_jax.sampling.config import SamplingConfig
+from azr_jax.sampling.sampler import sample
+
+
+@dataclasses.dataclass
+class TextGeneration:
+    prompt_index: int
+    tokens: list[int]  # the new tokens, including a final stop token
+    text: str  # the new tokens decoded, special tokens removed
+
+
+def encode_prompt(tokenizer, prompt: str, chat: bool) -> list[int]:
+    """Chat: the tokenizer's template around one user message (its BOS comes from the
+    template). Plain: the text as is, with the tokenizer's BOS if it adds one."""
+    if chat:
+        text = tokenizer.apply_chat_template([{"role": "user", "content": prompt}],
+                                             add_generation_prompt=True)
+        return tokenizer.encode(text, add_special_tokens=False)
+    return tokenizer.encode(prompt, add_special_tokens=True)
+
+
+def stop_ids(tokenizer, model_cfg) -> tuple[int, ...]:
+    """End-of-sequence ids of the tokenizer and of the model config (deduplicated)."""
+    ids = tuple(getattr(tokenizer, "eos_ids", ()) or ()) + tuple(model_cfg.eos_token_ids)
+    return tuple(dict.fromkeys(int(i) for i in ids))
+
+
+def generate_text(loaded, prompts: Sequence[str], *, chat: bool = False,
+                  sampling: Optional[SamplingConfig] = None, seed: int = 0, mesh=None,
+                  **sampling_fields) -> list[TextGeneration]:
+    """Sample continuations of text prompts with a `LoadedModel` (config, params, tokenizer).
+
+    `sampling` (or keyword fields such as max_new_tokens=, temperature=) sets the sampler;
+    generation stops at the tokenizer's/model's end-of-sequence ids in addition to any
+    `stop_token_ids` given. Returns len(prompts) * num_samples rows, prompt-major.
+    """
+    sampling = (sampling or SamplingConfig()).replace(**sampling_fields)
+    tokenizer = loaded.tokenizer
+    stops = tuple(dict.fromkeys(sampling.stop_token_ids + stop_ids(tokenizer, loaded.config)))
+    sampling = sampling.replace(stop_token_ids=stops)
+    token_prompts = [encode_prompt(tokenizer, p, chat) for p in prompts]
+    out = sample(loaded.params, loaded.config, token_prompts, seed, sampling, mesh=mesh)
+    rows = []
+    for r in range(len(out.lengths)):
+        tokens = out.row_tokens(r)
+        rows.append(TextGeneration(prompt_index=int(out.prompt_index[r]), tokens=tokens,
+                                   text=tokenizer.decode(tokens, skip_special_tokens=True)))
+    return rows
