@@ -74,6 +74,20 @@ def _decode(ctx, token_lists):
     return [ctx.tokenizer.decode(t, skip_special_tokens=True) for t in token_lists]
 
 
+def seed_buffers(ctx: RolloutContext, params, progress: bool) -> dict:
+    """The optional seeding phase (selfplay.seed_buffer_size > 0) with the initial policy."""
+    counter = [0]
+
+    def propose(messages_list):
+        key = jax.random.fold_in(jax.random.PRNGKey(ctx.seed), -1 - counter[0])
+        counter[0] += 1
+        toks, _, _ = _generate(ctx, params, [_encode(ctx, m) for m in messages_list], key)
+        return _decode(ctx, toks)
+
+    return sp.seed_buffers(ctx.pool, ctx.buffers, propose, ctx.selfplay,
+                           np.random.default_rng([ctx.seed, 2**31]), progress=progress)
+
+
 def _task_row(step, result, rate, reward):
     task = result.task
     row = {"step": step, "type": result.request.task_type, "valid": result.outcome == sp.PASSED,

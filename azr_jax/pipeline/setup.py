@@ -124,7 +124,7 @@ def build(cfg, workdir: str) -> Env:
                              keep=cfg.trainer.keep)
     return Env(model_cfg=model_cfg, tokenizer=tokenizer, selfplay=sp_cfg,
                sampling=sampling_config(cfg, tokenizer, model_cfg), mesh=mesh, pool=pool,
-               buffers=Buffers.from_config(sp_cfg), train_state=state, update=update,
+               buffers=Buffers.from_config(sp_cfg, pool), train_state=state, update=update,
                checkpointer=ckpt, optim=optim)
 
 

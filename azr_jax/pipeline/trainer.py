@@ -20,7 +20,7 @@ from azr_jax.pipeline import config as config_lib
 from azr_jax.pipeline import setup as setup_lib
 from azr_jax.pipeline.metrics import MetricsWriter, PhaseTimer
 from azr_jax.pipeline.prefetch import DeviceActivity, RolloutQueue
-from azr_jax.pipeline.rollout import RolloutContext, run_rollout
+from azr_jax.pipeline.rollout import RolloutContext, run_rollout, seed_buffers
 from azr_jax.pipeline.tasklog import append_tasks, truncate_tasks_after
 
 CONFIG_FILE = "config.json"
@@ -56,14 +56,29 @@ def prepare_workdir(cfg, workdir: str, main: bool) -> bool:
     return exists
 
 
-def _save(ckpt, step, state, trainer_state, workdir):
+def _os_error(e: BaseException):
+    """The OSError behind `e` (Orbax may wrap it), or None."""
+    while e is not None:
+        if isinstance(e, OSError):
+            return e
+        e = e.__cause__ or e.__context__
+    return None
+
+
+def _save(ckpt, step, state, trainer_state, workdir, final: bool):
     try:
         ckpt.save(step, state, trainer_state)
-    except OSError as e:
-        prev = ckpt.latest_step()
-        kept = f"the previous checkpoint (step {prev}) is intact" if prev is not None else \
+        if final:
+            ckpt.wait()  # an asynchronous save's error surfaces here, not after exit
+    except Exception as e:  # noqa: BLE001 - only disk errors become a UserError
+        os_err = _os_error(e)
+        if os_err is None:
+            raise
+        prev = [s for s in (ckpt.all_steps() if hasattr(ckpt, "all_steps") else
+                            [ckpt.latest_step()]) if s is not None and s < step]
+        kept = f"the previous checkpoint (step {max(prev)}) is intact" if prev else \
             "no earlier checkpoint exists"
-        why = "no space left on device" if e.errno == errno.ENOSPC else str(e)
+        why = "no space left on device" if os_err.errno == errno.ENOSPC else str(os_err)
         raise UserError(f"saving the checkpoint of step {step} in {workdir} failed: {why}; "
                         f"{kept}; fix it and rerun the same command to resume") from None
 
@@ -117,6 +132,9 @@ def train(cfg, workdir: str, *, rollout_fn=run_rollout) -> TrainResult:
         batch_per_group=cfg.selfplay.batch_per_group, estimator=cfg.rl.estimator,
         adv_eps=cfg.rl.adv_eps, seed=tcfg.seed, mesh=env.mesh, pool=env.pool, buffers=buffers,
         activity=activity, timer=timer)
+    if start == 0 and env.selfplay.seed_buffer_size > 0:
+        with timer("seeding"):
+            seed_buffers(ctx, state.params, progress=main and tcfg.progress)
     every = max(1, tcfg.checkpoint_every)
     queue = RolloutQueue(lambda s, p: rollout_fn(ctx, s, p), start, tcfg.steps, tcfg.staleness,
                          is_boundary=lambda s: s % every == 0)
@@ -159,7 +177,7 @@ def train(cfg, workdir: str, *, rollout_fn=run_rollout) -> TrainResult:
                 with timer("checkpoint"):
                     _save(env.checkpointer, done, state,
                           {"buffers": buffers.to_dict(), "step": done, "seed": tcfg.seed},
-                          workdir)
+                          workdir, final=done == tcfg.steps)
             last = m
             if bar is not None:
                 bar.set_postfix(_postfix(m), refresh=False)
