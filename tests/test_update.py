@@ -10,7 +10,7 @@ import pytest
 
 from azr_jax.errors import UserError
 from azr_jax.models import forward, get_preset, init_params
-from azr_jax.rl.logprobs import token_logprobs, token_logprobs_and_entropy
+from azr_jax.rl.logprobs import token_logprobs_and_entropy
 from azr_jax.rl.losses import LossConfig
 from azr_jax.rl.optim import OptimConfig, make_schedule
 from azr_jax.rl.update import create_train_state, make_update_step
@@ -22,6 +22,9 @@ CFG = get_preset("tiny")
 OPT = OptimConfig(lr=1e-4, warmup_steps=1, weight_decay=0.01, grad_clip=1.0)
 LOSS = LossConfig(entropy_coef=0.01)
 STEPS = 3
+# jitted once per shape (eager op-by-op execution of the scanned model is much slower)
+_lp = jax.jit(token_logprobs_and_entropy, static_argnums=(1, 4))
+_fwd = jax.jit(forward, static_argnums=(1,))
 
 
 def make_batch(params, seed=0, b=8, t=16):
@@ -33,7 +36,7 @@ def make_batch(params, seed=0, b=8, t=16):
         valid[r, : rng.integers(0, 3)] = False
     loss_mask = (np.arange(t)[None] >= prompt_len[:, None]).astype(np.float32)
     loss_mask[1, -4:] = 0  # ragged response ends
-    lp = np.asarray(token_logprobs(params, CFG, tokens, valid))
+    lp = np.asarray(_lp(params, CFG, tokens, valid, 256)[0])
     old = (lp + rng.normal(0, 0.3, lp.shape) * loss_mask).astype(np.float32)  # clipping active
     return dict(tokens_bt=tokens, valid_bt=valid, loss_mask_bt=loss_mask,
                 advantages_b=rng.normal(size=b).astype(np.float32), old_logprobs_bt=old)
@@ -101,12 +104,12 @@ def test_token_logprobs_match_log_softmax():
     params = init_params(CFG, jax.random.PRNGKey(1))
     batch = make_batch(params, seed=5, t=19)
     tokens, valid = batch["tokens_bt"], batch["valid_bt"]
-    logits = forward(params, CFG, tokens, valid)
+    logits = _fwd(params, CFG, tokens, valid)
     ls = jax.nn.log_softmax(logits, -1)
     want = np.take_along_axis(np.asarray(ls[:, :-1]), tokens[:, 1:, None], -1)[..., 0]
     keep = valid[:, 1:] & valid[:, :-1]
     for chunk in (4, 19, 256):  # ragged last chunk, exact, one chunk
-        lp, ent = token_logprobs_and_entropy(params, CFG, tokens, valid, chunk=chunk)
+        lp, ent = _lp(params, CFG, tokens, valid, chunk)
         np.testing.assert_allclose(np.asarray(lp)[:, 1:][keep], want[keep], atol=1e-5)
         assert np.all(np.asarray(lp)[:, 1:][~keep] == 0) and np.all(np.asarray(lp)[:, 0] == 0)
         p = np.exp(np.asarray(ls[:, :-1]))
@@ -136,11 +139,11 @@ def test_recomputed_logprobs_equal_samplers():
             tokens_p[r, p - len(q):], valid_p[r, p - len(q):] = q, True
         new_tokens = np.random.default_rng(0).integers(3, CFG.vocab_size, (3, max_new)).astype(np.int32)
         full = np.concatenate([tokens_p, new_tokens], 1)
-        ls = jax.nn.log_softmax(forward(params, CFG, full, np.concatenate([valid_p, np.ones_like(new_tokens, bool)], 1)))
+        ls = jax.nn.log_softmax(_fwd(params, CFG, full, np.concatenate([valid_p, np.ones_like(new_tokens, bool)], 1)))
         sampler_lp = np.take_along_axis(np.asarray(ls)[:, p - 1:-1], new_tokens[..., None], -1)[..., 0]
     tokens = np.concatenate([tokens_p, new_tokens], 1)
     valid = np.concatenate([valid_p, np.ones_like(new_tokens, bool)], 1)
-    lp = np.asarray(token_logprobs(params, CFG, tokens, valid))[:, tokens_p.shape[1]:]
+    lp = np.asarray(_lp(params, CFG, tokens, valid, 256)[0])[:, tokens_p.shape[1]:]
     np.testing.assert_allclose(lp, sampler_lp, atol=1e-4)
     assert np.all(sampler_lp < 0)
 
