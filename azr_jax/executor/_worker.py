@@ -51,9 +51,10 @@ def _setup(cfg_hex):
         except Exception:  # noqa: BLE001 - no namespaces: fall back (documented)
             netns = False
     cfg["netns"] = netns
-    if cfg["uid"] is not None and cfg.get("sys_path") is None and not all(
-            _world_readable(p) for p in sys.path if os.path.isdir(p)):
-        cfg["uid"] = None  # the sandbox uid could not import the stdlib: keep root (documented)
+    # No bind mount (no namespaces): the serving worker opens the unreadable stdlib dirs
+    # and the children import through /proc/self/fd/N (only the opened dir is reachable).
+    cfg["expose_fds"] = cfg["uid"] is not None and cfg.get("sys_path") is None and not all(
+        _world_readable(p) for p in sys.path if os.path.isdir(p))
     argv = [sys.executable, "-S", "-s", "-P", "-B", os.path.abspath(__file__), "serve",
             marshal.dumps(cfg).hex()]
     os.execv(sys.executable, argv)
@@ -88,6 +89,24 @@ def _expose_stdlib(libc):
         mapping.append((path, target))
         changed = True
     return (new_path, mapping) if changed else None
+
+
+def _expose_stdlib_fds():
+    """Open each sys.path dir the sandbox uid cannot reach; returns (new_path, mapping, fds).
+
+    A path through ``/proc/self/fd/N`` skips the permission checks on the dir's ancestors
+    (e.g. /root, mode 700), so children keep these fds open and import through them."""
+    new_path, mapping, fds = [], [], []
+    for path in (p for p in sys.path if os.path.isdir(p)):
+        if _world_readable(path):
+            new_path.append(path)
+            continue
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+        target = "/proc/self/fd/%d" % fd
+        new_path.append(target)
+        mapping.append((path, target))
+        fds.append(fd)
+    return new_path, mapping, fds
 
 
 def _use_exposed_stdlib(new_path, mapping):
@@ -165,18 +184,28 @@ def _block_sockets():
         sys.modules[name] = None
 
 
+def _close_fds_except(keep):
+    """close_range(2) around the sorted fds in ``keep`` (everything >= 3 else goes)."""
+    lo = 3
+    for fd in keep:
+        if fd > lo:
+            os.closerange(lo, fd)
+        lo = max(lo, fd + 1)
+    os.closerange(lo, 1 << 20)
+
+
 def _enter_child(cfg, wdir, out_fd, stdout_fd, stderr_fd, cpu_s):
-    """In the forked child: isolate, then return (the caller runs the program)."""
+    """In the forked child: isolate, then return (the caller runs the program).
+
+    Few syscalls on purpose: every page the child touches costs a page fault (copy-on-write
+    or a text page), the dominant per-program cost. Signal dispositions (SIGXFSZ ignored,
+    SIGPIPE default) and /dev/null on fds 0 and 1 are inherited from the worker."""
     os.setsid()  # own session + process group: the worker kills the whole group
-    devnull = os.open("/dev/null", os.O_RDWR)
-    os.dup2(devnull, 0)
-    os.dup2(stdout_fd if stdout_fd >= 0 else devnull, 1)
-    os.dup2(stderr_fd if stderr_fd >= 0 else devnull, 2)
-    os.closerange(3, out_fd)  # close_range(2): drop every inherited fd but the reply pipe
-    os.closerange(out_fd + 1, 1 << 20)
+    if stdout_fd >= 0:
+        os.dup2(stdout_fd, 1)
+    os.dup2(stderr_fd if stderr_fd >= 0 else 0, 2)  # fd 0 is /dev/null (read-write)
+    _close_fds_except(sorted(cfg["keep_fds"] + [out_fd]))  # drop every inherited fd
     os.chdir(wdir)
-    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # oversized writes fail with EFBIG
-    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     _child_limits(cfg, cpu_s)
     uid = cfg["uid"]
     if uid is not None:
@@ -200,20 +229,21 @@ def _sweep_as(uid):
         time.sleep(0.002)
 
 
-def _run_function(conn, code, inputs, repeats, entry, max_chars):
+def _run_function(emit, code, inputs, repeats, entry, max_chars):
+    """Run ``entry(<input>)`` ``repeats`` times per input; ``emit`` one frame per input."""
     import builtins
 
     try:
         compiled = compile(code, "<program>", "exec")
     except BaseException as e:  # noqa: BLE001
-        conn.write(("c", _describe(e)))
+        emit(("c", _describe(e)))
         return
     for inp in inputs:
         outs, err = [], None
         try:
             call = compile("%s(%s)" % (entry, inp), "<input>", "eval")
         except BaseException as e:  # noqa: BLE001
-            conn.write(("i", False, None, "bad input: " + _describe(e), False))
+            emit(("i", False, None, "bad input: " + _describe(e), False))
             continue
         for _ in range(repeats):
             scope = {"__name__": "__main__", "__builtins__": builtins}
@@ -234,13 +264,13 @@ def _run_function(conn, code, inputs, repeats, entry, max_chars):
                 err = _describe(e)
                 break
         if err is not None:
-            conn.write(("i", False, None, err, False))
+            emit(("i", False, None, err, False))
         else:
             same = all(o == outs[0] for o in outs)
-            conn.write(("i", True, outs[0], None if same else "non-deterministic", same))
+            emit(("i", True, outs[0], None if same else "non-deterministic", same))
 
 
-def _run_script(conn, script):
+def _run_script(emit, script):
     status, err = 0, None
     try:
         exec(compile(script, "<script>", "exec"), {"__name__": "__main__"})
@@ -255,7 +285,7 @@ def _run_script(conn, script):
             stream.flush()
         except BaseException:  # noqa: BLE001 - closed or broken by the script
             pass
-    conn.write(("x", err is None, status, err))
+    emit(("x", err is None, status, err))
 
 
 class _Worker:
@@ -326,7 +356,7 @@ class _Worker:
         if os.WIFSIGNALED(status):
             sig = os.WTERMSIG(status)
             if sig == signal.SIGKILL:
-                return "killed (SIGKILL: memory, CPU or process limit)"
+                return "killed (SIGKILL: CPU hard limit, out of memory, or killed from outside)"
             if sig == signal.SIGXCPU:
                 return "CPU time limit exceeded"
             return "program crashed (signal %d)" % sig
@@ -353,15 +383,26 @@ class _Worker:
             code = 70
             try:
                 _enter_child(self.cfg, wdir, w, out_fd, err_fd, cpu_s)
-                body(_Conn(-1, w))
+                conn, last = _Conn(-1, w), []
+
+                def emit(frame):  # stream frames, but hold the last one back (see below)
+                    if last:
+                        conn.write(last.pop())
+                    last.append(frame)
+
+                body(emit)
                 code = 0
-                try:  # descendants left by the program (cheap when there are none)
-                    if self.cfg["uid"] is not None:
-                        os.kill(-1, signal.SIGKILL)
-                    else:
-                        os.killpg(0, signal.SIGKILL)  # our group, ourselves included
-                except OSError:
-                    pass
+                # Kill descendants left by the program BEFORE the final frame: once the
+                # worker has it, nothing of this program runs any more (cheap when none).
+                if self.cfg["uid"] is not None:
+                    try:
+                        os.kill(-1, signal.SIGKILL)  # every process of the sandbox uid but us
+                    except OSError:
+                        pass
+                for frame in last:
+                    conn.write(frame)
+                if self.cfg["uid"] is None:
+                    os.killpg(0, signal.SIGKILL)  # our group, ourselves included
             except BaseException:  # noqa: BLE001
                 pass
             finally:
@@ -375,10 +416,12 @@ class _Worker:
     def run_function(self, code, inputs, repeats, entry, timeout_s):
         cfg = self.cfg
         n_exec = max(1, len(inputs)) * max(1, repeats)
-        cpu_s = int(timeout_s * n_exec) + 1
+        # CPU time is a backstop (the wall deadline is the real bound): generous, so that
+        # a loaded machine or a multi-threaded program never turns a slow run into SIGKILL.
+        cpu_s = int(timeout_s * n_exec) + 2
         wdir = self._fresh_dir()
         pid, r = self._spawn(
-            lambda conn: _run_function(conn, code, inputs, repeats, entry, cfg["max_output_chars"]),
+            lambda emit: _run_function(emit, code, inputs, repeats, entry, cfg["max_output_chars"]),
             wdir, cpu_s, False)
         try:
             frames, err, timed_out = self._wait_frames(r, len(inputs), timeout_s * max(1, repeats), pid)
@@ -397,7 +440,7 @@ class _Worker:
 
     def run_script(self, script, timeout_s):
         wdir = self._fresh_dir()
-        pid, r = self._spawn(lambda conn: _run_script(conn, script), wdir, int(timeout_s) + 1, True)
+        pid, r = self._spawn(lambda emit: _run_script(emit, script), wdir, int(timeout_s) + 2, True)
         try:
             frames, err, timed_out = self._wait_frames(r, 1, timeout_s, pid)
         finally:
@@ -491,13 +534,53 @@ def main():
     os.dup2(devnull, 0)
     os.dup2(devnull, 1)
     os.close(devnull)
+    # Inherited by every child: a program's oversized write fails with EFBIG instead of
+    # killing it, and a write to a closed pipe ends it as usual.
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    for name in cfg["preload"]:  # modules programs commonly import: imported once, here
+        try:
+            __import__(name)
+        except ImportError:
+            pass
+    cfg["keep_fds"] = []
     if cfg.get("sys_path"):
         _use_exposed_stdlib(*cfg["sys_path"])
+    elif cfg.get("expose_fds"):
+        new_path, mapping, cfg["keep_fds"] = _expose_stdlib_fds()
+        _use_exposed_stdlib(new_path, mapping)
+    _warm_up(cfg)
     worker = _Worker(_Conn(rfd, wfd), cfg)
     gc.collect()
     gc.freeze()  # children's collections skip the worker's objects: fewer copy-on-write faults
     worker.serve()
+
+
+_WARM_UP = [  # trusted snippets run in the worker itself before serving (see _warm_up)
+    ("def f(s, n):\n    d = {}\n    for i, c in enumerate(s):\n        d[c] = d.get(c, 0) + i * n\n"
+     "    out = sorted(d.items(), key=lambda kv: (-kv[1], kv[0]))\n"
+     "    return [k.upper() + str(v) for k, v in out if v % 2 == 0], s[::-1].split('a'), "
+     "{k: v for k, v in d.items()}, tuple(set(s))", ["'banana', 3", "'xyz', 0"]),
+    ("class P:\n    def __init__(self, x):\n        self.x = x\n"
+     "def f(nums):\n    nums = list(nums)\n    nums.sort(reverse=True)\n"
+     "    acc = [P(x).x * 2 + 1 for x in nums if x > 0]\n"
+     "    return sum(acc), max(nums), min(nums), len(acc), str(nums), float(acc[0]) / 3",
+     ["[3, -1, 4, 1, 5]"]),
+    ("def f(x):\n    try:\n        return {'a': 1}[x]\n    except KeyError as e:\n"
+     "        raise ValueError(x) from e", ["'b'"]),
+]
+
+
+def _warm_up(cfg):
+    """Run a few representative programs in the worker before forking anything.
+
+    A child pays a page fault for every worker page it writes. Work done for the first time
+    in a process (growing interned-string and type caches, first compile, new allocator
+    arenas, specialising the shared code) would otherwise be redone, and faulted, by every
+    child; doing it once here halves the faults of a typical program."""
+    for _ in range(2):
+        for code, inputs in _WARM_UP:
+            _run_function(lambda frame: None, code, inputs, 2, "f", cfg["max_output_chars"])
 
 
 _clock = None

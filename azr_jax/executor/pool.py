@@ -35,6 +35,8 @@ class SandboxConfig:
       (unique per live worker, so pools never signal each other's programs).
     batch_timeout_s: bound on a whole ``run``/``submit`` call; None derives it from the
       per-program bounds, so a call can never hang.
+    preload_modules: stdlib modules each worker imports once before serving, so programs
+      that import them pay nothing (~1 MB more to fork; every child gets its own copy).
     """
 
     workers: int | None = None
@@ -52,6 +54,8 @@ class SandboxConfig:
     hash_seed: int = 0
     pipeline_depth: int = 8
     batch_timeout_s: float | None = None
+    preload_modules: tuple[str, ...] = ("collections", "itertools", "functools", "math", "heapq",
+                                        "bisect", "operator", "string", "re")
 
     def num_workers(self) -> int:
         return max(1, self.workers or os.cpu_count() or 1)
@@ -153,7 +157,7 @@ class _WorkerProc:
             max_file_bytes=cfg.max_file_bytes, max_open_files=cfg.max_open_files,
             max_procs=cfg.max_procs, max_output_chars=cfg.max_output_chars,
             max_stream_bytes=cfg.max_stream_bytes, max_reply_bytes=4 * cfg.max_output_chars + (1 << 20),
-            uid=base)
+            uid=base, preload=list(cfg.preload_modules))
         env = {"PYTHONHASHSEED": str(cfg.hash_seed), "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
         self.proc = subprocess.Popen(
             [sys.executable, "-S", "-s", "-P", "-B", _WORKER, "setup", marshal.dumps(wcfg).hex()],
