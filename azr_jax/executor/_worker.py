@@ -292,6 +292,7 @@ class _Worker:
     def __init__(self, conn, cfg):
         self.conn, self.cfg = conn, cfg
         self.counter = 0
+        self.exiting = []  # (pid, dir) of finished children not reaped yet
         # Sandbox dirs live on tmpfs: rmdir on a disk filesystem costs milliseconds here.
         # With namespaces /tmp is our private tmpfs; without, prefer the host's /dev/shm.
         base = "/tmp" if cfg["netns"] or not os.access("/dev/shm", os.W_OK) else "/dev/shm"
@@ -428,8 +429,12 @@ class _Worker:
         finally:
             os.close(r)
         clean = err is None and (len(frames) == len(inputs) or frames[:1] and frames[0][0] == "c")
-        end = self._finish(pid, timed_out, bool(clean))
-        _rmtree(wdir)
+        if clean:  # the child swept its descendants before its last frame: reap it later
+            self.exiting.append((pid, wdir))
+            end = None
+        else:
+            end = self._finish(pid, timed_out, False)
+            _rmtree(wdir)
         if frames and frames[0][0] == "c":
             return (frames[0][1], [])
         runs = [f[1:] for f in frames if f[0] == "i"]
@@ -455,11 +460,28 @@ class _Worker:
         reason = err or end or "script ended early"
         return (False, None, out, errs, reason, timed_out)
 
+    def reap(self, block):
+        """Reap finished children (their exit overlaps the next request), remove their dirs."""
+        left = []
+        for pid, wdir in self.exiting:
+            try:
+                done = os.waitpid(pid, 0 if block else os.WNOHANG)[0]
+            except ChildProcessError:
+                done = pid
+            if done:
+                _rmtree(wdir)
+            else:
+                left.append((pid, wdir))
+        self.exiting = left
+
     def serve(self):
-        conn = self.conn
+        conn, idle = self.conn, select.poll()
+        idle.register(conn.rfd, select.POLLIN)
         while True:
+            self.reap(block=len(self.exiting) > 4 or not (conn.buf or idle.poll(0)))
             msg = conn.read()
             if msg is None:  # the pool closed our pipe
+                self.reap(block=True)
                 _rmtree(self.root)
                 return
             task_id, kind = msg[0], msg[1]
