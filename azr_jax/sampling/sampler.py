@@ -24,8 +24,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from azr_jax.errors import UserError
-from azr_jax.models import (ModelConfig, Transformer, init_cache, positions_from_valid,
-                            unembed_matrix)
+from azr_jax.models import ModelConfig, Transformer, init_cache, positions_from_valid
+from azr_jax.sampling.decode import decode_step, from_model_cache, logits_from_hidden
 from azr_jax.sampling.config import SamplingConfig, padded_batch_size
 from azr_jax.sampling.processors import choose_tokens, policy_logprob
 from azr_jax.sharding import mesh as mesh_lib
@@ -42,11 +42,6 @@ class SampleOutput:
 
     def row_tokens(self, r: int) -> list[int]:
         return self.tokens[r, : self.lengths[r]].tolist()
-
-
-def _logits(h_bd, w_dv, dtype):
-    logits_bv = jnp.einsum("bd,dv->bv", h_bd.astype(dtype), w_dv.astype(dtype)).astype(jnp.float32)
-    return nn.with_logical_constraint(logits_bv, ("batch", "act_vocab"))
 
 
 def _constrain_cache(cache):
@@ -68,7 +63,6 @@ def _generate_body(params, prompt_bt, valid_bt, active_b, key, temperature, top_
                    greedy, top_k, use_top_p, stop_ids, pad_id):
     b, p = prompt_bt.shape
     model = Transformer(cfg)
-    w_dv = unembed_matrix(params, cfg)
     choose = functools.partial(choose_tokens, temperature=temperature, top_p=top_p,
                                greedy=greedy, top_k=top_k, use_top_p=use_top_p)
     row_keys_b = jax.vmap(jax.random.fold_in, (None, 0))(key, jnp.arange(b))
@@ -79,7 +73,8 @@ def _generate_body(params, prompt_bt, valid_bt, active_b, key, temperature, top_
     cache = _constrain_cache(init_cache(cfg, b, p + max_new))
     h_btd, cache = model.apply({"params": params}, prompt_bt, positions_from_valid(valid_bt),
                                valid_bt, cache, return_hidden=True)
-    logits_bv = _logits(h_btd[:, -1], w_dv, cfg.compute_dtype)
+    cache = from_model_cache(cache)
+    logits_bv = logits_from_hidden(params, cfg, h_btd[:, -1])
     tok_b = choose(logits_bv, step_keys(0))
     lp_b = policy_logprob(logits_bv, tok_b)
     tokens_bn = jnp.full((b, max_new), pad_id, jnp.int32).at[:, 0].set(jnp.where(active_b, tok_b, pad_id))
@@ -87,7 +82,6 @@ def _generate_body(params, prompt_bt, valid_bt, active_b, key, temperature, top_
     lengths_b = active_b.astype(jnp.int32)
     done_b = ~active_b | is_stop(tok_b)
     prompt_len_b = jnp.sum(valid_bt, axis=-1, dtype=jnp.int32)
-    ones_b1 = jnp.ones((b, 1), bool)
 
     def cond(carry):
         i, _, _, done_b, *_ = carry
@@ -95,10 +89,9 @@ def _generate_body(params, prompt_bt, valid_bt, active_b, key, temperature, top_
 
     def body(carry):
         i, tok_b, cache, done_b, tokens_bn, logprobs_bn, lengths_b = carry
-        pos_b1 = (prompt_len_b + i - 1)[:, None]  # position of tok_b, sampled at step i - 1
-        h_b1d, cache = model.apply({"params": params}, tok_b[:, None], pos_b1, ones_b1, cache,
-                                   return_hidden=True)
-        logits_bv = _logits(h_b1d[:, 0], w_dv, cfg.compute_dtype)
+        pos_b = prompt_len_b + i - 1  # position of tok_b, sampled at step i - 1
+        h_bd, cache = decode_step(params, cfg, tok_b, pos_b, cache)
+        logits_bv = logits_from_hidden(params, cfg, h_bd)
         new_b = choose(logits_bv, step_keys(i))
         lp_b = jnp.where(done_b, 0.0, policy_logprob(logits_bv, new_b))
         new_b = jnp.where(done_b, pad_id, new_b)

@@ -1,0 +1,116 @@
+"""One decode step (one new token per row): the model's math with a decode-friendly layout.
+
+Why not `Transformer.apply` with the cache: its `nn.scan` over layers reads the cache as the
+scan's input and writes a new stacked cache as its output, so inside the sampler's while loop
+XLA copies the whole KV cache on every token; and its [b, s, k, h] cache layout makes XLA
+transpose each layer's keys and values for the attention matmuls, every token. Here the
+layers run in a `fori_loop` that carries a [L, b, k, s, h] cache and writes this token's slot
+in place, and o_proj is one [n*h, d] matmul. MLP and RMSNorm are the model's own modules; the
+attention math (GQA, HF half-split RoPE, masking) mirrors `azr_jax.models.layers.Attention`
+and is checked against full forward passes and transformers in the tests.
+"""
+
+from __future__ import annotations
+
+import flax
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from azr_jax.models import KVCache, ModelConfig
+from azr_jax.models.layers import MLP, RMSNorm, apply_rope, rope_inv_freq
+from azr_jax.models.transformer import attention_mask
+
+_NEG_INF = -1e30  # as in the model: a fully masked row stays NaN-free
+CACHE_AXES = ("layers", "batch", "act_kv_heads", "length", None)
+
+
+@flax.struct.dataclass
+class DecodeCache:
+    k_lbksh: jax.Array  # [layers, batch, kv_heads, slots, head_dim]
+    v_lbksh: jax.Array
+    valid_bs: jax.Array  # bool: slot holds a real token
+    index: jax.Array  # int32 scalar: next slot to write
+
+
+def from_model_cache(cache: KVCache) -> DecodeCache:
+    """The model's [L, b, s, k, h] cache (after prefill) in decode layout (one transpose)."""
+    k = nn.with_logical_constraint(jnp.swapaxes(cache.k_lbskh, 2, 3), CACHE_AXES)
+    v = nn.with_logical_constraint(jnp.swapaxes(cache.v_lbskh, 2, 3), CACHE_AXES)
+    return DecodeCache(k_lbksh=k, v_lbksh=v, valid_bs=cache.valid_bs, index=cache.index)
+
+
+def _layer_params(layers, i):
+    return jax.tree.map(lambda w: jax.lax.dynamic_index_in_dim(w, i, 0, keepdims=False), layers)
+
+
+def _attention(cfg, p, x_bd, pos_b, mask_bs, k_lbksh, v_lbksh, i, index):
+    """GQA attention of one query per row over layer i's cache; writes its own k/v first."""
+    d, n, kh, h = cfg.hidden_size, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
+    dt = cfg.compute_dtype
+    x_bd = x_bd.astype(dt)
+    q_bnh = jnp.einsum("bd,dnh->bnh", x_bd, p["q_proj"].astype(dt))
+    k_bkh = jnp.einsum("bd,dkh->bkh", x_bd, p["k_proj"].astype(dt))
+    v_bkh = jnp.einsum("bd,dkh->bkh", x_bd, p["v_proj"].astype(dt))
+    if cfg.qkv_bias:
+        q_bnh += p["q_bias"].astype(dt)
+        k_bkh += p["k_bias"].astype(dt)
+        v_bkh += p["v_bias"].astype(dt)
+    inv_freq = jnp.asarray(rope_inv_freq(h, cfg.rope_theta, cfg.rope_scaling))
+    q_bnh = apply_rope(q_bnh[:, None], pos_b[:, None], inv_freq)[:, 0]
+    k_bkh = apply_rope(k_bkh[:, None], pos_b[:, None], inv_freq)[:, 0]
+    start = (i, 0, 0, index, 0)
+    k_lbksh = jax.lax.dynamic_update_slice(k_lbksh, k_bkh[None, :, :, None].astype(k_lbksh.dtype), start)
+    v_lbksh = jax.lax.dynamic_update_slice(v_lbksh, v_bkh[None, :, :, None].astype(v_lbksh.dtype), start)
+    k_bksh = jax.lax.dynamic_index_in_dim(k_lbksh, i, 0, keepdims=False).astype(dt)
+    v_bksh = jax.lax.dynamic_index_in_dim(v_lbksh, i, 0, keepdims=False).astype(dt)
+
+    b = x_bd.shape[0]
+    q_bkgh = q_bnh.reshape(b, kh, n // kh, h) * jnp.asarray(h ** -0.5, dt)
+    scores_bkgs = jnp.einsum("bkgh,bksh->bkgs", q_bkgh, k_bksh).astype(jnp.float32)
+    scores_bkgs = jnp.where(mask_bs[:, None, None, :], scores_bkgs, _NEG_INF)
+    probs_bkgs = jax.nn.softmax(scores_bkgs, axis=-1).astype(dt)
+    out_bkgh = jnp.einsum("bkgs,bksh->bkgh", probs_bkgs, v_bksh)
+    w_o = p["o_proj"].astype(dt).reshape(n * h, d)
+    return out_bkgh.reshape(b, n * h) @ w_o, k_lbksh, v_lbksh
+
+
+def decode_step(params, cfg: ModelConfig, tok_b, pos_b, cache: DecodeCache):
+    """Feed one token per row (at position pos_b, into cache slot cache.index).
+
+    Returns (hidden_bd after the final norm, the updated cache)."""
+    dt = cfg.compute_dtype
+    index = cache.index
+    b = tok_b.shape[0]
+    x_bd = jnp.take(params["embedding"], tok_b, axis=0).astype(dt)
+    valid_bs = jax.lax.dynamic_update_slice_in_dim(cache.valid_bs, jnp.ones((b, 1), bool), index, 1)
+    mask_bs = attention_mask(valid_bs, index, 1)[:, 0]
+    mlp, norm = MLP(cfg), RMSNorm(cfg)
+
+    def layer(i, carry):
+        x_bd, k_lbksh, v_lbksh = carry
+        p = _layer_params(params["layers"], i)
+        h_bd = norm.apply({"params": p["attn_norm"]}, x_bd)
+        attn_bd, k_lbksh, v_lbksh = _attention(cfg, p["attn"], h_bd, pos_b, mask_bs,
+                                               k_lbksh, v_lbksh, i, index)
+        x_bd = x_bd + attn_bd
+        h_b1d = norm.apply({"params": p["mlp_norm"]}, x_bd)[:, None]
+        x_bd = x_bd + mlp.apply({"params": p["mlp"]}, h_b1d)[:, 0]
+        x_bd = nn.with_logical_constraint(x_bd, ("batch", "act_embed"))
+        return x_bd, k_lbksh, v_lbksh
+
+    x_bd, k_lbksh, v_lbksh = jax.lax.fori_loop(
+        0, cfg.num_layers, layer, (x_bd, cache.k_lbksh, cache.v_lbksh))
+    h_bd = norm.apply({"params": params["final_norm"]}, x_bd)
+    return h_bd, DecodeCache(k_lbksh=k_lbksh, v_lbksh=v_lbksh, valid_bs=valid_bs, index=index + 1)
+
+
+def logits_from_hidden(params, cfg: ModelConfig, h_bd):
+    """f32 logits [b, V]; tied models contract with the [V, D] embedding directly (no
+    transposed copy of the largest matrix)."""
+    dt = cfg.compute_dtype
+    if cfg.tie_embeddings:
+        logits_bv = jnp.einsum("bd,vd->bv", h_bd.astype(dt), params["embedding"].astype(dt))
+    else:
+        logits_bv = jnp.einsum("bd,dv->bv", h_bd.astype(dt), params["lm_head"].astype(dt))
+    return nn.with_logical_constraint(logits_bv.astype(jnp.float32), ("batch", "act_vocab"))
