@@ -62,6 +62,12 @@ def get_config() -> ml_collections.ConfigDict:
         system_prompt="",
     ))
 
+    # Text the assistant's turn starts with, per (task type, role): part of the prompt (not
+    # trained on), prepended to the response before parsing. Empty in the paper's setting;
+    # a small model can use it to learn the answer format from its first step.
+    c.prefix = ml_collections.ConfigDict(
+        {f"{t}_{r}": "" for t in TASK_TYPES for r in ("propose", "solve")})
+
     c.rl = ml_collections.ConfigDict(dict(
         estimator="trr++",  # trr++ | reinforce++ | grpo
         loss="ppo_clip",

@@ -126,13 +126,16 @@ def _task_rows(tasks) -> str:
         if isinstance(io_out, list):
             io_out = "\n".join(io_out)
         note = t.get("error") or t.get("message") or ""
+        response = t.get("response", "")
         out.append(
             f'<tr class="{"good" if valid else "bad"}" data-type="{html.escape(t.get("type", ""))}" '
             f'data-valid="{int(valid)}"><td>{t.get("step", "")}</td><td>{html.escape(t.get("type", ""))}</td>'
             f'<td>{"yes" if valid else "no"}</td><td data-k="{rate if rate is not None else -1}">{rate_txt}</td>'
             f'<td>{t.get("reward", "")}</td><td><pre>{html.escape(t.get("program", ""))}</pre></td>'
             f'<td><pre>{html.escape(str(io_in))}</pre></td><td><pre>{html.escape(str(io_out))}</pre></td>'
-            f'<td><pre>{html.escape(str(note))[:400]}</pre></td></tr>')
+            f'<td><pre>{html.escape(str(note)[:400])}</pre></td>'
+            f'<td><details><summary>show</summary><pre>{html.escape(response)}</pre></details>'
+            f'</td></tr>')
     return "".join(out)
 
 
@@ -171,7 +174,8 @@ def build_report(workdir: str, output: str | None = None) -> str:
 <option value="0">invalid</option></select><span id="n">{len(tasks)} shown</span></div>
 <table id="tasks"><thead><tr><th onclick="srt(0)">step</th><th onclick="srt(1)">type</th>
 <th onclick="srt(2)">valid</th><th onclick="srt(3)">solve rate</th><th onclick="srt(4)">proposer reward</th>
-<th>program</th><th>input(s)</th><th>output(s)</th><th>error / message</th></tr></thead>
+<th>program</th><th>input(s)</th><th>output(s)</th><th>error / message</th>
+<th>raw response</th></tr></thead>
 <tbody>{_task_rows(tasks)}</tbody></table>
 <h2>Config</h2><pre>{html.escape(config)}</pre></body></html>"""
     path = output or os.path.join(workdir, "report.html")

@@ -31,6 +31,7 @@ class RolloutContext:
     sampling: SamplingConfig
     max_prompt_len: int
     batch_per_group: int
+    prefixes: dict  # "{type}_{role}" -> text the assistant turn starts with
     estimator: str
     adv_eps: float
     seed: int
@@ -49,9 +50,9 @@ class Rollout:
     task_rows: list  # proposals for tasks.jsonl
 
 
-def _encode(ctx: RolloutContext, messages) -> list[int]:
+def _encode(ctx: RolloutContext, messages, prefix: str = "") -> list[int]:
     text = ctx.tokenizer.apply_chat_template(list(messages), add_generation_prompt=True)
-    ids = ctx.tokenizer.encode(text, add_special_tokens=False)
+    ids = ctx.tokenizer.encode(text + prefix, add_special_tokens=False)
     return ids[-ctx.max_prompt_len:]  # keep the end: the instructions and the answer format
 
 
@@ -70,8 +71,13 @@ def _generate(ctx, params, prompts, key, num_samples=1):
     return toks, lps, out.prompt_index
 
 
-def _decode(ctx, token_lists):
-    return [ctx.tokenizer.decode(t, skip_special_tokens=True) for t in token_lists]
+def _decode(ctx, token_lists, prefixes=None):
+    texts = [ctx.tokenizer.decode(t, skip_special_tokens=True) for t in token_lists]
+    return [p + t for p, t in zip(prefixes, texts)] if prefixes else texts
+
+
+def _prefix(ctx, task_type, role) -> str:
+    return ctx.prefixes.get(f"{task_type}_{role}", "")
 
 
 def seed_buffers(ctx: RolloutContext, params, progress: bool) -> dict:
@@ -81,6 +87,7 @@ def seed_buffers(ctx: RolloutContext, params, progress: bool) -> dict:
     def propose(messages_list):
         key = jax.random.fold_in(jax.random.PRNGKey(ctx.seed), -1 - counter[0])
         counter[0] += 1
+        # (the seeding callback gets messages only, so response prefixes are not used here)
         toks, _, _ = _generate(ctx, params, [_encode(ctx, m) for m in messages_list], key)
         return _decode(ctx, toks)
 
@@ -88,11 +95,11 @@ def seed_buffers(ctx: RolloutContext, params, progress: bool) -> dict:
                            np.random.default_rng([ctx.seed, 2**31]), progress=progress)
 
 
-def _task_row(step, result, rate, reward):
+def _task_row(step, result, rate, reward, response):
     task = result.task
     row = {"step": step, "type": result.request.task_type, "valid": result.outcome == sp.PASSED,
            "outcome": result.outcome, "error": result.reason, "reward": round(float(reward), 4),
-           "solve_rate": rate}
+           "solve_rate": rate, "response": response[:2000]}
     parsed = result.parsed
     if task is not None and isinstance(task, sp.InductionTask):
         row.update(program=task.program, input=list(task.inputs), output=list(task.outputs),
@@ -119,9 +126,10 @@ def run_rollout(ctx: RolloutContext, step: int, params) -> Rollout:
     # 1. propose
     with ctx.timer("host_prompts"):
         requests = [r for t in types for r in sp.proposer_requests(t, ctx.buffers, B, rng, cfg)]
-        prop_prompts = [_encode(ctx, r.messages) for r in requests]
+        prop_pre = [_prefix(ctx, r.task_type, "propose") for r in requests]
+        prop_prompts = [_encode(ctx, r.messages, p) for r, p in zip(requests, prop_pre)]
     prop_toks, prop_lps, _ = _generate(ctx, params, prop_prompts, k_prop)
-    prop_texts = _decode(ctx, prop_toks)
+    prop_texts = _decode(ctx, prop_toks, prop_pre)
 
     # 2. validate in the executor
     with ctx.timer("execute"):
@@ -134,9 +142,10 @@ def run_rollout(ctx: RolloutContext, step: int, params) -> Rollout:
         with ctx.timer("host_prompts"):
             stasks = [sp.solver_task(results[i].request.task_type, results[i].task, cfg)
                       for i in valid_idx]
-            prompts = [_encode(ctx, st.messages) for st in stasks]
+            pre = [_prefix(ctx, st.task_type, "solve") for st in stasks]
+            prompts = [_encode(ctx, st.messages, p) for st, p in zip(stasks, pre)]
         toks, _, pidx = _generate(ctx, params, prompts, k_learn, num_samples=cfg.num_rollouts)
-        texts = _decode(ctx, toks)
+        texts = _decode(ctx, toks, [pre[p] for p in pidx])
         with ctx.timer("execute"):
             answers = [sp.parse_answer(stasks[p].task_type, t) for p, t in zip(pidx, texts)]
             correct = sp.grade_answers(ctx.pool, [stasks[p] for p in pidx], answers)
@@ -151,9 +160,10 @@ def run_rollout(ctx: RolloutContext, step: int, params) -> Rollout:
         for t in types:
             solver_tasks += [sp.solver_task(t, task, cfg)
                              for task in sp.fill_tasks(t, results, ctx.buffers, B, rng)]
-        solve_prompts = [_encode(ctx, st.messages) for st in solver_tasks]
+        sol_pre = [_prefix(ctx, st.task_type, "solve") for st in solver_tasks]
+        solve_prompts = [_encode(ctx, st.messages, p) for st, p in zip(solver_tasks, sol_pre)]
     sol_toks, sol_lps, _ = _generate(ctx, params, solve_prompts, k_solve)
-    sol_texts = _decode(ctx, sol_toks)
+    sol_texts = _decode(ctx, sol_toks, sol_pre)
     with ctx.timer("execute"):
         answers = [sp.parse_answer(st.task_type, t) for st, t in zip(solver_tasks, sol_texts)]
         correct = sp.grade_answers(ctx.pool, solver_tasks, answers)
@@ -171,7 +181,8 @@ def run_rollout(ctx: RolloutContext, step: int, params) -> Rollout:
                             prop_lps + sol_lps, advantages)
         metrics = _metrics(types, results, rates, solver_tasks, outcomes, rewards, advantages,
                            groups, prop_toks, sol_toks, ctx.buffers, new_tasks)
-        rows = [_task_row(step, r, rates.get(i), prop_rewards[i]) for i, r in enumerate(results)]
+        rows = [_task_row(step, r, rates.get(i), prop_rewards[i], prop_texts[i])
+                for i, r in enumerate(results)]
     metrics["time/rollout"] = time.perf_counter() - t_start
     return Rollout(step=step, batch=batch, metrics=metrics, task_rows=rows)
 

@@ -129,7 +129,8 @@ def train(cfg, workdir: str, *, rollout_fn=run_rollout) -> TrainResult:
     ctx = RolloutContext(
         model_cfg=env.model_cfg, tokenizer=env.tokenizer, selfplay=env.selfplay,
         sampling=env.sampling, max_prompt_len=cfg.sampling.max_prompt_len,
-        batch_per_group=cfg.selfplay.batch_per_group, estimator=cfg.rl.estimator,
+        batch_per_group=cfg.selfplay.batch_per_group, prefixes=dict(cfg.prefix),
+        estimator=cfg.rl.estimator,
         adv_eps=cfg.rl.adv_eps, seed=tcfg.seed, mesh=env.mesh, pool=env.pool, buffers=buffers,
         activity=activity, timer=timer)
     if start == 0 and env.selfplay.seed_buffer_size > 0:
