@@ -92,8 +92,12 @@ def test_tiny_cpu_training_steps(tmp_path, responder):
     html = open(build_report(workdir)).read()
     assert "x * " in html and "<svg" in html
 
-    # a finished run resumes as a no-op; a longer one continues from the checkpoint
-    again = train(load_config("tiny_cpu", ["trainer.steps=4", "sampling.max_new_tokens=96"]),
-                  workdir)
-    assert (again.start_step, again.end_step) == (3, 4)
-    assert [r["step"] for r in read_metrics(workdir)] == [1, 2, 3, 4]
+    # a longer run continues from the checkpoint, now with overlap (staleness 1): rollouts
+    # of step 5 sample with the parameters from before update 4, which the update donates
+    more = load_config("tiny_cpu", ["trainer.steps=5", "sampling.max_new_tokens=96",
+                                    "trainer.staleness=1", "trainer.checkpoint_every=10"])
+    again = train(more, workdir)
+    assert (again.start_step, again.end_step) == (3, 5)
+    rows = read_metrics(workdir)
+    assert [r["step"] for r in rows] == [1, 2, 3, 4, 5]
+    assert np.isfinite(rows[-1]["loss"]) and rows[-1]["buffer/deduction"] > 1

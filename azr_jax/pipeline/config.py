@@ -20,7 +20,8 @@ _REPO_CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
 # Fields that may differ between a workdir's saved config and a resumed run's config; any
 # other difference changes what the saved state means, so resuming would be wrong.
 RESUME_SAFE = ("trainer.steps", "trainer.log_every", "trainer.checkpoint_every",
-               "trainer.keep", "trainer.eval_every", "trainer.progress", "executor.", "mesh.")
+               "trainer.keep", "trainer.eval_every", "trainer.progress", "trainer.staleness",
+               "executor.", "mesh.")
 
 
 def _resolve(path_or_name: str) -> str:
