@@ -99,6 +99,17 @@ def get_config() -> ml_collections.ConfigDict:
         memory_mb=1024,
     ))
 
+    # Benchmarks run on the current parameters every trainer.eval_every steps (metrics
+    # "<suite>/<metric>" in metrics.jsonl). suites: names from azr_jax.evals (humaneval,
+    # cruxeval-o, cruxeval-i, math); data: one path per suite, "" = the suite's default.
+    c.eval = ml_collections.ConfigDict(dict(
+        suites=(),
+        data=(),
+        limit=0,  # first N problems of each suite; 0 = all
+        max_new_tokens=512,
+        batch_size=16,
+    ))
+
     c.trainer = ml_collections.ConfigDict(dict(
         steps=500,
         seed=0,
@@ -106,7 +117,7 @@ def get_config() -> ml_collections.ConfigDict:
         keep=3,
         staleness=0,  # 0 = strictly on-policy; 1 = rollouts of step t+1 overlap update t
         log_every=1,
-        eval_every=0,  # 0 = off
+        eval_every=0,  # 0 = off; see the eval section
         progress=True,  # tqdm progress bar on process 0
     ))
     return c

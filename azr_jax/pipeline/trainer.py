@@ -83,6 +83,21 @@ def _save(ckpt, step, state, trainer_state, workdir, final: bool):
                         f"{kept}; fix it and rerun the same command to resume") from None
 
 
+def run_evals(cfg, params, env, progress: bool) -> dict:
+    """Every configured eval suite on `params`; metrics keyed "<suite>/<metric>"."""
+    from azr_jax.evals.suites import SuiteConfig, run_eval_suite
+
+    e, out = cfg.eval, {}
+    data = list(e.data) + [""] * (len(e.suites) - len(e.data))
+    for suite, path in zip(e.suites, data):
+        scfg = SuiteConfig(suite=suite, data=path or None, limit=e.limit or None,
+                           max_new_tokens=e.max_new_tokens, batch_size=e.batch_size,
+                           seed=cfg.trainer.seed)
+        out.update(run_eval_suite(params, scfg, model_config=env.model_cfg,
+                                  tokenizer=env.tokenizer, progress=progress))
+    return out
+
+
 def _progress(total, initial, enabled):
     if not enabled:
         return None
@@ -170,6 +185,9 @@ def train(cfg, workdir: str, *, rollout_fn=run_rollout) -> TrainResult:
             m["time/step"] = t1 - t0
             m["device_idle_frac"] = activity.idle_fraction(t0, t1)
             m["tokens_per_s"] = m.get("gen_tokens", 0) / max(m.get("time/rollout", 1e-9), 1e-9)
+            if tcfg.eval_every > 0 and cfg.eval.suites and done % tcfg.eval_every == 0:
+                with timer("eval"):
+                    m.update(run_evals(cfg, state.params, env, progress=False))
             if main:  # logs first: a kill before the checkpoint lands rolls them back
                 append_tasks(workdir, rollout.task_rows)
                 if step % max(1, tcfg.log_every) == 0 or done == tcfg.steps:
