@@ -53,6 +53,10 @@ def test_sigkill_mid_step_then_resume_is_exact(tmp_path):
     os.kill(p.pid, signal.SIGKILL)
     p.wait()
     assert len(read_metrics(str(killed))) == 3  # step 4 had not finished
+    # what a save killed half-way leaves behind (Orbax's temporary step directory)
+    partial = killed / "checkpoints" / "4.orbax-checkpoint-tmp-1764130000000000"
+    partial.mkdir(parents=True)
+    (partial / "junk").write_bytes(b"\0" * 100)
     p = _train(killed)
     out = p.communicate(timeout=600)[0]
     assert p.returncode == 0, out
