@@ -33,11 +33,16 @@ class DecodeCache:
     index: jax.Array  # int32 scalar: next slot to write
 
 
-def from_model_cache(cache: KVCache) -> DecodeCache:
-    """The model's [L, b, s, k, h] cache (after prefill) in decode layout (one transpose)."""
-    k = nn.with_logical_constraint(jnp.swapaxes(cache.k_lbskh, 2, 3), CACHE_AXES)
-    v = nn.with_logical_constraint(jnp.swapaxes(cache.v_lbskh, 2, 3), CACHE_AXES)
-    return DecodeCache(k_lbksh=k, v_lbksh=v, valid_bs=cache.valid_bs, index=cache.index)
+def from_model_cache(cache: KVCache, extra_slots: int) -> DecodeCache:
+    """The model's [L, b, s, k, h] prefill cache in decode layout, with `extra_slots` empty
+    slots appended for the new tokens (one transpose, once per call)."""
+    pad = ((0, 0), (0, 0), (0, 0), (0, extra_slots), (0, 0))
+    k = jnp.pad(jnp.swapaxes(cache.k_lbskh, 2, 3), pad)
+    v = jnp.pad(jnp.swapaxes(cache.v_lbskh, 2, 3), pad)
+    valid_bs = jnp.pad(cache.valid_bs, ((0, 0), (0, extra_slots)))
+    return DecodeCache(k_lbksh=nn.with_logical_constraint(k, CACHE_AXES),
+                       v_lbksh=nn.with_logical_constraint(v, CACHE_AXES),
+                       valid_bs=valid_bs, index=cache.index)
 
 
 def _layer_params(layers, i):

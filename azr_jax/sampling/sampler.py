@@ -70,10 +70,10 @@ def _generate_body(params, prompt_bt, valid_bt, active_b, key, temperature, top_
     stop_t = jnp.asarray(stop_ids or (-1,), jnp.int32)
     is_stop = lambda tok_b: jnp.any(tok_b[:, None] == stop_t[None, :], axis=-1)
 
-    cache = _constrain_cache(init_cache(cfg, b, p + max_new))
+    cache = _constrain_cache(init_cache(cfg, b, p))  # prefill needs the prompt's slots only
     h_btd, cache = model.apply({"params": params}, prompt_bt, positions_from_valid(valid_bt),
                                valid_bt, cache, return_hidden=True)
-    cache = from_model_cache(cache)
+    cache = from_model_cache(cache, extra_slots=max_new)
     logits_bv = logits_from_hidden(params, cfg, h_btd[:, -1])
     tok_b = choose(logits_bv, step_keys(0))
     lp_b = policy_logprob(logits_bv, tok_b)
