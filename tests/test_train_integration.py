@@ -63,13 +63,16 @@ def responder(monkeypatch):
 
 
 def test_tiny_cpu_training_steps(tmp_path, responder):
-    cfg = load_config("tiny_cpu", ["trainer.steps=3", "sampling.max_new_tokens=96"])
+    cfg = load_config("tiny_cpu", ["trainer.steps=3", "sampling.max_new_tokens=96",
+                                   "selfplay.seed_buffer_size=2"])
     workdir = str(tmp_path / "run")
     result = train(cfg, workdir)
     assert (result.start_step, result.end_step) == (0, 3)
 
     rows = read_metrics(workdir)
     assert [r["step"] for r in rows] == [1, 2, 3]
+    assert rows[0]["time/seeding"] > 0  # the seeding phase filled each buffer to 2 first
+    assert all(rows[0][f"buffer/{t}"] >= 2 for t in ("deduction", "abduction", "induction"))
     for r in rows:
         for t, role in GROUPS:
             assert f"reward/{t}_{role}" in r and np.isfinite(r[f"adv_mean/{t}_{role}"])
@@ -95,6 +98,7 @@ def test_tiny_cpu_training_steps(tmp_path, responder):
     # a longer run continues from the checkpoint, now with overlap (staleness 1): rollouts
     # of step 5 sample with the parameters from before update 4, which the update donates
     more = load_config("tiny_cpu", ["trainer.steps=5", "sampling.max_new_tokens=96",
+                                    "selfplay.seed_buffer_size=2",
                                     "trainer.staleness=1", "trainer.checkpoint_every=10"])
     again = train(more, workdir)
     assert (again.start_step, again.end_step) == (3, 5)

@@ -85,7 +85,7 @@ def seed_buffers(ctx: RolloutContext, params, progress: bool) -> dict:
     counter = [0]
 
     def propose(messages_list):
-        key = jax.random.fold_in(jax.random.PRNGKey(ctx.seed), -1 - counter[0])
+        key = jax.random.fold_in(jax.random.PRNGKey(ctx.seed), 2**31 + counter[0])  # != steps
         counter[0] += 1
         # (the seeding callback gets messages only, so response prefixes are not used here)
         toks, _, _ = _generate(ctx, params, [_encode(ctx, m) for m in messages_list], key)

@@ -134,8 +134,6 @@ def train(cfg, workdir: str, *, rollout_fn=run_rollout) -> TrainResult:
     state, buffers, start = env.train_state, env.buffers, 0
     if resuming and env.checkpointer.latest_step() is not None:
         start, state, buffers = setup_lib.restore(env)
-    if start == 0 and resuming:
-        resuming = False  # config written, but killed before the first checkpoint
     writer = MetricsWriter(workdir, enabled=main)
     writer.truncate_after(start)
     if main:
@@ -154,6 +152,7 @@ def train(cfg, workdir: str, *, rollout_fn=run_rollout) -> TrainResult:
     every = max(1, tcfg.checkpoint_every)
     queue = RolloutQueue(lambda s, p: rollout_fn(ctx, s, p), start, tcfg.steps, tcfg.staleness,
                          is_boundary=lambda s: s % every == 0)
+
     def publish(params):
         # The update donates `state`; rollouts running beside it (staleness > 0) need their
         # own copy of the parameters they sample with.
