@@ -19,7 +19,8 @@ PLOTS = (
     ("Format-error rate per group", "format_error/"),
     ("Buffer sizes", "buffer/"),
     ("Mean response length (tokens)", "response_len/"),
-    ("Policy loss and log-prob mismatch", ("loss", "logprob_mismatch", "clip_frac")),
+    ("Policy loss, clipping and log-prob mismatch",
+     ("loss", "clip_fraction", "approx_kl", "logprob_diff_mean", "logprob_diff_max")),
     ("Seconds per step by phase", "time/"),
     ("Device idle fraction (waiting for host)", ("device_idle_frac",)),
 )
