@@ -17,7 +17,11 @@ def trained_workdir(tmp_path_factory):
     from azr_jax.pipeline.trainer import train
 
     workdir = str(tmp_path_factory.mktemp("run"))
-    cfg = load_config("tiny_cpu", ["trainer.steps=1", "selfplay.batch_per_group=2"])
+    # The random tiny model writes only format errors, so every advantage is 0 and the policy
+    # gradient vanishes; AdamW's decoupled weight decay still moves every weight, which is
+    # what tells the trained weights from the initial ones below.
+    cfg = load_config("tiny_cpu", ["trainer.steps=1", "selfplay.batch_per_group=2",
+                                   "optim.weight_decay=0.1"])
     train(cfg, workdir)  # trained on a (2, 2, 2) mesh of 8 fake devices
     return workdir
 

@@ -116,6 +116,11 @@ def test_build_batch_alignment():
     assert b["old_logprobs_bt"][0, -2:].tolist() == [-0.5, -0.25]
     assert b["old_logprobs_bt"][1, -3:].tolist() == [-1.0, -2.0, -3.0]
     assert build_batch(prompts, responses, lps, np.zeros(2))["tokens_bt"].shape == (2, 64)
+    padded = build_batch(prompts, responses, lps, np.array([1.0, -1.0]), length=8, row_multiple=8)
+    assert {k: v.shape[0] for k, v in padded.items()} == dict.fromkeys(padded, 8)
+    assert not padded["valid_bt"][2:].any() and not padded["loss_mask_bt"][2:].any()
+    assert padded["advantages_b"].tolist() == [1.0, -1.0] + [0.0] * 6
+    np.testing.assert_array_equal(padded["tokens_bt"][:2], b["tokens_bt"])
 
 
 def test_metrics_and_tasks_truncate_on_resume(tmp_path):

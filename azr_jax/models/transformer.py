@@ -56,6 +56,13 @@ def attention_mask(valid_bs, index, num_queries: int):
     return valid_bs[:, None, :] & (s_idx[None, None, :] <= q_slot[None, :, None])
 
 
+def embed_tokens(embedding_vd, tokens, dtype):
+    """Row lookup. The table is gathered whole along vocab first: a lookup into a
+    vocab-sharded table makes the SPMD partitioner replicate the gather's output."""
+    table_vd = nn.with_logical_constraint(embedding_vd.astype(dtype), (None, "act_embed"))
+    return jnp.take(table_vd, tokens, axis=0)
+
+
 def positions_from_valid(valid_bt):
     """Position ids for left-padded rows: 0 at each row's first real token."""
     return jnp.maximum(jnp.cumsum(valid_bt.astype(jnp.int32), axis=-1) - 1, 0)
@@ -96,7 +103,7 @@ class Transformer(nn.Module):
                  return_hidden: bool = False):
         c = self.config
         embedding_vd = _param(self, "embedding", (c.vocab_size, c.hidden_size), ("vocab", "embed"))
-        x_btd = jnp.take(embedding_vd, tokens_bt, axis=0).astype(c.compute_dtype)
+        x_btd = embed_tokens(embedding_vd, tokens_bt, c.compute_dtype)
         x_btd = nn.with_logical_constraint(x_btd, ("batch", "length", "act_embed"))
 
         t = tokens_bt.shape[1]

@@ -17,13 +17,16 @@ def bucket_length(n: int, minimum: int = 64) -> int:
 
 def build_batch(prompts: Sequence[Sequence[int]], responses: Sequence[Sequence[int]],
                 response_logprobs: Sequence[np.ndarray], advantages_b: np.ndarray,
-                length: int | None = None) -> dict:
+                length: int | None = None, row_multiple: int = 1) -> dict:
     """Rows are `prompt + response`, left-padded to a common length.
 
     loss_mask_bt marks response tokens; old_logprobs_bt holds the sampler's log-prob of each
     response token at that token's position (what the update step compares against).
+    The row count is padded up to `row_multiple` (micro-batches x data-parallel devices) with
+    empty rows: no valid token, zero loss mask, so they add nothing to the loss or its
+    normalisers.
     """
-    rows = len(prompts)
+    rows = -(-len(prompts) // row_multiple) * row_multiple
     total = [len(p) + len(r) for p, r in zip(prompts, responses)]
     T = length or bucket_length(max(total))
     tokens_bt = np.zeros((rows, T), np.int32)
@@ -38,5 +41,6 @@ def build_batch(prompts: Sequence[Sequence[int]], responses: Sequence[Sequence[i
             loss_mask_bt[i, T - len(r):] = 1.0
             old_logprobs_bt[i, T - len(r):] = lp[: len(r)]
     return {"tokens_bt": tokens_bt, "valid_bt": valid_bt, "loss_mask_bt": loss_mask_bt,
-            "advantages_b": np.asarray(advantages_b, np.float32),
+            "advantages_b": np.pad(np.asarray(advantages_b, np.float32),
+                                   (0, rows - len(prompts))),
             "old_logprobs_bt": old_logprobs_bt}

@@ -40,6 +40,7 @@ class RolloutContext:
     buffers: sp.Buffers
     activity: Any  # prefetch.DeviceActivity
     timer: Any  # metrics.PhaseTimer
+    batch_row_multiple: int = 1  # the update step splits rows over micro-batches x data devices
 
 
 @dataclasses.dataclass
@@ -178,7 +179,7 @@ def run_rollout(ctx: RolloutContext, step: int, params) -> Rollout:
         advantages = np.asarray(adv_lib.get(ctx.estimator)(rewards, np.asarray(groups),
                                                            eps=ctx.adv_eps), np.float32)
         batch = build_batch(prop_prompts + solve_prompts, prop_toks + sol_toks,
-                            prop_lps + sol_lps, advantages)
+                            prop_lps + sol_lps, advantages, row_multiple=ctx.batch_row_multiple)
         metrics = _metrics(types, results, rates, solver_tasks, outcomes, rewards, advantages,
                            groups, prop_toks, sol_toks, ctx.buffers, new_tasks)
         rows = [_task_row(step, r, rates.get(i), prop_rewards[i], prop_texts[i])

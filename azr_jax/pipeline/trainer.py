@@ -22,6 +22,7 @@ from azr_jax.pipeline.metrics import MetricsWriter, PhaseTimer
 from azr_jax.pipeline.prefetch import DeviceActivity, RolloutQueue
 from azr_jax.pipeline.rollout import RolloutContext, run_rollout, seed_buffers
 from azr_jax.pipeline.tasklog import append_tasks, truncate_tasks_after
+from azr_jax.sharding import data_parallel_size
 
 CONFIG_FILE = "config.json"
 
@@ -145,7 +146,8 @@ def train(cfg, workdir: str, *, rollout_fn=run_rollout) -> TrainResult:
         batch_per_group=cfg.selfplay.batch_per_group, prefixes=dict(cfg.prefix),
         estimator=cfg.rl.estimator,
         adv_eps=cfg.rl.adv_eps, seed=tcfg.seed, mesh=env.mesh, pool=env.pool, buffers=buffers,
-        activity=activity, timer=timer)
+        activity=activity, timer=timer,
+        batch_row_multiple=env.optim.micro_batches * data_parallel_size(env.mesh))
     if start == 0 and env.selfplay.seed_buffer_size > 0:
         with timer("seeding"):
             seed_buffers(ctx, state.params, progress=main and tcfg.progress)

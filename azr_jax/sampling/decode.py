@@ -19,7 +19,7 @@ import jax.numpy as jnp
 
 from azr_jax.models import KVCache, ModelConfig
 from azr_jax.models.layers import MLP, RMSNorm, apply_rope, rope_inv_freq
-from azr_jax.models.transformer import attention_mask
+from azr_jax.models.transformer import attention_mask, embed_tokens
 
 _NEG_INF = -1e30  # as in the model: a fully masked row stays NaN-free
 CACHE_AXES = ("layers", "batch", "act_kv_heads", "length", None)
@@ -87,7 +87,7 @@ def decode_step(params, cfg: ModelConfig, tok_b, pos_b, cache: DecodeCache):
     dt = cfg.compute_dtype
     index = cache.index
     b = tok_b.shape[0]
-    x_bd = jnp.take(params["embedding"], tok_b, axis=0).astype(dt)
+    x_bd = embed_tokens(params["embedding"], tok_b, dt)
     valid_bs = jax.lax.dynamic_update_slice_in_dim(cache.valid_bs, jnp.ones((b, 1), bool), index, 1)
     mask_bs = attention_mask(valid_bs, index, 1)[:, 0]
     mlp, norm = MLP(cfg), RMSNorm(cfg)
