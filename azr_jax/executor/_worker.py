@@ -17,275 +17,25 @@ Programs never see the protocol fds, so they cannot forge replies to the parent.
 import gc
 import marshal
 import os
-import resource
 import select
 import signal
 import sys
 
-_HDR = 4
-_ERR_CHARS = 2000
 
-
-def _setup(cfg_hex):
-    """Enter private namespaces where allowed, then exec the serving interpreter."""
-    cfg = marshal.loads(bytes.fromhex(cfg_hex))
-    if cfg["uid"] is not None:  # unique while this worker lives: pools never share a uid
-        cfg["uid"] += os.getpid()
-    netns = False
-    if cfg["namespaces"]:
-        try:
-            import ctypes
-
-            libc = ctypes.CDLL(None, use_errno=True)
-            clone_newns, clone_newnet = 0x00020000, 0x40000000
-            if libc.unshare(clone_newns | clone_newnet) == 0:
-                ms_rec, ms_private = 0x4000, 0x40000
-                # Stop mount events propagating back to the host before mounting anything.
-                if libc.mount(None, b"/", None, ms_rec | ms_private, None) == 0:
-                    opts = ("size=%dm,mode=0755" % cfg["tmpfs_mb"]).encode()
-                    for path in (b"/tmp", b"/var/tmp", b"/dev/shm"):
-                        if os.path.isdir(path):
-                            libc.mount(b"tmpfs", path, b"tmpfs", 0, opts)
-                    netns = True
-                    cfg["sys_path"] = _expose_stdlib(libc)
-        except Exception:  # noqa: BLE001 - no namespaces: fall back (documented)
-            netns = False
-    cfg["netns"] = netns
-    # No bind mount (no namespaces): the serving worker opens the unreadable stdlib dirs
-    # and the children import through /proc/self/fd/N (only the opened dir is reachable).
-    cfg["expose_fds"] = cfg["uid"] is not None and cfg.get("sys_path") is None and not all(
-        _world_readable(p) for p in sys.path if os.path.isdir(p))
-    argv = [sys.executable, "-S", "-s", "-P", "-B", os.path.abspath(__file__), "serve",
-            marshal.dumps(cfg).hex()]
-    os.execv(sys.executable, argv)
-
-
-def _world_readable(path):
-    """Whether any uid can list ``path`` (every ancestor searchable by others)."""
-    path = os.path.abspath(path)
-    parts = path.split("/")
-    for i in range(2, len(parts) + 1):
-        mode = os.stat("/".join(parts[:i]) or "/").st_mode
-        if not mode & 0o001 or (i == len(parts) and not mode & 0o004):
-            return False
-    return True
-
-
-def _expose_stdlib(libc):
-    """Bind-mount unreadable stdlib dirs (e.g. under /root) where the sandbox uid can read
-    them; returns the sys.path the children use, or None if nothing needed it."""
-    ms_bind = 4096
-    new_path, changed, mapping = [], False, []
-    os.makedirs("/tmp/.azr-lib", mode=0o755, exist_ok=True)
-    for i, path in enumerate(p for p in sys.path if os.path.isdir(p)):
-        if _world_readable(path):
-            new_path.append(path)
-            continue
-        target = "/tmp/.azr-lib/%d" % i
-        os.mkdir(target, 0o755)
-        if libc.mount(path.encode(), target.encode(), None, ms_bind, None) != 0:
-            return None
-        new_path.append(target)
-        mapping.append((path, target))
-        changed = True
-    return (new_path, mapping) if changed else None
-
-
-def _expose_stdlib_fds():
-    """Open each sys.path dir the sandbox uid cannot reach; returns (new_path, mapping, fds).
-
-    A path through ``/proc/self/fd/N`` skips the permission checks on the dir's ancestors
-    (e.g. /root, mode 700), so children keep these fds open and import through them."""
-    new_path, mapping, fds = [], [], []
-    for path in (p for p in sys.path if os.path.isdir(p)):
-        if _world_readable(path):
-            new_path.append(path)
-            continue
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-        target = "/proc/self/fd/%d" % fd
-        new_path.append(target)
-        mapping.append((path, target))
-        fds.append(fd)
-    return new_path, mapping, fds
-
-
-def _use_exposed_stdlib(new_path, mapping):
-    """Point sys.path and already-imported packages at the readable bind mounts."""
-    sys.path[:] = new_path
-    sys.path_importer_cache.clear()
-    for mod in list(sys.modules.values()):
-        paths = getattr(mod, "__path__", None)
-        if not isinstance(paths, list):
-            continue
-        for i, p in enumerate(paths):
-            for orig, target in mapping:
-                if p == orig or p.startswith(orig + "/"):
-                    paths[i] = target + p[len(orig):]
-
-
-class _Conn:
-    """Framed reader/writer over two raw fds."""
-
-    def __init__(self, rfd, wfd):
-        self.rfd, self.wfd, self.buf = rfd, wfd, bytearray()
-
-    def read(self):
-        while True:
-            if len(self.buf) >= _HDR:
-                n = int.from_bytes(self.buf[:_HDR], "little")
-                if len(self.buf) >= _HDR + n:
-                    msg = marshal.loads(bytes(self.buf[_HDR:_HDR + n]))
-                    del self.buf[:_HDR + n]
-                    return msg
-            chunk = os.read(self.rfd, 1 << 16)
-            if not chunk:
-                return None
-            self.buf += chunk
-
-    def write(self, obj):
-        data = marshal.dumps(obj)
-        data = len(data).to_bytes(_HDR, "little") + data
-        view = memoryview(data)
-        while view:
-            view = view[os.write(self.wfd, view):]
-
-
-def _describe(exc):
+def _import_sibling(name):
+    """Import a helper module that lives next to this script. -P keeps this dir off
+    sys.path; it is added only while importing, so programs never see it."""
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     try:
-        text = "%s: %s" % (type(exc).__name__, exc)
-    except BaseException:  # noqa: BLE001 - a hostile __str__
-        text = "error (unprintable exception)"
-    return text[:_ERR_CHARS]
+        return __import__(name)
+    finally:
+        del sys.path[0]
 
 
-def _child_limits(cfg, cpu_s):
-    mem = cfg["memory_mb"] << 20
-    limits = [
-        (resource.RLIMIT_CPU, (cpu_s, cpu_s + 1)),
-        (resource.RLIMIT_AS, (mem, mem)),
-        (resource.RLIMIT_FSIZE, (cfg["max_file_bytes"], cfg["max_file_bytes"])),
-        (resource.RLIMIT_NOFILE, (cfg["max_open_files"], cfg["max_open_files"])),
-        (resource.RLIMIT_NPROC, (cfg["max_procs"], cfg["max_procs"])),
-        (resource.RLIMIT_CORE, (0, 0)),
-    ]
-    for which, value in limits:
-        resource.setrlimit(which, value)
-
-
-def _block_sockets():
-    """Fallback when no network namespace is available: best effort, documented."""
-    import _socket
-
-    def _denied(*_a, **_k):
-        raise OSError("network access is disabled in the sandbox")
-
-    _socket.socket = _denied
-    for name in ("socket", "_socket"):
-        sys.modules[name] = None
-
-
-def _close_fds_except(keep):
-    """close_range(2) around the sorted fds in ``keep`` (everything >= 3 else goes)."""
-    lo = 3
-    for fd in keep:
-        if fd > lo:
-            os.closerange(lo, fd)
-        lo = max(lo, fd + 1)
-    os.closerange(lo, 1 << 20)
-
-
-def _enter_child(cfg, wdir, out_fd, stdout_fd, stderr_fd, cpu_s):
-    """In the forked child: isolate, then return (the caller runs the program).
-
-    Few syscalls on purpose: every page the child touches costs a page fault (copy-on-write
-    or a text page), the dominant per-program cost. Signal dispositions (SIGXFSZ ignored,
-    SIGPIPE default) and /dev/null on fds 0 and 1 are inherited from the worker."""
-    os.setsid()  # own session + process group: the worker kills the whole group
-    if stdout_fd >= 0:
-        os.dup2(stdout_fd, 1)
-    os.dup2(stderr_fd if stderr_fd >= 0 else 0, 2)  # fd 0 is /dev/null (read-write)
-    _close_fds_except(sorted(cfg["keep_fds"] + [out_fd]))  # drop every inherited fd
-    os.chdir(wdir)
-    _child_limits(cfg, cpu_s)
-    uid = cfg["uid"]
-    if uid is not None:
-        os.setgroups([])
-        os.setgid(uid)
-        os.setuid(uid)
-    if not cfg["netns"]:
-        _block_sockets()
-
-
-def _sweep_as(uid):
-    """Kill every process owned by ``uid`` (the sandbox uid of this worker)."""
-    os.setuid(uid)
-    import time
-
-    for _ in range(20):  # killed processes stay visible as zombies until reaped: retry a bit
-        try:
-            os.kill(-1, signal.SIGKILL)  # all processes we may signal, except ourselves
-        except OSError:
-            return
-        time.sleep(0.002)
-
-
-def _run_function(emit, code, inputs, repeats, entry, max_chars):
-    """Run ``entry(<input>)`` ``repeats`` times per input; ``emit`` one frame per input."""
-    import builtins
-
-    try:
-        compiled = compile(code, "<program>", "exec")
-    except BaseException as e:  # noqa: BLE001
-        emit(("c", _describe(e)))
-        return
-    for inp in inputs:
-        outs, err = [], None
-        try:
-            call = compile("%s(%s)" % (entry, inp), "<input>", "eval")
-        except BaseException as e:  # noqa: BLE001
-            emit(("i", False, None, "bad input: " + _describe(e), False))
-            continue
-        for _ in range(repeats):
-            scope = {"__name__": "__main__", "__builtins__": builtins}
-            try:
-                exec(compiled, scope)
-                if not callable(scope.get(entry)):
-                    err = "program defines no function %r" % entry
-                    break
-                text = repr(eval(call, scope))
-                if type(text) is not str:
-                    err = "repr() did not return a str"
-                    break
-                if len(text) > max_chars:
-                    err = "result too large (%d chars > %d)" % (len(text), max_chars)
-                    break
-                outs.append(text)
-            except BaseException as e:  # noqa: BLE001 - SystemExit etc. count as errors
-                err = _describe(e)
-                break
-        if err is not None:
-            emit(("i", False, None, err, False))
-        else:
-            same = all(o == outs[0] for o in outs)
-            emit(("i", True, outs[0], None if same else "non-deterministic", same))
-
-
-def _run_script(emit, script):
-    status, err = 0, None
-    try:
-        exec(compile(script, "<script>", "exec"), {"__name__": "__main__"})
-    except SystemExit as e:
-        code = e.code
-        status = code if isinstance(code, int) else (0 if code is None else 1)
-        err = "SystemExit: %r" % (code,)
-    except BaseException as e:  # noqa: BLE001
-        status, err = 1, _describe(e)
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except BaseException:  # noqa: BLE001 - closed or broken by the script
-            pass
-    emit(("x", err is None, status, err))
+_child = _import_sibling("_worker_child")
+_HDR, _Conn, _describe = _child._HDR, _child._Conn, _child._describe
+_enter_child, _run_function, _run_script = _child._enter_child, _child._run_function, _child._run_script
+_sweep_as, _warm_up = _child._sweep_as, _child._warm_up
 
 
 class _Worker:
@@ -547,7 +297,7 @@ def main():
     _clock = time.monotonic
     mode, cfg_hex = sys.argv[1], sys.argv[2]
     if mode == "setup":
-        _setup(cfg_hex)
+        _import_sibling("_worker_setup")._setup(cfg_hex, os.path.abspath(__file__))
         return
     cfg = marshal.loads(bytes.fromhex(cfg_hex))
     # Move the protocol pipes off 0/1 so children never inherit them as std streams.
@@ -566,43 +316,18 @@ def main():
         except ImportError:
             pass
     cfg["keep_fds"] = []
-    if cfg.get("sys_path"):
-        _use_exposed_stdlib(*cfg["sys_path"])
-    elif cfg.get("expose_fds"):
-        new_path, mapping, cfg["keep_fds"] = _expose_stdlib_fds()
-        _use_exposed_stdlib(new_path, mapping)
+    if cfg.get("sys_path") or cfg.get("expose_fds"):
+        setup = _import_sibling("_worker_setup")
+        if cfg.get("sys_path"):
+            setup._use_exposed_stdlib(*cfg["sys_path"])
+        else:
+            new_path, mapping, cfg["keep_fds"] = setup._expose_stdlib_fds()
+            setup._use_exposed_stdlib(new_path, mapping)
     _warm_up(cfg)
     worker = _Worker(_Conn(rfd, wfd), cfg)
     gc.collect()
     gc.freeze()  # children's collections skip the worker's objects: fewer copy-on-write faults
     worker.serve()
-
-
-_WARM_UP = [  # trusted snippets run in the worker itself before serving (see _warm_up)
-    ("def f(s, n):\n    d = {}\n    for i, c in enumerate(s):\n        d[c] = d.get(c, 0) + i * n\n"
-     "    out = sorted(d.items(), key=lambda kv: (-kv[1], kv[0]))\n"
-     "    return [k.upper() + str(v) for k, v in out if v % 2 == 0], s[::-1].split('a'), "
-     "{k: v for k, v in d.items()}, tuple(set(s))", ["'banana', 3", "'xyz', 0"]),
-    ("class P:\n    def __init__(self, x):\n        self.x = x\n"
-     "def f(nums):\n    nums = list(nums)\n    nums.sort(reverse=True)\n"
-     "    acc = [P(x).x * 2 + 1 for x in nums if x > 0]\n"
-     "    return sum(acc), max(nums), min(nums), len(acc), str(nums), float(acc[0]) / 3",
-     ["[3, -1, 4, 1, 5]"]),
-    ("def f(x):\n    try:\n        return {'a': 1}[x]\n    except KeyError as e:\n"
-     "        raise ValueError(x) from e", ["'b'"]),
-]
-
-
-def _warm_up(cfg):
-    """Run a few representative programs in the worker before forking anything.
-
-    A child pays a page fault for every worker page it writes. Work done for the first time
-    in a process (growing interned-string and type caches, first compile, new allocator
-    arenas, specialising the shared code) would otherwise be redone, and faulted, by every
-    child; doing it once here halves the faults of a typical program."""
-    for _ in range(2):
-        for code, inputs in _WARM_UP:
-            _run_function(lambda frame: None, code, inputs, 2, "f", cfg["max_output_chars"])
 
 
 _clock = None
