@@ -1,5 +1,7 @@
 """SandboxPool: long-lived minimal worker processes, one forked child per program.
 
+Settings and result types are in ``sandbox_types``, the worker process handle in ``workerproc``.
+
 The parent (trainer) side. One background dispatcher thread multiplexes all workers with
 ``selectors``: it keeps up to ``pipeline_depth`` requests queued in each worker's pipe (so a
 worker never idles waiting for a round trip), reads replies, resolves futures, replaces dead
@@ -10,123 +12,19 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
-import dataclasses
 import marshal
 import os
 import selectors
-import subprocess
-import sys
 import threading
 import time
 
-_WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_worker.py")
+from azr_jax.executor.sandbox_types import Job, JobResult, RunResult, SandboxConfig, ScriptResult
+from azr_jax.executor.workerproc import _WorkerProc, sweep_uid
+
+__all__ = ["Job", "JobResult", "RunResult", "SandboxConfig", "SandboxPool", "ScriptResult",
+           "sweep_uid"]
+
 _HDR = 4
-
-
-@dataclasses.dataclass(frozen=True)
-class SandboxConfig:
-    """Sandbox settings (one object, passed down from the trainer config).
-
-    timeout_s: wall-clock limit for ONE execution (one input, one repeat) or one script; a
-      program's child gets ``timeout_s * repeats`` per input, restarted after each input.
-    memory_mb: address-space limit of each program. workers: None = os.cpu_count().
-    namespaces: use a network + mount namespace per worker where the kernel allows it.
-    drop_privileges: when running as root, run programs as uid ``uid_base + worker pid``
-      (unique per live worker, so pools never signal each other's programs).
-    batch_timeout_s: bound on a whole ``run``/``submit`` call; None derives it from the
-      per-program bounds, so a call can never hang.
-    preload_modules: stdlib modules each worker imports once before serving, so programs
-      that import them pay nothing (~1 MB more to fork; every child gets its own copy).
-    """
-
-    workers: int | None = None
-    timeout_s: float = 5.0
-    memory_mb: int = 1024
-    max_output_chars: int = 100_000
-    max_stream_bytes: int = 1 << 20
-    max_file_bytes: int = 16 << 20
-    max_open_files: int = 64
-    max_procs: int = 32
-    tmpfs_mb: int = 256
-    namespaces: bool = True
-    drop_privileges: bool = True
-    uid_base: int = 1_000_000_000
-    hash_seed: int = 0
-    pipeline_depth: int = 8
-    batch_timeout_s: float | None = None
-    preload_modules: tuple[str, ...] = ("collections", "itertools", "functools", "math", "heapq",
-                                        "bisect", "operator", "string", "re")
-
-    def num_workers(self) -> int:
-        return max(1, self.workers or os.cpu_count() or 1)
-
-
-@dataclasses.dataclass(frozen=True)
-class Job:
-    """Run ``entry(<input>)`` for each input text (the text of the call's arguments)."""
-
-    code: str
-    inputs: list[str]
-    repeats: int = 2
-    entry: str = "f"
-
-
-@dataclasses.dataclass(frozen=True)
-class RunResult:
-    """One input of a job: ``output`` is repr(result); ``deterministic``: all repeats equal."""
-
-    ok: bool
-    output: str | None
-    error: str | None
-    deterministic: bool
-
-
-@dataclasses.dataclass(frozen=True)
-class JobResult:
-    """Result of one Job. ``runs[i]`` belongs to ``inputs[i]``.
-
-    ``ok``: every input ran, without error and deterministically. ``error``: the first
-    problem (compile error, timeout, crash, ...), None when ok.
-    """
-
-    runs: list[RunResult]
-    error: str | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None and all(r.ok and r.deterministic for r in self.runs)
-
-    @property
-    def outputs(self) -> list[str | None]:
-        return [r.output for r in self.runs]
-
-    @property
-    def deterministic(self) -> bool:
-        return all(r.deterministic for r in self.runs)
-
-    @property
-    def output(self) -> str | None:
-        """Output of the first input (convenience for single-input jobs)."""
-        return self.runs[0].output if self.runs else None
-
-    @property
-    def first_error(self) -> str | None:
-        if self.error:
-            return self.error
-        return next((r.error for r in self.runs if r.error), None)
-
-
-@dataclasses.dataclass(frozen=True)
-class ScriptResult:
-    """A whole script run as ``__main__``. ``ok``: it ran to its end with no exception
-    (SystemExit counts as an exception, as in the HumanEval/CRUXEval harnesses)."""
-
-    ok: bool
-    exit_code: int | None
-    stdout: str
-    stderr: str
-    error: str | None
-    timed_out: bool
 
 
 class _Batch:
@@ -145,57 +43,6 @@ class _Task:
     def __init__(self, batch, index, request, kind, fallback):
         self.batch, self.index, self.request, self.kind = batch, index, request, kind
         self.fallback = fallback  # result used when the task fails outside the program
-
-
-class _WorkerProc:
-    def __init__(self, slot, cfg: SandboxConfig):
-        self.slot = slot
-        root = os.geteuid() == 0
-        base = cfg.uid_base if (root and cfg.drop_privileges) else None
-        wcfg = dict(
-            namespaces=cfg.namespaces and root, tmpfs_mb=cfg.tmpfs_mb, memory_mb=cfg.memory_mb,
-            max_file_bytes=cfg.max_file_bytes, max_open_files=cfg.max_open_files,
-            max_procs=cfg.max_procs, max_output_chars=cfg.max_output_chars,
-            max_stream_bytes=cfg.max_stream_bytes, max_reply_bytes=4 * cfg.max_output_chars + (1 << 20),
-            uid=base, preload=list(cfg.preload_modules))
-        env = {"PYTHONHASHSEED": str(cfg.hash_seed), "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
-        self.proc = subprocess.Popen(
-            [sys.executable, "-S", "-s", "-P", "-B", _WORKER, "setup", marshal.dumps(wcfg).hex()],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, cwd="/", bufsize=0,
-            close_fds=True, start_new_session=True)
-        self.uid = None if base is None else base + self.proc.pid  # as the worker computes it
-        self.wfd, self.rfd = self.proc.stdin.fileno(), self.proc.stdout.fileno()
-        os.set_blocking(self.wfd, False)
-        os.set_blocking(self.rfd, False)
-        self.out = bytearray()
-        self.inbuf = bytearray()
-        self.sent: collections.deque[tuple[int, _Task]] = collections.deque()
-        self.dead = False
-
-    def kill(self):
-        self.dead = True
-        try:
-            self.proc.kill()
-        except OSError:
-            pass
-        for f in (self.proc.stdin, self.proc.stdout):
-            try:
-                f.close()
-            except OSError:
-                pass
-        try:
-            self.proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            pass
-        if self.uid is not None:
-            sweep_uid(self.uid)
-
-
-def sweep_uid(uid: int) -> None:
-    """Kill every process running as ``uid`` (a sandbox uid), from a tiny helper process."""
-    code = ("import os,signal\nos.setuid(%d)\nfor _ in range(64):\n  try: os.kill(-1, 9)\n"
-            "  except OSError: break\n") % uid
-    subprocess.run([sys.executable, "-S", "-s", "-P", "-c", code], env={}, timeout=30, check=False)
 
 
 class SandboxPool:

@@ -1,0 +1,112 @@
+"""Sandbox settings and result types (plain dataclasses, no process machinery)."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+
+@dataclasses.dataclass(frozen=True)
+class SandboxConfig:
+    """Sandbox settings (one object, passed down from the trainer config).
+
+    timeout_s: wall-clock limit for ONE execution (one input, one repeat) or one script; a
+      program's child gets ``timeout_s * repeats`` per input, restarted after each input.
+    memory_mb: address-space limit of each program. workers: None = os.cpu_count().
+    namespaces: use a network + mount namespace per worker where the kernel allows it.
+    drop_privileges: when running as root, run programs as uid ``uid_base + worker pid``
+      (unique per live worker, so pools never signal each other's programs).
+    batch_timeout_s: bound on a whole ``run``/``submit`` call; None derives it from the
+      per-program bounds, so a call can never hang.
+    preload_modules: stdlib modules each worker imports once before serving, so programs
+      that import them pay nothing (~1 MB more to fork; every child gets its own copy).
+    """
+
+    workers: int | None = None
+    timeout_s: float = 5.0
+    memory_mb: int = 1024
+    max_output_chars: int = 100_000
+    max_stream_bytes: int = 1 << 20
+    max_file_bytes: int = 16 << 20
+    max_open_files: int = 64
+    max_procs: int = 32
+    tmpfs_mb: int = 256
+    namespaces: bool = True
+    drop_privileges: bool = True
+    uid_base: int = 1_000_000_000
+    hash_seed: int = 0
+    pipeline_depth: int = 8
+    batch_timeout_s: float | None = None
+    preload_modules: tuple[str, ...] = ("collections", "itertools", "functools", "math", "heapq",
+                                        "bisect", "operator", "string", "re")
+
+    def num_workers(self) -> int:
+        return max(1, self.workers or os.cpu_count() or 1)
+
+
+@dataclasses.dataclass(frozen=True)
+class Job:
+    """Run ``entry(<input>)`` for each input text (the text of the call's arguments)."""
+
+    code: str
+    inputs: list[str]
+    repeats: int = 2
+    entry: str = "f"
+
+
+@dataclasses.dataclass(frozen=True)
+class RunResult:
+    """One input of a job: ``output`` is repr(result); ``deterministic``: all repeats equal."""
+
+    ok: bool
+    output: str | None
+    error: str | None
+    deterministic: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class JobResult:
+    """Result of one Job. ``runs[i]`` belongs to ``inputs[i]``.
+
+    ``ok``: every input ran, without error and deterministically. ``error``: the first
+    problem (compile error, timeout, crash, ...), None when ok.
+    """
+
+    runs: list[RunResult]
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and all(r.ok and r.deterministic for r in self.runs)
+
+    @property
+    def outputs(self) -> list[str | None]:
+        return [r.output for r in self.runs]
+
+    @property
+    def deterministic(self) -> bool:
+        return all(r.deterministic for r in self.runs)
+
+    @property
+    def output(self) -> str | None:
+        """Output of the first input (convenience for single-input jobs)."""
+        return self.runs[0].output if self.runs else None
+
+    @property
+    def first_error(self) -> str | None:
+        if self.error:
+            return self.error
+        return next((r.error for r in self.runs if r.error), None)
+
+
+@dataclasses.dataclass(frozen=True)
+class ScriptResult:
+    """A whole script run as ``__main__``. ``ok``: it ran to its end with no exception
+    (SystemExit counts as an exception, as in the HumanEval/CRUXEval harnesses)."""
+
+    ok: bool
+    exit_code: int | None
+    stdout: str
+    stderr: str
+    error: str | None
+    timed_out: bool
