@@ -41,6 +41,7 @@ def get_config() -> ml_collections.ConfigDict:
         max_prompt_len=6144,  # longer prompts are cut from the left
         max_new_tokens=8096,  # the paper's max response length
         prompt_bucket="pow2",  # prompt padding policy (azr_jax.sampling BUCKET_POLICIES)
+        max_rows_per_call=0,  # >0: split sampler calls so one call's KV cache stays bounded
     ))
 
     # Fields mirror azr_jax.selfplay.SelfPlayConfig, plus the batch size per group.

@@ -158,3 +158,39 @@ def test_report_is_self_contained(tmp_path):
     assert 'data-type="induction"' in text and "http" not in text.replace("http://www.w3.org", "")
     with pytest.raises(UserError, match="no metrics"):
         build_report(str(tmp_path / "empty") if os.makedirs(tmp_path / "empty") is None else "")
+
+
+def test_sampler_calls_are_chunked_by_max_rows():
+    """`sampling.max_rows_per_call` splits one logical sampling into several sampler calls
+    (bounded KV cache) and stitches rows and prompt indices back in order."""
+    import contextlib
+    import types
+
+    import jax
+
+    from azr_jax.models import get_preset, init_params
+    from azr_jax.pipeline import rollout
+    from azr_jax.sampling import SamplingConfig
+
+    cfg = get_preset("tiny")
+    calls = []
+    real_sample = rollout.sample
+
+    def counting_sample(params, model_cfg, prompts, key, sampling, mesh=None):
+        calls.append(len(prompts) * sampling.num_samples)
+        return real_sample(params, model_cfg, prompts, key, sampling, mesh=mesh)
+
+    ctx = types.SimpleNamespace(
+        sampling=SamplingConfig(max_new_tokens=4, temperature=1.0), model_cfg=cfg, mesh=None,
+        timer=lambda name: contextlib.nullcontext(),
+        activity=types.SimpleNamespace(track=lambda fn: fn()), max_rows_per_call=4)
+    prompts = [[1, 5 + i, 9] for i in range(5)]
+    params = init_params(cfg, jax.random.PRNGKey(0))
+    rollout.sample = counting_sample
+    try:
+        toks, lps, pidx = rollout._generate(ctx, params, prompts, jax.random.PRNGKey(1), num_samples=2)
+    finally:
+        rollout.sample = real_sample
+    assert calls == [4, 4, 2]  # 2 prompts x 2 samples per call, then the last prompt
+    assert pidx.tolist() == [0, 0, 1, 1, 2, 2, 3, 3, 4, 4]
+    assert len(toks) == len(lps) == 10 and all(len(t) == len(lp) for t, lp in zip(toks, lps))

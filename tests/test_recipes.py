@@ -69,8 +69,11 @@ def test_7b_arithmetic_in_the_recipe_matches_the_estimator():
     # The smaller slice named in the docstring really does not fit.
     small, report = memory.recipe_report("qwen2_5_7b", "v5p-64", ["--config.mesh.fsdp=8"], 512)
     assert "DOES NOT FIT" in report and small.peak > 95 * memory.GIB
-    # ...and neither does the trainer's current single call of 3 x 64 x 8 rows (-> 2048).
-    unchunked, _ = memory.recipe_report("qwen2_5_7b")
+    # The recipe's own sampling.max_rows_per_call=512 is what the estimator reads...
+    chunked, _ = memory.recipe_report("qwen2_5_7b")
+    assert chunked.rollout_peak == estimate.rollout_peak
+    # ...and without it, one call of all 3 x 64 x 8 learnability rows (-> 2048) would not fit.
+    unchunked, _ = memory.recipe_report("qwen2_5_7b", overrides=["--config.sampling.max_rows_per_call=0"])
     assert abs(unchunked.rollout_peak / memory.GIB - 217) < 1.0
 
 
