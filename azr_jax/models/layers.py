@@ -13,10 +13,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from azr_jax.models.attention import gqa_attention
 from azr_jax.models.config import ModelConfig, RopeScaling
 
 _INIT = nn.initializers.normal(stddev=0.02)
-_NEG_INF = -1e30  # large finite value: a fully masked row stays NaN-free
 
 
 def _param(module: nn.Module, name: str, shape, axes, init=_INIT):
@@ -93,13 +93,7 @@ class Attention(nn.Module):
         q_btnh = nn.with_logical_constraint(q_btnh, ("batch", "length", "act_heads", None))
         k_bskh, v_bskh = kv_window(k_btkh, v_btkh)
 
-        b, t = q_btnh.shape[:2]
-        q_btkgh = q_btnh.reshape(b, t, k, n // k, h) * jnp.asarray(h ** -0.5, dt)
-        scores = jnp.einsum("btkgh,bskh->bkgts", q_btkgh, k_bskh.astype(dt)).astype(jnp.float32)
-        scores = jnp.where(mask_bts[:, None, None], scores, _NEG_INF)
-        probs = jax.nn.softmax(scores, axis=-1).astype(dt)
-        out_btkgh = jnp.einsum("bkgts,bskh->btkgh", probs, v_bskh.astype(dt))
-        out_btnh = out_btkgh.reshape(b, t, n, h)
+        out_btnh = gqa_attention(q_btnh, k_bskh, v_bskh, mask_bts)
         return jnp.einsum("btnh,nhd->btd", out_btnh, w_o.astype(dt))
 
 
