@@ -1,12 +1,17 @@
 """The bundled SmolLM2-135M-Instruct on CPU: a short real self-play run (what `make demo` runs).
 
 Sized to finish in minutes on a 2-core machine: 2 samples per (task type x role) group,
-responses up to 64 tokens, 3 steps, each answer started in the
-expected format (`prefix`). Temperature 0.8 (the paper uses 1.0) so a 135M model
+responses up to 96 tokens, 3 steps, each answer started in the
+expected format (`prefix`). The buffers start from the identity seed plus twelve small
+programs (configs/seeds/demo.jsonl), so the references a 135M model imitates are varied. Temperature 0.8 (the paper uses 1.0) so a 135M model
 writes well-formed answers more often. Everything else follows configs/base.py.
 """
 
+import os
+
 from configs import base
+
+SEED_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "seeds", "demo.jsonl")
 
 
 def get_config():
@@ -16,12 +21,13 @@ def get_config():
     c.model.remat = "full"  # 30 layers of attention scores would not fit in RAM otherwise
     c.mesh.data, c.mesh.fsdp, c.mesh.tensor = 1, -1, 1
     c.sampling.temperature = 0.8
-    c.sampling.max_prompt_len = 448
-    c.sampling.max_new_tokens = 64  # prompt + response <= 512: one update shape
+    c.sampling.max_prompt_len = 416
+    c.sampling.max_new_tokens = 96  # prompt + response <= 512: one update shape
     c.selfplay.batch_per_group = 2
     c.selfplay.num_references = 2
     c.selfplay.num_rollouts = 2
     c.selfplay.num_inputs = 4
+    c.selfplay.seed_file = SEED_FILE
     # Start each answer in the expected format: a 135M model rarely finds it unaided.
     for t in ("deduction", "abduction"):
         c.prefix[f"{t}_propose"] = "<answer>\n```python\ndef f("
