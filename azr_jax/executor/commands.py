@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 
+from azr_jax import jsonl
 from azr_jax.errors import UserError
 
 
@@ -32,29 +32,18 @@ def register(subparsers) -> None:
 
 def read_execute_rows(path: str) -> tuple[list[dict], list[str]]:
     """Valid rows and one message per bad line (naming the line number)."""
-    if not os.path.isfile(path):
-        raise UserError(f"input file not found: {path}")
     rows, problems = [], []
-    with open(path, encoding="utf-8", errors="replace") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                problems.append(f"{path} line {lineno}: not valid JSON ({e.msg})")
-                continue
-            if not isinstance(row, dict):
-                problems.append(f"{path} line {lineno}: expected a JSON object")
-                continue
-            missing = [k for k in ("id", "code", "input") if k not in row]
-            bad = [k for k in ("code", "input") if k in row and not isinstance(row[k], str)]
-            if missing or bad:
-                what = (f"missing field(s) {', '.join(missing)}" if missing
-                        else f"field(s) {', '.join(bad)} must be strings")
-                problems.append(f"{path} line {lineno}: {what}")
-                continue
-            rows.append(row)
+    for lineno, row in jsonl.iter_objects(path, missing="input file not found: {path}",
+                                          style="line", errors="replace",
+                                          on_problem=problems.append):
+        missing = [k for k in ("id", "code", "input") if k not in row]
+        bad = [k for k in ("code", "input") if k in row and not isinstance(row[k], str)]
+        if missing or bad:
+            what = (f"missing field(s) {', '.join(missing)}" if missing
+                    else f"field(s) {', '.join(bad)} must be strings")
+            problems.append(f"{jsonl.where(path, lineno, 'line')}: {what}")
+            continue
+        rows.append(row)
     return rows, problems
 
 

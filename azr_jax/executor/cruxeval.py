@@ -15,6 +15,7 @@ import json
 import math
 import os
 
+from azr_jax import jsonl
 from azr_jax.errors import UserError
 
 OFFICIAL_TIMEOUT_S = 3.0
@@ -38,22 +39,15 @@ def check_script(mode: str, code: str, inp: str, out: str, generation: str) -> s
 
 def read_dataset(path: str) -> list[dict]:
     """CRUXEval JSONL rows with ``code``, ``input``, ``output`` (``id`` optional)."""
-    if not os.path.isfile(path):
-        raise UserError(f"dataset file not found: {path}")
     rows = []
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise UserError(f"{path} line {lineno}: not valid JSON ({e.msg})") from None
-            missing = [k for k in ("code", "input", "output") if not isinstance(row, dict) or k not in row]
-            if missing:
-                raise UserError(f"{path} line {lineno}: missing field(s) {', '.join(missing)}")
-            row.setdefault("id", f"sample_{len(rows)}")
-            rows.append(row)
+    for lineno, row in jsonl.iter_objects(path, missing="dataset file not found: {path}",
+                                          style="line"):
+        missing = [k for k in ("code", "input", "output") if k not in row]
+        if missing:
+            raise UserError(f"{jsonl.where(path, lineno, 'line')}: missing field(s) "
+                            f"{', '.join(missing)}")
+        row.setdefault("id", f"sample_{len(rows)}")
+        rows.append(row)
     if not rows:
         raise UserError(f"dataset file has no rows: {path}")
     return rows

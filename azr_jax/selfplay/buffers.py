@@ -5,13 +5,12 @@ Buffers are plain data (``to_dict``/``from_dict``) so a checkpoint can hold them
 
 from __future__ import annotations
 
-import json
-import os
 from collections import OrderedDict
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from azr_jax import jsonl
 from azr_jax.errors import UserError
 from azr_jax.selfplay.config import SelfPlayConfig
 from azr_jax.selfplay.tasks import TASK_CLASSES, InductionTask, Task, Triplet, check_task_type
@@ -160,19 +159,13 @@ def load_seed_file(path: str) -> list[Triplet]:
     """Triplets from a JSONL file with rows ``{"program" | "code" | "snippet", "input"[,
     "output"]}`` (the official AZR seed files call the program ``snippet``); a missing
     output is left empty for ``rounds.validate_seeds`` to compute."""
-    if not os.path.isfile(path):
-        raise UserError(f"seed file {path!r} does not exist")
     out = []
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-                prog = next(row[k] for k in ("program", "code", "snippet") if k in row)
-                out.append(Triplet(str(prog), str(row["input"]), str(row.get("output", ""))))
-            except (json.JSONDecodeError, KeyError, TypeError, StopIteration) as e:
-                raise UserError(f"{path}:{lineno}: expected a JSON object with program (or "
-                                f"code/snippet), input and optionally output "
-                                f"({type(e).__name__}: {e})") from None
+    for lineno, row in jsonl.iter_objects(path, missing="seed file {path!r} does not exist"):
+        try:
+            prog = next(row[k] for k in ("program", "code", "snippet") if k in row)
+            out.append(Triplet(str(prog), str(row["input"]), str(row.get("output", ""))))
+        except (KeyError, StopIteration) as e:
+            raise UserError(f"{jsonl.where(path, lineno)}: expected a JSON object with program "
+                            f"(or code/snippet), input and optionally output "
+                            f"({type(e).__name__}: {e})") from None
     return out

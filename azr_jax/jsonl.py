@@ -1,0 +1,85 @@
+"""Reading JSONL input files, shared by every command that takes one.
+
+One place for: opening plain or ``.gz`` text, a clear error for a missing file, skipping
+blank lines, and naming the file and line of a row that is not valid JSON or not an object.
+Callers check their own fields and name the line with ``where``.
+
+Stdlib only: the executor's CLI imports it, and nothing on that path may pull in numpy/jax.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import json
+import os
+from typing import Callable, Iterator, TextIO
+
+from azr_jax.errors import UserError
+
+
+@dataclasses.dataclass(frozen=True)
+class Style:
+    """How a bad line is named and described; format strings (see ``STYLES``)."""
+
+    at: str  # location, with {path} and {lineno}
+    bad_json: str  # with {msg} and {colno} of the JSONDecodeError
+    not_object: str  # with {type}, the JSON value's Python type name
+
+
+# Two house styles, kept so existing messages (and scripts that read them) stay the same:
+# "colon" (evals, seeds: ``f.jsonl:3: ...``) and "line" (executor CLIs: ``f.jsonl line 3: ...``).
+STYLES: dict[str, Style] = {
+    "colon": Style("{path}:{lineno}", "malformed JSON ({msg} at column {colno})",
+                   "expected a JSON object, got {type}"),
+    "line": Style("{path} line {lineno}", "not valid JSON ({msg})",
+                  "expected a JSON object, got {type}"),
+}
+
+
+def open_text(path: str, errors: str = "strict") -> TextIO:
+    """UTF-8 text of ``path``, decompressed on the fly when it ends in ``.gz``."""
+    if path.endswith(".gz"):
+        return gzip.open(path, "rt", encoding="utf-8", errors=errors)
+    return open(path, encoding="utf-8", errors=errors)
+
+
+def where(path: str, lineno: int, style: str = "colon") -> str:
+    """The location prefix of a message about line ``lineno`` of ``path``."""
+    return STYLES[style].at.format(path=path, lineno=lineno)
+
+
+def iter_objects(path: str, *, missing: str = "{path}: no such file", style: str = "colon",
+                 expect: str = "", errors: str = "strict",
+                 on_problem: Callable[[str], None] | None = None) -> Iterator[tuple[int, dict]]:
+    """``(lineno, row)`` for every non-blank line of a JSONL file (1-based line numbers).
+
+    ``missing`` is the ``UserError`` message (with ``{path}``) when the file does not exist;
+    ``expect`` (what a row must hold) is added to the message for a line that is no object.
+    A line that is not valid JSON or not a JSON object raises ``UserError`` naming file and
+    line, or, with ``on_problem``, is passed to it as that message and skipped (keep-going
+    mode: report every bad line, process the good ones).
+    """
+    if style not in STYLES:
+        raise ValueError(f"unknown JSONL message style {style!r}; expected one of {list(STYLES)}")
+    if not os.path.isfile(path):
+        raise UserError(missing.format(path=path))
+    spec = STYLES[style]
+    with open_text(path, errors=errors) as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                problem = spec.bad_json.format(msg=e.msg, colno=e.colno)
+            else:
+                if isinstance(row, dict):
+                    yield lineno, row
+                    continue
+                problem = spec.not_object.format(type=type(row).__name__)
+                problem += f" ({expect})" if expect else ""
+            message = f"{where(path, lineno, style)}: {problem}"
+            if on_problem is None:
+                raise UserError(message)
+            on_problem(message)
