@@ -83,3 +83,36 @@ def iter_objects(path: str, *, missing: str = "{path}: no such file", style: str
             if on_problem is None:
                 raise UserError(message)
             on_problem(message)
+
+
+# --- append-only run logs (metrics.jsonl, tasks.jsonl) --------------------------------
+
+
+def append_rows(path: str, rows: list[dict]) -> None:
+    """Append one JSON line per row and fsync, so a kill loses at most a torn last line."""
+    with open(path, "a", encoding="utf-8") as fh:
+        for row in rows:
+            fh.write(json.dumps(row) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def read_log(path: str) -> list[dict]:
+    """All complete rows of an append-only log; [] when it does not exist yet.
+
+    Lines that do not parse (torn by a kill mid-write) are skipped silently.
+    """
+    if not os.path.exists(path):
+        return []
+    return [row for _, row in iter_objects(path, errors="replace", on_problem=lambda _: None)]
+
+
+def truncate_log(path: str, step: int) -> None:
+    """Atomically drop rows whose ``step`` is after ``step`` (rows without one count as 0):
+    what a run killed after its last checkpoint wrote. No-op when the log does not exist."""
+    if not os.path.exists(path):
+        return
+    kept = [row for row in read_log(path) if row.get("step", 0) <= step]
+    with open(path + ".tmp", "w", encoding="utf-8") as fh:
+        fh.writelines(json.dumps(row) + "\n" for row in kept)
+    os.replace(path + ".tmp", path)

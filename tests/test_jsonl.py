@@ -55,3 +55,15 @@ def test_stdlib_only():
     code = ("import sys, azr_jax.jsonl, azr_jax.executor.commands; "
             "bad = {'numpy', 'jax'} & set(sys.modules); assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_append_only_log(tmp_path):
+    path = str(tmp_path / "log.jsonl")
+    assert jsonl.read_log(path) == []
+    jsonl.truncate_log(path, 0)  # no log yet: nothing to do, nothing created
+    jsonl.append_rows(path, [{"step": 1}, {"step": 2, "x": "é"}, {"note": "no step"}])
+    with open(path, "a") as f:
+        f.write('{"step": 3, "x": ')  # torn by a kill
+    assert jsonl.read_log(path) == [{"step": 1}, {"step": 2, "x": "é"}, {"note": "no step"}]
+    jsonl.truncate_log(path, 1)
+    assert jsonl.read_log(path) == [{"step": 1}, {"note": "no step"}]

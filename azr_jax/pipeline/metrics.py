@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import threading
 import time
 from contextlib import contextmanager
+
+from azr_jax import jsonl
 
 METRICS_FILE = "metrics.jsonl"
 
@@ -37,23 +38,14 @@ class MetricsWriter:
 
     def truncate_after(self, step: int):
         """Drop lines of steps > `step` (written by a run killed after its last checkpoint)."""
-        if not self.enabled or not os.path.exists(self.path):
-            return
-        kept = [r for r in read_metrics(os.path.dirname(self.path)) if r["step"] <= step]
-        tmp = self.path + ".tmp"
-        with open(tmp, "w") as f:
-            for row in kept:
-                f.write(json.dumps(row) + "\n")
-        os.replace(tmp, self.path)
+        if self.enabled:
+            jsonl.truncate_log(self.path, step)
 
     def write(self, step: int, metrics: dict):
         if not self.enabled:
             return
         row = {"step": int(step), **{k: _jsonable(v) for k, v in sorted(metrics.items())}}
-        with open(self.path, "a") as f:
-            f.write(json.dumps(row) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+        jsonl.append_rows(self.path, [row])
         if self._tb is not None:
             for key, value in row.items():
                 if key != "step" and isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -67,17 +59,7 @@ class MetricsWriter:
 
 def read_metrics(workdir: str) -> list[dict]:
     """All complete rows of workdir/metrics.jsonl (a torn last line is skipped)."""
-    path = os.path.join(workdir, METRICS_FILE)
-    rows = []
-    if not os.path.exists(path):
-        return rows
-    with open(path) as f:
-        for line in f:
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
-    return rows
+    return jsonl.read_log(os.path.join(workdir, METRICS_FILE))
 
 
 class PhaseTimer:
