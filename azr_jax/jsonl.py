@@ -85,6 +85,15 @@ def iter_objects(path: str, *, missing: str = "{path}: no such file", style: str
             on_problem(message)
 
 
+def write_rows(path: str, rows) -> None:
+    """Write one JSON line per row (replacing ``path``); ``UserError`` when it cannot."""
+    try:
+        with open(path, "w", encoding="utf-8") as fh:
+            fh.writelines(json.dumps(row) + "\n" for row in rows)
+    except OSError as e:
+        raise UserError(f"cannot write output file {path}: {e.strerror}") from None
+
+
 # --- append-only run logs (metrics.jsonl, tasks.jsonl) --------------------------------
 
 
@@ -113,6 +122,5 @@ def truncate_log(path: str, step: int) -> None:
     if not os.path.exists(path):
         return
     kept = [row for row in read_log(path) if row.get("step", 0) <= step]
-    with open(path + ".tmp", "w", encoding="utf-8") as fh:
-        fh.writelines(json.dumps(row) + "\n" for row in kept)
+    write_rows(path + ".tmp", kept)
     os.replace(path + ".tmp", path)

@@ -67,3 +67,11 @@ def test_append_only_log(tmp_path):
     assert jsonl.read_log(path) == [{"step": 1}, {"step": 2, "x": "é"}, {"note": "no step"}]
     jsonl.truncate_log(path, 1)
     assert jsonl.read_log(path) == [{"step": 1}, {"note": "no step"}]
+
+
+def test_write_rows(tmp_path):
+    path = str(tmp_path / "out.jsonl")
+    jsonl.write_rows(path, iter([{"a": 1}, {"b": [2]}]))
+    assert list(jsonl.iter_objects(path)) == [(1, {"a": 1}), (2, {"b": [2]})]
+    with pytest.raises(UserError, match=r"^cannot write output file .*nodir.*: No such file"):
+        jsonl.write_rows(str(tmp_path / "nodir" / "out.jsonl"), [])

@@ -22,6 +22,7 @@ def _data_prepare(args: argparse.Namespace) -> int:
 
 
 def _eval_samples(args: argparse.Namespace) -> int:
+    from azr_jax import jsonl
     from azr_jax.evals import humaneval
 
     ks = tuple(int(k) for k in args.k.split(","))
@@ -29,9 +30,7 @@ def _eval_samples(args: argparse.Namespace) -> int:
         args.problems, args.samples, ks=ks, timeout_s=args.timeout, workers=args.workers,
         ignore_incomplete=args.ignore_incomplete)
     output = args.output or args.samples + "_results.jsonl"
-    with open(output, "w", encoding="utf-8") as f:
-        for row in results:
-            f.write(json.dumps(row) + "\n")
+    jsonl.write_rows(output, results)
     print(json.dumps(summary))
     print(f"per-sample results: {output}")
     return 0

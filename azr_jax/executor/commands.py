@@ -87,12 +87,7 @@ def execute_command(args: argparse.Namespace) -> int:
         raise UserError(f"--timeout must be positive, got {args.timeout}")
     with SandboxPool(SandboxConfig(workers=args.workers, timeout_s=args.timeout)) as pool:
         results = execute_rows(pool, rows, repeats=args.repeats)
-    try:
-        with open(args.output, "w", encoding="utf-8") as fh:
-            for r in results:
-                fh.write(json.dumps(r) + "\n")
-    except OSError as e:
-        raise UserError(f"cannot write output file {args.output}: {e.strerror}") from None
+    jsonl.write_rows(args.output, results)
     ok = sum(r["ok"] for r in results)
     print(f"executed {len(results)} rows: {ok} ok, {len(results) - ok} failed"
           + (f"; skipped {len(problems)} bad line(s)" if problems else ""), file=sys.stderr)
