@@ -9,32 +9,12 @@ Stdlib only: the executor's CLI imports it, and nothing on that path may pull in
 
 from __future__ import annotations
 
-import dataclasses
 import gzip
 import json
 import os
 from typing import Callable, Iterator, TextIO
 
 from azr_jax.errors import UserError
-
-
-@dataclasses.dataclass(frozen=True)
-class Style:
-    """How a bad line is named and described; format strings (see ``STYLES``)."""
-
-    at: str  # location, with {path} and {lineno}
-    bad_json: str  # with {msg} and {colno} of the JSONDecodeError
-    not_object: str  # with {type}, the JSON value's Python type name
-
-
-# Two house styles, kept so existing messages (and scripts that read them) stay the same:
-# "colon" (evals, seeds: ``f.jsonl:3: ...``) and "line" (executor CLIs: ``f.jsonl line 3: ...``).
-STYLES: dict[str, Style] = {
-    "colon": Style("{path}:{lineno}", "malformed JSON ({msg} at column {colno})",
-                   "expected a JSON object, got {type}"),
-    "line": Style("{path} line {lineno}", "not valid JSON ({msg})",
-                  "expected a JSON object, got {type}"),
-}
 
 
 def open_text(path: str, errors: str = "strict") -> TextIO:
@@ -44,12 +24,12 @@ def open_text(path: str, errors: str = "strict") -> TextIO:
     return open(path, encoding="utf-8", errors=errors)
 
 
-def where(path: str, lineno: int, style: str = "colon") -> str:
-    """The location prefix of a message about line ``lineno`` of ``path``."""
-    return STYLES[style].at.format(path=path, lineno=lineno)
+def where(path: str, lineno: int) -> str:
+    """The location prefix of a message about line ``lineno`` of ``path`` (``f.jsonl:3``)."""
+    return f"{path}:{lineno}"
 
 
-def iter_objects(path: str, *, missing: str = "{path}: no such file", style: str = "colon",
+def iter_objects(path: str, *, missing: str = "{path}: no such file",
                  expect: str = "", errors: str = "strict",
                  on_problem: Callable[[str], None] | None = None) -> Iterator[tuple[int, dict]]:
     """``(lineno, row)`` for every non-blank line of a JSONL file (1-based line numbers).
@@ -60,11 +40,8 @@ def iter_objects(path: str, *, missing: str = "{path}: no such file", style: str
     line, or, with ``on_problem``, is passed to it as that message and skipped (keep-going
     mode: report every bad line, process the good ones).
     """
-    if style not in STYLES:
-        raise ValueError(f"unknown JSONL message style {style!r}; expected one of {list(STYLES)}")
     if not os.path.isfile(path):
         raise UserError(missing.format(path=path))
-    spec = STYLES[style]
     with open_text(path, errors=errors) as fh:
         for lineno, line in enumerate(fh, 1):
             if not line.strip():
@@ -72,14 +49,14 @@ def iter_objects(path: str, *, missing: str = "{path}: no such file", style: str
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as e:
-                problem = spec.bad_json.format(msg=e.msg, colno=e.colno)
+                problem = f"malformed JSON ({e.msg} at column {e.colno})"
             else:
                 if isinstance(row, dict):
                     yield lineno, row
                     continue
-                problem = spec.not_object.format(type=type(row).__name__)
+                problem = f"expected a JSON object, got {type(row).__name__}"
                 problem += f" ({expect})" if expect else ""
-            message = f"{where(path, lineno, style)}: {problem}"
+            message = f"{where(path, lineno)}: {problem}"
             if on_problem is None:
                 raise UserError(message)
             on_problem(message)

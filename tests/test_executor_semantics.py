@@ -196,7 +196,7 @@ def test_cli_execute(tmp_path, capsys):
     rc = main(["execute", "--input", str(src), "--output", str(out), "--workers", "1", "--timeout", "1"])
     err = capsys.readouterr().err
     assert rc == 1
-    assert "line 2: not valid JSON" in err and "line 3: missing field(s) input" in err
+    assert f"{src}:2: malformed JSON" in err and f"{src}:3: missing field(s) input" in err
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["id"] for r in rows] == [1, 4, 5]
     assert rows[0]["ok"] and rows[0]["output"] == "'cba'" and rows[0]["deterministic"]
@@ -221,7 +221,7 @@ def test_cli_score_cruxeval(tmp_path, capsys):
     gen.write_text(json.dumps({"sample_0": ["2"]}))
     assert main(["score-cruxeval", "--task", "output", "--dataset", str(ds), "--generations", str(gen)]) == 2
     assert "sample_1" in capsys.readouterr().err
-    with pytest.raises(UserError, match="line 1"):
+    with pytest.raises(UserError, match=r"bad\.jsonl:1: missing field"):
         bad = tmp_path / "bad.jsonl"
         bad.write_text('{"code": "x"}\n')
         cruxeval.read_dataset(str(bad))

@@ -21,33 +21,30 @@ def test_plain_and_gz_skip_blank_lines(tmp_path):
         assert list(jsonl.iter_objects(str(path))) == [(1, {"a": 1}), (4, {"a": 2})]
 
 
-@pytest.mark.parametrize("style,line,message", [
-    ("colon", '{"a": x', r"x\.jsonl:2: malformed JSON \(Expecting value at column 7\)"),
-    ("colon", "[1]", r"x\.jsonl:2: expected a JSON object, got list \(rows \{a\}\)"),
-    ("line", '{"a": x', r"x\.jsonl line 2: not valid JSON \(Expecting value\)"),
-    ("line", '"s"', r"x\.jsonl line 2: expected a JSON object, got str \(rows \{a\}\)"),
+@pytest.mark.parametrize("line,message", [
+    ('{"a": x', r"x\.jsonl:2: malformed JSON \(Expecting value at column 7\)"),
+    ("[1]", r"x\.jsonl:2: expected a JSON object, got list \(rows \{a\}\)"),
+    ('"s"', r"x\.jsonl:2: expected a JSON object, got str \(rows \{a\}\)"),
 ])
-def test_bad_line_is_named(tmp_path, style, line, message):
+def test_bad_line_is_named(tmp_path, line, message):
     path = tmp_path / "x.jsonl"
     path.write_text('{"a": 1}\n' + line + "\n")
     with pytest.raises(UserError, match=message):
-        list(jsonl.iter_objects(str(path), style=style, expect="rows {a}"))
+        list(jsonl.iter_objects(str(path), expect="rows {a}"))
 
 
 def test_keep_going_reports_each_bad_line(tmp_path):
     path = tmp_path / "x.jsonl"
     path.write_text('{"a": 1}\nnope\n[2]\n{"a": 3}\n')
     problems = []
-    rows = list(jsonl.iter_objects(str(path), style="line", on_problem=problems.append))
+    rows = list(jsonl.iter_objects(str(path), on_problem=problems.append))
     assert rows == [(1, {"a": 1}), (4, {"a": 3})]
-    assert [p.split(": ", 1)[0] for p in problems] == [f"{path} line 2", f"{path} line 3"]
+    assert [p.split(": ", 1)[0] for p in problems] == [f"{path}:2", f"{path}:3"]
 
 
 def test_missing_file_message(tmp_path):
     with pytest.raises(UserError, match=r"^data file not found: .*nope\.jsonl$"):
         next(jsonl.iter_objects(str(tmp_path / "nope.jsonl"), missing="data file not found: {path}"))
-    with pytest.raises(ValueError, match="style"):
-        next(jsonl.iter_objects(str(tmp_path / "nope.jsonl"), style="fancy"))
 
 
 def test_stdlib_only():

@@ -34,14 +34,14 @@ def read_execute_rows(path: str) -> tuple[list[dict], list[str]]:
     """Valid rows and one message per bad line (naming the line number)."""
     rows, problems = [], []
     for lineno, row in jsonl.iter_objects(path, missing="input file not found: {path}",
-                                          style="line", errors="replace",
+                                          errors="replace",
                                           on_problem=problems.append):
         missing = [k for k in ("id", "code", "input") if k not in row]
         bad = [k for k in ("code", "input") if k in row and not isinstance(row[k], str)]
         if missing or bad:
             what = (f"missing field(s) {', '.join(missing)}" if missing
                     else f"field(s) {', '.join(bad)} must be strings")
-            problems.append(f"{jsonl.where(path, lineno, 'line')}: {what}")
+            problems.append(f"{jsonl.where(path, lineno)}: {what}")
             continue
         rows.append(row)
     return rows, problems

@@ -40,11 +40,10 @@ def check_script(mode: str, code: str, inp: str, out: str, generation: str) -> s
 def read_dataset(path: str) -> list[dict]:
     """CRUXEval JSONL rows with ``code``, ``input``, ``output`` (``id`` optional)."""
     rows = []
-    for lineno, row in jsonl.iter_objects(path, missing="dataset file not found: {path}",
-                                          style="line"):
+    for lineno, row in jsonl.iter_objects(path, missing="dataset file not found: {path}"):
         missing = [k for k in ("code", "input", "output") if k not in row]
         if missing:
-            raise UserError(f"{jsonl.where(path, lineno, 'line')}: missing field(s) "
+            raise UserError(f"{jsonl.where(path, lineno)}: missing field(s) "
                             f"{', '.join(missing)}")
         row.setdefault("id", f"sample_{len(rows)}")
         rows.append(row)
