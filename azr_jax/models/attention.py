@@ -2,7 +2,7 @@
 
 Layout: each KV head's query group is one [g*t, h] matrix ("m" = g*t rows), so the scores
 of all query heads sharing a KV head come from one batched matmul over (b, k) -- no K/V
-repetition. The backward recomputes the probabilities from the saved log-sum-exp (nothing of
+repetition. The backward recomputes the probabilities from the saved row max and sum (nothing of
 size [t, s] is kept between the passes) and uses the textbook five matmuls. On CPU, autodiff
 of the einsum formulation ran ~4x slower than its FLOPs (transposes of [b,k,g,t,s] tensors
 and an unfused softmax backward).
@@ -43,7 +43,7 @@ def _mask_bsm(mask_bts, g: int):
 
 
 def _probs(q_bkmh, k_bksh, mask_b1ms, scale):
-    """f32 masked scores and the row max/lse pieces of the softmax."""
+    """f32 scaled scores, -1e30 where masked."""
     s_bkms = jnp.einsum("bkmh,bksh->bkms", q_bkmh, k_bksh).astype(_F32) * scale
     return jnp.where(mask_b1ms, s_bkms, _NEG_INF)
 
@@ -61,8 +61,8 @@ def _attend_fwd(q_bkmh, k_bksh, v_bksh, mask_b1ms, mask_b1sm):
     sum_bkm = jnp.sum(e_bkms, axis=-1, keepdims=True)
     p_bkms = (e_bkms / sum_bkm).astype(q_bkmh.dtype)
     o_bkmh = jnp.einsum("bkms,bksh->bkmh", p_bkms, v_bksh)
-    lse_bkm = max_bkm + jnp.log(sum_bkm)
-    return o_bkmh, (q_bkmh, k_bksh, v_bksh, mask_b1ms, o_bkmh, lse_bkm)
+    # max and 1/sum kept apart: in a fully masked row max = -1e30 absorbs log(sum) in f32.
+    return o_bkmh, (q_bkmh, k_bksh, v_bksh, mask_b1ms, o_bkmh, max_bkm, 1.0 / sum_bkm)
 
 
 def _attend_bwd(res, do_bkmh):
@@ -70,16 +70,18 @@ def _attend_bwd(res, do_bkmh):
     # operands are transposed, so dv^T = do^T p and dk^T = q^T ds are plain matmuls.
     # (Contracting over m directly, or transposing an [m, s] matrix, ran 2-3x slower on
     # XLA:CPU.)
-    q_bkmh, k_bksh, v_bksh, mask_b1ms, o_bkmh, lse_bkm = res
+    q_bkmh, k_bksh, v_bksh, mask_b1ms, o_bkmh, max_bkm, inv_sum_bkm = res
     dt = q_bkmh.dtype
     scale = q_bkmh.shape[-1] ** -0.5
-    p_bkms = jnp.exp(_probs(q_bkmh, k_bksh, mask_b1ms, scale) - lse_bkm)
-    dp_bkms = jnp.einsum("bkmh,bksh->bkms", do_bkmh, v_bksh, preferred_element_type=_F32)
+    p_bkms = jnp.exp(_probs(q_bkmh, k_bksh, mask_b1ms, scale) - max_bkm) * inv_sum_bkm
+    dp_bkms = jnp.einsum("bkmh,bksh->bkms", do_bkmh, v_bksh).astype(_F32)
     delta_bkm = jnp.sum(do_bkmh.astype(_F32) * o_bkmh.astype(_F32), axis=-1, keepdims=True)
-    ds_bkms = (p_bkms * (dp_bkms - delta_bkm) * scale).astype(dt)
-    dq_bkmh = jnp.einsum("bkms,bksh->bkmh", ds_bkms, k_bksh, preferred_element_type=_F32)
-    dvt_bkhs = jnp.matmul(jnp.swapaxes(do_bkmh, -1, -2), p_bkms.astype(dt), preferred_element_type=_F32)
-    dkt_bkhs = jnp.matmul(jnp.swapaxes(q_bkmh, -1, -2), ds_bkms, preferred_element_type=_F32)
+    # Masked scores get no gradient (they matter only in fully masked rows, where p is
+    # uniform rather than 0).
+    ds_bkms = jnp.where(mask_b1ms, p_bkms * (dp_bkms - delta_bkm) * scale, 0.0).astype(dt)
+    dq_bkmh = jnp.einsum("bkms,bksh->bkmh", ds_bkms, k_bksh).astype(_F32)
+    dvt_bkhs = jnp.matmul(jnp.swapaxes(do_bkmh, -1, -2), p_bkms.astype(dt)).astype(_F32)
+    dkt_bkhs = jnp.matmul(jnp.swapaxes(q_bkmh, -1, -2), ds_bkms).astype(_F32)
     dk_bksh, dv_bksh = jnp.swapaxes(dkt_bkhs, -1, -2), jnp.swapaxes(dvt_bkhs, -1, -2)
     return dq_bkmh.astype(dt), dk_bksh.astype(k_bksh.dtype), dv_bksh.astype(v_bksh.dtype), None, None
 

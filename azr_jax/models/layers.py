@@ -15,6 +15,7 @@ import numpy as np
 
 from azr_jax.models.attention import gqa_attention
 from azr_jax.models.config import ModelConfig, RopeScaling
+from azr_jax.models.swiglu import swiglu
 
 _INIT = nn.initializers.normal(stddev=0.02)
 
@@ -109,8 +110,4 @@ class MLP(nn.Module):
         w_gate = _param(self, "gate_proj", (c.hidden_size, c.intermediate_size), ("embed", "mlp"))
         w_up = _param(self, "up_proj", (c.hidden_size, c.intermediate_size), ("embed", "mlp"))
         w_down = _param(self, "down_proj", (c.intermediate_size, c.hidden_size), ("mlp", "embed"))
-        x_btd = x_btd.astype(dt)
-        gate_btf = jnp.einsum("btd,df->btf", x_btd, w_gate.astype(dt))
-        up_btf = jnp.einsum("btd,df->btf", x_btd, w_up.astype(dt))
-        h_btf = nn.with_logical_constraint(jax.nn.silu(gate_btf) * up_btf, ("batch", "length", "act_mlp"))
-        return jnp.einsum("btf,fd->btd", h_btf, w_down.astype(dt))
+        return swiglu(x_btd.astype(dt), w_gate.astype(dt), w_up.astype(dt), w_down.astype(dt))
