@@ -38,7 +38,7 @@ def objective(fn, g_lp, g_ent):
 @pytest.mark.parametrize("chunk", [4, 11, 256])
 def test_values_and_grads_match_autodiff(chunk):
     h, w, tokens, g_lp, g_ent = make()
-    ours = jax.jit(lambda h, w, tk: logprobs_from_hidden(h, w, tk, jnp.float32, chunk))
+    ours = jax.jit(lambda h, w, tk: logprobs_from_hidden(h, w.T, tk, jnp.float32, chunk))
     got, want = ours(h, w, tokens), naive(h, w, tokens)
     for a, b in zip(got, want):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=2e-5)
@@ -51,7 +51,7 @@ def test_values_and_grads_match_autodiff(chunk):
 
 def test_bf16_compute_grads_close():
     h, w, tokens, g_lp, g_ent = make(seed=1)
-    ours = lambda h, w, tk: logprobs_from_hidden(h, w, tk, jnp.bfloat16, 4)
+    ours = lambda h, w, tk: logprobs_from_hidden(h, w.T, tk, jnp.bfloat16, 4)
     g_ours = jax.jit(jax.grad(objective(ours, g_lp, g_ent), argnums=(0, 1)))(h, w, tokens)
     g_ref = jax.grad(objective(naive, g_lp, g_ent), argnums=(0, 1))(h, w, tokens)
     for a, b in zip(g_ours, g_ref):

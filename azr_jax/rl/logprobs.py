@@ -14,21 +14,20 @@ several times the vocab matmuls.
 
 from __future__ import annotations
 
-import functools
 
 import jax
 import jax.numpy as jnp
 
-from azr_jax.models import ModelConfig, forward, unembed_matrix
+from azr_jax.models import ModelConfig, forward
 
 
-def _logits(h_bcd, w_dv):
-    return jnp.einsum("bcd,dv->bcv", h_bcd, w_dv).astype(jnp.float32)
+def _logits(h_bcd, w_vd):
+    return jnp.einsum("bcd,vd->bcv", h_bcd, w_vd).astype(jnp.float32)
 
 
-def _chunk_forward(h_bcd, w_dv, targets_bc):
+def _chunk_forward(h_bcd, w_vd, targets_bc):
     """(logprob, entropy, lse) of one chunk from a single exp pass over its logits."""
-    logits_bcv = _logits(h_bcd, w_dv)
+    logits_bcv = _logits(h_bcd, w_vd)
     max_bc = jnp.max(logits_bcv, axis=-1)
     z_bcv = logits_bcv - max_bc[..., None]
     e_bcv = jnp.exp(z_bcv)
@@ -42,9 +41,9 @@ def _chunk_forward(h_bcd, w_dv, targets_bc):
     return tgt_bc - log_sum_bc, log_sum_bc - ez_bc / sum_bc, max_bc + log_sum_bc
 
 
-def _chunk_dlogits(h_bcd, w_dv, targets_bc, lse_bc, ent_bc, g_lp_bc, g_ent_bc):
+def _chunk_dlogits(h_bcd, w_vd, targets_bc, lse_bc, ent_bc, g_lp_bc, g_ent_bc):
     """d loss / d logits = g_lp * (onehot - p) - g_ent * p * (log p + H), one fused pass."""
-    logits_bcv = _logits(h_bcd, w_dv)
+    logits_bcv = _logits(h_bcd, w_vd)
     logp_bcv = logits_bcv - lse_bc[..., None]
     p_bcv = jnp.exp(logp_bcv)
     onehot_bcv = jax.lax.broadcasted_iota(jnp.int32, logits_bcv.shape, 2) == targets_bc[..., None]
@@ -53,39 +52,50 @@ def _chunk_dlogits(h_bcd, w_dv, targets_bc, lse_bc, ent_bc, g_lp_bc, g_ent_bc):
 
 
 @jax.custom_vjp
-def _vocab_stats(h_nbcd, w_dv, targets_nbc):
-    """Over chunks n: (logprob_nbc, entropy_nbc) of the targets under softmax(h @ w)."""
-    return _vocab_stats_fwd(h_nbcd, w_dv, targets_nbc)[0]
+def _vocab_stats(h_nbcd, w_vd, targets_nbc):
+    """Over chunks n: (logprob_nbc, entropy_nbc) of the targets under softmax(h @ w^T)."""
+    return _vocab_stats_fwd(h_nbcd, w_vd, targets_nbc)[0]
 
 
-def _vocab_stats_fwd(h_nbcd, w_dv, targets_nbc):
-    lp_nbc, ent_nbc, lse_nbc = jax.lax.map(lambda a: _chunk_forward(a[0], w_dv, a[1]),
+def _vocab_stats_fwd(h_nbcd, w_vd, targets_nbc):
+    lp_nbc, ent_nbc, lse_nbc = jax.lax.map(lambda a: _chunk_forward(a[0], w_vd, a[1]),
                                            (h_nbcd, targets_nbc))
-    return (lp_nbc, ent_nbc), (h_nbcd, w_dv, targets_nbc, lse_nbc, ent_nbc)
+    return (lp_nbc, ent_nbc), (h_nbcd, w_vd, targets_nbc, lse_nbc, ent_nbc)
 
 
 def _vocab_stats_bwd(res, g):
-    h_nbcd, w_dv, targets_nbc, lse_nbc, ent_nbc = res
+    h_nbcd, w_vd, targets_nbc, lse_nbc, ent_nbc = res
     g_lp_nbc, g_ent_nbc = g
 
-    def body(dw_dv, xs):
+    def chunk_grads(xs):
         h_bcd, tg_bc, lse_bc, ent_bc, g_lp_bc, g_ent_bc = xs
-        dl_bcv = _chunk_dlogits(h_bcd, w_dv, tg_bc, lse_bc, ent_bc, g_lp_bc, g_ent_bc)
+        b, c, d = h_bcd.shape
+        dl_bcv = _chunk_dlogits(h_bcd, w_vd, tg_bc, lse_bc, ent_bc, g_lp_bc, g_ent_bc)
         dl_bcv = dl_bcv.astype(h_bcd.dtype)
-        dh_bcd = jnp.einsum("bcv,dv->bcd", dl_bcv, w_dv, preferred_element_type=jnp.float32)
-        dw_dv = dw_dv + jnp.einsum("bcd,bcv->dv", h_bcd, dl_bcv, preferred_element_type=jnp.float32)
-        return dw_dv, dh_bcd.astype(h_bcd.dtype)
+        dh_bcd = jnp.einsum("bcv,vd->bcd", dl_bcv, w_vd)
+        # [d, v] = h^T dl with only the small h transposed; one transpose to [v, d] at the end.
+        dwt_dv = jnp.matmul(jnp.swapaxes(h_bcd.reshape(b * c, d), 0, 1), dl_bcv.reshape(b * c, -1))
+        return dwt_dv.astype(jnp.float32), dh_bcd
 
-    dw_dv, dh_nbcd = jax.lax.scan(body, jnp.zeros(w_dv.shape, jnp.float32),
-                                  (h_nbcd, targets_nbc, lse_nbc, ent_nbc, g_lp_nbc, g_ent_nbc))
-    return dh_nbcd, dw_dv.astype(w_dv.dtype), None
+    xs = (h_nbcd, targets_nbc, lse_nbc, ent_nbc, g_lp_nbc, g_ent_nbc)
+    # The first chunk starts the accumulator (a zero-filled [d, v] buffer cost a pass).
+    dwt_dv, dh0_bcd = chunk_grads(jax.tree.map(lambda x: x[0], xs))
+
+    def body(acc_dv, x):
+        dwt, dh = chunk_grads(x)
+        return acc_dv + dwt, dh
+
+    dwt_dv, dh_rest = jax.lax.scan(body, dwt_dv, jax.tree.map(lambda x: x[1:], xs))
+    dh_nbcd = jnp.concatenate([dh0_bcd[None], dh_rest], axis=0)
+    return dh_nbcd, jnp.swapaxes(dwt_dv, 0, 1).astype(w_vd.dtype), None
 
 
 _vocab_stats.defvjp(_vocab_stats_fwd, _vocab_stats_bwd)
 
 
-def logprobs_from_hidden(h_btd, w_dv, tokens_bt, dtype, chunk: int = 256):
-    """(logprobs_bt, entropy_bt) aligned to tokens_bt; hidden state t predicts token t+1."""
+def logprobs_from_hidden(h_btd, w_vd, tokens_bt, dtype, chunk: int = 256):
+    """(logprobs_bt, entropy_bt) aligned to tokens_bt; hidden state t predicts token t+1.
+    w_vd: the output projection vocab-major, i.e. the embedding table's layout."""
     b, t, d = h_btd.shape
     targets_bt = jnp.concatenate([tokens_bt[:, 1:], jnp.zeros((b, 1), tokens_bt.dtype)], axis=1)
     chunk = max(1, min(chunk, t))
@@ -93,7 +103,7 @@ def logprobs_from_hidden(h_btd, w_dv, tokens_bt, dtype, chunk: int = 256):
     pad = n * chunk - t
     h_nbcd = jnp.pad(h_btd.astype(dtype), ((0, 0), (0, pad), (0, 0))).reshape(b, n, chunk, d).swapaxes(0, 1)
     tg_nbc = jnp.pad(targets_bt, ((0, 0), (0, pad))).reshape(b, n, chunk).swapaxes(0, 1)
-    lp_nbc, ent_nbc = _vocab_stats(h_nbcd, w_dv.astype(dtype), tg_nbc)
+    lp_nbc, ent_nbc = _vocab_stats(h_nbcd, w_vd.astype(dtype), tg_nbc)
     lp_bt = lp_nbc.swapaxes(0, 1).reshape(b, n * chunk)[:, :t]
     ent_bt = ent_nbc.swapaxes(0, 1).reshape(b, n * chunk)[:, :t]
     # Shift right: the prediction made at t-1 scores token t; the entropy is that of the
@@ -107,7 +117,9 @@ def token_logprobs_and_entropy(params, cfg: ModelConfig, tokens_bt, valid_bt, ch
     """Recompute (logprobs_bt, entropy_bt) of `tokens_bt`; both 0 where a token or its
     predecessor is padding (left-padded prompts)."""
     h_btd = forward(params, cfg, tokens_bt, valid_bt, return_hidden=True)
-    lp_bt, ent_bt = logprobs_from_hidden(h_btd, unembed_matrix(params, cfg), tokens_bt,
+    # Vocab-major, so a tied embedding is used in place (no transposed copy).
+    w_vd = params["embedding"] if cfg.tie_embeddings else params["lm_head"].T
+    lp_bt, ent_bt = logprobs_from_hidden(h_btd, w_vd, tokens_bt,
                                          cfg.compute_dtype, chunk)
     prev_valid_bt = jnp.concatenate([jnp.zeros_like(valid_bt[:, :1]), valid_bt[:, :-1]], axis=1)
     keep_bt = valid_bt & prev_valid_bt
