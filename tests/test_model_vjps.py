@@ -1,4 +1,4 @@
-"""The model's hand-written VJPs (GQA attention core, SwiGLU) equal autodiff of the plain
+"""The model's hand-written VJPs (GQA attention core, SwiGLU, RMSNorm) equal autodiff of the plain
 formulation: values and gradients, with padding (incl. fully masked rows), f32 and bf16."""
 
 import jax
@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from azr_jax.models.attention import gqa_attention
+from azr_jax.models.norm import rms_norm
 from azr_jax.models.swiglu import swiglu
 
 
@@ -83,3 +84,24 @@ def test_swiglu_matches_autodiff(dtype, tol):
     g_got = jax.jit(lambda *a: grads(swiglu, a, cot, (0, 1, 2, 3)))(*args)
     assert all(g.dtype == dtype for g in g_got)
     assert_close(g_got, grads(swiglu_ref, args, cot, (0, 1, 2, 3)), tol)
+
+
+def rms_norm_ref(x, scale, eps, out_dtype):
+    x32 = x.astype(jnp.float32)
+    x32 = x32 * jax.lax.rsqrt(jnp.mean(x32 * x32, axis=-1, keepdims=True) + eps)
+    return scale.astype(out_dtype) * x32.astype(out_dtype)
+
+
+@pytest.mark.parametrize("dtype,tol", [(jnp.float32, 1e-5), (jnp.bfloat16, 3e-2)])
+def test_rms_norm_matches_autodiff(dtype, tol):
+    ks = jax.random.split(jax.random.PRNGKey(2), 3)
+    x = jax.random.normal(ks[0], (2, 5, 12)) * 3.0  # f32 residual stream, any compute dtype
+    scale = 1.0 + 0.1 * jax.random.normal(ks[1], (12,))
+    cot = jax.random.normal(ks[2], (2, 5, 12))
+    got = jax.jit(rms_norm, static_argnums=(2, 3))(x, scale, 1e-5, dtype)
+    assert got.dtype == dtype
+    want = rms_norm_ref(x, scale, 1e-5, dtype)
+    np.testing.assert_allclose(np.asarray(got, np.float32), np.asarray(want, np.float32), atol=tol)
+    g_got = jax.jit(lambda x, s: grads(lambda a, b: rms_norm(a, b, 1e-5, dtype), (x, s), cot, (0, 1)))(x, scale)
+    g_ref = grads(lambda a, b: rms_norm_ref(a, b, 1e-5, dtype), (x, scale), cot, (0, 1))
+    assert_close(g_got, g_ref, tol)

@@ -15,6 +15,7 @@ import numpy as np
 
 from azr_jax.models.attention import gqa_attention
 from azr_jax.models.config import ModelConfig, RopeScaling
+from azr_jax.models.norm import rms_norm
 from azr_jax.models.swiglu import swiglu
 
 _INIT = nn.initializers.normal(stddev=0.02)
@@ -31,9 +32,7 @@ class RMSNorm(nn.Module):
     @nn.compact
     def __call__(self, x_btd):
         scale_d = _param(self, "scale", (self.config.hidden_size,), ("norm",), nn.initializers.ones)
-        x32 = x_btd.astype(jnp.float32)
-        x32 = x32 * jax.lax.rsqrt(jnp.mean(x32 * x32, axis=-1, keepdims=True) + self.config.rms_norm_eps)
-        return scale_d.astype(self.config.compute_dtype) * x32.astype(self.config.compute_dtype)
+        return rms_norm(x_btd, scale_d, self.config.rms_norm_eps, self.config.compute_dtype)
 
 
 def rope_inv_freq(head_dim: int, theta: float, scaling: RopeScaling | None) -> np.ndarray:
