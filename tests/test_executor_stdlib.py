@@ -70,3 +70,25 @@ def test_preloaded_modules_are_per_program():
         use = Job("import collections\ndef f():\n    return collections.Counter('aa')['a']", [""])
         res = pool.run([poison, use, poison, use])
         assert [r.output for r in res] == ["1", "2", "1", "2"]
+
+
+def test_pool_works_from_a_checkout_under_tmp(tmp_path):
+    """The private tmpfs mounted over /tmp in the worker's namespace must not hide the
+    worker's own code when the checkout (or its venv) lives under /tmp, as a CI clone may."""
+    import shutil
+    import subprocess
+    import sys
+
+    import azr_jax
+
+    copy = tmp_path / "checkout"  # pytest's tmp_path is under /tmp
+    shutil.copytree(os.path.dirname(azr_jax.__file__), copy / "azr_jax",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    script = ("from azr_jax.executor import SandboxPool, SandboxConfig, Job\n"
+              "with SandboxPool(SandboxConfig(workers=1)) as p:\n"
+              "    r = p.run([Job('def f(x):\\n    import json\\n    return json.dumps(x)', ['[1]'])])\n"
+              "print(r[0].runs[0].output)\n")
+    out = subprocess.run([sys.executable, "-c", script], cwd=copy, capture_output=True, text=True,
+                         timeout=60, env={**os.environ, "PYTHONPATH": str(copy)})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "'[1]'", out.stderr

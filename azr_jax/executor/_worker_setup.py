@@ -10,6 +10,9 @@ def _setup(cfg_hex, worker_path):
     """Enter private namespaces where allowed, then exec ``worker_path`` as the serving
     interpreter (a fresh heap: the ctypes import does not stay in it)."""
     cfg = marshal.loads(bytes.fromhex(cfg_hex))
+    # The interpreter itself, not a venv's link to it (the venv may sit under /tmp, hidden
+    # by the private tmpfs below); with -S the serving worker never reads site-packages.
+    python = os.path.realpath(sys.executable)
     if cfg["uid"] is not None:  # unique while this worker lives: pools never share a uid
         cfg["uid"] += os.getpid()
     netns = False
@@ -23,10 +26,16 @@ def _setup(cfg_hex, worker_path):
                 ms_rec, ms_private = 0x4000, 0x40000
                 # Stop mount events propagating back to the host before mounting anything.
                 if libc.mount(None, b"/", None, ms_rec | ms_private, None) == 0:
+                    # The worker's own code may live under /tmp (a checkout there): read it
+                    # now, before the private tmpfs hides it, and serve from a copy.
+                    sources = _read_worker_sources(worker_path)
+                    private = _private_dirs(python)
                     opts = ("size=%dm,mode=0755" % cfg["tmpfs_mb"]).encode()
-                    for path in (b"/tmp", b"/var/tmp", b"/dev/shm"):
-                        if os.path.isdir(path):
-                            libc.mount(b"tmpfs", path, b"tmpfs", 0, opts)
+                    for path in private:
+                        libc.mount(b"tmpfs", path.encode(), b"tmpfs", 0, opts)
+                    if "/tmp" in private:
+                        worker_path = _write_worker_sources(sources, worker_path)
+                    os.chdir("/")
                     netns = True
                     cfg["sys_path"] = _expose_stdlib(libc)
         except Exception:  # noqa: BLE001 - no namespaces: fall back (documented)
@@ -36,9 +45,33 @@ def _setup(cfg_hex, worker_path):
     # and the children import through /proc/self/fd/N (only the opened dir is reachable).
     cfg["expose_fds"] = cfg["uid"] is not None and cfg.get("sys_path") is None and not all(
         _world_readable(p) for p in sys.path if os.path.isdir(p))
-    argv = [sys.executable, "-S", "-s", "-P", "-B", worker_path, "serve",
-            marshal.dumps(cfg).hex()]
-    os.execv(sys.executable, argv)
+    argv = [python, "-S", "-s", "-P", "-B", worker_path, "serve", marshal.dumps(cfg).hex()]
+    os.execv(python, argv)
+
+
+def _private_dirs(python):
+    """World-writable scratch dirs that get a private tmpfs, except one holding the
+    interpreter or its stdlib (hiding those would leave nothing to run)."""
+    needed = [python] + [os.path.realpath(p) for p in sys.path if p]
+    return [d for d in ("/tmp", "/var/tmp", "/dev/shm") if os.path.isdir(d) and not any(
+        n == d or n.startswith(d + "/") for n in needed)]
+
+
+def _read_worker_sources(worker_path):
+    """{file name: bytes} of the worker's modules (this dir's ``_worker*.py``)."""
+    folder = os.path.dirname(worker_path)
+    return {name: open(os.path.join(folder, name), "rb").read()
+            for name in os.listdir(folder) if name.startswith("_worker") and name.endswith(".py")}
+
+
+def _write_worker_sources(sources, worker_path):
+    """Write the worker's modules into the private /tmp; returns the new worker path."""
+    folder = "/tmp/.azr-worker"
+    os.makedirs(folder, mode=0o755, exist_ok=True)
+    for name, data in sources.items():
+        with open(os.path.join(folder, name), "wb") as fh:
+            fh.write(data)
+    return os.path.join(folder, os.path.basename(worker_path))
 
 
 def _world_readable(path):
