@@ -2,8 +2,8 @@
 
 Layout: each KV head's query group is one [g*t, h] matrix ("m" = g*t rows), so the scores
 of all query heads sharing a KV head come from one batched matmul over (b, k) -- no K/V
-repetition. The backward recomputes the probabilities from the saved row max and sum (nothing of
-size [t, s] is kept between the passes) and uses the textbook five matmuls. On CPU, autodiff
+repetition. The backward recomputes the probabilities from the saved row max and sum
+(nothing of size [t, s] is kept between the passes) and uses the textbook five matmuls. On CPU, autodiff
 of the einsum formulation ran ~4x slower than its FLOPs (transposes of [b,k,g,t,s] tensors
 and an unfused softmax backward).
 """
@@ -34,14 +34,6 @@ def _mask_bms(mask_bts, g: int):
     return jnp.broadcast_to(mask_bts[:, None], (b, g, t, s)).reshape(b, 1, g * t, s)
 
 
-def _mask_bsm(mask_bts, g: int):
-    """The transposed mask, built from the small [b, s, t] transpose (a transposed
-    [m, s] bool copy inside the backward was a slow strided pass)."""
-    b, t, s = mask_bts.shape
-    mask_bst = jnp.swapaxes(mask_bts, 1, 2)
-    return jnp.broadcast_to(mask_bst[:, :, None], (b, s, g, t)).reshape(b, 1, s, g * t)
-
-
 def _probs(q_bkmh, k_bksh, mask_b1ms, scale):
     """f32 scaled scores, -1e30 where masked."""
     s_bkms = jnp.einsum("bkmh,bksh->bkms", q_bkmh, k_bksh).astype(_F32) * scale
@@ -49,11 +41,11 @@ def _probs(q_bkmh, k_bksh, mask_b1ms, scale):
 
 
 @jax.custom_vjp
-def _attend(q_bkmh, k_bksh, v_bksh, mask_b1ms, mask_b1sm):
-    return _attend_fwd(q_bkmh, k_bksh, v_bksh, mask_b1ms, mask_b1sm)[0]
+def _attend(q_bkmh, k_bksh, v_bksh, mask_b1ms):
+    return _attend_fwd(q_bkmh, k_bksh, v_bksh, mask_b1ms)[0]
 
 
-def _attend_fwd(q_bkmh, k_bksh, v_bksh, mask_b1ms, mask_b1sm):
+def _attend_fwd(q_bkmh, k_bksh, v_bksh, mask_b1ms):
     scale = q_bkmh.shape[-1] ** -0.5
     s_bkms = _probs(q_bkmh, k_bksh, mask_b1ms, scale)
     max_bkm = jnp.max(s_bkms, axis=-1, keepdims=True)
@@ -83,7 +75,7 @@ def _attend_bwd(res, do_bkmh):
     dvt_bkhs = jnp.matmul(jnp.swapaxes(do_bkmh, -1, -2), p_bkms.astype(dt)).astype(_F32)
     dkt_bkhs = jnp.matmul(jnp.swapaxes(q_bkmh, -1, -2), ds_bkms).astype(_F32)
     dk_bksh, dv_bksh = jnp.swapaxes(dkt_bkhs, -1, -2), jnp.swapaxes(dvt_bkhs, -1, -2)
-    return dq_bkmh.astype(dt), dk_bksh.astype(k_bksh.dtype), dv_bksh.astype(v_bksh.dtype), None, None
+    return dq_bkmh.astype(dt), dk_bksh.astype(k_bksh.dtype), dv_bksh.astype(v_bksh.dtype), None
 
 
 _attend.defvjp(_attend_fwd, _attend_bwd)
@@ -95,5 +87,5 @@ def gqa_attention(q_btnh, k_bskh, v_bskh, mask_bts):
     t, k = q_btnh.shape[1], k_bskh.shape[2]
     g = q_btnh.shape[2] // k
     out_bkmh = _attend(_to_groups(q_btnh, k), k_bskh.transpose(0, 2, 1, 3).astype(q_btnh.dtype),
-                       v_bskh.transpose(0, 2, 1, 3).astype(q_btnh.dtype), _mask_bms(mask_bts, g), _mask_bsm(mask_bts, g))
+                       v_bskh.transpose(0, 2, 1, 3).astype(q_btnh.dtype), _mask_bms(mask_bts, g))
     return _from_groups(out_bkmh, t)
