@@ -46,7 +46,25 @@ def from_model_cache(cache: KVCache, extra_slots: int) -> DecodeCache:
 
 
 def _layer_params(layers, i):
+    if isinstance(layers, (tuple, list)):
+        return layers[i]
     return jax.tree.map(lambda w: jax.lax.dynamic_index_in_dim(w, i, 0, keepdims=False), layers)
+
+
+def cpu_layout(params, cfg: ModelConfig) -> dict:
+    """Weights re-laid out once per sampling call for XLA:CPU's decode loop (one extra copy).
+
+    - layers: the stacked [L, ...] weights as a tuple of L per-layer trees. On XLA:CPU a
+      dynamic slice of a stacked weight inside the loop is materialised as a copy before its
+      matmul, so every token read and wrote all weights once more; separate buffers are read
+      in place (~18% faster decode on SmolLM2).
+    - lm_head: a tied embedding as a [D, V] matrix: XLA:CPU's [b, d] x [v, d]^T matmul is
+      ~15% slower than [b, d] x [d, v] at b = 16."""
+    out = {"layers": tuple(jax.tree.map(lambda w, i=i: w[i], params["layers"])
+                           for i in range(cfg.num_layers))}
+    if cfg.tie_embeddings:
+        out["lm_head"] = jnp.transpose(params["embedding"])
+    return out
 
 
 def _attention(cfg, p, x_bd, pos_b, mask_bs, k_lbksh, v_lbksh, i, index):
@@ -104,8 +122,14 @@ def decode_step(params, cfg: ModelConfig, tok_b, pos_b, cache: DecodeCache):
         x_bd = nn.with_logical_constraint(x_bd, ("batch", "act_embed"))
         return x_bd, k_lbksh, v_lbksh
 
-    x_bd, k_lbksh, v_lbksh = jax.lax.fori_loop(
-        0, cfg.num_layers, layer, (x_bd, cache.k_lbksh, cache.v_lbksh))
+    carry = (x_bd, cache.k_lbksh, cache.v_lbksh)
+    if isinstance(params["layers"], (tuple, list)):
+        # Per-layer weights as separate buffers (see `unstack_layers`): unrolled, no slicing.
+        for i in range(cfg.num_layers):
+            carry = layer(i, carry)
+        x_bd, k_lbksh, v_lbksh = carry
+    else:
+        x_bd, k_lbksh, v_lbksh = jax.lax.fori_loop(0, cfg.num_layers, layer, carry)
     h_bd = norm.apply({"params": params["final_norm"]}, x_bd)
     return h_bd, DecodeCache(k_lbksh=k_lbksh, v_lbksh=v_lbksh, valid_bs=valid_bs, index=index + 1)
 
@@ -114,8 +138,8 @@ def logits_from_hidden(params, cfg: ModelConfig, h_bd):
     """f32 logits [b, V]; tied models contract with the [V, D] embedding directly (no
     transposed copy of the largest matrix)."""
     dt = cfg.compute_dtype
-    if cfg.tie_embeddings:
-        logits_bv = jnp.einsum("bd,vd->bv", h_bd.astype(dt), params["embedding"].astype(dt))
-    else:
+    if "lm_head" in params:  # untied, or a [D, V] copy made for the CPU layout (cpu_layout)
         logits_bv = jnp.einsum("bd,dv->bv", h_bd.astype(dt), params["lm_head"].astype(dt))
+    else:
+        logits_bv = jnp.einsum("bd,vd->bv", h_bd.astype(dt), params["embedding"].astype(dt))
     return nn.with_logical_constraint(logits_bv.astype(jnp.float32), ("batch", "act_vocab"))

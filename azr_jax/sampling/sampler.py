@@ -25,7 +25,7 @@ import numpy as np
 
 from azr_jax.errors import UserError
 from azr_jax.models import ModelConfig, Transformer, init_cache, positions_from_valid
-from azr_jax.sampling.decode import decode_step, from_model_cache, logits_from_hidden
+from azr_jax.sampling.decode import cpu_layout, decode_step, from_model_cache, logits_from_hidden
 from azr_jax.sampling.config import SamplingConfig, padded_batch_size
 from azr_jax.sampling.processors import choose_tokens, policy_logprob
 from azr_jax.sharding import mesh as mesh_lib
@@ -52,16 +52,18 @@ def _constrain_cache(cache):
 
 @functools.partial(jax.jit, static_argnames=(
     "cfg", "max_new", "greedy", "top_k", "use_top_p", "stop_ids", "pad_id", "rules"))
-def _generate(params, prompt_bt, valid_bt, active_b, key, temperature, top_p, *, cfg, max_new,
-              greedy, top_k, use_top_p, stop_ids, pad_id, rules):
+def _generate(params, decode_overrides, prompt_bt, valid_bt, active_b, key, temperature, top_p, *,
+              cfg, max_new, greedy, top_k, use_top_p, stop_ids, pad_id, rules):
     with nn.logical_axis_rules(rules):
-        return _generate_body(params, prompt_bt, valid_bt, active_b, key, temperature, top_p,
-                              cfg, max_new, greedy, top_k, use_top_p, stop_ids, pad_id)
+        return _generate_body(params, decode_overrides, prompt_bt, valid_bt, active_b, key,
+                              temperature, top_p, cfg, max_new, greedy, top_k, use_top_p,
+                              stop_ids, pad_id)
 
 
-def _generate_body(params, prompt_bt, valid_bt, active_b, key, temperature, top_p, cfg, max_new,
-                   greedy, top_k, use_top_p, stop_ids, pad_id):
+def _generate_body(params, decode_overrides, prompt_bt, valid_bt, active_b, key, temperature,
+                   top_p, cfg, max_new, greedy, top_k, use_top_p, stop_ids, pad_id):
     b, p = prompt_bt.shape
+    decode_params = dict(params, **(decode_overrides or {}))
     model = Transformer(cfg)
     choose = functools.partial(choose_tokens, temperature=temperature, top_p=top_p,
                                greedy=greedy, top_k=top_k, use_top_p=use_top_p)
@@ -90,8 +92,8 @@ def _generate_body(params, prompt_bt, valid_bt, active_b, key, temperature, top_
     def body(carry):
         i, tok_b, cache, done_b, tokens_bn, logprobs_bn, lengths_b = carry
         pos_b = prompt_len_b + i - 1  # position of tok_b, sampled at step i - 1
-        h_bd, cache = decode_step(params, cfg, tok_b, pos_b, cache)
-        logits_bv = logits_from_hidden(params, cfg, h_bd)
+        h_bd, cache = decode_step(decode_params, cfg, tok_b, pos_b, cache)
+        logits_bv = logits_from_hidden(decode_params, cfg, h_bd)
         new_b = choose(logits_bv, step_keys(i))
         lp_b = jnp.where(done_b, 0.0, policy_logprob(logits_bv, new_b))
         new_b = jnp.where(done_b, pad_id, new_b)
@@ -170,7 +172,8 @@ def sample(params, cfg: ModelConfig, prompts: Sequence[Sequence[int]], key,
         inputs = tuple(jax.device_put(x, mesh_lib.batch_sharding(mesh)) for x in inputs)
         rules, ctx = mesh_lib.model_rules(cfg, mesh), jax.set_mesh(mesh)
     with ctx:
-        out = _generate(params, *inputs, as_key(key), jnp.float32(sampling.temperature or 1.0),
+        overrides = cpu_layout(params, cfg) if jax.default_backend() == "cpu" else None
+        out = _generate(params, overrides, *inputs, as_key(key), jnp.float32(sampling.temperature or 1.0),
                         jnp.float32(sampling.top_p), cfg=cfg, max_new=sampling.max_new_tokens,
                         greedy=sampling.greedy, top_k=sampling.top_k,
                         use_top_p=sampling.top_p < 1.0, stop_ids=sampling.stop_token_ids,
