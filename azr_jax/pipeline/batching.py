@@ -6,13 +6,12 @@ from typing import Sequence
 
 import numpy as np
 
+from azr_jax.sampling.config import pow2_at_least
+
 
 def bucket_length(n: int, minimum: int = 64) -> int:
     """Sequence length padded to a power of two (few distinct shapes, few compiles)."""
-    size = minimum
-    while size < n:
-        size *= 2
-    return size
+    return pow2_at_least(n, minimum)
 
 
 def build_batch(prompts: Sequence[Sequence[int]], responses: Sequence[Sequence[int]],

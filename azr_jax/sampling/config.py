@@ -8,7 +8,8 @@ from typing import Callable
 from azr_jax.errors import UserError
 
 
-def _pow2(n: int, minimum: int) -> int:
+def pow2_at_least(n: int, minimum: int) -> int:
+    """The smallest power of two >= n and >= minimum (shape buckets: few compiles)."""
     size = max(1, minimum)
     while size < n:
         size *= 2
@@ -21,7 +22,7 @@ def _round_up(n: int, multiple: int) -> int:
 
 # Prompt-length bucket policies: name -> (longest prompt length -> padded length).
 BUCKET_POLICIES: dict[str, Callable[[int], int]] = {
-    "pow2": lambda n: _pow2(n, 16),  # 16, 32, 64, ... (few shapes, up to 2x padding)
+    "pow2": lambda n: pow2_at_least(n, 16),  # 16, 32, 64, ... (few shapes, up to 2x padding)
     "mult64": lambda n: _round_up(n, 64),  # 64, 128, 192, ... (less padding on long prompts)
     "exact": lambda n: n,  # no bucketing: one compile per distinct length (tests, one-offs)
 }
@@ -76,4 +77,4 @@ class SamplingConfig:
 
 def padded_batch_size(rows: int, multiple: int = 1) -> int:
     """Rows padded to a power of two, and to a multiple of the data-parallel device count."""
-    return _round_up(_pow2(rows, 1), multiple)
+    return _round_up(pow2_at_least(rows, 1), multiple)
