@@ -5,12 +5,16 @@ scan's input and writes a new stacked cache as its output, so inside the sampler
 XLA copies the whole KV cache on every token; and its [b, s, k, h] cache layout makes XLA
 transpose each layer's keys and values for the attention matmuls, every token. Here the
 layers run in a `fori_loop` that carries a [L, b, k, s, h] cache and writes this token's slot
-in place, and o_proj is one [n*h, d] matmul. MLP and RMSNorm are the model's own modules; the
+in place (on CPU: unrolled over per-layer weight and cache buffers, see `DecodeCache` and
+`cpu_layout`), and o_proj is one [n*h, d] matmul. MLP and RMSNorm are the model's own modules; the
 attention math (GQA, HF half-split RoPE, masking) mirrors `azr_jax.models.layers.Attention`
 and is checked against full forward passes and transformers in the tests.
 """
 
 from __future__ import annotations
+
+import functools
+from typing import Any
 
 import flax
 import flax.linen as nn
@@ -27,21 +31,34 @@ CACHE_AXES = ("layers", "batch", "act_kv_heads", "length", None)
 
 @flax.struct.dataclass
 class DecodeCache:
-    k_lbksh: jax.Array  # [layers, batch, kv_heads, slots, head_dim]
-    v_lbksh: jax.Array
+    """Keys and values of every layer, in one of two layouts:
+
+    - stacked (GPU/TPU; the layer loop is a `fori_loop`): keys and values [L, b, k, s, h];
+    - per layer (CPU, with `cpu_layout` weights; the layer loop is unrolled): tuples of L
+      buffers, keys [b, k, h, s] and values [b, k, s, h]. Each layer's attention reads its
+      own buffers in place (a slice of a stacked cache is copied first on XLA:CPU), and the
+      scores matmul reads transposed keys ~25% faster there."""
+
+    keys: Any
+    values: Any
     valid_bs: jax.Array  # bool: slot holds a real token
     index: jax.Array  # int32 scalar: next slot to write
 
 
-def from_model_cache(cache: KVCache, extra_slots: int) -> DecodeCache:
+def from_model_cache(cache: KVCache, extra_slots: int, per_layer: bool = False) -> DecodeCache:
     """The model's [L, b, s, k, h] prefill cache in decode layout, with `extra_slots` empty
     slots appended for the new tokens (one transpose, once per call)."""
-    pad = ((0, 0), (0, 0), (0, 0), (0, extra_slots), (0, 0))
-    k = jnp.pad(jnp.swapaxes(cache.k_lbskh, 2, 3), pad)
-    v = jnp.pad(jnp.swapaxes(cache.v_lbskh, 2, 3), pad)
+    def relayout(x_lbskh, slots_last):
+        x = jnp.transpose(x_lbskh, (0, 1, 3, 4, 2) if slots_last else (0, 1, 3, 2, 4))
+        slot_axis = 4 if slots_last else 3
+        x = jnp.pad(x, [(0, extra_slots) if a == slot_axis else (0, 0) for a in range(5)])
+        if per_layer:
+            return tuple(x[i] for i in range(x.shape[0]))
+        return nn.with_logical_constraint(x, CACHE_AXES)
+
     valid_bs = jnp.pad(cache.valid_bs, ((0, 0), (0, extra_slots)))
-    return DecodeCache(k_lbksh=nn.with_logical_constraint(k, CACHE_AXES),
-                       v_lbksh=nn.with_logical_constraint(v, CACHE_AXES),
+    return DecodeCache(keys=relayout(cache.k_lbskh, slots_last=per_layer),
+                       values=relayout(cache.v_lbskh, slots_last=False),
                        valid_bs=valid_bs, index=cache.index)
 
 
@@ -51,13 +68,26 @@ def _layer_params(layers, i):
     return jax.tree.map(lambda w: jax.lax.dynamic_index_in_dim(w, i, 0, keepdims=False), layers)
 
 
+def _write_and_read(kv, i, new_bkh, index, slots_last=False):
+    """Write this token's keys (or values) into layer i's cache slot `index`; return the
+    updated cache and layer i's part of it ([b, k, s, h], or [b, k, h, s] if slots_last)."""
+    if isinstance(kv, tuple):  # per layer: the layer's own buffer, updated in place
+        new = new_bkh[..., None] if slots_last else new_bkh[:, :, None]
+        start = (0, 0, 0, index) if slots_last else (0, 0, index, 0)
+        layer_kv = jax.lax.dynamic_update_slice(kv[i], new.astype(kv[i].dtype), start)
+        return kv[:i] + (layer_kv,) + kv[i + 1:], layer_kv
+    kv = jax.lax.dynamic_update_slice(kv, new_bkh[None, :, :, None].astype(kv.dtype), (i, 0, 0, index, 0))
+    return kv, jax.lax.dynamic_index_in_dim(kv, i, 0, keepdims=False)
+
+
+@functools.partial(jax.jit, static_argnums=1)  # one compiled copy, ~4x faster than eager slicing
 def cpu_layout(params, cfg: ModelConfig) -> dict:
     """Weights re-laid out once per sampling call for XLA:CPU's decode loop (one extra copy).
 
     - layers: the stacked [L, ...] weights as a tuple of L per-layer trees. On XLA:CPU a
       dynamic slice of a stacked weight inside the loop is materialised as a copy before its
       matmul, so every token read and wrote all weights once more; separate buffers are read
-      in place (~18% faster decode on SmolLM2).
+      in place (~18% faster decode on SmolLM2). The KV cache follows (`DecodeCache`).
     - lm_head: a tied embedding as a [D, V] matrix: XLA:CPU's [b, d] x [v, d]^T matmul is
       ~15% slower than [b, d] x [d, v] at b = 16."""
     out = {"layers": tuple(jax.tree.map(lambda w, i=i: w[i], params["layers"])
@@ -67,7 +97,7 @@ def cpu_layout(params, cfg: ModelConfig) -> dict:
     return out
 
 
-def _attention(cfg, p, x_bd, pos_b, mask_bs, k_lbksh, v_lbksh, i, index):
+def _attention(cfg, p, x_bd, pos_b, mask_bs, keys, values, i, index):
     """GQA attention of one query per row over layer i's cache; writes its own k/v first."""
     d, n, kh, h = cfg.hidden_size, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
     dt = cfg.compute_dtype
@@ -82,20 +112,19 @@ def _attention(cfg, p, x_bd, pos_b, mask_bs, k_lbksh, v_lbksh, i, index):
     inv_freq = jnp.asarray(rope_inv_freq(h, cfg.rope_theta, cfg.rope_scaling))
     q_bnh = apply_rope(q_bnh[:, None], pos_b[:, None], inv_freq)[:, 0]
     k_bkh = apply_rope(k_bkh[:, None], pos_b[:, None], inv_freq)[:, 0]
-    start = (i, 0, 0, index, 0)
-    k_lbksh = jax.lax.dynamic_update_slice(k_lbksh, k_bkh[None, :, :, None].astype(k_lbksh.dtype), start)
-    v_lbksh = jax.lax.dynamic_update_slice(v_lbksh, v_bkh[None, :, :, None].astype(v_lbksh.dtype), start)
-    k_bksh = jax.lax.dynamic_index_in_dim(k_lbksh, i, 0, keepdims=False).astype(dt)
-    v_bksh = jax.lax.dynamic_index_in_dim(v_lbksh, i, 0, keepdims=False).astype(dt)
+    per_layer = isinstance(keys, tuple)
+    keys, k_layer = _write_and_read(keys, i, k_bkh, index, slots_last=per_layer)
+    values, v_bksh = _write_and_read(values, i, v_bkh, index)
 
     b = x_bd.shape[0]
     q_bkgh = q_bnh.reshape(b, kh, n // kh, h) * jnp.asarray(h ** -0.5, dt)
-    scores_bkgs = jnp.einsum("bkgh,bksh->bkgs", q_bkgh, k_bksh).astype(jnp.float32)
+    scores_spec = "bkgh,bkhs->bkgs" if per_layer else "bkgh,bksh->bkgs"
+    scores_bkgs = jnp.einsum(scores_spec, q_bkgh, k_layer.astype(dt)).astype(jnp.float32)
     scores_bkgs = jnp.where(mask_bs[:, None, None, :], scores_bkgs, _NEG_INF)
     probs_bkgs = jax.nn.softmax(scores_bkgs, axis=-1).astype(dt)
-    out_bkgh = jnp.einsum("bkgs,bksh->bkgh", probs_bkgs, v_bksh)
+    out_bkgh = jnp.einsum("bkgs,bksh->bkgh", probs_bkgs, v_bksh.astype(dt))
     w_o = p["o_proj"].astype(dt).reshape(n * h, d)
-    return out_bkgh.reshape(b, n * h) @ w_o, k_lbksh, v_lbksh
+    return out_bkgh.reshape(b, n * h) @ w_o, keys, values
 
 
 def decode_step(params, cfg: ModelConfig, tok_b, pos_b, cache: DecodeCache):
@@ -111,27 +140,26 @@ def decode_step(params, cfg: ModelConfig, tok_b, pos_b, cache: DecodeCache):
     mlp, norm = MLP(cfg), RMSNorm(cfg)
 
     def layer(i, carry):
-        x_bd, k_lbksh, v_lbksh = carry
+        x_bd, keys, values = carry
         p = _layer_params(params["layers"], i)
         h_bd = norm.apply({"params": p["attn_norm"]}, x_bd)
-        attn_bd, k_lbksh, v_lbksh = _attention(cfg, p["attn"], h_bd, pos_b, mask_bs,
-                                               k_lbksh, v_lbksh, i, index)
+        attn_bd, keys, values = _attention(cfg, p["attn"], h_bd, pos_b, mask_bs, keys, values, i, index)
         x_bd = x_bd + attn_bd
         h_b1d = norm.apply({"params": p["mlp_norm"]}, x_bd)[:, None]
         x_bd = x_bd + mlp.apply({"params": p["mlp"]}, h_b1d)[:, 0]
         x_bd = nn.with_logical_constraint(x_bd, ("batch", "act_embed"))
-        return x_bd, k_lbksh, v_lbksh
+        return x_bd, keys, values
 
-    carry = (x_bd, cache.k_lbksh, cache.v_lbksh)
+    carry = (x_bd, cache.keys, cache.values)
     if isinstance(params["layers"], (tuple, list)):
         # Per-layer weights as separate buffers (see `unstack_layers`): unrolled, no slicing.
         for i in range(cfg.num_layers):
             carry = layer(i, carry)
-        x_bd, k_lbksh, v_lbksh = carry
     else:
-        x_bd, k_lbksh, v_lbksh = jax.lax.fori_loop(0, cfg.num_layers, layer, carry)
+        carry = jax.lax.fori_loop(0, cfg.num_layers, layer, carry)
+    x_bd, keys, values = carry
     h_bd = norm.apply({"params": params["final_norm"]}, x_bd)
-    return h_bd, DecodeCache(k_lbksh=k_lbksh, v_lbksh=v_lbksh, valid_bs=valid_bs, index=index + 1)
+    return h_bd, DecodeCache(keys=keys, values=values, valid_bs=valid_bs, index=index + 1)
 
 
 def logits_from_hidden(params, cfg: ModelConfig, h_bd):

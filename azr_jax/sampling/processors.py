@@ -12,6 +12,21 @@ import jax.numpy as jnp
 _NEG_INF = -1e30
 
 
+def first_argmax(x_bv):
+    """jnp.argmax over the last axis (first maximum; a NaN counts as the maximum), as two
+    plain reductions: XLA:CPU runs argmax's (value, index) reduction ~2x slower, 1.1 ms of
+    each SmolLM2 decode step at batch 16."""
+    max_b1 = jnp.max(x_bv, axis=-1, keepdims=True)
+    is_max_bv = (x_bv == max_b1) | jnp.isnan(x_bv)
+    vocab = x_bv.shape[-1]
+    return jnp.min(jnp.where(is_max_bv, jnp.arange(vocab, dtype=jnp.int32), vocab), axis=-1)
+
+
+def _draw(key, logits_v):
+    """jax.random.categorical (the Gumbel-max trick, same draws) with `first_argmax`."""
+    return first_argmax(jax.random.gumbel(key, logits_v.shape, logits_v.dtype) + logits_v)
+
+
 def policy_logprob(logits_bv, token_b):
     """log softmax(logits)[token] at temperature 1 with no filtering: the policy's own
     log-probability, which is what RL losses (importance ratios) need."""
@@ -32,9 +47,9 @@ def choose_tokens(logits_bv, keys_b, temperature, top_p, *, greedy: bool, top_k:
     how many other rows share the batch). greedy/top_k/use_top_p are static (shape or
     branch choices); temperature and top_p are traced scalars (no recompile per value)."""
     if greedy:
-        return jnp.argmax(logits_bv, axis=-1).astype(jnp.int32)
+        return first_argmax(logits_bv)
     scaled_bv = logits_bv / temperature
-    draw = jax.vmap(jax.random.categorical)
+    draw = jax.vmap(_draw)
     if top_k > 0 or use_top_p:
         k = top_k if top_k > 0 else scaled_bv.shape[-1]
         vals_bk, idx_bk = jax.lax.top_k(scaled_bv, min(k, scaled_bv.shape[-1]))

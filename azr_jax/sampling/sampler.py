@@ -44,6 +44,13 @@ class SampleOutput:
         return self.tokens[r, : self.lengths[r]].tolist()
 
 
+def _per_layer_decode() -> bool:
+    """Decode from per-layer weight and cache buffers (`decode.cpu_layout`) on XLA:CPU, where
+    slicing stacked ones copies them on every token; GPU/TPU keep the stacked layout (no
+    second copy of the weights in device memory)."""
+    return jax.default_backend() == "cpu"
+
+
 def _constrain_cache(cache):
     axes = ("layers", "batch", "length", "act_kv_heads", None)
     return cache.replace(k_lbskh=nn.with_logical_constraint(cache.k_lbskh, axes),
@@ -75,7 +82,7 @@ def _generate_body(params, decode_overrides, prompt_bt, valid_bt, active_b, key,
     cache = _constrain_cache(init_cache(cfg, b, p))  # prefill needs the prompt's slots only
     h_btd, cache = model.apply({"params": params}, prompt_bt, positions_from_valid(valid_bt),
                                valid_bt, cache, return_hidden=True)
-    cache = from_model_cache(cache, extra_slots=max_new)
+    cache = from_model_cache(cache, extra_slots=max_new, per_layer=decode_overrides is not None)
     logits_bv = logits_from_hidden(params, cfg, h_btd[:, -1])
     tok_b = choose(logits_bv, step_keys(0))
     lp_b = policy_logprob(logits_bv, tok_b)
@@ -172,7 +179,7 @@ def sample(params, cfg: ModelConfig, prompts: Sequence[Sequence[int]], key,
         inputs = tuple(jax.device_put(x, mesh_lib.batch_sharding(mesh)) for x in inputs)
         rules, ctx = mesh_lib.model_rules(cfg, mesh), jax.set_mesh(mesh)
     with ctx:
-        overrides = cpu_layout(params, cfg) if jax.default_backend() == "cpu" else None
+        overrides = cpu_layout(params, cfg) if _per_layer_decode() else None
         out = _generate(params, overrides, *inputs, as_key(key), jnp.float32(sampling.temperature or 1.0),
                         jnp.float32(sampling.top_p), cfg=cfg, max_new=sampling.max_new_tokens,
                         greedy=sampling.greedy, top_k=sampling.top_k,
