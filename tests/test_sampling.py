@@ -76,6 +76,9 @@ def test_stacked_decode_layout_equals_per_layer(model, monkeypatch):
             stacked = sample(params, cfg, PROMPTS, 3, sc)
         np.testing.assert_array_equal(stacked.tokens, per_layer.tokens)
         np.testing.assert_allclose(stacked.logprobs, per_layer.logprobs, atol=1e-5)
+        prepared = sample(sampler_lib.prepare_params(params, cfg), cfg, PROMPTS, 3, sc)
+        np.testing.assert_array_equal(prepared.tokens, per_layer.tokens)
+        np.testing.assert_array_equal(prepared.logprobs, per_layer.logprobs)
 
 
 def test_first_argmax_and_draw_match_jax():

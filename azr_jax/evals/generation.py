@@ -27,13 +27,14 @@ def generate_texts(params, model_cfg, tokenizer, prompts: Sequence[Prompt], *, s
     import jax
     from tqdm import tqdm
 
-    from azr_jax.sampling import sample
+    from azr_jax.sampling import prepare_params, sample
 
     stops = tuple(getattr(tokenizer, "eos_ids", ()) or ())
     sampling = sampling.replace(stop_token_ids=tuple(sampling.stop_token_ids) + stops)
     token_prompts = [render_prompt(tokenizer, p, chat) for p in prompts]
     texts: list[list[str]] = []
     base_key = jax.random.PRNGKey(seed)
+    params = prepare_params(params, model_cfg)  # one decode layout for every batch
     with tqdm(total=len(prompts), desc=desc, disable=not progress, unit="prompt") as bar:
         for b, start in enumerate(range(0, len(token_prompts), batch_size)):
             batch = token_prompts[start:start + batch_size]

@@ -17,7 +17,7 @@ import numpy as np
 
 from azr_jax import selfplay as sp
 from azr_jax.rl import advantages as adv_lib
-from azr_jax.sampling import SamplingConfig, sample
+from azr_jax.sampling import SamplingConfig, prepare_params, sample
 from azr_jax.pipeline.batching import build_batch
 
 
@@ -93,6 +93,7 @@ def _prefix(ctx, task_type, role) -> str:
 def seed_buffers(ctx: RolloutContext, params, progress: bool) -> dict:
     """The optional seeding phase (selfplay.seed_buffer_size > 0) with the initial policy."""
     counter = [0]
+    params = prepare_params(params, ctx.model_cfg, ctx.mesh)  # one decode layout for all calls
 
     def propose(messages_list):
         key = jax.random.fold_in(jax.random.PRNGKey(ctx.seed), 2**31 + counter[0])  # != steps
@@ -127,6 +128,7 @@ def _task_row(step, result, rate, reward, response):
 def run_rollout(ctx: RolloutContext, step: int, params) -> Rollout:
     """All host and sampling work of one training step (see the module docstring)."""
     t_start = time.perf_counter()
+    params = prepare_params(params, ctx.model_cfg, ctx.mesh)  # freed when the step's rollout ends
     cfg, B = ctx.selfplay, ctx.batch_per_group
     rng = np.random.default_rng([ctx.seed, step])
     key = jax.random.fold_in(jax.random.PRNGKey(ctx.seed), step)

@@ -2,8 +2,10 @@
 token log-probs; fixed shapes with bucketed prompt lengths."""
 
 from azr_jax.sampling.config import BUCKET_POLICIES, SamplingConfig, padded_batch_size
-from azr_jax.sampling.sampler import SampleOutput, pack_prompts, sample
+from azr_jax.sampling.sampler import (PreparedParams, SampleOutput, pack_prompts,
+                                      prepare_params, sample)
 from azr_jax.sampling.text import TextGeneration, encode_prompt, generate_text
 
 __all__ = ["BUCKET_POLICIES", "SamplingConfig", "SampleOutput", "pack_prompts",
-           "padded_batch_size", "sample", "TextGeneration", "encode_prompt", "generate_text"]
+           "padded_batch_size", "PreparedParams", "prepare_params", "sample", "TextGeneration",
+           "encode_prompt", "generate_text"]

@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import flax.linen as nn
 import jax
@@ -158,13 +158,34 @@ def as_key(seed_or_key):
     return seed_or_key
 
 
+@dataclasses.dataclass(frozen=True)
+class PreparedParams:
+    """Model parameters with their decode layout, made once for many `sample` calls: on CPU
+    the per-layer copy of the weights (`decode.cpu_layout`), elsewhere nothing extra. The
+    copy lives as long as this object: prepare per rollout phase or eval, not per run."""
+
+    params: Any
+    decode_overrides: Optional[dict]
+
+
+def prepare_params(params, cfg: ModelConfig, mesh: Optional[jax.sharding.Mesh] = None
+                   ) -> PreparedParams:
+    if isinstance(params, PreparedParams):
+        return params
+    if not _per_layer_decode():
+        return PreparedParams(params, None)
+    with jax.set_mesh(mesh) if mesh is not None else contextlib.nullcontext():
+        return PreparedParams(params, cpu_layout(params, cfg))
+
+
 def sample(params, cfg: ModelConfig, prompts: Sequence[Sequence[int]], key,
            sampling: SamplingConfig = SamplingConfig(), mesh: Optional[jax.sharding.Mesh] = None
            ) -> SampleOutput:
     """Sample continuations of token-id prompts (of any lengths) in one compiled call.
 
     params: the model parameters (already placed on `mesh` when one is given, e.g. with
-    `azr_jax.sharding.shard_params`; unsharded parameters are fine too). key: a PRNG key or an int seed;
+    `azr_jax.sharding.shard_params`; unsharded parameters are fine too), or
+    `prepare_params(...)` of them to reuse their decode layout across calls. key: a PRNG key or an int seed;
     row r's draws depend only on (key, r, step), so a seed reproduces. With `mesh`, rows are
     split over the mesh's data axes (the batch is padded to a multiple of them) and the
     model's logical axis rules apply, with replication wherever a dimension does not divide.
@@ -178,9 +199,9 @@ def sample(params, cfg: ModelConfig, prompts: Sequence[Sequence[int]], key,
     if mesh is not None:
         inputs = tuple(jax.device_put(x, mesh_lib.batch_sharding(mesh)) for x in inputs)
         rules, ctx = mesh_lib.model_rules(cfg, mesh), jax.set_mesh(mesh)
+    prepared = prepare_params(params, cfg, mesh)
     with ctx:
-        overrides = cpu_layout(params, cfg) if _per_layer_decode() else None
-        out = _generate(params, overrides, *inputs, as_key(key), jnp.float32(sampling.temperature or 1.0),
+        out = _generate(prepared.params, prepared.decode_overrides, *inputs, as_key(key), jnp.float32(sampling.temperature or 1.0),
                         jnp.float32(sampling.top_p), cfg=cfg, max_new=sampling.max_new_tokens,
                         greedy=sampling.greedy, top_k=sampling.top_k,
                         use_top_p=sampling.top_p < 1.0, stop_ids=sampling.stop_token_ids,
