@@ -51,6 +51,8 @@ def main():
     p.add_argument("--steps", type=int, default=None, help="timed steps (default 5 CPU, 10 accel)")
     p.add_argument("--dtype", default=None, help="compute dtype (default f32 on CPU, bf16 else)")
     p.add_argument("--remat", default="none")
+    p.add_argument("--attention-block", type=int, default=0,
+                   help="query tokens per attention block (0 = whole sequence)")
     p.add_argument("--matmul-n", type=int, default=None)
     args = p.parse_args()
 
@@ -72,12 +74,14 @@ def main():
     n = args.matmul_n or (2048 if on_cpu else 8192)
     ndev = jax.device_count()
     print(f"backend={jax.default_backend()} devices={ndev} ({jax.devices()[0].device_kind}) "
-          f"dtype={dtype} batch={batch} seq={args.seq} remat={args.remat}")
+          f"dtype={dtype} batch={batch} seq={args.seq} remat={args.remat} "
+          f"attention_block={args.attention_block}")
 
     matmul = make_matmul(jax, jnp, n, jnp.dtype(dtype))
     peaks = [matmul() for _ in range(5 if on_cpu else 20)]
 
-    cfg = get_preset(args.preset).replace(dtype=dtype, remat=args.remat)
+    cfg = get_preset(args.preset).replace(dtype=dtype, remat=args.remat,
+                                          attention_block=args.attention_block)
     mesh = make_mesh(MeshConfig(fsdp=-1))
     optim = OptimConfig(lr=1e-6)
     params = jax.device_get(init_params(cfg, jax.random.PRNGKey(0)))

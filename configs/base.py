@@ -29,6 +29,7 @@ def get_config() -> ml_collections.ConfigDict:
         dtype="bfloat16",  # activation / matmul dtype
         param_dtype="float32",  # master weights and optimizer state
         remat="full",  # per-layer rematerialisation: none | full | dots | ...
+        attention_block=0,  # query tokens per attention block; 0 = whole sequence at once
     ))
 
     # Sizes may be -1 for "all remaining devices".

@@ -16,6 +16,7 @@ def paper_config(preset: str, *, fsdp: int, tensor: int, micro_batches: int, dat
     c.model.dtype = "bfloat16"
     c.model.param_dtype = "float32"  # f32 master weights and AdamW moments
     c.model.remat = "full"  # keep only each layer's input: long sequences fit
+    c.model.attention_block = 1024  # attention scores of 1024 queries at a time, not 14k
     c.mesh.data, c.mesh.fsdp, c.mesh.tensor = data, fsdp, tensor
 
     c.selfplay.batch_per_group = 64  # per task type and role: 6 x 64 = 384 sequences/step

@@ -3,7 +3,8 @@
 Memory per device: `python -m azr_jax.sharding.memory configs/qwen2_5_7b.py --rollout-rows 512`.
 
 Why it fits (v5p-128 = 64 chips x 95 GiB HBM; mesh data=1 x fsdp=16 x tensor=4; Qwen2.5-7B:
-7.62e9 params, L=28 layers, d=3584, 28 query heads / 4 KV heads of 128, vocab 152064):
+7.62e9 params, L=28 layers, d=3584, 28 query heads / 4 KV heads of 128, vocab 152064;
+attention in blocks of 1024 query tokens, `model.attention_block`):
 
   static  params f32 7.62e9*4 B / 64 chips                       =  0.44 GiB
           AdamW mu+nu f32 (2x params)                            =  0.89 GiB
@@ -12,21 +13,20 @@ Why it fits (v5p-128 = 64 chips x 95 GiB HBM; mesh data=1 x fsdp=16 x tensor=4; 
           = 2 seqs per chip of t = 6144 prompt + 8096 response = 14240 tokens
           remat=full: saved layer inputs 28 x 2 x 14240 x 3584 x 2 B  =  5.3 GiB
           one layer recomputed: attention scores f32 + probs bf16 + score grads f32
-          2 seqs x 7 heads (28/tensor 4) x 14240^2 x 10 B              = 26.4 GiB
+          of one block: 2 seqs x 7 heads (28/tensor 4) x 1024 x 14240 x 10 B = 1.9 GiB
           (+ q/k/v/MLP activations, gathered layer weights ~3 GiB; logit chunks 0.3 GiB)
-          training peak                                                ~ 37 GiB
+          training peak                                                ~ 12 GiB
   rollout sampler calls of at most 64 tasks x n=8 = 512 seqs / 16 = 32 seqs per chip
           KV cache 28 x 32 x 14240 x (4/4 KV heads) x 128 x 2 (k,v) x 2 B   =  6.1 GiB
-          prefill of a 6144-token prompt: 32 x 7 x 6144^2 x (4+2) B    = 47.2 GiB
-          (+ static, bf16 weight copy 0.2 GiB) rollout peak            ~ 55 GiB
-  peak = max(37, 55) = 55 GiB of 95 GiB (58%): fits with headroom for XLA temporaries.
+          prefill of a 6144-token prompt, one block: 32 x 7 x 1024 x 6144 x (4+2) B = 7.9 GiB
+          (+ prompt q/k/v 0.4, static, bf16 weight copy 0.2 GiB) rollout peak ~ 16 GiB
+  peak = max(12, 16) = 16 GiB of 95 GiB (17%).
 
-Sampler calls must be chunked to <= 512 rows: today the trainer samples all learnability
-rollouts of a step in ONE call (3 x 64 x 8 = 1536 rows, padded to 2048), which needs ~4x the
-rollout memory (~217 GiB per chip: the estimator without --rollout-rows says so).
-The prefill's attention scores (no flash attention) dominate: worst case is a full
-6144-token prompt; typical AZR prompts are 1-3k tokens. The smaller v5p-64 (32 chips) does
-not fit this worst case (~104 GiB); there, cap the prompt length or sample in smaller calls.
+Without attention blocks the [14240 x 14240] scores of every head dominate: one layer's
+backward needs 29 GiB and a 6144-token prefill 48 GiB (peak 55 GiB); this slice was sized
+for that. With blocks the recipe has room to spare: the estimator puts v5p-64 (32 chips,
+`--slice v5p-64 --config.mesh.fsdp=8`) at ~32 GiB per chip, and one sampler call for all
+3 x 64 x 8 learnability rollouts (`sampling.max_rows_per_call=0`; 2048 rows) at ~59 GiB.
 """
 
 from configs.paper import paper_config

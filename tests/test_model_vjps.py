@@ -1,6 +1,8 @@
 """The model's hand-written VJPs (GQA attention core, SwiGLU, RMSNorm) equal autodiff of the plain
 formulation: values and gradients, with padding (incl. fully masked rows), f32 and bf16."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -51,21 +53,37 @@ def attention_inputs(dtype, b=2, t=7, s=9, n=6, k=2, h=8):
     return (q, kk, v, mask), cot
 
 
+@pytest.mark.parametrize("block", [0, 3, 1])  # 3: 7 queries padded to 9 in 3 blocks
 @pytest.mark.parametrize("dtype,tol", [(jnp.float32, 1e-5), (jnp.bfloat16, 3e-2)])
-def test_attention_matches_autodiff(dtype, tol):
+def test_attention_matches_autodiff(dtype, tol, block):
     args, cot = attention_inputs(dtype)
-    got = jax.jit(gqa_attention)(*args)
+    attend = functools.partial(gqa_attention, block=block)
+    got = jax.jit(attend)(*args)
     assert got.dtype == dtype
     keep = np.asarray(args[3].any(-1))  # fully masked rows: any finite answer is fine
     np.testing.assert_allclose(np.asarray(got, np.float32)[keep],
                                np.asarray(attention_ref(*args))[keep], atol=tol * 4)
-    g_got = jax.jit(lambda *a: grads(gqa_attention, a, cot, (0, 1, 2)))(*args)
+    g_got = jax.jit(lambda *a: grads(attend, a, cot, (0, 1, 2)))(*args)
     g_ref = grads(attention_ref, args, cot, (0, 1, 2))
     for g in g_got:
         assert np.isfinite(np.asarray(g, np.float32)).all()
     g_got = (g_got[0] * keep[..., None, None],) + g_got[1:]
     g_ref = (g_ref[0] * keep[..., None, None],) + g_ref[1:]
     assert_close(g_got, g_ref, tol)
+
+
+def test_blocked_attention_bounds_score_memory():
+    """The point of blocks: XLA's temporaries for value-and-grad shrink from [t*g, s] scores
+    to one block's (t = 512 queries, blocks of 64)."""
+    args, cot = attention_inputs(jnp.float32, b=2, t=512, s=512, n=4, k=2, h=16)
+
+    def temp_bytes(block):
+        loss = lambda *a: grads(functools.partial(gqa_attention, block=block), a, cot, (0, 1, 2))
+        return jax.jit(loss).lower(*args).compile().memory_analysis().temp_size_in_bytes
+
+    whole, blocked = temp_bytes(0), temp_bytes(64)
+    scores = 2 * 4 * 512 * 512 * 4  # one f32 [b, n, t, s] tensor
+    assert whole > 2 * scores and blocked < scores / 2, (whole, blocked)
 
 
 @pytest.mark.parametrize("dtype,tol", [(jnp.float32, 1e-5), (jnp.bfloat16, 3e-2)])

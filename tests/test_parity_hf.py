@@ -33,6 +33,9 @@ def test_logits_match_transformers(arch, tied, rope_scaling):
     theirs = ref.logits(tokens, valid)
     assert np.abs(theirs).max() > 1.0  # weights large enough that a layout bug would show
     np.testing.assert_allclose(ours[valid], theirs[valid], atol=TOL, rtol=0)
+    # Blocked attention (4 query tokens at a time; 11 is padded to 12): the same logits.
+    blocked = np.asarray(forward(ref.params, ref.config.replace(attention_block=4), tokens, valid))
+    np.testing.assert_allclose(blocked[valid], theirs[valid], atol=TOL, rtol=0)
 
 
 def test_state_dict_round_trip():

@@ -42,10 +42,10 @@ def make_batch(params, seed=0, b=8, t=16):
                 advantages_b=rng.normal(size=b).astype(np.float32), old_logprobs_bt=old)
 
 
-def run_steps(mesh, optim=OPT, steps=STEPS):
-    params = jax.device_get(init_params(CFG, jax.random.PRNGKey(0)))  # host copy: state is donated
-    state = create_train_state(CFG, params, optim, mesh)
-    update = make_update_step(CFG, optim, LOSS, mesh)
+def run_steps(mesh, optim=OPT, steps=STEPS, cfg=CFG):
+    params = jax.device_get(init_params(cfg, jax.random.PRNGKey(0)))  # host copy: state is donated
+    state = create_train_state(cfg, params, optim, mesh)
+    update = make_update_step(cfg, optim, LOSS, mesh)
     metrics = []
     for i in range(steps):
         state, m = update(state, make_batch(params, seed=i))
@@ -64,12 +64,14 @@ def assert_trees_close(a, b, atol):
                                    err_msg=jax.tree_util.keystr(path))
 
 
-@pytest.mark.parametrize("mesh_cfg", [MeshConfig(data=2, fsdp=2, tensor=2), MeshConfig(fsdp=8)],
-                         ids=["d2f2t2", "f8"])
-def test_sharded_equals_single_device(single_device, mesh_cfg):
+@pytest.mark.parametrize("mesh_cfg,attention_block", [
+    (MeshConfig(data=2, fsdp=2, tensor=2), 0), (MeshConfig(fsdp=8), 0),
+    (MeshConfig(data=2, fsdp=2, tensor=2), 5),  # blocked attention: 16 tokens in 4 blocks
+], ids=["d2f2t2", "f8", "d2f2t2-blocked"])
+def test_sharded_equals_single_device(single_device, mesh_cfg, attention_block):
     ref_state, ref_metrics = single_device
     mesh = make_mesh(mesh_cfg)
-    state, metrics = run_steps(mesh)
+    state, metrics = run_steps(mesh, cfg=CFG.replace(attention_block=attention_block))
     assert int(state.step) == STEPS
     assert_trees_close(state.params, ref_state.params, 1e-5)
     assert_trees_close(state.opt_state, ref_state.opt_state, 1e-5)

@@ -10,6 +10,8 @@ and an unfused softmax backward).
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 
@@ -40,12 +42,8 @@ def _probs(q_bkmh, k_bksh, mask_b1ms, scale):
     return jnp.where(mask_b1ms, s_bkms, _NEG_INF)
 
 
-@jax.custom_vjp
-def _attend(q_bkmh, k_bksh, v_bksh, mask_b1ms):
-    return _attend_fwd(q_bkmh, k_bksh, v_bksh, mask_b1ms)[0]
-
-
-def _attend_fwd(q_bkmh, k_bksh, v_bksh, mask_b1ms):
+def _forward(q_bkmh, k_bksh, v_bksh, mask_b1ms):
+    """(output, row max, 1 / row sum): the last two let the backward recompute the probabilities."""
     scale = q_bkmh.shape[-1] ** -0.5
     s_bkms = _probs(q_bkmh, k_bksh, mask_b1ms, scale)
     max_bkm = jnp.max(s_bkms, axis=-1, keepdims=True)
@@ -54,15 +52,24 @@ def _attend_fwd(q_bkmh, k_bksh, v_bksh, mask_b1ms):
     p_bkms = (e_bkms / sum_bkm).astype(q_bkmh.dtype)
     o_bkmh = jnp.einsum("bkms,bksh->bkmh", p_bkms, v_bksh)
     # max and 1/sum kept apart: in a fully masked row max = -1e30 absorbs log(sum) in f32.
-    return o_bkmh, (q_bkmh, k_bksh, v_bksh, mask_b1ms, o_bkmh, max_bkm, 1.0 / sum_bkm)
+    return o_bkmh, max_bkm, 1.0 / sum_bkm
 
 
-def _attend_bwd(res, do_bkmh):
-    # Every [m, s] matrix stays in its natural layout; only the small [m, h] / [s, h]
-    # operands are transposed, so dv^T = do^T p and dk^T = q^T ds are plain matmuls.
-    # (Contracting over m directly, or transposing an [m, s] matrix, ran 2-3x slower on
-    # XLA:CPU.)
-    q_bkmh, k_bksh, v_bksh, mask_b1ms, o_bkmh, max_bkm, inv_sum_bkm = res
+@jax.custom_vjp
+def _attend(q_bkmh, k_bksh, v_bksh, mask_b1ms):
+    return _forward(q_bkmh, k_bksh, v_bksh, mask_b1ms)[0]
+
+
+def _attend_fwd(q_bkmh, k_bksh, v_bksh, mask_b1ms):
+    o_bkmh, max_bkm, inv_sum_bkm = _forward(q_bkmh, k_bksh, v_bksh, mask_b1ms)
+    return o_bkmh, (q_bkmh, k_bksh, v_bksh, mask_b1ms, o_bkmh, max_bkm, inv_sum_bkm)
+
+
+def _backward(q_bkmh, k_bksh, v_bksh, mask_b1ms, o_bkmh, max_bkm, inv_sum_bkm, do_bkmh):
+    """(dq, dk, dv) in f32. Every [m, s] matrix stays in its natural layout; only the small
+    [m, h] / [s, h] operands are transposed, so dv^T = do^T p and dk^T = q^T ds are plain
+    matmuls. (Contracting over m directly, or transposing an [m, s] matrix, ran 2-3x slower
+    on XLA:CPU.)"""
     dt = q_bkmh.dtype
     scale = q_bkmh.shape[-1] ** -0.5
     p_bkms = jnp.exp(_probs(q_bkmh, k_bksh, mask_b1ms, scale) - max_bkm) * inv_sum_bkm
@@ -74,18 +81,93 @@ def _attend_bwd(res, do_bkmh):
     dq_bkmh = jnp.einsum("bkms,bksh->bkmh", ds_bkms, k_bksh).astype(_F32)
     dvt_bkhs = jnp.matmul(jnp.swapaxes(do_bkmh, -1, -2), p_bkms.astype(dt)).astype(_F32)
     dkt_bkhs = jnp.matmul(jnp.swapaxes(q_bkmh, -1, -2), ds_bkms).astype(_F32)
-    dk_bksh, dv_bksh = jnp.swapaxes(dkt_bkhs, -1, -2), jnp.swapaxes(dvt_bkhs, -1, -2)
-    return dq_bkmh.astype(dt), dk_bksh.astype(k_bksh.dtype), dv_bksh.astype(v_bksh.dtype), None
+    return dq_bkmh, jnp.swapaxes(dkt_bkhs, -1, -2), jnp.swapaxes(dvt_bkhs, -1, -2)
+
+
+def _attend_bwd(res, do_bkmh):
+    q_bkmh, k_bksh, v_bksh = res[:3]
+    dq_bkmh, dk_bksh, dv_bksh = _backward(*res, do_bkmh)
+    return dq_bkmh.astype(q_bkmh.dtype), dk_bksh.astype(k_bksh.dtype), dv_bksh.astype(v_bksh.dtype), None
 
 
 _attend.defvjp(_attend_fwd, _attend_bwd)
 
 
-def gqa_attention(q_btnh, k_bskh, v_bskh, mask_bts):
+# Blocked attention: the same math, `block` query tokens at a time. The scores of one block
+# ([block * g, s] per KV head) are the largest tensor, in the forward and in the backward,
+# instead of [t * g, s]: at the paper's 14k-token sequences that is the difference between
+# tens of GiB per layer and a few hundred MiB. Inside a block the rows are ordered
+# (token, group), so a block's mask is its tokens' rows of mask_bts, broadcast over g.
+
+
+def _block(q_btnh, mask_bts, i, block: int, kv_heads: int):
+    """Block i's queries as [b, k, block*g, h] and its mask as [b, 1, block*g, s]."""
+    b, _, n, h = q_btnh.shape
+    g = n // kv_heads
+    q = jax.lax.dynamic_slice_in_dim(q_btnh, i * block, block, axis=1)
+    q_bkmh = q.reshape(b, block, kv_heads, g, h).transpose(0, 2, 1, 3, 4).reshape(b, kv_heads, block * g, h)
+    m = jax.lax.dynamic_slice_in_dim(mask_bts, i * block, block, axis=1)
+    s = m.shape[-1]
+    mask_b1ms = jnp.broadcast_to(m[:, None, :, None, :], (b, 1, block, g, s)).reshape(b, 1, block * g, s)
+    return q_bkmh, mask_b1ms
+
+
+def _unblock(x_nbkmh, block: int):
+    """Per-block [n, b, k, block*g, h] -> [b, n*block, k*g, h]."""
+    nb, b, k, m, h = x_nbkmh.shape
+    g = m // block
+    return x_nbkmh.reshape(nb, b, k, block, g, h).transpose(1, 0, 3, 2, 4, 5).reshape(b, nb * block, k * g, h)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(4,))
+def _attend_blocked(q_btnh, k_bksh, v_bksh, mask_bts, block: int):
+    return _blocked_fwd(q_btnh, k_bksh, v_bksh, mask_bts, block)[0]
+
+
+def _blocked_fwd(q_btnh, k_bksh, v_bksh, mask_bts, block):
+    kv_heads = k_bksh.shape[1]
+
+    def one_block(i):
+        q_bkmh, mask_b1ms = _block(q_btnh, mask_bts, i, block, kv_heads)
+        return _forward(q_bkmh, k_bksh, v_bksh, mask_b1ms)
+
+    o_nbkmh, max_nbkm, inv_sum_nbkm = jax.lax.map(one_block, jnp.arange(q_btnh.shape[1] // block))
+    return _unblock(o_nbkmh, block), (q_btnh, k_bksh, v_bksh, mask_bts, o_nbkmh, max_nbkm, inv_sum_nbkm)
+
+
+def _blocked_bwd(block, res, do_btnh):
+    q_btnh, k_bksh, v_bksh, mask_bts, o_nbkmh, max_nbkm, inv_sum_nbkm = res
+    kv_heads = k_bksh.shape[1]
+
+    def one_block(dkv, i):
+        q_bkmh, mask_b1ms = _block(q_btnh, mask_bts, i, block, kv_heads)
+        do_bkmh, _ = _block(do_btnh, mask_bts, i, block, kv_heads)
+        dq_bkmh, dk_bksh, dv_bksh = _backward(q_bkmh, k_bksh, v_bksh, mask_b1ms, o_nbkmh[i],
+                                              max_nbkm[i], inv_sum_nbkm[i], do_bkmh)
+        return (dkv[0] + dk_bksh, dkv[1] + dv_bksh), dq_bkmh
+
+    zeros = jnp.zeros(k_bksh.shape, _F32)
+    (dk_bksh, dv_bksh), dq_nbkmh = jax.lax.scan(one_block, (zeros, zeros),
+                                                jnp.arange(q_btnh.shape[1] // block))
+    return (_unblock(dq_nbkmh, block).astype(q_btnh.dtype), dk_bksh.astype(k_bksh.dtype),
+            dv_bksh.astype(v_bksh.dtype), None)
+
+
+_attend_blocked.defvjp(_blocked_fwd, _blocked_bwd)
+
+
+def gqa_attention(q_btnh, k_bskh, v_bskh, mask_bts, block: int = 0):
     """softmax(q k^T / sqrt(h), masked) v for grouped-query heads: [b,t,n,h] -> [b,t,n,h].
-    mask_bts[b, t, s] says whether query t may attend to key slot s."""
+    mask_bts[b, t, s] says whether query t may attend to key slot s. block > 0 computes it
+    `block` query tokens at a time (same result; memory of one block's scores)."""
     t, k = q_btnh.shape[1], k_bskh.shape[2]
     g = q_btnh.shape[2] // k
-    out_bkmh = _attend(_to_groups(q_btnh, k), k_bskh.transpose(0, 2, 1, 3).astype(q_btnh.dtype),
-                       v_bskh.transpose(0, 2, 1, 3).astype(q_btnh.dtype), _mask_bms(mask_bts, g))
+    k_bksh = k_bskh.transpose(0, 2, 1, 3).astype(q_btnh.dtype)
+    v_bksh = v_bskh.transpose(0, 2, 1, 3).astype(q_btnh.dtype)
+    if 0 < block < t:
+        pad = -t % block  # padded queries attend to nothing (finite rows) and are dropped
+        q_btnh = jnp.pad(q_btnh, ((0, 0), (0, pad), (0, 0), (0, 0)))
+        mask_bts = jnp.pad(mask_bts, ((0, 0), (0, pad), (0, 0)))
+        return _attend_blocked(q_btnh, k_bksh, v_bksh, mask_bts, block)[:, :t]
+    out_bkmh = _attend(_to_groups(q_btnh, k), k_bksh, v_bksh, _mask_bms(mask_bts, g))
     return _from_groups(out_bkmh, t)

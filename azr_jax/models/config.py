@@ -41,6 +41,8 @@ class ModelConfig:
     dtype: str = "float32"  # compute dtype of activations and matmuls
     param_dtype: str = "float32"  # storage dtype of the parameters
     remat: str = "none"  # one of REMAT_POLICIES, applied per decoder layer
+    attention_block: int = 0  # query tokens per attention block (0 = all at once): caps the
+    # attention's [queries, keys] scores at [block, keys] per head, forward and backward
     architecture: str = "llama"  # "llama" or "qwen2": only changes HF export names
     bos_token_id: Optional[int] = None
     eos_token_ids: tuple[int, ...] = ()
@@ -54,6 +56,8 @@ class ModelConfig:
             raise ValueError(f"dtype and param_dtype must be one of {sorted(DTYPES)}")
         if self.remat not in REMAT_POLICIES:
             raise ValueError(f"remat={self.remat!r}; expected one of {REMAT_POLICIES}")
+        if self.attention_block < 0:
+            raise ValueError(f"attention_block must be >= 0 (0 = off), got {self.attention_block}")
 
     @property
     def compute_dtype(self):

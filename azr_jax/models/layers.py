@@ -93,7 +93,7 @@ class Attention(nn.Module):
         q_btnh = nn.with_logical_constraint(q_btnh, ("batch", "length", "act_heads", None))
         k_bskh, v_bskh = kv_window(k_btkh, v_btkh)
 
-        out_btnh = gqa_attention(q_btnh, k_bskh, v_bskh, mask_bts)
+        out_btnh = gqa_attention(q_btnh, k_bskh, v_bskh, mask_bts, block=c.attention_block)
         return jnp.einsum("btnh,nhd->btd", out_btnh, w_o.astype(dt))
 
 

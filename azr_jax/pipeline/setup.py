@@ -84,6 +84,8 @@ def check_config(cfg):
         raise UserError(f"selfplay.batch_per_group must be >= 1, got {cfg.selfplay.batch_per_group}")
     if cfg.trainer.steps < 0:
         raise UserError(f"trainer.steps must be >= 0, got {cfg.trainer.steps}")
+    if cfg.model.get("attention_block", 0) < 0:
+        raise UserError(f"model.attention_block must be >= 0 (0 = off), got {cfg.model.attention_block}")
 
 
 def load_model(cfg):
@@ -94,7 +96,8 @@ def load_model(cfg):
     spec = cfg.model.path or cfg.model.preset
     loaded = load(spec, dtype=cfg.model.param_dtype, progress=is_main_process())
     model_cfg = loaded.config.replace(dtype=cfg.model.dtype, param_dtype=cfg.model.param_dtype,
-                                      remat=cfg.model.remat)
+                                      remat=cfg.model.remat,
+                                      attention_block=cfg.model.get("attention_block", 0))
     return model_cfg, loaded.params, loaded.tokenizer
 
 

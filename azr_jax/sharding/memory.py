@@ -7,14 +7,15 @@ fallback as `spec_for`). Activations follow what the code actually materialises:
 - training (per micro-batch of `rows` sequences of length `t` on one device): with remat
   "full" every decoder layer keeps only its input x_btd; the backward pass of one layer then
   recomputes that layer (its weights all-gathered over fsdp), whose largest tensors are the attention scores (f32), the softmax
-  probabilities (compute dtype) and the score gradients (f32): rows*heads*t*t*(4+a+4) bytes
-  (the attention is not flash-style, so this is the term that limits the sequence length).
+  probabilities (compute dtype) and the score gradients (f32): rows*heads*q*t*(4+a+4) bytes,
+  q = t, or `attention_block` query tokens when the model computes attention in blocks (then
+  this stops being the term that limits the sequence length).
   remat "none" keeps every layer's intermediates; "dots*" keeps the matmul outputs (the
   scores included). The vocabulary projection runs in chunks of 256 positions
   (azr_jax.rl.logprobs), so logits cost rows*256*vocab*4 bytes a few times over.
 - rollouts (one sampler call of `rows` sequences): the KV cache
   layers*rows*slots*kv_heads*head_dim*2 (k and v) in the compute dtype, plus the prefill
-  of the padded prompt (scores and probabilities of one layer), plus a compute-dtype copy of
+  of the padded prompt (scores and probabilities of one layer or block), plus a compute-dtype copy of
   the weights when they are stored in another dtype.
 - parameters, gradients (parameter dtype) and AdamW's two moments (parameter dtype; optax's
   default) are sharded like the parameters. Gradients only exist during the update.
@@ -166,7 +167,8 @@ def estimate_memory(model_cfg, mesh_sizes: tuple[int, int, int], *, train_rows: 
     h, d, L = c.head_dim, c.hidden_size, c.num_layers
 
     b, t = train_rows, train_len
-    attn_sq = b * heads * t * t * (4 + a + 4)  # scores f32, probs, their gradient f32
+    block = c.attention_block or t  # query tokens whose scores exist at once
+    attn_sq = b * heads * min(block, t) * t * (4 + a + 4)  # scores f32, probs, their gradient f32
     qkvo = b * t * (2 * heads + 2 * kv) * h * a * 2  # q, k, v, attention output + grads
     mlp_act = b * t * mlp * a * 3 * 2  # gate, up, silu*up + grads
     residual = b * t * d * a
@@ -186,7 +188,8 @@ def estimate_memory(model_cfg, mesh_sizes: tuple[int, int, int], *, train_rows: 
 
     r = rollout_rows
     kv_cache = L * r * cache_len * kv * h * a * 2 + r * cache_len
-    prefill = r * heads * prompt_len * prompt_len * (4 + a) + r * prompt_len * (heads + 2 * kv) * h * a
+    prefill = (r * heads * min(block, prompt_len) * prompt_len * (4 + a)
+               + r * prompt_len * (heads + 2 * kv) * h * a)
     weights_copy = shard * a if c.param_dtype != c.dtype else 0
     return MemoryEstimate(num_params=n_params, mesh=(data, fsdp, tensor), params=params,
                           grads=params, opt_state=2 * params, train_saved=saved,
@@ -238,7 +241,8 @@ def model_config_of(cfg):
     from azr_jax.models import get_preset
 
     return get_preset(cfg.model.preset).replace(
-        dtype=cfg.model.dtype, param_dtype=cfg.model.param_dtype, remat=cfg.model.remat)
+        dtype=cfg.model.dtype, param_dtype=cfg.model.param_dtype, remat=cfg.model.remat,
+        attention_block=cfg.model.get("attention_block", 0))
 
 
 def estimate_for_config(cfg, num_devices: int, rollout_rows: Optional[int] = None) -> MemoryEstimate:
@@ -274,6 +278,7 @@ def recipe_report(path_or_name: str, accelerator_type: Optional[str] = None,
     shapes = recipe_shapes(config, chips, rollout_rows)
     head = (f"{os.path.basename(path)} on {accelerator_type} ({chips} chips): "
             f"{config.model.preset}, remat={config.model.remat}, "
+            f"attention_block={config.model.get('attention_block', 0)}, "
             f"micro_batches={config.optim.micro_batches}\n"
             f"  per device: {shapes['train_rows']} row(s) x {shapes['train_len']} tokens per "
             f"micro-batch; rollout call {shapes['rollout_rows']} rows x {shapes['cache_len']} slots")
