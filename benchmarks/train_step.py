@@ -5,7 +5,8 @@
 
 Model FLOPs (MFU convention): 3 x forward (forward + backward), forward = 2 x matmul params
 per token (incl. the vocab projection) + 4 x T x heads x head_dim per token per layer for
-attention (our attention computes the full T x T score matrix). The matmul peak is the
+attention (our attention computes the full T x T score matrix, in query blocks with
+--attention-block). The matmul peak is the
 best time of a large square `jnp.dot` in the same dtype, timed between the steps; the ratio
 compares the best step with it (a shared machine's load hits both alike), and the medians
 are printed too.
@@ -122,6 +123,9 @@ def main():
     print(f"achieved {flops / best_s / 1e12:.3f} TFLOP/s (best step) vs matmul peak "
           f"{peak / 1e12:.3f} TFLOP/s: ratio {flops / best_s / peak:.1%} "
           f"(median step vs median matmul: {flops / step_s / (np.median(peaks) * ndev):.1%})")
+    stats = jax.devices()[0].memory_stats() or {}  # None on CPU
+    if "peak_bytes_in_use" in stats:
+        print(f"device memory peak: {stats['peak_bytes_in_use'] / 2**30:.2f} GiB (device 0)")
 
 if __name__ == "__main__":
     main()
