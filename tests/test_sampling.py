@@ -91,6 +91,26 @@ def test_first_argmax_and_draw_match_jax():
                                   jax.vmap(jax.random.categorical)(keys, logits))
 
 
+def test_top_p_keep_equals_the_sorted_rule():
+    """The sort-free nucleus keeps exactly the tokens whose more likely tokens (in sorted
+    order) hold < top_p of the mass, on rows from flat to peaked, and with a masked tail."""
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(6, 500)) * np.array([0.1, 1, 3, 10, 30, 1])[:, None]
+    logits[5, 100:] = -1e30
+    logits = logits.astype(np.float32)
+    probs = np.exp(logits - logits.max(-1, keepdims=True), dtype=np.float64)
+    probs /= probs.sum(-1, keepdims=True)
+    order = np.argsort(-logits, axis=-1, kind="stable")
+    sorted_p = np.take_along_axis(probs, order, axis=-1)
+    before = np.zeros_like(probs)
+    np.put_along_axis(before, order, np.cumsum(sorted_p, -1) - sorted_p, axis=-1)
+    for top_p in (1e-6, 0.3, 0.9, 0.999):
+        keep = np.asarray(processors.top_p_keep(jax.numpy.asarray(logits), top_p))
+        clear = np.abs(before - top_p) > 1e-5  # f32 sums may round either way right at top_p
+        np.testing.assert_array_equal(keep[clear], (before < top_p)[clear])
+        assert keep.sum(-1).min() >= 1 and (keep.sum() < keep.size or top_p > 0.99)
+
+
 def test_left_padded_batch_equals_each_prompt_alone(model):
     cfg, params = model
     sc = SamplingConfig(max_new_tokens=NEW, temperature=1.0)
