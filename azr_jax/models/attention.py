@@ -105,7 +105,8 @@ def _block(q_btnh, mask_bts, i, block: int, kv_heads: int):
     b, _, n, h = q_btnh.shape
     g = n // kv_heads
     q = jax.lax.dynamic_slice_in_dim(q_btnh, i * block, block, axis=1)
-    q_bkmh = q.reshape(b, block, kv_heads, g, h).transpose(0, 2, 1, 3, 4).reshape(b, kv_heads, block * g, h)
+    q_bkmh = (q.reshape(b, block, kv_heads, g, h).transpose(0, 2, 1, 3, 4)
+              .reshape(b, kv_heads, block * g, h))
     m = jax.lax.dynamic_slice_in_dim(mask_bts, i * block, block, axis=1)
     s = m.shape[-1]
     mask_b1ms = jnp.broadcast_to(m[:, None, :, None, :], (b, 1, block, g, s)).reshape(b, 1, block * g, s)
@@ -116,7 +117,8 @@ def _unblock(x_nbkmh, block: int):
     """Per-block [n, b, k, block*g, h] -> [b, n*block, k*g, h]."""
     nb, b, k, m, h = x_nbkmh.shape
     g = m // block
-    return x_nbkmh.reshape(nb, b, k, block, g, h).transpose(1, 0, 3, 2, 4, 5).reshape(b, nb * block, k * g, h)
+    x = x_nbkmh.reshape(nb, b, k, block, g, h).transpose(1, 0, 3, 2, 4, 5)
+    return x.reshape(b, nb * block, k * g, h)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(4,))

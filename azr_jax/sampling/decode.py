@@ -82,7 +82,8 @@ def _write_and_read(kv, i, new_bkh, index, slots_last=False):
 
 @functools.partial(jax.jit, static_argnums=1)  # one compiled copy, ~4x faster than eager slicing
 def cpu_layout(params, cfg: ModelConfig) -> dict:
-    """Weights re-laid out once per sampling call for XLA:CPU's decode loop (one extra copy).
+    """Weights re-laid out for XLA:CPU's decode loop (one extra copy, made by
+    `sampler.prepare_params` once for many `sample` calls, or per call).
 
     - layers: the stacked [L, ...] weights as a tuple of L per-layer trees. On XLA:CPU a
       dynamic slice of a stacked weight inside the loop is materialised as a copy before its

@@ -185,10 +185,11 @@ def sample(params, cfg: ModelConfig, prompts: Sequence[Sequence[int]], key,
 
     params: the model parameters (already placed on `mesh` when one is given, e.g. with
     `azr_jax.sharding.shard_params`; unsharded parameters are fine too), or
-    `prepare_params(...)` of them to reuse their decode layout across calls. key: a PRNG key or an int seed;
-    row r's draws depend only on (key, r, step), so a seed reproduces. With `mesh`, rows are
-    split over the mesh's data axes (the batch is padded to a multiple of them) and the
-    model's logical axis rules apply, with replication wherever a dimension does not divide.
+    `prepare_params(...)` of them to reuse their decode layout across calls. key: a PRNG key
+    or an int seed; row r's draws depend only on (key, r, step), so a seed reproduces. With
+    `mesh`, rows are split over the mesh's data axes (the batch is padded to a multiple of
+    them) and the model's logical axis rules apply, with replication wherever a dimension
+    does not divide.
     """
     _check_prompts(prompts, cfg, sampling.max_new_tokens)
     multiple = mesh_lib.data_parallel_size(mesh) if mesh is not None else 1
@@ -201,8 +202,9 @@ def sample(params, cfg: ModelConfig, prompts: Sequence[Sequence[int]], key,
         rules, ctx = mesh_lib.model_rules(cfg, mesh), jax.set_mesh(mesh)
     prepared = prepare_params(params, cfg, mesh)
     with ctx:
-        out = _generate(prepared.params, prepared.decode_overrides, *inputs, as_key(key), jnp.float32(sampling.temperature or 1.0),
-                        jnp.float32(sampling.top_p), cfg=cfg, max_new=sampling.max_new_tokens,
+        out = _generate(prepared.params, prepared.decode_overrides, *inputs, as_key(key),
+                        jnp.float32(sampling.temperature or 1.0), jnp.float32(sampling.top_p),
+                        cfg=cfg, max_new=sampling.max_new_tokens,
                         greedy=sampling.greedy, top_k=sampling.top_k,
                         use_top_p=sampling.top_p < 1.0, stop_ids=sampling.stop_token_ids,
                         pad_id=sampling.pad_token_id, rules=rules)
