@@ -100,17 +100,20 @@ _attend.defvjp(_attend_fwd, _attend_bwd)
 # (token, group), so a block's mask is its tokens' rows of mask_bts, broadcast over g.
 
 
-def _block(q_btnh, mask_bts, i, block: int, kv_heads: int):
-    """Block i's queries as [b, k, block*g, h] and its mask as [b, 1, block*g, s]."""
-    b, _, n, h = q_btnh.shape
+def _block_rows(x_btnh, i, block: int, kv_heads: int):
+    """Block i of queries (or of their gradients) as [b, k, block*g, h]."""
+    b, _, n, h = x_btnh.shape
     g = n // kv_heads
-    q = jax.lax.dynamic_slice_in_dim(q_btnh, i * block, block, axis=1)
-    q_bkmh = (q.reshape(b, block, kv_heads, g, h).transpose(0, 2, 1, 3, 4)
-              .reshape(b, kv_heads, block * g, h))
+    x = jax.lax.dynamic_slice_in_dim(x_btnh, i * block, block, axis=1)
+    x = x.reshape(b, block, kv_heads, g, h).transpose(0, 2, 1, 3, 4)
+    return x.reshape(b, kv_heads, block * g, h)
+
+
+def _block_mask(mask_bts, i, block: int, g: int):
+    """Block i's mask as [b, 1, block*g, s] (its tokens' rows, each repeated for the group)."""
     m = jax.lax.dynamic_slice_in_dim(mask_bts, i * block, block, axis=1)
-    s = m.shape[-1]
-    mask_b1ms = jnp.broadcast_to(m[:, None, :, None, :], (b, 1, block, g, s)).reshape(b, 1, block * g, s)
-    return q_bkmh, mask_b1ms
+    b, _, s = m.shape
+    return jnp.broadcast_to(m[:, None, :, None, :], (b, 1, block, g, s)).reshape(b, 1, block * g, s)
 
 
 def _unblock(x_nbkmh, block: int):
@@ -128,10 +131,11 @@ def _attend_blocked(q_btnh, k_bksh, v_bksh, mask_bts, block: int):
 
 def _blocked_fwd(q_btnh, k_bksh, v_bksh, mask_bts, block):
     kv_heads = k_bksh.shape[1]
+    g = q_btnh.shape[2] // kv_heads
 
     def one_block(i):
-        q_bkmh, mask_b1ms = _block(q_btnh, mask_bts, i, block, kv_heads)
-        return _forward(q_bkmh, k_bksh, v_bksh, mask_b1ms)
+        return _forward(_block_rows(q_btnh, i, block, kv_heads), k_bksh, v_bksh,
+                        _block_mask(mask_bts, i, block, g))
 
     o_nbkmh, max_nbkm, inv_sum_nbkm = jax.lax.map(one_block, jnp.arange(q_btnh.shape[1] // block))
     return _unblock(o_nbkmh, block), (q_btnh, k_bksh, v_bksh, mask_bts, o_nbkmh, max_nbkm, inv_sum_nbkm)
@@ -140,12 +144,13 @@ def _blocked_fwd(q_btnh, k_bksh, v_bksh, mask_bts, block):
 def _blocked_bwd(block, res, do_btnh):
     q_btnh, k_bksh, v_bksh, mask_bts, o_nbkmh, max_nbkm, inv_sum_nbkm = res
     kv_heads = k_bksh.shape[1]
+    g = q_btnh.shape[2] // kv_heads
 
     def one_block(dkv, i):
-        q_bkmh, mask_b1ms = _block(q_btnh, mask_bts, i, block, kv_heads)
-        do_bkmh, _ = _block(do_btnh, mask_bts, i, block, kv_heads)
-        dq_bkmh, dk_bksh, dv_bksh = _backward(q_bkmh, k_bksh, v_bksh, mask_b1ms, o_nbkmh[i],
-                                              max_nbkm[i], inv_sum_nbkm[i], do_bkmh)
+        dq_bkmh, dk_bksh, dv_bksh = _backward(
+            _block_rows(q_btnh, i, block, kv_heads), k_bksh, v_bksh,
+            _block_mask(mask_bts, i, block, g), o_nbkmh[i], max_nbkm[i], inv_sum_nbkm[i],
+            _block_rows(do_btnh, i, block, kv_heads))
         return (dkv[0] + dk_bksh, dkv[1] + dv_bksh), dq_bkmh
 
     zeros = jnp.zeros(k_bksh.shape, _F32)

@@ -153,7 +153,7 @@ def decode_step(params, cfg: ModelConfig, tok_b, pos_b, cache: DecodeCache):
 
     carry = (x_bd, cache.keys, cache.values)
     if isinstance(params["layers"], (tuple, list)):
-        # Per-layer weights as separate buffers (see `unstack_layers`): unrolled, no slicing.
+        # Per-layer weights as separate buffers (see `cpu_layout`): unrolled, no slicing.
         for i in range(cfg.num_layers):
             carry = layer(i, carry)
     else:
