@@ -7,15 +7,6 @@ from typing import Sequence, Union
 Prompt = Union[str, list]  # raw text, or chat messages [{"role", "content"}, ...]
 
 
-def render_prompt(tokenizer, prompt: Prompt, chat: bool) -> list[int]:
-    """Token ids of a prompt: through the chat template when ``chat``, else raw text."""
-    if chat:
-        messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
-        return tokenizer.encode(tokenizer.apply_chat_template(messages), add_special_tokens=False)
-    text = prompt if isinstance(prompt, str) else "\n\n".join(m["content"] for m in prompt)
-    return tokenizer.encode(text, add_special_tokens=True)
-
-
 def generate_texts(params, model_cfg, tokenizer, prompts: Sequence[Prompt], *, sampling,
                    chat: bool = True, seed: int = 0, batch_size: int = 16,
                    progress: bool = False, desc: str = "generating") -> list[list[str]]:
@@ -27,11 +18,11 @@ def generate_texts(params, model_cfg, tokenizer, prompts: Sequence[Prompt], *, s
     import jax
     from tqdm import tqdm
 
-    from azr_jax.sampling import prepare_params, sample
+    from azr_jax.sampling import encode_prompt, prepare_params, sample
 
     stops = tuple(getattr(tokenizer, "eos_ids", ()) or ())
     sampling = sampling.replace(stop_token_ids=tuple(sampling.stop_token_ids) + stops)
-    token_prompts = [render_prompt(tokenizer, p, chat) for p in prompts]
+    token_prompts = [encode_prompt(tokenizer, p, chat) for p in prompts]
     texts: list[list[str]] = []
     base_key = jax.random.PRNGKey(seed)
     params = prepare_params(params, model_cfg)  # one decode layout for every batch

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Union
 
 from azr_jax.sampling.config import SamplingConfig
 from azr_jax.sampling.sampler import sample
@@ -16,14 +16,18 @@ class TextGeneration:
     text: str  # the new tokens decoded, special tokens removed
 
 
-def encode_prompt(tokenizer, prompt: str, chat: bool) -> list[int]:
-    """Chat: the tokenizer's template around one user message (its BOS comes from the
-    template). Plain: the text as is, with the tokenizer's BOS if it adds one."""
+def encode_prompt(tokenizer, prompt: Union[str, list], chat: bool) -> list[int]:
+    """Token ids of a prompt: text, or chat messages [{"role", "content"}, ...].
+
+    Chat: the tokenizer's template around the messages (a text is one user message; the BOS
+    comes from the template). Plain: the text (messages' contents joined by blank lines),
+    with the tokenizer's BOS if it adds one."""
     if chat:
-        text = tokenizer.apply_chat_template([{"role": "user", "content": prompt}],
-                                             add_generation_prompt=True)
+        messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
+        text = tokenizer.apply_chat_template(messages, add_generation_prompt=True)
         return tokenizer.encode(text, add_special_tokens=False)
-    return tokenizer.encode(prompt, add_special_tokens=True)
+    text = prompt if isinstance(prompt, str) else "\n\n".join(m["content"] for m in prompt)
+    return tokenizer.encode(text, add_special_tokens=True)
 
 
 def stop_ids(tokenizer, model_cfg) -> tuple[int, ...]:
