@@ -75,8 +75,7 @@ def _save(ckpt, step, state, trainer_state, workdir, final: bool):
         os_err = _os_error(e)
         if os_err is None:
             raise
-        prev = [s for s in (ckpt.all_steps() if hasattr(ckpt, "all_steps") else
-                            [ckpt.latest_step()]) if s is not None and s < step]
+        prev = [s for s in ckpt.all_steps() if s < step]
         kept = f"the previous checkpoint (step {max(prev)}) is intact" if prev else \
             "no earlier checkpoint exists"
         why = "no space left on device" if os_err.errno == errno.ENOSPC else str(os_err)
