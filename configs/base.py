@@ -2,7 +2,8 @@
 
 Defaults follow "Absolute Zero" (Zhao et al., 2025) and the official trainer: batch 64 per
 task type and role, K = 6 references, n = 8 learnability rollouts, 10 induction inputs,
-AdamW lr 1e-6, temperature 1.0, no KL, TRR++ advantages, PPO-clip 0.2, on-policy.
+AdamW lr 1e-6 in steps of 128 sequences, temperature 1.0, no KL, TRR++ advantages,
+PPO-clip 0.2, entropy bonus 0.001, on-policy.
 Every field can be overridden on the command line with `--config.section.key=value`.
 """
 
@@ -71,7 +72,7 @@ def get_config() -> ml_collections.ConfigDict:
         {f"{t}_{r}": "" for t in TASK_TYPES for r in ("propose", "solve")})
 
     c.rl = ml_collections.ConfigDict(dict(
-        estimator="trr++",  # trr++ | reinforce++ | grpo
+        estimator="trr++",  # trr++ (token whitening, official) | trr++_seq | reinforce++ | grpo
         loss="ppo_clip",
         clip_eps=0.2,
         clip_eps_high=0.2,
@@ -79,8 +80,8 @@ def get_config() -> ml_collections.ConfigDict:
         aggregation="token_mean",  # token_mean | seq_mean
         kl_coef=0.0,
         kl_estimator="k3",
-        entropy_coef=0.0,
-        adv_eps=1e-6,
+        entropy_coef=0.001,  # official (paper branch): bonus on the token-mean entropy
+        adv_eps=1e-8,  # trr++/reinforce++: inside sqrt(token variance + eps), as official
     ))
 
     c.optim = ml_collections.ConfigDict(dict(
@@ -93,7 +94,8 @@ def get_config() -> ml_collections.ConfigDict:
         b2=0.999,
         eps=1e-8,
         grad_clip=1.0,
-        micro_batches=1,  # gradient accumulation
+        micro_batches=1,  # gradient accumulation within each mini-batch
+        mini_batch_size=128,  # sequences per AdamW step (official ppo_mini_batch_size); 0 = all
     ))
 
     c.executor = ml_collections.ConfigDict(dict(

@@ -32,10 +32,13 @@ def paper_config(preset: str, *, fsdp: int, tensor: int, micro_batches: int, dat
     c.sampling.max_rows_per_call = 512  # the KV cache of 512 rows fits (configs/qwen2_5_7b.py)
     c.rl.estimator = "trr++"
     c.rl.kl_coef = 0.0  # no KL
-    c.rl.entropy_coef = 0.0
+    c.rl.entropy_coef = 0.001  # official paper branch (veRL actor.entropy_coeff)
+    c.rl.clip_eps = c.rl.clip_eps_high = 0.2  # PPO clip on both sides
+    c.rl.adv_eps = 1e-8  # TRR++ token whitening: sqrt(var + 1e-8)
     c.optim.lr = 1e-6  # AdamW
     c.optim.weight_decay = 0.0
-    c.optim.micro_batches = micro_batches  # gradient accumulation: activation memory knob
+    c.optim.mini_batch_size = 128  # official ppo_mini_batch_size: 384 rows = 3 AdamW steps
+    c.optim.micro_batches = micro_batches  # per mini-batch: the activation memory knob
     c.executor.workers = 16
     c.trainer.checkpoint_every = 10  # preemptible slices: lose at most 10 steps
     c.trainer.keep = 3

@@ -9,8 +9,8 @@ attention in blocks of 1024 query tokens, `model.attention_block`):
   static  params f32 7.62e9*4 B / 64 chips                       =  0.44 GiB
           AdamW mu+nu f32 (2x params)                            =  0.89 GiB
   update  gradients f32 (1x params)                              =  0.44 GiB
-          batch 6 groups x 64 = 384 seqs / (16 data-parallel x 12 micro-batches)
-          = 2 seqs per chip of t = 6144 prompt + 8096 response = 14240 tokens
+          batch 6 groups x 64 = 384 seqs in 3 AdamW steps of 128 (optim.mini_batch_size);
+          128 / (16 data-parallel x 4 micro-batches) = 2 seqs per chip of t = 6144 prompt + 8096 response = 14240 tokens
           remat=full: saved layer inputs 28 x 2 x 14240 x 3584 x 2 B  =  5.3 GiB
           one layer recomputed: attention scores f32 + probs bf16 + score grads f32
           of one block: 2 seqs x 7 heads (28/tensor 4) x 1024 x 14240 x 10 B = 1.9 GiB
@@ -35,4 +35,4 @@ TPU_SLICE = "v5p-128"
 
 
 def get_config():
-    return paper_config("qwen2.5-7b", fsdp=16, tensor=4, micro_batches=12)
+    return paper_config("qwen2.5-7b", fsdp=16, tensor=4, micro_batches=4)

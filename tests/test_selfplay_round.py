@@ -126,7 +126,7 @@ def test_one_round(pool):
         groups += [sp.group_id(t, "propose")] * len(prop_rewards[t])
     rewards += sol_rewards
     groups += [sp.group_id(st.task_type, "solve") for st in solver_tasks]
-    adv = advantages.get("trr++")(np.array(rewards), np.array(groups))
+    adv = advantages.get("trr++_seq")(np.array(rewards), np.array(groups))  # per-sequence form
     expected = ([1.605910, -1.147079, -0.229416, -0.229416]   # deduction propose
                 + [1.0, -1.0]                                   # abduction propose
                 + [1.0, -1.0]                                   # induction propose

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 
+from azr_jax.rl.minibatch import BatchLayout
 from azr_jax.sampling.config import pow2_at_least
 
 
@@ -16,30 +17,42 @@ def bucket_length(n: int, minimum: int = 64) -> int:
 
 def build_batch(prompts: Sequence[Sequence[int]], responses: Sequence[Sequence[int]],
                 response_logprobs: Sequence[np.ndarray], advantages_b: np.ndarray,
-                length: int | None = None, row_multiple: int = 1) -> dict:
+                length: int | None = None, row_multiple: int = 1, mini_batch_size: int = 0,
+                row_groups: Optional[Sequence[int]] = None) -> dict:
     """Rows are `prompt + response`, left-padded to a common length.
 
     loss_mask_bt marks response tokens; old_logprobs_bt holds the sampler's log-prob of each
     response token at that token's position (what the update step compares against).
-    The row count is padded up to `row_multiple` (micro-batches x data-parallel devices) with
-    empty rows: no valid token, zero loss mask, so they add nothing to the loss or its
-    normalisers.
+
+    Row layout (azr_jax.rl.minibatch.BatchLayout): rows are taken in order, or grouped by
+    ascending `row_groups` (stable) when given, and cut into mini-batches of
+    `mini_batch_size` sequences, one optimizer step each (0 = one step for all). Each
+    mini-batch is padded with empty rows (no valid token, zero loss mask: nothing added to
+    the loss or its normalisers) to a multiple of `row_multiple` (micro-batches x
+    data-parallel devices) and interleaved so the update step finds it without moving rows
+    between devices. With one mini-batch the rows simply stay in order, padding last.
     """
-    rows = -(-len(prompts) // row_multiple) * row_multiple
+    layout = BatchLayout(mini_batch_size, row_multiple)
+    source_r = layout.physical_rows(len(prompts), row_groups)
     total = [len(p) + len(r) for p, r in zip(prompts, responses)]
     T = length or bucket_length(max(total))
+    rows = len(source_r)
     tokens_bt = np.zeros((rows, T), np.int32)
     valid_bt = np.zeros((rows, T), bool)
     loss_mask_bt = np.zeros((rows, T), np.float32)
     old_logprobs_bt = np.zeros((rows, T), np.float32)
-    for i, (p, r, lp) in enumerate(zip(prompts, responses, response_logprobs)):
+    adv_in = np.asarray(advantages_b, np.float32).reshape(-1)
+    adv_b = np.zeros((rows,), np.float32)
+    for i, src in enumerate(source_r):
+        if src < 0:
+            continue
+        p, r, lp = prompts[src], responses[src], response_logprobs[src]
         start = T - len(p) - len(r)
         tokens_bt[i, start:] = list(p) + list(r)
         valid_bt[i, start:] = True
+        adv_b[i] = adv_in[src]
         if len(r):
             loss_mask_bt[i, T - len(r):] = 1.0
             old_logprobs_bt[i, T - len(r):] = lp[: len(r)]
     return {"tokens_bt": tokens_bt, "valid_bt": valid_bt, "loss_mask_bt": loss_mask_bt,
-            "advantages_b": np.pad(np.asarray(advantages_b, np.float32),
-                                   (0, rows - len(prompts))),
-            "old_logprobs_bt": old_logprobs_bt}
+            "advantages_b": adv_b, "old_logprobs_bt": old_logprobs_bt}

@@ -41,6 +41,7 @@ class RolloutContext:
     activity: Any  # prefetch.DeviceActivity
     timer: Any  # metrics.PhaseTimer
     batch_row_multiple: int = 1  # the update step splits rows over micro-batches x data devices
+    mini_batch_size: int = 0  # sequences per optimizer step (OptimConfig.mini_batch_size)
     max_rows_per_call: int = 0  # sampler rows per call (0 = all at once)
 
 
@@ -187,10 +188,14 @@ def run_rollout(ctx: RolloutContext, step: int, params) -> Rollout:
         groups = ([sp.group_id(r.request.task_type, "propose") for r in results]
                   + [sp.group_id(st.task_type, "solve") for st in solver_tasks])
         rewards = np.asarray(prop_rewards + sol_rewards, np.float32)
-        advantages = np.asarray(adv_lib.get(ctx.estimator)(rewards, np.asarray(groups),
-                                                           eps=ctx.adv_eps), np.float32)
-        batch = build_batch(prop_prompts + solve_prompts, prop_toks + sol_toks,
-                            prop_lps + sol_lps, advantages, row_multiple=ctx.batch_row_multiple)
+        prompts, responses = prop_prompts + solve_prompts, prop_toks + sol_toks
+        advantages = np.asarray(adv_lib.get(ctx.estimator)(
+            rewards, np.asarray(groups), lengths=[len(r) for r in responses],
+            prompt_ids=adv_lib.prompt_ids(prompts), eps=ctx.adv_eps), np.float32)
+        # rows grouped by (task type, role), the official order the mini-batches follow
+        batch = build_batch(prompts, responses, prop_lps + sol_lps, advantages,
+                            row_multiple=ctx.batch_row_multiple,
+                            mini_batch_size=ctx.mini_batch_size, row_groups=groups)
         metrics = _metrics(types, results, rates, solver_tasks, outcomes, rewards, advantages,
                            groups, prop_toks, sol_toks, ctx.buffers, new_tasks)
         rows = [_task_row(step, r, rates.get(i), prop_rewards[i], prop_texts[i])

@@ -47,7 +47,8 @@ def optim_config(cfg):
     return OptimConfig(lr=o.lr, warmup_steps=o.warmup_steps, schedule=o.schedule,
                        total_steps=max(1, cfg.trainer.steps), end_lr_fraction=o.end_lr_fraction,
                        weight_decay=o.weight_decay, b1=o.b1, b2=o.b2, eps=o.eps,
-                       grad_clip=o.grad_clip, micro_batches=o.micro_batches)
+                       grad_clip=o.grad_clip, micro_batches=o.micro_batches,
+                       mini_batch_size=o.get("mini_batch_size", 0))
 
 
 def loss_config(cfg):

@@ -24,13 +24,19 @@ class OptimConfig:
     b2: float = 0.999
     eps: float = 1e-8
     grad_clip: float = 1.0  # global-norm clip; <= 0 disables it
-    micro_batches: int = 1  # gradient accumulation: the batch is split into this many parts
+    micro_batches: int = 1  # gradient accumulation: each mini-batch is split into this many parts
+    # Sequences per AdamW step (the official `ppo_mini_batch_size`, 128 of 384 in the paper
+    # recipes: 3 steps per training step); 0 = the whole batch in one step.
+    mini_batch_size: int = 0
 
     def __post_init__(self):
         if self.schedule not in SCHEDULES:
             raise UserError(f"schedule {self.schedule!r}; expected one of {sorted(SCHEDULES)}")
         if self.micro_batches < 1:
             raise UserError(f"micro_batches={self.micro_batches} must be >= 1")
+        if self.mini_batch_size < 0:
+            raise UserError(f"mini_batch_size={self.mini_batch_size} must be >= 0 "
+                            "(0 = one optimizer step per training step)")
         if self.warmup_steps < 0 or self.total_steps < 1:
             raise UserError("warmup_steps must be >= 0 and total_steps >= 1")
 
@@ -64,8 +70,15 @@ def _decay_mask(params):
     return jax.tree_util.tree_map_with_path(keep, params)
 
 
-def make_optimizer(cfg: OptimConfig) -> optax.GradientTransformation:
-    adamw = optax.adamw(make_schedule(cfg), b1=cfg.b1, b2=cfg.b2, eps=cfg.eps,
+def make_optimizer(cfg: OptimConfig, updates_per_step: int = 1) -> optax.GradientTransformation:
+    """AdamW (after global-norm clipping). With `updates_per_step` optimizer steps per
+    training step, the schedule still counts training steps (its count // updates_per_step);
+    the optimizer state is the same either way."""
+    schedule = make_schedule(cfg)
+    if updates_per_step > 1:
+        base = schedule
+        schedule = lambda count: base(count // updates_per_step)  # noqa: E731
+    adamw = optax.adamw(schedule, b1=cfg.b1, b2=cfg.b2, eps=cfg.eps,
                         weight_decay=cfg.weight_decay, mask=_decay_mask)
     if cfg.grad_clip and cfg.grad_clip > 0:
         return optax.chain(optax.clip_by_global_norm(cfg.grad_clip), adamw)

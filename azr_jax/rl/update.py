@@ -1,11 +1,14 @@
 """The sharded, jitted RL update step: (TrainState, batch) -> (TrainState, metrics).
 
-Recomputes the policy's token log-probs on the batch, applies the registered policy loss,
-accumulates gradients over micro-batches, clips, and applies AdamW. Parameters and optimizer
-state stay in their storage dtype (f32); the forward pass computes in ModelConfig.dtype
+One call is one training step: the batch is cut into mini-batches (`OptimConfig.
+mini_batch_size`; the official recipe takes 3 AdamW steps of 128 of its 384 sequences), and
+for each in turn it recomputes the policy's token log-probs, applies the registered policy
+loss, accumulates gradients over micro-batches, clips, and applies AdamW. Parameters and
+optimizer state stay in their storage dtype (f32); the forward pass computes in ModelConfig.dtype
 (bf16 for mixed precision) and remats per layer as ModelConfig.remat says.
 
-Batch (numpy or jax arrays, leading dim = global batch B):
+Batch (numpy or jax arrays, leading dim = global batch B, rows laid out by
+pipeline.batching.build_batch: with M mini-batches, mini-batch k is rows k, k + M, ...):
   tokens_bt int32 [B,T]   prompt (left-padded) + response
   valid_bt bool [B,T]      real tokens
   loss_mask_bt [B,T]       1 on response tokens that are trained on
@@ -28,6 +31,7 @@ from azr_jax.errors import UserError
 from azr_jax.models import ModelConfig, abstract_params
 from azr_jax.rl import losses
 from azr_jax.rl.logprobs import token_logprobs_and_entropy
+from azr_jax.rl.minibatch import BatchLayout, split_rows
 from azr_jax.rl.optim import OptimConfig, make_optimizer, make_schedule
 from azr_jax.sharding import (batch_sharding, data_parallel_size, logical_shardings,
                               model_rules, replicated)
@@ -84,12 +88,6 @@ def create_train_state(model_cfg: ModelConfig, params, optim_cfg: OptimConfig, m
                       rng=jax.device_put(jnp.asarray(rng, jnp.uint32), rep))
 
 
-def _split_micro(x, m):
-    """[B, ...] -> [m, B/m, ...] taking every m-th row, so each device's rows spread evenly
-    over the micro-batches (no cross-device shuffles)."""
-    return x.reshape((x.shape[0] // m, m) + x.shape[1:]).swapaxes(0, 1)
-
-
 def make_loss_and_grad(model_cfg: ModelConfig, loss_cfg: losses.LossConfig):
     """(params, micro_batch, num_tokens, num_seqs) -> ((loss, aux), grads)."""
     loss_fn = losses.get(loss_cfg.name)
@@ -113,7 +111,7 @@ def _accumulate(grad_fn, params, batch, micro: int):
     if micro == 1:
         (_, metrics), grads = grad_fn(params, batch, num_tokens, num_seqs)
         return grads, metrics, num_tokens
-    split = jax.tree.map(lambda x: _split_micro(x, micro), batch)
+    split = jax.tree.map(lambda x: split_rows(x, micro), batch)
 
     def body(carry, mb):
         g_acc, m_acc = carry
@@ -130,30 +128,67 @@ def _accumulate(grad_fn, params, batch, micro: int):
     return grads, metrics, num_tokens
 
 
+
+def _reduce_over_mini_batches(m_k: dict) -> dict:
+    """Stacked [M] metrics of M optimizer steps -> one value each: maxima of `*_max`, sums of
+    token counts, the first mini-batch's log-prob diffs (later ones follow updated
+    parameters, so they would mix policy change into the sampler/trainer mismatch), means
+    of the rest."""
+    out = {}
+    for k, v in m_k.items():
+        if k.startswith("logprob_diff"):
+            out[k] = v[0]
+        elif k.endswith("_max"):
+            out[k] = v.max()
+        elif k == "num_tokens":
+            out[k] = v.sum()
+        else:
+            out[k] = v.mean()
+    out["logprob_diff_mean"] = out.pop("logprob_diff_sum") / jnp.maximum(m_k["num_tokens"][0], 1.0)
+    return out
+
+
 def make_update_step(model_cfg: ModelConfig, optim_cfg: OptimConfig,
                      loss_cfg: losses.LossConfig, mesh: Mesh):
     """Compile the update step for this mesh. Returns `update(state, batch) -> (state,
-    metrics)`; `state` is donated (do not reuse it). Metrics are replicated f32 scalars:
-    loss, pg_loss, clip_fraction, approx_kl, entropy, grad_norm, lr, num_tokens,
-    logprob_diff_mean / logprob_diff_max (|sampler - recomputed| over trained tokens)."""
+    metrics)`; `state` is donated (do not reuse it).
+
+    One call is one training step: M = `layout.num_mini_batches(rows)` AdamW steps, one per
+    mini-batch of `optim_cfg.mini_batch_size` sequences (0: M = 1), each over its own
+    micro-batches with its own token-mean loss (see azr_jax.rl.minibatch for the row layout
+    `pipeline.batching.build_batch(..., mini_batch_size=, row_multiple=update.layout.
+    row_multiple)` produces). The lr schedule counts training steps (`state.step`), as the
+    official trainer's scheduler does. Metrics are replicated f32 scalars averaged over the
+    mini-batches: loss, pg_loss, clip_fraction, approx_kl, entropy, grad_norm (maxima for
+    *_max), lr, num_tokens (all of them), mini_batches, logprob_diff_mean /
+    logprob_diff_max (|sampler - recomputed| over the first mini-batch's tokens)."""
     losses.get(loss_cfg.name)  # fail early on an unknown name
-    tx = make_optimizer(optim_cfg)
     schedule = make_schedule(optim_cfg)
     grad_fn = make_loss_and_grad(model_cfg, loss_cfg)
     micro = optim_cfg.micro_batches
     rules = model_rules(model_cfg, mesh)
-    dp = data_parallel_size(mesh)
+    layout = BatchLayout(optim_cfg.mini_batch_size, micro * data_parallel_size(mesh))
 
     def step_fn(state: TrainState, batch):
-        grads, m, num_tokens = _accumulate(grad_fn, state.params, batch, micro)
-        grad_norm = optax.global_norm(grads)
-        updates, opt_state = tx.update(grads, state.opt_state, state.params)
-        params = optax.apply_updates(state.params, updates)
-        metrics = {k: v for k, v in m.items() if not k.startswith("logprob_diff")}
-        metrics.update(
-            logprob_diff_mean=m["logprob_diff_sum"] / jnp.maximum(num_tokens, 1.0),
-            logprob_diff_max=m["logprob_diff_max"], grad_norm=grad_norm,
-            lr=schedule(state.step), num_tokens=num_tokens)
+        m = layout.num_mini_batches(batch["tokens_bt"].shape[0])  # static
+        tx = make_optimizer(optim_cfg, updates_per_step=m)
+
+        def one_step(carry, mini):
+            params, opt_state = carry
+            grads, metrics, num_tokens = _accumulate(grad_fn, params, mini, micro)
+            updates, opt_state = tx.update(grads, opt_state, params)
+            metrics = dict(metrics, grad_norm=optax.global_norm(grads), num_tokens=num_tokens)
+            return (optax.apply_updates(params, updates), opt_state), metrics
+
+        carry = (state.params, state.opt_state)
+        if m == 1:
+            (params, opt_state), m_k = one_step(carry, batch)
+            m_k = jax.tree.map(lambda x: x[None], m_k)
+        else:
+            minis = jax.tree.map(lambda x: split_rows(x, m), batch)
+            (params, opt_state), m_k = jax.lax.scan(one_step, carry, minis)
+        metrics = dict(_reduce_over_mini_batches(m_k), lr=schedule(state.step),
+                       mini_batches=jnp.float32(m))
         new_state = TrainState(params=params, opt_state=opt_state, step=state.step + 1,
                                rng=jax.random.fold_in(state.rng, state.step).astype(jnp.uint32))
         return new_state, jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), metrics)
@@ -168,9 +203,10 @@ def make_update_step(model_cfg: ModelConfig, optim_cfg: OptimConfig,
         if missing:
             raise UserError(f"update batch lacks {missing}; expected keys {BATCH_KEYS}")
         b = batch["tokens_bt"].shape[0]
-        if b % (micro * dp):
+        if b % layout.row_multiple:
             raise UserError(f"batch size {b} must be a multiple of micro_batches ({micro}) x "
-                            f"data-parallel devices ({dp})")
+                            f"data-parallel devices ({layout.row_multiple // micro})")
+        layout.num_mini_batches(b)  # a clear error for a batch not laid out in mini-batches
         # The mesh and the rules must be active while tracing, for the model's activation
         # sharding constraints.
         with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
@@ -178,4 +214,5 @@ def make_update_step(model_cfg: ModelConfig, optim_cfg: OptimConfig,
 
     update.jitted = jitted
     update.rules = rules
+    update.layout = layout
     return update

@@ -206,7 +206,8 @@ CHUNKED_ROLLOUT_ROWS = 512
 def recipe_shapes(cfg, num_devices: int, rollout_rows: Optional[int] = None) -> dict:
     """The sizes a training config implies on `num_devices` devices.
 
-    Update batch: 2 roles x task types x `batch_per_group` sequences, split over the
+    Update batch: 2 roles x task types x `batch_per_group` sequences, or one mini-batch of
+    `optim.mini_batch_size` of them when smaller (one AdamW step's rows), split over the
     data-parallel devices and `optim.micro_batches`. Rollouts: the largest sampler call. The
     trainer (azr_jax.pipeline.rollout) samples every learnability rollout of a step in one
     call, task types x batch_per_group x num_rollouts rows padded to a power of two, unless
@@ -220,9 +221,13 @@ def recipe_shapes(cfg, num_devices: int, rollout_rows: Optional[int] = None) -> 
     groups = 2 * len(cfg.selfplay.task_types)
     update_rows = groups * cfg.selfplay.batch_per_group
     micro = cfg.optim.micro_batches
+    mini = cfg.optim.get("mini_batch_size", 0) if hasattr(cfg.optim, "get") else 0
+    if 0 < mini < update_rows:  # one optimizer step's rows (azr_jax.rl.minibatch)
+        update_rows = mini
     if update_rows % (dp * micro):
-        raise ValueError(f"update batch {update_rows} is not a multiple of data-parallel "
-                         f"devices ({dp}) x micro_batches ({micro})")
+        raise ValueError(f"update batch {update_rows} (a mini-batch when optim.mini_batch_size "
+                         f"is set) is not a multiple of data-parallel devices ({dp}) x "
+                         f"micro_batches ({micro})")
     if rollout_rows is None:
         rollout_rows = padded_batch_size(len(cfg.selfplay.task_types) * cfg.selfplay.batch_per_group
                                          * cfg.selfplay.num_rollouts, dp)
