@@ -26,7 +26,9 @@ KL_ESTIMATORS = ("k1", "k3")
 
 @dataclasses.dataclass(frozen=True)
 class LossConfig:
-    """Policy loss settings (paper defaults: PPO-clip, eps 0.2, no KL, no entropy bonus)."""
+    """Policy loss settings. Defaults are the official trainer's (paper branch): PPO-clip 0.2
+    on both sides, no KL, entropy bonus 0.001 on the token-mean entropy (the loss is
+    pg_loss - entropy_coef * entropy, as veRL's dp_actor)."""
 
     name: str = "ppo_clip"
     clip_eps: float = 0.2  # lower clip: ratio >= 1 - clip_eps
@@ -35,7 +37,7 @@ class LossConfig:
     aggregation: str = "token_mean"  # token_mean | seq_mean (mean over seqs of token means)
     kl_coef: float = 0.0
     kl_estimator: str = "k3"
-    entropy_coef: float = 0.0
+    entropy_coef: float = 0.001
 
     def __post_init__(self):
         if self.aggregation not in AGGREGATIONS:
