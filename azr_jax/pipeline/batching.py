@@ -6,6 +6,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from azr_jax.rl import advantages as adv_lib
 from azr_jax.rl.minibatch import BatchLayout
 from azr_jax.sampling.config import pow2_at_least
 
@@ -56,3 +57,21 @@ def build_batch(prompts: Sequence[Sequence[int]], responses: Sequence[Sequence[i
             old_logprobs_bt[i, T - len(r):] = lp[: len(r)]
     return {"tokens_bt": tokens_bt, "valid_bt": valid_bt, "loss_mask_bt": loss_mask_bt,
             "advantages_b": adv_b, "old_logprobs_bt": old_logprobs_bt}
+
+
+def advantages_and_batch(prompts: Sequence[Sequence[int]], responses: Sequence[Sequence[int]],
+                         response_logprobs: Sequence[np.ndarray], rewards, groups, *,
+                         estimator: str = "trr++", eps: float = adv_lib.EPS,
+                         row_multiple: int = 1, mini_batch_size: int = 0,
+                         length: int | None = None) -> tuple[np.ndarray, dict]:
+    """Rewards -> advantages (`estimator` over `groups`, with the responses' lengths and
+    prompt ids) -> the update batch, rows grouped by ascending group id (the official order
+    the mini-batches follow). Returns (advantages float32[R] in the given row order, batch)."""
+    groups = np.asarray(groups)
+    advantages = np.asarray(adv_lib.get(estimator)(
+        np.asarray(rewards, np.float32), groups, lengths=[len(r) for r in responses],
+        prompt_ids=adv_lib.prompt_ids(prompts), eps=eps), np.float32)
+    batch = build_batch(prompts, responses, response_logprobs, advantages, length=length,
+                        row_multiple=row_multiple, mini_batch_size=mini_batch_size,
+                        row_groups=groups)
+    return advantages, batch

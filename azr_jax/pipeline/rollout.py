@@ -16,9 +16,8 @@ import jax
 import numpy as np
 
 from azr_jax import selfplay as sp
-from azr_jax.rl import advantages as adv_lib
 from azr_jax.sampling import SamplingConfig, prepare_params, sample
-from azr_jax.pipeline.batching import build_batch
+from azr_jax.pipeline.batching import advantages_and_batch
 
 
 @dataclasses.dataclass
@@ -188,14 +187,10 @@ def run_rollout(ctx: RolloutContext, step: int, params) -> Rollout:
         groups = ([sp.group_id(r.request.task_type, "propose") for r in results]
                   + [sp.group_id(st.task_type, "solve") for st in solver_tasks])
         rewards = np.asarray(prop_rewards + sol_rewards, np.float32)
-        prompts, responses = prop_prompts + solve_prompts, prop_toks + sol_toks
-        advantages = np.asarray(adv_lib.get(ctx.estimator)(
-            rewards, np.asarray(groups), lengths=[len(r) for r in responses],
-            prompt_ids=adv_lib.prompt_ids(prompts), eps=ctx.adv_eps), np.float32)
-        # rows grouped by (task type, role), the official order the mini-batches follow
-        batch = build_batch(prompts, responses, prop_lps + sol_lps, advantages,
-                            row_multiple=ctx.batch_row_multiple,
-                            mini_batch_size=ctx.mini_batch_size, row_groups=groups)
+        advantages, batch = advantages_and_batch(
+            prop_prompts + solve_prompts, prop_toks + sol_toks, prop_lps + sol_lps, rewards,
+            groups, estimator=ctx.estimator, eps=ctx.adv_eps,
+            row_multiple=ctx.batch_row_multiple, mini_batch_size=ctx.mini_batch_size)
         metrics = _metrics(types, results, rates, solver_tasks, outcomes, rewards, advantages,
                            groups, prop_toks, sol_toks, ctx.buffers, new_tasks)
         rows = [_task_row(step, r, rates.get(i), prop_rewards[i], prop_texts[i])
