@@ -132,3 +132,21 @@ def test_layout_errors_are_one_clear_line():
     assert BatchLayout(128, 64).num_mini_batches(384) == 3
     assert BatchLayout(128, 64).num_mini_batches(64) == 1  # a small batch: one step
     assert BatchLayout(0, 8).num_mini_batches(384) == 1
+
+
+def test_advantages_and_batch_whitens_over_tokens_and_groups_rows():
+    """What the rollout calls: TRR++ with the responses' real lengths, rows by group."""
+    from azr_jax.pipeline.batching import advantages_and_batch
+    from azr_jax.rl import advantages
+
+    prompts = [[10], [11], [12], [13]]
+    responses = [[20], [21, 22, 23], [24, 25], [26]]
+    lps = [np.zeros(len(r), np.float32) for r in responses]
+    rewards, groups = [1.0, -1.0, 0.5, -0.5], [1, 1, 0, 0]
+    adv, b = advantages_and_batch(prompts, responses, lps, rewards, groups, length=6)
+    want = advantages.get("trr++")(rewards, groups, lengths=[1, 3, 2, 1])
+    np.testing.assert_allclose(adv, want)
+    np.testing.assert_allclose(adv[:2], [1.5, -0.5], rtol=1e-6)  # token mean, not row mean
+    assert b["tokens_bt"][:, -1].tolist() == [25, 26, 20, 23]  # group 0 first
+    np.testing.assert_allclose(b["advantages_b"], adv[[2, 3, 0, 1]])
+    assert b["loss_mask_bt"].sum(1).tolist() == [2, 1, 1, 3]
