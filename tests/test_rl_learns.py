@@ -10,7 +10,7 @@ advantages negated (rewards negated: the whitening is linear) it must fall. At e
 the update's recomputed log-probs must equal the sampler's (on-policy, the PPO ratio of
 the first mini-batch is exactly 1).
 
-Mutation checks (each made the test fail; see the rl engineer's report): the loss sign
+Mutation checks, each tried on 2026-11-27 and each made the test fail: the loss sign
 flipped in rl/losses.py, the log-probs shifted by one position (rl/logprobs.py's shift
 removed; the old log-probs placed one token early in pipeline/batching.py), advantages
 rotated by one row in pipeline/batching.py.
