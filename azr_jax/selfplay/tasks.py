@@ -43,9 +43,16 @@ class Triplet:
     input: str
     output: str
 
-    def key(self) -> tuple[str, ...]:
-        """Identity for de-duplication (the output follows from program and input)."""
-        return (self.program.strip(), self.input.strip())
+    @property
+    def call_inputs(self) -> tuple[str, ...]:
+        return (self.input,)
+
+    @property
+    def call_outputs(self) -> tuple[str, ...]:
+        return (self.output,)
+
+    def with_outputs(self, outputs) -> "Triplet":
+        return dataclasses.replace(self, output=str(outputs[0]))
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -68,8 +75,16 @@ class InductionTask:
         if len(self.inputs) != len(self.outputs):
             raise ValueError(f"{len(self.inputs)} inputs but {len(self.outputs)} outputs")
 
-    def key(self) -> tuple[str, ...]:
-        return (self.program.strip(),) + tuple(i.strip() for i in self.inputs)
+    @property
+    def call_inputs(self) -> tuple[str, ...]:
+        return self.inputs
+
+    @property
+    def call_outputs(self) -> tuple[str, ...]:
+        return self.outputs
+
+    def with_outputs(self, outputs) -> "InductionTask":
+        return dataclasses.replace(self, outputs=tuple(map(str, outputs)))
 
     def to_dict(self) -> dict[str, Any]:
         return {"program": self.program, "inputs": list(self.inputs),
@@ -83,9 +98,20 @@ class InductionTask:
 
 Task = Triplet | InductionTask
 
-# task type -> the kind of task its buffer holds.
-TASK_CLASSES: dict[str, type] = {"deduction": Triplet, "abduction": Triplet,
-                                 "induction": InductionTask}
+
+
+def task_from_seed_row(row: Mapping[str, Any]) -> Task:
+    """A seed-file row in our or the official formats: a triplet ``{"program" | "snippet" |
+    "code", "input"[, "output"]}`` or an induction task ``{..., "inputs"[, "outputs"],
+    "message"}``; missing outputs stay empty until the executor computes them."""
+    prog = next((row[k] for k in ("program", "snippet", "code") if k in row), None)
+    if prog is None:
+        raise KeyError("program (or snippet/code)")
+    if "inputs" in row:
+        inputs = tuple(map(str, row["inputs"]))
+        outputs = tuple(map(str, row.get("outputs") or [""] * len(inputs)))
+        return InductionTask(str(prog), inputs, outputs, str(row.get("message", "")))
+    return Triplet(str(prog), str(row["input"]), str(row.get("output", "")))
 
 
 @dataclasses.dataclass(frozen=True)
