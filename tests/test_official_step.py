@@ -39,9 +39,9 @@ SCRIPT = {
 }
 REWARDS = [0.5, -1.0, -0.5, -1.0, -0.5, -1.0,   # propose: deduction, abduction, induction
            1.0, -0.5, 1.0, -1.0, 1.0, -0.5]     # solve: deduction, abduction, induction
-MARKERS = [("propose_deduction", "predict its output"), ("propose_abduction", "guess its input"),
-           ("propose_induction", "```message block"), ("solve_deduction", "What does f return"),
-           ("solve_abduction", "Give an input"), ("solve_induction", "Answer: a ```python")]
+MARKERS = [("propose_deduction", "new deduction task"), ("propose_abduction", "new abduction task"),
+           ("propose_induction", "and a ```message"), ("solve_deduction", "give ```output"),
+           ("solve_abduction", "give ```input"), ("solve_induction", "give ```python")]
 
 
 def _kind(prompt_text: str, num_samples: int) -> str:
