@@ -8,7 +8,8 @@ import pytest
 
 from azr_jax.errors import UserError
 from azr_jax.selfplay import (IDENTITY_TRIPLET, Buffers, InductionTask, SelfPlayConfig, TaskBuffer,
-                              Triplet, proposer_requests, render_messages, solver_task)
+                              Triplet, proposer_requests, render_messages, response_start,
+                              solver_task)
 
 CFG = SelfPlayConfig()
 TRIPLETS = [Triplet(f"def f(x):\n    return x + {i}", str(i), str(2 * i)) for i in range(10)]
@@ -188,6 +189,9 @@ def test_r1_prompt_format_for_base_models():
     assert text.endswith("\nAssistant: <think>") and "\nUser: ## Predict the output" in text
     assert "<think>" in text.split("User:")[0] and "<answer>" in text.split("User:")[0]
     assert "<chat template>" not in text and "<|im_start|>" not in text
+    # the parsed turn starts with what the prompt opened it with
+    assert response_start(CFG) == "<think>"
+    assert response_start(dataclasses.replace(CFG, prompt_format="chat")) == ""
 
 
 def test_prompt_pack_file(tmp_path):

@@ -6,8 +6,8 @@ The ban list is policy (what tasks may use); the process sandbox is the security
 containing ``input(``; or "strict"). The functions' own defaults are the strict list.
 
 Outputs are ``repr`` of ``f(<input text>)``, cut to 200 + "..." + 200 characters when
-longer than 400 (``truncate_output``, as the official executor does; such tasks can never be
-solved, and grading says so explicitly). Deduction answers are compared as
+longer than 400 (``truncate_output``, as the official executor does). A cut gold answer is
+compared as it is, so such tasks cannot be solved (the official effect). Deduction answers are compared as
 ``eval(gold) == eval(answer)`` inside the sandbox with the program's names in scope, after a
 safe literal fast path in the trainer process.
 """
@@ -127,12 +127,6 @@ def truncate_output(text: str) -> str:
     return text if len(text) <= 2 * k else text[:k] + "..." + text[-k:]
 
 
-def is_truncated(text: str) -> bool:
-    """Whether ``text`` is a cut output (such a gold answer can never be matched)."""
-    k = OUTPUT_KEEP_CHARS
-    return len(text) == 2 * k + 3 and text[k:k + 3] == "..."
-
-
 def _literal(text: str):
     """(True, value) if ``text`` is a Python literal, else (False, None). Never evaluates code."""
     if not isinstance(text, str) or len(text) > MAX_LITERAL_CHARS:
@@ -202,8 +196,6 @@ def grade_deductions(pool: SandboxPool, items: list[tuple[str, str, str]],
     grades = [False] * len(items)
     jobs, where = [], []
     for i, (code, pred, gold) in enumerate(items):
-        if is_truncated(gold):
-            continue  # the official cut makes these tasks unsolvable; say so, do not run
         if grade_deduction(pred, gold):
             grades[i] = True
             continue
@@ -220,8 +212,7 @@ def grade_abduction(pool: SandboxPool, items: list[tuple[str, str, str]],
     """Abduction: run ``code`` on the predicted input; correct iff the output equals gold."""
     jobs = [Job(code, [pred_input], repeats=1) for code, pred_input, _ in items]
     results = pool.run(jobs, timeout=timeout)
-    return [bool(r.runs and r.runs[0].ok and not is_truncated(gold)
-                 and outputs_equal(r.runs[0].output, gold))
+    return [bool(r.runs and r.runs[0].ok and outputs_equal(r.runs[0].output, gold))
             for r, (_, _, gold) in zip(results, items)]
 
 
@@ -239,6 +230,6 @@ def grade_induction(pool: SandboxPool, items: list[tuple[str, list[str], list[st
         where.append(i)
     for i, res in zip(where, pool.run(jobs, timeout=timeout)):
         golds = items[i][2]
-        grades[i] = all(r.ok and not is_truncated(g) and outputs_equal(r.output, g)
+        grades[i] = all(r.ok and outputs_equal(r.output, g)
                         for r, g in zip(res.runs, golds))
     return grades
