@@ -1,12 +1,14 @@
 """The bundled SmolLM2-135M-Instruct on CPU: a short real self-play run (what `make demo` runs).
 
 Sized to finish in minutes on a 2-core machine: 2 samples per (task type x role) group,
-responses up to 96 tokens, 3 steps. The official rules (reward rule "official", banned list,
-parsing) as in configs/base.py; being an instruct model it gets its chat template
-(`prompt_format="chat"`) and the compact prompt pack, and each answer is started in the
-expected format (`prefix`: an empty think block, then the answer's opening). The buffers start from the identity seed plus twelve small
-programs (configs/seeds/demo.jsonl), so the references a 135M model imitates are varied. Temperature 0.8 (the paper uses 1.0) so a 135M model
-writes well-formed answers more often. Everything else follows configs/base.py.
+responses up to 96 tokens, 3 steps. The official rules as in configs/base.py (reward rule
+"official", banned list, parsing). Being an instruct model it gets its chat template
+(`prompt_format="chat"`) and the compact prompt pack (configs/prompts/compact.json), and
+each answer is started in the expected format (`prefix`: an empty think block, then the
+answer's opening), which a 135M model rarely finds unaided. The buffers start from the
+identity seed plus twelve small programs (configs/seeds/demo.jsonl), so the references it
+imitates are varied. Temperature 0.8 (the paper uses 1.0) so it writes well-formed answers
+more often. Everything else follows configs/base.py.
 """
 
 import os

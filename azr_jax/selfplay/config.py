@@ -7,6 +7,7 @@ from typing import Any, Mapping
 
 from azr_jax.errors import UserError
 
+# The built-in task types (selfplay/task_types/ registers them, and any plug-in, by name).
 TASK_TYPES: tuple[str, ...] = ("deduction", "abduction", "induction")
 
 REWARD_RULES: tuple[str, ...] = ("official", "paper_text")
@@ -54,10 +55,12 @@ class SelfPlayConfig:
         """Raise UserError naming the first bad value; return self when all are fine."""
         if not self.task_types:
             raise UserError("selfplay.task_types is empty; use some of " + ", ".join(TASK_TYPES))
+        from azr_jax.selfplay.task_types import REGISTRY
+
         for t in self.task_types:
-            if t not in TASK_TYPES:
+            if t not in REGISTRY:
                 raise UserError(f"unknown task type {t!r} in selfplay.task_types; "
-                                f"known: {', '.join(TASK_TYPES)}")
+                                f"known: {', '.join(REGISTRY)}")
         if len(set(self.task_types)) != len(self.task_types):
             raise UserError(f"selfplay.task_types has duplicates: {list(self.task_types)}")
         for name in ("batch_per_group", "num_references", "num_inputs", "num_rollouts"):

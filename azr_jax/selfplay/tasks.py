@@ -15,24 +15,21 @@ from azr_jax.selfplay.config import TASK_TYPES
 
 ROLES: tuple[str, ...] = ("propose", "solve")
 
-# (task type, role) -> group id; TRR++ normalises advantages within each group.
+# (task type, role) -> group id; TRR++ normalises advantages within each group. The three
+# built-in types give 6 groups; a registered plug-in type gets the ids after them.
 GROUPS: tuple[tuple[str, str], ...] = tuple((t, r) for t in TASK_TYPES for r in ROLES)
 NUM_GROUPS = len(GROUPS)
 
 
 def group_id(task_type: str, role: str) -> int:
-    """Index of the (task type, role) group, in [0, 6)."""
-    try:
-        return GROUPS.index((task_type, role))
-    except ValueError:
+    """Index of the (task type, role) group: [0, 6) for the built-in types."""
+    from azr_jax.selfplay.task_types import REGISTRY
+
+    types = list(TASK_TYPES) + [t for t in REGISTRY if t not in TASK_TYPES]
+    if task_type not in types or role not in ROLES:
         raise UserError(f"no group for task type {task_type!r} and role {role!r}; task types: "
-                        f"{', '.join(TASK_TYPES)}; roles: {', '.join(ROLES)}") from None
-
-
-def check_task_type(task_type: str) -> str:
-    if task_type not in TASK_TYPES:
-        raise UserError(f"unknown task type {task_type!r}; known: {', '.join(TASK_TYPES)}")
-    return task_type
+                        f"{', '.join(types)}; roles: {', '.join(ROLES)}")
+    return types.index(task_type) * len(ROLES) + ROLES.index(role)
 
 
 @dataclasses.dataclass(frozen=True)

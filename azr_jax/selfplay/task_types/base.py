@@ -39,6 +39,19 @@ class TaskType:
     name: str = ""
     task_class: type = object
     triplet: bool = False  # its buffer holds triplets (induction draws programs from these)
+    prompts: dict[str, str] = {}  # a plug-in's own templates, for keys the pack lacks
+
+    def template(self, cfg, role: str) -> str:
+        """The prompt template ``<role>_<name>`` from the run's pack, else the type's own."""
+        from azr_jax.selfplay.prompts import pack_of
+
+        key = f"{role}_{self.name}"
+        pack = pack_of(cfg)
+        if key in pack:
+            return pack[key]
+        if key in self.prompts:
+            return self.prompts[key]
+        raise UserError(f"no prompt template {key!r} in the prompt pack or task type")
 
     def proposer_request(self, buffers, rng: np.random.Generator, cfg) -> Any:
         raise NotImplementedError

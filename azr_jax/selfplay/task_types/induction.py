@@ -9,7 +9,7 @@ import numpy as np
 
 from azr_jax.selfplay.parsing import (CODE_LANGS, FormatError, Proposal, answer_content,
                                       blocks_of)
-from azr_jax.selfplay.prompts import ProposerRequest, banned_text, messages_for, pack_of
+from azr_jax.selfplay.prompts import ProposerRequest, banned_text, messages_for
 from azr_jax.selfplay.task_types.base import TaskType, register
 from azr_jax.selfplay.task_types.triplet import IDENTITY_PROGRAM
 from azr_jax.selfplay.tasks import InductionTask, SolverTask
@@ -30,7 +30,7 @@ class Induction(TaskType):
 
     def proposer_request(self, buffers, rng: np.random.Generator, cfg) -> ProposerRequest:
         program = buffers.sample_programs(1, rng)[0]  # uniform, duplicates kept
-        user = pack_of(cfg)["propose_induction"].format(
+        user = self.template(cfg, "propose").format(
             program=program, num_inputs=cfg.num_inputs, banned=banned_text(cfg))
         return ProposerRequest(self.name, messages_for(cfg, user), program=program)
 
@@ -61,8 +61,8 @@ class Induction(TaskType):
         k = cfg.num_visible(len(pairs))  # official: len // 2 shown, the rest hidden
         visible, heldout = pairs[:k], pairs[k:]
         shown = "\n".join(f"```input\n{i}\n```\n```output\n{o}\n```" for i, o in visible)
-        user = pack_of(cfg)["solve_induction"].format(message=task.message.strip(),
-                                                      pairs=shown, banned=banned_text(cfg))
+        user = self.template(cfg, "solve").format(message=task.message.strip(), pairs=shown,
+                                                  banned=banned_text(cfg))
         return SolverTask(self.name, task, messages_for(cfg, user), visible=visible,
                           heldout=heldout)
 

@@ -28,8 +28,8 @@ class TripletType(TaskType):
         blocks = "\n\n".join(pack["reference"].format(index=i + 1, program=t.program,
                                                       input=t.input, output=t.output)
                              for i, t in enumerate(refs))
-        user = pack[f"propose_{self.name}"].format(references=blocks, num_references=len(refs),
-                                                   banned=banned_text(cfg))
+        user = self.template(cfg, "propose").format(
+            references=blocks, num_references=len(refs), banned=banned_text(cfg))
         return ProposerRequest(self.name, messages_for(cfg, user), references=refs)
 
     def parse_proposal(self, text: str, num_inputs: int) -> Proposal | FormatError:
@@ -57,5 +57,5 @@ class TripletType(TaskType):
         return [IDENTITY_TRIPLET]
 
     def _solver(self, task: Triplet, cfg, **fields) -> SolverTask:
-        user = pack_of(cfg)[f"solve_{self.name}"].format(program=task.program, **fields)
+        user = self.template(cfg, "solve").format(program=task.program, **fields)
         return SolverTask(self.name, task, messages_for(cfg, user))
