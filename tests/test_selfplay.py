@@ -257,3 +257,18 @@ def test_chat_format_uses_chat_template_and_system_prompt():
     assert out == "<rendered>" and seen[0] == list(msgs)
     with pytest.raises(UserError, match="needs a tokenizer with a chat template"):
         render_messages(msgs, None, cfg)
+
+
+@pytest.mark.parametrize("recipe", ["qwen2_5_3b", "qwen2_5_7b", "qwen2_5_14b", "qwen2_5_coder_3b",
+                                    "qwen2_5_coder_7b", "qwen2_5_coder_14b", "llama3_1_8b"])
+def test_paper_recipes_use_the_official_selfplay_rules(recipe):
+    """Every paper recipe runs the official rules (configs/paper.py), seeding on."""
+    from azr_jax.pipeline.config import load_config
+    from azr_jax.pipeline.setup import selfplay_config
+
+    c = selfplay_config(load_config(recipe))
+    assert (c.reward_rule, c.banned, c.prompt_format, c.timeout_s) == ("official", "official",
+                                                                       "r1", 10.0)
+    assert (c.seed_batch_factor, c.seed_buffer_size, c.buffer_capacity) == (4, 256, 16384)
+    assert (c.num_inputs, c.num_visible(10), c.num_references, c.num_rollouts) == (10, 5, 6, 8)
+    assert (c.format_error_reward, c.failure_reward, c.correct_reward) == (-1.0, -0.5, 1.0)
