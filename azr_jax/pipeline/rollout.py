@@ -9,6 +9,7 @@ uninterrupted one exactly.
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 from typing import Any
 
@@ -106,8 +107,6 @@ def _prefix(ctx, task_type, role) -> str:
 def seeding_state_path(workdir: str) -> str:
     """Where the seeding phase keeps its buffers between rounds (single-process runs; on a
     pod every host must see the same state at once, so seeding restarts there instead)."""
-    import os
-
     return os.path.join(workdir, "seeding_buffers.json") if jax.process_count() == 1 else ""
 
 
