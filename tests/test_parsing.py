@@ -87,6 +87,7 @@ GOOD_ANSWERS = [
     ("abduction", turn("```input\n'x', 2\n```"), "'x', 2"),
     ("abduction", turn("'x', 2"), "'x', 2"),
     ("abduction", turn("# Input: [3]"), "[3]"),
+    ("abduction", turn("so input('ab') it is"), "'ab'"),
     ("deduction", turn("draft") + "<answer>\n```output\n5\n```\n</answer>", "5"),  # last <answer>
     # induction: a fence is required; the last one wins
     ("induction", turn(f"```python\n{PROG}\n```"), PROG),

@@ -75,10 +75,10 @@ def program_as_f(code: str) -> str | FormatError:
 
 
 _LENIENT = {  # after the fence: the official fallbacks, in their order; the last match wins
-    "input": (r"# Input:\s*(.*?)(?=\n```|$)", r"<input>\s*(.*?)(?:</input>|\s*$)",
-              r"the input is\s*(.*?)\.?$"),
-    "output": (r"# Output:\s*(.*?)(?=\n```|$)", r"<output>\s*(.*?)(?:</output>|\s*$)",
-               r"the output is\s*(.*?)\.?$"),
+    "input": (r"# Input:\s*(.*?)(?=\n```|$)", r"input\s*\((.*?)\)",
+              r"<input>\s*(.*?)(?:</input>|\s*$)", r"the input is\s*(.*?)\.?$"),
+    "output": (r"# Output:\s*(.*?)(?=\n```|$)", r"output\s*\((.*?)\)",
+               r"<output>\s*(.*?)(?:</output>|\s*$)", r"the output is\s*(.*?)\.?$"),
 }
 
 
