@@ -121,3 +121,6 @@ def test_one_official_training_step(tmp_path, scripted):
     assert np.isfinite(result.last_metrics["loss"])
     # the valid proposals joined the buffers (the identity seed + 1 each)
     assert [m[f"buffer/{t}"] for t in ("deduction", "abduction", "induction")] == [2, 2, 2]
+    # the run's report names the reward rule in use
+    from azr_jax.pipeline.report import build_report
+    assert "Reward rule: official; prompts: r1." in open(build_report(str(tmp_path / "run"))).read()
