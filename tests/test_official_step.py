@@ -108,15 +108,21 @@ def test_one_official_training_step(tmp_path, scripted):
 
     result = train(cfg, str(tmp_path / "run"), rollout_fn=rollout_fn)
     (ro,) = captured
-    got_adv = ro.batch["advantages_b"][: len(REWARDS)]
     order = ["propose_deduction", "propose_abduction", "propose_induction",
              "solve_deduction", "solve_abduction", "solve_induction"]
     lengths = [n for kind in order for n in scripted[kind]]
+    want = _hand_advantages(REWARDS, lengths)
     m = ro.metrics
     for i, (t, role) in enumerate([(t, r) for r in ("propose", "solve")
                                    for t in ("deduction", "abduction", "induction")]):
-        assert m[f"reward/{t}_{role}"] == pytest.approx(np.mean(REWARDS[2 * i: 2 * i + 2])), (t, role)
-    np.testing.assert_allclose(got_adv, _hand_advantages(REWARDS, lengths), rtol=1e-5, atol=1e-6)
+        pair = slice(2 * i, 2 * i + 2)
+        assert m[f"reward/{t}_{role}"] == pytest.approx(np.mean(REWARDS[pair])), (t, role)
+        # a pair of advantages is fixed by its mean and (population) std
+        assert m[f"adv_mean/{t}_{role}"] == pytest.approx(np.mean(want[pair]), abs=1e-6)
+        assert m[f"adv_std/{t}_{role}"] == pytest.approx(np.std(want[pair]), rel=1e-5)
+    # the update batch holds the same advantages (its rows may be laid out by group)
+    got = ro.batch["advantages_b"][ro.batch["loss_mask_bt"].sum(axis=1) > 0]
+    np.testing.assert_allclose(np.sort(got), np.sort(want), rtol=1e-5, atol=1e-6)
     assert m["valid_rate/deduction"] == 0.5 and m["learnability_rate/abduction"] == 1.0
     assert np.isfinite(result.last_metrics["loss"])
     # the valid proposals joined the buffers (the identity seed + 1 each)

@@ -198,20 +198,18 @@ def run_rollout(ctx: RolloutContext, step: int, params) -> Rollout:
         outcomes = sp.answer_outcomes(answers, correct)
     sol_rewards = [sp.solver_composite(o, cfg) for o in outcomes]
 
-    # 5. rewards -> advantages over the 6 (type x role) groups -> batch
+    # 5. rewards -> advantages over the 6 (type x role) groups -> batch (the response token
+    #    lists carry each sample's length, the prompt token lists identify its prompt)
     with ctx.timer("host_batch"):
         groups = ([sp.group_id(r.request.task_type, "propose") for r in results]
                   + [sp.group_id(st.task_type, "solve") for st in solver_tasks])
         rewards = np.asarray(prop_rewards + sol_rewards, np.float32)
-        prompts, responses = prop_prompts + solve_prompts, prop_toks + sol_toks
-        lengths = np.asarray([len(x) for x in responses], np.int64)  # trained tokens each
         advantages = np.asarray(adv_lib.get(ctx.estimator)(rewards, np.asarray(groups),
                                                            eps=ctx.adv_eps), np.float32)
-        batch = build_batch(prompts, responses, prop_lps + sol_lps, advantages,
-                            row_multiple=ctx.batch_row_multiple)
+        batch = build_batch(prop_prompts + solve_prompts, prop_toks + sol_toks,
+                            prop_lps + sol_lps, advantages, row_multiple=ctx.batch_row_multiple)
         metrics = _metrics(types, results, rates, solver_tasks, outcomes, rewards, advantages,
                            groups, prop_toks, sol_toks, ctx.buffers, new_tasks)
-        metrics["response_tokens"] = int(lengths.sum())
         rows = [_task_row(step, r, rates.get(i), prop_rewards[i], prop_texts[i])
                 for i, r in enumerate(results)]
     metrics["time/rollout"] = time.perf_counter() - t_start
