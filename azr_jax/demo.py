@@ -81,8 +81,9 @@ def main(argv=None) -> int:
         workdir = args.workdir or os.path.join("runs", time.strftime("demo-%Y%m%d-%H%M%S"))
         print(f"AZR self-play demo: {cfg.model.preset} on CPU, {cfg.trainer.steps} steps, "
               f"{cfg.selfplay.batch_per_group} samples per (task type x role) group, "
-              f"responses up to {cfg.sampling.max_new_tokens} tokens; workdir {workdir}",
-              flush=True)
+              f"responses up to {cfg.sampling.max_new_tokens} tokens; reward rule "
+              f"{cfg.selfplay.reward_rule!r}, prompts {cfg.selfplay.prompt_format!r}; "
+              f"workdir {workdir}", flush=True)
         t0 = time.time()
         train(cfg, workdir)
         report = build_report(workdir)

@@ -13,14 +13,6 @@ import ml_collections
 
 TASK_TYPES = ("deduction", "abduction", "induction")
 
-# Modules and calls a proposed program may not use (the official list plus a few more).
-BANNED = ("random", "time", "datetime", "os", "sys", "subprocess", "threading",
-          "multiprocessing", "logging", "hashlib", "calendar", "socket", "shutil", "pathlib",
-          "signal", "asyncio", "ctypes", "gc", "inspect", "importlib", "pickle", "uuid",
-          "secrets", "open", "input", "exec", "eval", "compile", "__import__", "globals",
-          "locals", "breakpoint", "exit", "quit")
-
-
 def get_config() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
 
@@ -40,28 +32,33 @@ def get_config() -> ml_collections.ConfigDict:
         temperature=1.0,
         top_p=1.0,
         top_k=0,  # 0 = off
-        max_prompt_len=6144,  # longer prompts are cut from the left
+        max_prompt_len=6144,  # a longer prompt is re-drawn with other references, never cut
         max_new_tokens=8096,  # the paper's max response length
         prompt_bucket="pow2",  # prompt padding policy (azr_jax.sampling BUCKET_POLICIES)
         max_rows_per_call=0,  # >0: split sampler calls so one call's KV cache stays bounded
     ))
 
-    # Fields mirror azr_jax.selfplay.SelfPlayConfig, plus the batch size per group.
+    # Fields mirror azr_jax.selfplay.SelfPlayConfig, plus the batch size per group. The
+    # defaults are the official trainer's rules (docs/FIDELITY.md has one row per rule).
     c.selfplay = ml_collections.ConfigDict(dict(
         task_types=TASK_TYPES,
         batch_per_group=64,  # samples per (task type x role) group
         num_references=6,  # K reference triplets shown to the proposer
         num_rollouts=8,  # n solver rollouts to estimate a proposal's learnability
-        num_inputs=10,  # N inputs the induction proposer writes
-        induction_visible_fraction=0.5,  # induction pairs shown to the solver
-        buffer_capacity=0,  # 0 = unbounded
-        seed_file="",  # optional JSONL of extra seed triplets
-        seed_buffer_size=0,  # >0: fill buffers by self-proposing before training
-        format_error_reward=-1.0,  # unparsable response
-        failure_reward=-0.5,  # well-formed but invalid proposal / wrong answer
+        num_inputs=10,  # N inputs the induction proposer must write (exactly; last N kept)
+        induction_visible_fraction=0.5,  # induction pairs shown to the solver (official: half)
+        buffer_capacity=16384,  # official max_programs; a full buffer keeps its oldest
+        seed_file="",  # JSONL seed tasks (ours or the official formats); ","-separated list
+        seed_batch_factor=0,  # >0: seed buffers to batch_per_group x this before step 1
+        reward_rule="official",  # official | paper_text (proposer rule; see README)
+        format_error_reward=-1.0,  # unparsable; official rule: also an invalid proposal
+        failure_reward=-0.5,  # wrong answer; official rule: valid proposal, learnability 0
         correct_reward=1.0,
-        banned=BANNED,
-        timeout_s=5.0,  # per-program execution deadline
+        banned="official",  # official (12 modules, import-only, + "input(") | strict
+        banned_extra=(),  # more modules to ban on top of `banned`
+        timeout_s=10.0,  # per-program execution deadline (official: 10 s)
+        prompt_format="r1",  # r1 (plain text, assistant opens <think>) | chat (instruct models)
+        prompt_file="",  # JSON prompt pack (azr_jax/selfplay/prompt_pack.py lists the keys)
         system_prompt="",
     ))
 

@@ -22,7 +22,15 @@ def paper_config(preset: str, *, fsdp: int, tensor: int, micro_batches: int, dat
     c.selfplay.batch_per_group = 64  # per task type and role: 6 x 64 = 384 sequences/step
     c.selfplay.num_references = 6  # K
     c.selfplay.num_rollouts = 8  # n, learnability estimate
-    c.selfplay.num_inputs = 10  # induction inputs
+    c.selfplay.num_inputs = 10  # induction inputs: exactly 10 (the last 10 fences), 5 shown
+    c.selfplay.induction_visible_fraction = 0.5  # official: len // 2 shown, the rest hidden
+    # The official rules (docs/FIDELITY.md, one row each, with the official file and value):
+    c.selfplay.seed_batch_factor = 4  # seeding phase: 64 x 4 = 256 tasks per buffer first
+    c.selfplay.buffer_capacity = 16384  # max_programs; a full buffer keeps its oldest
+    c.selfplay.reward_rule = "official"  # invalid -1, learnability 0 -> -0.5, else 1 - s
+    c.selfplay.banned = "official"  # 12 modules, import statements only, plus "input("
+    c.selfplay.timeout_s = 10.0  # executor timeout
+    c.selfplay.prompt_format = "r1"  # base models: plain text, the assistant opens <think>
     c.sampling.temperature = 1.0
     c.sampling.top_p = 1.0
     c.sampling.top_k = 0

@@ -1,17 +1,23 @@
 """The bundled SmolLM2-135M-Instruct on CPU: a short real self-play run (what `make demo` runs).
 
 Sized to finish in minutes on a 2-core machine: 2 samples per (task type x role) group,
-responses up to 96 tokens, 3 steps, each answer started in the
-expected format (`prefix`). The buffers start from the identity seed plus twelve small
-programs (configs/seeds/demo.jsonl), so the references a 135M model imitates are varied. Temperature 0.8 (the paper uses 1.0) so a 135M model
-writes well-formed answers more often. Everything else follows configs/base.py.
+responses up to 96 tokens, 3 steps. The official rules as in configs/base.py (reward rule
+"official", banned list, parsing). Being an instruct model it gets its chat template
+(`prompt_format="chat"`) and the compact prompt pack (configs/prompts/compact.json), and
+each answer is started in the expected format (`prefix`: an empty think block, then the
+answer's opening), which a 135M model rarely finds unaided. The buffers start from the
+identity seed plus twelve small programs (configs/seeds/demo.jsonl), so the references it
+imitates are varied. Temperature 0.8 (the paper uses 1.0) so it writes well-formed answers
+more often. Everything else follows configs/base.py.
 """
 
 import os
 
 from configs import base
 
-SEED_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "seeds", "demo.jsonl")
+HERE = os.path.dirname(os.path.abspath(__file__))
+SEED_FILE = os.path.join(HERE, "seeds", "demo.jsonl")
+COMPACT_PROMPTS = os.path.join(HERE, "prompts", "compact.json")
 
 
 def get_config():
@@ -28,12 +34,16 @@ def get_config():
     c.selfplay.num_rollouts = 2
     c.selfplay.num_inputs = 4
     c.selfplay.seed_file = SEED_FILE
+    c.selfplay.prompt_format = "chat"  # an instruct model: its own chat template
+    c.selfplay.prompt_file = COMPACT_PROMPTS
     # Start each answer in the expected format: a 135M model rarely finds it unaided.
+    think = "<think>\n</think>\n<answer>\n"
     for t in ("deduction", "abduction"):
-        c.prefix[f"{t}_propose"] = "<answer>\n```python\ndef f("
-        c.prefix[f"{t}_solve"] = "<answer>"
-    c.prefix.induction_propose = "<answer>\n```input\n"
-    c.prefix.induction_solve = "<answer>\n```python\ndef f("
+        c.prefix[f"{t}_propose"] = think + "```python\ndef f("
+    c.prefix.deduction_solve = think + "```output\n"
+    c.prefix.abduction_solve = think + "```input\n"
+    c.prefix.induction_propose = think + "```input\n"
+    c.prefix.induction_solve = think + "```python\ndef f("
     c.optim.lr = 1e-6
     c.optim.micro_batches = 2
     c.executor.workers = 1

@@ -22,18 +22,21 @@ from azr_jax.selfplay import GROUPS
 
 
 def _canned(prompt_text: str, row: int) -> str | None:
-    """A well-formed response for the kind of prompt, for odd rows; None keeps the model's."""
+    """A well-formed response for the kind of prompt (configs/prompts/tiny.json), for odd
+    rows; None keeps the model's. The R1 prompt already opened the turn with <think>."""
     if row % 2 == 0:
         return None
-    if "input blocks and one message block" in prompt_text:  # induction proposer
-        return "<answer>```input\n1\n```\n```input\n'ab'\n```\n```message\nsame\n```</answer>"
-    if "holds the program and the input" in prompt_text:  # deduction/abduction proposer
+    if "and a ```message" in prompt_text:  # induction proposer: 4 inputs + a message
+        return ("ok</think><answer>```input\n1\n```\n```input\n'ab'\n```\n```input\n1\n```\n"
+                "```input\n[2]\n```\n```message\nsame\n```</answer>")
+    if "Propose a new" in prompt_text:  # deduction/abduction proposer
         k = row % 5
         body = f"x * {k}" if row % 3 else "undefined_name"  # some invalid (NameError)
-        return f"<answer>\n```python\ndef f(x):\n    return {body}\n```\n```input\n{row}\n```\n</answer>"
-    if "The answer holds the program" in prompt_text:  # induction solver
-        return "<answer>\n```python\ndef f(x):\n    return x\n```\n</answer>"
-    return "<answer>'Hello World'</answer>"  # deduction/abduction solver
+        return (f"ok</think><answer>\n```python\ndef f(x):\n    return {body}\n```\n"
+                f"```input\n{row}\n```\n</answer>")
+    if "give ```python" in prompt_text:  # induction solver
+        return "ok</think><answer>\n```python\ndef f(a):\n    return a\n```\n</answer>"
+    return "ok</think><answer>'Hello world'</answer>"  # deduction/abduction solver
 
 
 @pytest.fixture
@@ -63,8 +66,8 @@ def responder(monkeypatch):
 
 
 def test_tiny_cpu_training_steps(tmp_path, responder):
-    cfg = load_config("tiny_cpu", ["trainer.steps=3", "sampling.max_new_tokens=96",
-                                   "selfplay.seed_buffer_size=2"])
+    cfg = load_config("tiny_cpu", ["trainer.steps=3", "sampling.max_new_tokens=128",
+                                   "selfplay.seed_batch_factor=1"])
     workdir = str(tmp_path / "run")
     result = train(cfg, workdir)
     assert (result.start_step, result.end_step) == (0, 3)
@@ -97,8 +100,8 @@ def test_tiny_cpu_training_steps(tmp_path, responder):
 
     # a longer run continues from the checkpoint, now with overlap (staleness 1): rollouts
     # of step 5 sample with the parameters from before update 4, which the update donates
-    more = load_config("tiny_cpu", ["trainer.steps=5", "sampling.max_new_tokens=96",
-                                    "selfplay.seed_buffer_size=2",
+    more = load_config("tiny_cpu", ["trainer.steps=5", "sampling.max_new_tokens=128",
+                                    "selfplay.seed_batch_factor=1",
                                     "trainer.staleness=1", "trainer.checkpoint_every=10"])
     again = train(more, workdir)
     assert (again.start_step, again.end_step) == (3, 5)

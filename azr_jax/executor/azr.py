@@ -1,8 +1,15 @@
-"""AZR execution semantics, in one place: static checks, validation, grading.
+"""AZR execution semantics, in one place: ban lists, static checks, validation, grading.
 
 The ban list is policy (what tasks may use); the process sandbox is the security boundary.
-Outputs are ``repr`` of ``f(<input text>)``; values are compared after safe literal
-evaluation in the trainer process (``ast.literal_eval``, never ``eval``).
+``BAN_LISTS`` is the one place the lists live: self-play names one by
+``selfplay.banned`` ("official", the paper branch's 12 import-only modules plus any code
+containing ``input(``; or "strict"). The functions' own defaults are the strict list.
+
+Outputs are ``repr`` of ``f(<input text>)``, cut to 200 + "..." + 200 characters when
+longer than 400 (``truncate_output``, as the official executor does). A cut gold answer is
+compared as it is, so such tasks cannot be solved (the official effect). Deduction answers are compared as
+``eval(gold) == eval(answer)`` inside the sandbox with the program's names in scope, after a
+safe literal fast path in the trainer process.
 """
 
 from __future__ import annotations
@@ -12,7 +19,14 @@ import dataclasses
 
 from azr_jax.executor.pool import Job, SandboxPool
 
-# Modules whose use makes a task non-reproducible or reaches outside the program.
+# The official list (paper branch, utils/code_utils/checks.py + 7b.sh): import statements
+# only, a dotted component match; code containing ``input(`` fails too (python_executor.py).
+OFFICIAL_BANNED: frozenset[str] = frozenset({
+    "logging", "random", "multiprocessing", "pebble", "subprocess", "threading", "datetime",
+    "time", "hashlib", "hmac", "bcrypt", "calendar",
+})
+OFFICIAL_BANNED_TEXT: tuple[str, ...] = ("input(",)
+# The stricter list: modules whose use makes a task non-reproducible or reaches outside it.
 DEFAULT_BANNED: frozenset[str] = frozenset({
     "random", "time", "datetime", "os", "sys", "subprocess", "threading", "multiprocessing",
     "logging", "hashlib", "hmac", "calendar", "pebble", "secrets", "uuid", "socket", "shutil",
@@ -26,6 +40,25 @@ DEFAULT_BANNED_CALLS: frozenset[str] = frozenset({
     "locals", "vars", "exit", "quit", "help", "memoryview",
 })
 MAX_LITERAL_CHARS = 100_000
+OUTPUT_KEEP_CHARS = 200  # an output repr over 2x this is cut to head + "..." + tail
+
+
+@dataclasses.dataclass(frozen=True)
+class BanList:
+    """What a program may not use: imported modules, builtin names, substrings of its text."""
+
+    modules: frozenset[str]
+    calls: frozenset[str] = frozenset()
+    text: tuple[str, ...] = ()
+
+    def with_modules(self, extra) -> "BanList":
+        return dataclasses.replace(self, modules=self.modules | frozenset(extra))
+
+
+BAN_LISTS: dict[str, BanList] = {
+    "official": BanList(OFFICIAL_BANNED, frozenset(), OFFICIAL_BANNED_TEXT),
+    "strict": BanList(DEFAULT_BANNED, DEFAULT_BANNED_CALLS, ()),
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,13 +72,18 @@ class Validation:
 
 def check_program(code: str, banned: frozenset[str] | set[str] = DEFAULT_BANNED,
                   banned_calls: frozenset[str] | set[str] = DEFAULT_BANNED_CALLS,
-                  entry: str = "f") -> str | None:
+                  entry: str = "f", banned_text: tuple[str, ...] = ()) -> str | None:
     """Static checks on the AST. Returns None when the program is acceptable, else why not.
 
     Rules: it parses; it defines the top-level function ``entry`` exactly once; it imports
-    no banned module (any dotted prefix counts: ``os.path`` is banned by ``os``); it names no
-    banned builtin call and touches no banned module through an attribute of a dunder.
+    no banned module (a dotted prefix or any dotted component counts, as the official check
+    does: ``os.path`` is banned by ``os``, ``from x import time`` by ``time``); it names no
+    banned builtin call and touches no banned module through an attribute of a dunder;
+    its text contains none of ``banned_text``.
     """
+    for needle in banned_text:
+        if needle in code:
+            return f"banned text: {needle}"
     try:
         tree = ast.parse(code)
     except (SyntaxError, ValueError, MemoryError, RecursionError) as e:
@@ -65,9 +103,9 @@ def check_program(code: str, banned: frozenset[str] | set[str] = DEFAULT_BANNED,
             names = []
         for name in names:
             parts = name.split(".")
-            for i in range(1, len(parts) + 1):
-                if ".".join(parts[:i]) in banned:
-                    return f"banned import: {name}"
+            if any(".".join(parts[:i]) in banned for i in range(1, len(parts) + 1)) or \
+                    any(p in banned for p in parts):
+                return f"banned import: {name}"
         if isinstance(node, ast.Name) and node.id in banned_calls:
             return f"banned call: {node.id}"
         if isinstance(node, ast.Attribute) and node.attr in banned_calls | {
@@ -76,6 +114,17 @@ def check_program(code: str, banned: frozenset[str] | set[str] = DEFAULT_BANNED,
         if isinstance(node, ast.Name) and node.id == "__builtins__":
             return "banned name: __builtins__"
     return None
+
+
+def check_with(code: str, bans: BanList, entry: str = "f") -> str | None:
+    """``check_program`` with one ``BanList`` (what self-play passes everywhere)."""
+    return check_program(code, bans.modules, bans.calls, entry, bans.text)
+
+
+def truncate_output(text: str) -> str:
+    """The official executor's cut: over 400 characters -> first 200 + "..." + last 200."""
+    k = OUTPUT_KEEP_CHARS
+    return text if len(text) <= 2 * k else text[:k] + "..." + text[-k:]
 
 
 def _literal(text: str):
@@ -103,14 +152,15 @@ def outputs_equal(predicted_text: str, gold_text: str) -> bool:
 
 
 def validate_tasks(pool: SandboxPool, items: list[tuple[str, list[str]]], repeats: int = 2,
-                   banned: frozenset[str] | set[str] = DEFAULT_BANNED,
+                   bans: BanList = BAN_LISTS["strict"],
                    timeout: float | None = None) -> list[Validation]:
     """Validate proposals ``(code, [input_text, ...])``: static checks, then run every input
-    ``repeats`` times in one sandboxed child; all must succeed with equal outputs."""
+    ``repeats`` times in one sandboxed child; all must succeed with equal outputs. Outputs
+    come back cut by ``truncate_output``."""
     results: list[Validation | None] = [None] * len(items)
     jobs, where = [], []
     for i, (code, inputs) in enumerate(items):
-        reason = check_program(code, banned)
+        reason = check_with(code, bans)
         if reason is None and not inputs:
             reason = "no inputs"
         if reason is not None:
@@ -120,7 +170,7 @@ def validate_tasks(pool: SandboxPool, items: list[tuple[str, list[str]]], repeat
         where.append(i)
     for i, res in zip(where, pool.run(jobs, timeout=timeout)):
         if res.ok:
-            results[i] = Validation(True, [r.output for r in res.runs], None)
+            results[i] = Validation(True, [truncate_output(r.output) for r in res.runs], None)
         else:
             why = res.first_error or "non-deterministic"
             results[i] = Validation(False, [], why)
@@ -128,8 +178,33 @@ def validate_tasks(pool: SandboxPool, items: list[tuple[str, list[str]]], repeat
 
 
 def grade_deduction(predicted_output_text: str, gold_output_text: str) -> bool:
-    """Deduction: the predicted output equals the gold output as a value (no sandbox)."""
+    """Deduction fast path: equal as literals (no code runs; ``grade_deductions`` does the rest)."""
     return outputs_equal(predicted_output_text, gold_output_text)
+
+
+_DEDUCTION_CHECK = """
+def __azr_deduction_check():
+    return bool(eval({gold!r}) == eval({answer!r}))
+"""
+
+
+def grade_deductions(pool: SandboxPool, items: list[tuple[str, str, str]],
+                     timeout: float | None = None) -> list[bool]:
+    """Deduction ``(code, predicted_output_text, gold_output_text)``: correct iff
+    ``eval(gold) == eval(answer)`` with the program's names in scope (the official rule:
+    expressions count), run in the sandbox; equal literals are decided here without it."""
+    grades = [False] * len(items)
+    jobs, where = [], []
+    for i, (code, pred, gold) in enumerate(items):
+        if grade_deduction(pred, gold):
+            grades[i] = True
+            continue
+        jobs.append(Job(code + "\n" + _DEDUCTION_CHECK.format(gold=gold, answer=pred), [""],
+                        repeats=1, entry="__azr_deduction_check"))
+        where.append(i)
+    for i, res in zip(where, pool.run(jobs, timeout=timeout)):
+        grades[i] = bool(res.runs and res.runs[0].ok and res.runs[0].output == "True")
+    return grades
 
 
 def grade_abduction(pool: SandboxPool, items: list[tuple[str, str, str]],
@@ -142,18 +217,19 @@ def grade_abduction(pool: SandboxPool, items: list[tuple[str, str, str]],
 
 
 def grade_induction(pool: SandboxPool, items: list[tuple[str, list[str], list[str]]],
-                    banned: frozenset[str] | set[str] = DEFAULT_BANNED,
+                    bans: BanList = BAN_LISTS["strict"],
                     timeout: float | None = None) -> list[bool]:
     """Induction: the predicted program must pass the static checks and map every held-out
     input to its gold output."""
     grades = [False] * len(items)
     jobs, where = [], []
     for i, (code, inputs, golds) in enumerate(items):
-        if len(inputs) != len(golds) or not inputs or check_program(code, banned) is not None:
+        if len(inputs) != len(golds) or not inputs or check_with(code, bans) is not None:
             continue
         jobs.append(Job(code, list(inputs), repeats=1))
         where.append(i)
     for i, res in zip(where, pool.run(jobs, timeout=timeout)):
         golds = items[i][2]
-        grades[i] = all(r.ok and outputs_equal(r.output, g) for r, g in zip(res.runs, golds))
+        grades[i] = all(r.ok and outputs_equal(r.output, g)
+                        for r, g in zip(res.runs, golds))
     return grades

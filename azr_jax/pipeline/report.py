@@ -140,6 +140,18 @@ def _task_rows(tasks) -> str:
     return "".join(out)
 
 
+def _rules(config_text: str) -> str:
+    """The self-play rules in use, from the saved config (see docs/FIDELITY.md)."""
+    try:
+        sp_cfg = json.loads(config_text).get("selfplay", {})
+    except ValueError:
+        return ""
+    if "reward_rule" not in sp_cfg:
+        return ""
+    return (f" Reward rule: {html.escape(str(sp_cfg['reward_rule']))}; prompts: "
+            f"{html.escape(str(sp_cfg.get('prompt_format', '')))}.")
+
+
 def build_report(workdir: str, output: str | None = None) -> str:
     """Write workdir/report.html (or `output`) and return its path."""
     if not os.path.isdir(workdir):
@@ -154,7 +166,7 @@ def build_report(workdir: str, output: str | None = None) -> str:
         series = _series(rows, keys)
         if series:
             plots.append(svg_plot(title, series))
-    config = ""
+    config = ""  # the saved config.json text, shown at the end
     cfg_path = os.path.join(workdir, "config.json")
     if os.path.exists(cfg_path):
         with open(cfg_path) as f:
@@ -165,7 +177,7 @@ def build_report(workdir: str, output: str | None = None) -> str:
     doc = f"""<!DOCTYPE html><html><head><meta charset="utf-8"><title>AZR run report</title>
 <style>{_STYLE}</style><script>{_SCRIPT}</script></head><body>
 <h1>AZR run: {html.escape(os.path.abspath(workdir))}</h1>
-<p>{len(rows)} logged steps; {len(tasks)} proposed tasks, {n_valid} valid.</p>
+<p>{len(rows)} logged steps; {len(tasks)} proposed tasks, {n_valid} valid.{_rules(config)}</p>
 <h2>Training curves</h2><div class="plots">{''.join(plots) or '<p>No metrics yet.</p>'}</div>
 <h2>Last step</h2>{_summary_table(rows)}
 <h2>Proposed tasks</h2>

@@ -9,6 +9,7 @@ uninterrupted one exactly.
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 from typing import Any
 
@@ -52,10 +53,20 @@ class Rollout:
     task_rows: list  # proposals for tasks.jsonl
 
 
+def _render(ctx: RolloutContext, messages) -> str:
+    chat = lambda m: ctx.tokenizer.apply_chat_template(m, add_generation_prompt=True)  # noqa: E731
+    return sp.render_messages(messages, chat, ctx.selfplay)
+
+
 def _encode(ctx: RolloutContext, messages, prefix: str = "") -> list[int]:
-    text = ctx.tokenizer.apply_chat_template(list(messages), add_generation_prompt=True)
-    ids = ctx.tokenizer.encode(text + prefix, add_special_tokens=False)
-    return ids[-ctx.max_prompt_len:]  # keep the end: the instructions and the answer format
+    """Prompt tokens, never cut: a prompt over the limit is re-drawn by its builder."""
+    return ctx.tokenizer.encode(_render(ctx, messages) + prefix, add_special_tokens=False)
+
+
+def _fits(ctx: RolloutContext, task_type: str, role: str):
+    """Whether a prompt (messages) of this type and role fits ``max_prompt_len``."""
+    prefix = _prefix(ctx, task_type, role)
+    return lambda messages: len(_encode(ctx, messages, prefix)) <= ctx.max_prompt_len
 
 
 def _generate(ctx, params, prompts, key, num_samples=1):
@@ -81,29 +92,43 @@ def _generate(ctx, params, prompts, key, num_samples=1):
     return toks, lps, np.concatenate(pidx)
 
 
-def _decode(ctx, token_lists, prefixes=None):
+def _decode(ctx, token_lists, prefixes):
+    """Whole assistant turns: what the prompt opened them with (``<think>`` in the R1
+    format, then the configured prefix) + the sampled text; the parsers read these."""
+    start = sp.response_start(ctx.selfplay)
     texts = [ctx.tokenizer.decode(t, skip_special_tokens=True) for t in token_lists]
-    return [p + t for p, t in zip(prefixes, texts)] if prefixes else texts
+    return [start + p + t for p, t in zip(prefixes, texts)]
 
 
 def _prefix(ctx, task_type, role) -> str:
     return ctx.prefixes.get(f"{task_type}_{role}", "")
 
 
-def seed_buffers(ctx: RolloutContext, params, progress: bool) -> dict:
-    """The optional seeding phase (selfplay.seed_buffer_size > 0) with the initial policy."""
+def seeding_state_path(workdir: str) -> str:
+    """Where the seeding phase keeps its buffers between rounds (single-process runs; on a
+    pod every host must see the same state at once, so seeding restarts there instead)."""
+    return os.path.join(workdir, "seeding_buffers.json") if jax.process_count() == 1 else ""
+
+
+def seed_buffers(ctx: RolloutContext, params, progress: bool, state_path: str = "") -> dict:
+    """The seeding phase (selfplay.seed_batch_factor > 0) with the initial policy; with
+    ``state_path`` it survives a restart (see selfplay.seeding)."""
     counter = [0]
     params = prepare_params(params, ctx.model_cfg, ctx.mesh)  # one decode layout for all calls
 
-    def propose(messages_list):
+    def propose(requests):
         key = jax.random.fold_in(jax.random.PRNGKey(ctx.seed), 2**31 + counter[0])  # != steps
         counter[0] += 1
-        # (the seeding callback gets messages only, so response prefixes are not used here)
-        toks, _, _ = _generate(ctx, params, [_encode(ctx, m) for m in messages_list], key)
-        return _decode(ctx, toks)
+        pre = [_prefix(ctx, r.task_type, "propose") for r in requests]
+        prompts = [_encode(ctx, r.messages, p) for r, p in zip(requests, pre)]
+        toks, _, _ = _generate(ctx, params, prompts, key)
+        return _decode(ctx, toks, pre)
 
+    # one length check for all types: the propose prefixes differ only by type
+    fits = lambda m: all(_fits(ctx, t, "propose")(m) for t in ctx.selfplay.task_types)  # noqa
     return sp.seed_buffers(ctx.pool, ctx.buffers, propose, ctx.selfplay,
-                           np.random.default_rng([ctx.seed, 2**31]), progress=progress)
+                           np.random.default_rng([ctx.seed, 2**31]), progress=progress,
+                           state_path=state_path, fits=fits)
 
 
 def _task_row(step, result, rate, reward, response):
@@ -135,9 +160,10 @@ def run_rollout(ctx: RolloutContext, step: int, params) -> Rollout:
     k_prop, k_learn, k_solve = jax.random.split(key, 3)
     types = list(cfg.task_types)
 
-    # 1. propose
+    # 1. propose (a prompt over the length limit is re-drawn with other references)
     with ctx.timer("host_prompts"):
-        requests = [r for t in types for r in sp.proposer_requests(t, ctx.buffers, B, rng, cfg)]
+        requests = [r for t in types for r in sp.proposer_requests(
+            t, ctx.buffers, B, rng, cfg, fits=_fits(ctx, t, "propose"))]
         prop_pre = [_prefix(ctx, r.task_type, "propose") for r in requests]
         prop_prompts = [_encode(ctx, r.messages, p) for r, p in zip(requests, prop_pre)]
     prop_toks, prop_lps, _ = _generate(ctx, params, prop_prompts, k_prop)
@@ -148,41 +174,32 @@ def run_rollout(ctx: RolloutContext, step: int, params) -> Rollout:
         results = sp.validate_proposals(ctx.pool, requests, prop_texts, cfg)
 
     # 3. learnability: n solver rollouts per valid proposal
-    valid_idx = [i for i, r in enumerate(results) if r.outcome == sp.PASSED]
-    rates = {}
-    if valid_idx:
-        with ctx.timer("host_prompts"):
-            stasks = [sp.solver_task(results[i].request.task_type, results[i].task, cfg)
-                      for i in valid_idx]
-            pre = [_prefix(ctx, st.task_type, "solve") for st in stasks]
-            prompts = [_encode(ctx, st.messages, p) for st, p in zip(stasks, pre)]
-        toks, _, pidx = _generate(ctx, params, prompts, k_learn, num_samples=cfg.num_rollouts)
-        texts = _decode(ctx, toks, [pre[p] for p in pidx])
-        with ctx.timer("execute"):
-            answers = [sp.parse_answer(stasks[p].task_type, t) for p, t in zip(pidx, texts)]
-            correct = sp.grade_answers(ctx.pool, [stasks[p] for p in pidx], answers)
-        for j, i in enumerate(valid_idx):
-            rates[i] = sp.solve_rate([c for c, p in zip(correct, pidx) if p == j])
-    prop_rewards = [sp.proposer_composite(r.outcome, rates.get(i), cfg) for i, r in enumerate(results)]
+    rates = _learnability(ctx, params, results, k_learn)
+    prop_rewards = [sp.proposer_composite(r.outcome, rates.get(i), cfg)
+                    for i, r in enumerate(results)]
 
-    # 4. buffers grow; solver batch per type (new tasks first, filled from the buffer)
+    # 4. solver batch per type: the previous step's new tasks first, the rest from the
+    #    buffer (official max_new); then this step's valid tasks join the buffers
     with ctx.timer("host_prompts"):
-        new_tasks = sp.add_valid(ctx.buffers, results)
         solver_tasks = []
         for t in types:
-            solver_tasks += [sp.solver_task(t, task, cfg)
-                             for task in sp.fill_tasks(t, results, ctx.buffers, B, rng)]
+            solver_fits = _fits(ctx, t, "solve")
+            tasks = sp.fill_tasks(t, ctx.buffers, B, rng,
+                                  fits=lambda task: solver_fits(sp.solver_task(t, task, cfg).messages))
+            solver_tasks += [sp.solver_task(t, task, cfg) for task in tasks]
+        new_tasks = sp.add_valid(ctx.buffers, results)
         sol_pre = [_prefix(ctx, st.task_type, "solve") for st in solver_tasks]
         solve_prompts = [_encode(ctx, st.messages, p) for st, p in zip(solver_tasks, sol_pre)]
     sol_toks, sol_lps, _ = _generate(ctx, params, solve_prompts, k_solve)
     sol_texts = _decode(ctx, sol_toks, sol_pre)
     with ctx.timer("execute"):
         answers = [sp.parse_answer(st.task_type, t) for st, t in zip(solver_tasks, sol_texts)]
-        correct = sp.grade_answers(ctx.pool, solver_tasks, answers)
+        correct = sp.grade_answers(ctx.pool, solver_tasks, answers, cfg)
         outcomes = sp.answer_outcomes(answers, correct)
     sol_rewards = [sp.solver_composite(o, cfg) for o in outcomes]
 
-    # 5. rewards -> advantages over the 6 (type x role) groups -> batch
+    # 5. rewards -> advantages over the 6 (type x role) groups -> batch (the response token
+    #    lists carry each sample's length, the prompt token lists identify its prompt)
     with ctx.timer("host_batch"):
         groups = ([sp.group_id(r.request.task_type, "propose") for r in results]
                   + [sp.group_id(st.task_type, "solve") for st in solver_tasks])
@@ -197,6 +214,26 @@ def run_rollout(ctx: RolloutContext, step: int, params) -> Rollout:
                 for i, r in enumerate(results)]
     metrics["time/rollout"] = time.perf_counter() - t_start
     return Rollout(step=step, batch=batch, metrics=metrics, task_rows=rows)
+
+
+def _learnability(ctx, params, results, key) -> dict[int, float]:
+    """Solve rate of each valid proposal from ``num_rollouts`` solver samples (not trained)."""
+    cfg = ctx.selfplay
+    valid_idx = [i for i, r in enumerate(results) if r.outcome == sp.PASSED]
+    if not valid_idx:
+        return {}
+    with ctx.timer("host_prompts"):
+        stasks = [sp.solver_task(results[i].request.task_type, results[i].task, cfg)
+                  for i in valid_idx]
+        pre = [_prefix(ctx, st.task_type, "solve") for st in stasks]
+        prompts = [_encode(ctx, st.messages, p) for st, p in zip(stasks, pre)]
+    toks, _, pidx = _generate(ctx, params, prompts, key, num_samples=cfg.num_rollouts)
+    texts = _decode(ctx, toks, [pre[p] for p in pidx])
+    with ctx.timer("execute"):
+        answers = [sp.parse_answer(stasks[p].task_type, t) for p, t in zip(pidx, texts)]
+        correct = sp.grade_answers(ctx.pool, [stasks[p] for p in pidx], answers, cfg)
+    return {i: sp.solve_rate([c for c, p in zip(correct, pidx) if p == j])
+            for j, i in enumerate(valid_idx)}
 
 
 def _mean(xs):

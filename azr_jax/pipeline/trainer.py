@@ -20,7 +20,8 @@ from azr_jax.pipeline import config as config_lib
 from azr_jax.pipeline import setup as setup_lib
 from azr_jax.pipeline.metrics import MetricsWriter, PhaseTimer
 from azr_jax.pipeline.prefetch import DeviceActivity, RolloutQueue
-from azr_jax.pipeline.rollout import RolloutContext, run_rollout, seed_buffers
+from azr_jax.pipeline.rollout import (RolloutContext, run_rollout, seed_buffers,
+                                      seeding_state_path)
 from azr_jax.pipeline.tasklog import append_tasks, truncate_tasks_after
 from azr_jax.sharding import data_parallel_size
 
@@ -151,7 +152,8 @@ def train(cfg, workdir: str, *, rollout_fn=run_rollout) -> TrainResult:
         max_rows_per_call=cfg.sampling.max_rows_per_call)
     if start == 0 and env.selfplay.seed_buffer_size > 0:
         with timer("seeding"):
-            seed_buffers(ctx, state.params, progress=main and tcfg.progress)
+            seed_buffers(ctx, state.params, progress=main and tcfg.progress,
+                         state_path=seeding_state_path(workdir))
     every = max(1, tcfg.checkpoint_every)
     queue = RolloutQueue(lambda s, p: rollout_fn(ctx, s, p), start, tcfg.steps, tcfg.staleness,
                          is_boundary=lambda s: s % every == 0)

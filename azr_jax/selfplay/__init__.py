@@ -1,11 +1,12 @@
-"""azr_jax.selfplay: tasks, prompts, response parsing, buffers, rewards, TRR++ groups."""
+"""azr_jax.selfplay: tasks, task types (plug-ins), prompts, response parsing, buffers,
+rewards, TRR++ groups."""
 
 from azr_jax.selfplay.buffers import (IDENTITY_INDUCTION, IDENTITY_TRIPLET, Buffers, TaskBuffer,
                                       load_seed_file)
-from azr_jax.selfplay.config import DEFAULT_BANNED, TASK_TYPES, SelfPlayConfig
+from azr_jax.selfplay.config import REWARD_RULES, TASK_TYPES, SelfPlayConfig
 from azr_jax.selfplay.parsing import FormatError, Proposal, parse_answer, parse_proposal
 from azr_jax.selfplay.prompts import (ProposerRequest, proposer_requests, render_messages,
-                                      solver_task)
+                                      response_start, solver_task)
 from azr_jax.selfplay.rewards import (FAILED, FORMAT_ERROR, PASSED, composite_reward,
                                       learnability, proposer_composite, proposer_rewards,
                                       solve_rate, solver_composite, solver_rewards)
@@ -16,4 +17,5 @@ from azr_jax.selfplay.tasks import (GROUPS, NUM_GROUPS, ROLES, InductionTask, So
                                     group_id)
 
 __all__ = [n for n in dir() if not n.startswith("_") and n not in (
-    "buffers", "config", "parsing", "prompts", "rewards", "rounds", "seeding", "tasks")]
+    "buffers", "config", "parsing", "prompts", "rewards", "rounds", "seeding", "tasks",
+    "task_types", "prompt_pack")]

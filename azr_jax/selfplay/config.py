@@ -7,46 +7,60 @@ from typing import Any, Mapping
 
 from azr_jax.errors import UserError
 
+# The built-in task types (selfplay/task_types/ registers them, and any plug-in, by name).
 TASK_TYPES: tuple[str, ...] = ("deduction", "abduction", "induction")
 
-# Modules and calls a proposed program may not use (the executor enforces them).
-DEFAULT_BANNED: tuple[str, ...] = (
-    "random", "time", "datetime", "os", "sys", "subprocess", "threading",
-    "multiprocessing", "logging", "hashlib", "calendar", "socket", "shutil", "pathlib",
-    "signal", "asyncio", "ctypes", "gc", "inspect", "importlib", "pickle", "uuid", "secrets",
-    "open", "input", "exec", "eval", "compile", "__import__", "globals", "locals", "breakpoint",
-    "exit", "quit",
-)
+REWARD_RULES: tuple[str, ...] = ("official", "paper_text")
+PROMPT_FORMATS: tuple[str, ...] = ("r1", "chat")
 
 
 @dataclasses.dataclass(frozen=True)
 class SelfPlayConfig:
-    """All self-play numbers (paper defaults). Call ``validate()`` (``from_dict`` does)."""
+    """All self-play numbers (official trainer defaults, see docs/FIDELITY.md). Call
+    ``validate()`` (``from_dict`` does)."""
 
     task_types: tuple[str, ...] = TASK_TYPES
     batch_per_group: int = 64        # samples per (task type x role) group and step
     num_references: int = 6          # K reference triplets shown to the proposer
-    num_inputs: int = 10             # N inputs the induction proposer writes
+    num_inputs: int = 10             # N inputs the induction proposer must write (exactly)
     num_rollouts: int = 8            # n solver rollouts to estimate a task's solve rate
     induction_visible_fraction: float = 0.5  # share of induction pairs shown to the solver
-    buffer_capacity: int = 0         # max tasks per buffer (oldest dropped); 0 = unbounded
-    seed_file: str = ""              # optional JSONL of extra seed triplets
-    seed_buffer_size: int = 0        # model-proposed tasks to collect before training
-    format_error_reward: float = -1.0  # response that cannot be parsed
-    failure_reward: float = -0.5       # well-formed, but invalid task / wrong answer
+    buffer_capacity: int = 16384     # max tasks per buffer; when full, new ones are dropped
+    seed_file: str = ""              # optional JSONL of extra seed tasks (official formats too)
+    seed_batch_factor: int = 0       # >0: seed buffers to batch_per_group x this before step 1
+    reward_rule: str = "official"    # "official" (trainer code) | "paper_text" (paper prose)
+    format_error_reward: float = -1.0  # unparsable response (official: also invalid proposal)
+    failure_reward: float = -0.5       # wrong answer; official: valid proposal, learnability 0
     correct_reward: float = 1.0        # solver answer graded correct
-    banned: tuple[str, ...] = DEFAULT_BANNED
-    timeout_s: float = 5.0           # per-program execution deadline
+    banned: str = "official"         # a list in azr_jax.executor.azr.BAN_LISTS
+    banned_extra: tuple[str, ...] = ()  # more modules to ban on top of ``banned``
+    timeout_s: float = 10.0          # per-program execution deadline (official: 10 s)
+    prompt_format: str = "r1"        # "r1": plain-text conversation, assistant opens <think>;
+                                     # "chat": the tokenizer's chat template (instruct models)
+    prompt_file: str = ""            # JSON prompt pack overriding the built-in texts
     system_prompt: str = ""          # optional system message before every prompt
+
+    @property
+    def seed_buffer_size(self) -> int:
+        """Tasks per buffer the seeding phase collects before training (0 = no seeding)."""
+        return self.batch_per_group * self.seed_batch_factor
+
+    def bans(self):
+        """The ``azr_jax.executor.azr.BanList`` every check of this run uses."""
+        from azr_jax.executor.azr import BAN_LISTS
+
+        return BAN_LISTS[self.banned].with_modules(self.banned_extra)
 
     def validate(self) -> "SelfPlayConfig":
         """Raise UserError naming the first bad value; return self when all are fine."""
         if not self.task_types:
             raise UserError("selfplay.task_types is empty; use some of " + ", ".join(TASK_TYPES))
+        from azr_jax.selfplay.task_types import REGISTRY
+
         for t in self.task_types:
-            if t not in TASK_TYPES:
+            if t not in REGISTRY:
                 raise UserError(f"unknown task type {t!r} in selfplay.task_types; "
-                                f"known: {', '.join(TASK_TYPES)}")
+                                f"known: {', '.join(REGISTRY)}")
         if len(set(self.task_types)) != len(self.task_types):
             raise UserError(f"selfplay.task_types has duplicates: {list(self.task_types)}")
         for name in ("batch_per_group", "num_references", "num_inputs", "num_rollouts"):
@@ -55,14 +69,22 @@ class SelfPlayConfig:
         if self.num_inputs < 2:
             raise UserError("selfplay.num_inputs must be >= 2 (one pair shown, one held out), "
                             f"got {self.num_inputs}")
-        for name in ("buffer_capacity", "seed_buffer_size"):
+        from azr_jax.executor.azr import BAN_LISTS
+
+        for name, value, known in (("reward_rule", self.reward_rule, REWARD_RULES),
+                                   ("banned", self.banned, tuple(BAN_LISTS)),
+                                   ("prompt_format", self.prompt_format, PROMPT_FORMATS)):
+            if value not in known:
+                raise UserError(f"selfplay.{name}={value!r} is not one of {', '.join(known)}")
+        for name in ("buffer_capacity", "seed_batch_factor"):
             if getattr(self, name) < 0:
                 raise UserError(f"selfplay.{name} must be >= 0, got {getattr(self, name)}")
         if self.buffer_capacity and self.num_references > self.buffer_capacity:
             raise UserError(f"selfplay.num_references={self.num_references} is larger than "
                             f"selfplay.buffer_capacity={self.buffer_capacity}")
         if self.buffer_capacity and self.seed_buffer_size > self.buffer_capacity:
-            raise UserError(f"selfplay.seed_buffer_size={self.seed_buffer_size} is larger than "
+            raise UserError(f"selfplay.batch_per_group x seed_batch_factor = "
+                            f"{self.seed_buffer_size} is larger than "
                             f"selfplay.buffer_capacity={self.buffer_capacity}")
         if not 0.0 < self.induction_visible_fraction < 1.0:
             raise UserError("selfplay.induction_visible_fraction must be in (0, 1), "

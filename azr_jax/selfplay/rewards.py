@@ -1,4 +1,8 @@
-"""Rewards: solver 1/0, proposer learnability, and the composite training reward."""
+"""Rewards: solver 1/0, proposer learnability, and the composite training reward.
+
+Two rules for the proposer (``selfplay.reward_rule``): "official" (the default, the
+official trainer's code) and "paper_text" (the paper's prose); see docs/FIDELITY.md.
+"""
 
 from __future__ import annotations
 
@@ -31,7 +35,7 @@ def solver_reward(correct: bool) -> float:
 
 
 def composite_reward(outcome: str, role_reward: float, cfg: SelfPlayConfig) -> float:
-    """The training reward (official AZR rule, same for both roles).
+    """The solver's training reward, and the proposer's under ``reward_rule="paper_text"``.
 
     ``format_error`` -> cfg.format_error_reward (-1); ``failed`` -> cfg.failure_reward (-0.5);
     ``passed`` -> ``role_reward`` (proposer: learnability, may be 0; solver: pass
@@ -47,13 +51,33 @@ def composite_reward(outcome: str, role_reward: float, cfg: SelfPlayConfig) -> f
 
 
 def solver_composite(outcome: str, cfg: SelfPlayConfig) -> float:
-    """Solver training reward for one graded answer."""
+    """Solver training reward for one graded answer: -1 / -0.5 / +1 under both rules."""
     return composite_reward(outcome, cfg.correct_reward, cfg)
 
 
-def proposer_composite(outcome: str, rate: float | None, cfg: SelfPlayConfig) -> float:
-    """Proposer training reward; ``rate`` is the task's Monte-Carlo solve rate when valid."""
+def _proposer_official(outcome: str, rate: float | None, cfg: SelfPlayConfig) -> float:
+    # reward_managers.py, gen tasks: format_score 0 (unparsable OR invalid) -> -1; a valid
+    # task whose accuracy reward 1 - s is 0 (s = 0 or 1) -> -0.5; else 1 - s.
+    if outcome not in OUTCOMES:
+        raise ValueError(f"unknown outcome {outcome!r}; known: {', '.join(OUTCOMES)}")
+    if outcome != PASSED:
+        return cfg.format_error_reward
+    r = learnability(rate)
+    return r if r > 0 else cfg.failure_reward
+
+
+def _proposer_paper_text(outcome: str, rate: float | None, cfg: SelfPlayConfig) -> float:
+    # The paper's prose: unparsable -1, invalid -0.5, valid -> learnability (0 allowed).
     return composite_reward(outcome, learnability(rate) if outcome == PASSED else 0.0, cfg)
+
+
+PROPOSER_RULES = {"official": _proposer_official, "paper_text": _proposer_paper_text}
+
+
+def proposer_composite(outcome: str, rate: float | None, cfg: SelfPlayConfig) -> float:
+    """Proposer training reward under ``cfg.reward_rule``; ``rate`` is the task's
+    Monte-Carlo solve rate when valid."""
+    return PROPOSER_RULES[cfg.reward_rule](outcome, rate, cfg)
 
 
 def solver_rewards(outcomes: Sequence[str], cfg: SelfPlayConfig) -> list[float]:

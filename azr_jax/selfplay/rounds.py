@@ -1,31 +1,34 @@
 """One self-play round on the host: validate proposals, fill solver batches, grade answers.
 
-Pure data in, data out; the executor pool is passed in. The pipeline samples the model
-between these steps:
+Pure data in, data out; the executor pool is passed in; every per-type rule comes from the
+task type's registry entry (``task_types/``). The pipeline samples the model between
+these steps:
 
     reqs = proposer_requests(t, buffers, B, rng, cfg)          # prompts.py
     results = validate_proposals(pool, reqs, responses, cfg)   # here
-    add_valid(buffers, results)
-    tasks = fill_tasks(t, results, buffers, B, rng)            # solver batch of B tasks
+    tasks = fill_tasks(t, buffers, B, rng)                     # last round's new tasks first
+    add_valid(buffers, results)                                # -> buffers and .recent
     stasks = [solver_task(t, task, cfg) for task in tasks]
     answers = [parse_answer(t, text) for text in solver_texts]
-    correct = grade_answers(pool, stasks, answers)
+    correct = grade_answers(pool, stasks, answers, cfg)
     rewards -> rewards.py, advantages -> azr_jax.rl.advantages
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
+from azr_jax.errors import UserError
 from azr_jax.selfplay.buffers import Buffers
 from azr_jax.selfplay.config import SelfPlayConfig
-from azr_jax.selfplay.parsing import FormatError, Proposal, parse_proposal
+from azr_jax.selfplay.parsing import FormatError, Proposal
 from azr_jax.selfplay.prompts import ProposerRequest
 from azr_jax.selfplay.rewards import FAILED, FORMAT_ERROR, PASSED
-from azr_jax.selfplay.tasks import InductionTask, SolverTask, Task, Triplet
+from azr_jax.selfplay.task_types import get
+from azr_jax.selfplay.tasks import SolverTask, Task
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,142 +42,101 @@ class ProposalResult:
     reason: str = ""
 
 
-def banned_sets(cfg: SelfPlayConfig) -> tuple[frozenset[str], frozenset[str]]:
-    """``cfg.banned`` split into (modules, builtin calls) as the executor's checks take them;
-    the executor's own banned calls always stay banned."""
-    import builtins
-
-    from azr_jax.executor.azr import DEFAULT_BANNED_CALLS
-
-    calls = frozenset(n for n in cfg.banned if hasattr(builtins, n) or n in ("exit", "quit"))
-    return frozenset(cfg.banned) - calls, DEFAULT_BANNED_CALLS | calls
-
-
-def _dedup(items: Sequence[str]) -> list[str]:
-    return list(dict.fromkeys(items))
-
-
 def validate_proposals(pool, requests: Sequence[ProposerRequest], responses: Sequence[str],
                        cfg: SelfPlayConfig) -> list[ProposalResult]:
-    """Parse each response and validate the proposed task with the executor.
-
-    deduction/abduction: the program must pass ``check_program`` (one ``f``, nothing
-    banned) and run deterministically on the input. induction: the buffer program must run
-    on every proposed input (first ``cfg.num_inputs`` distinct ones), and at least two must
-    remain so one pair can be shown and one held out.
-    """
-    from azr_jax.executor.azr import check_program, validate_tasks
-
-    modules, calls = banned_sets(cfg)
+    """Parse each response with its type's parser and run its validation job in the
+    executor (``cfg.bans()``, determinism, ``cfg.timeout_s`` via the pool): every input
+    must run, twice, with equal outputs."""
+    from azr_jax.executor.azr import validate_tasks
 
     if len(requests) != len(responses):
         raise ValueError(f"{len(requests)} requests but {len(responses)} responses")
     results: list[ProposalResult | None] = [None] * len(requests)
-    jobs: list[tuple[int, Proposal, str, list[str]]] = []
+    jobs: list[tuple[int, Proposal, tuple[str, list[str]]]] = []
     for i, (req, text) in enumerate(zip(requests, responses)):
-        parsed = parse_proposal(req.task_type, text)
+        tt = get(req.task_type)
+        parsed = tt.parse_proposal(text, cfg.num_inputs)
         if isinstance(parsed, FormatError):
             results[i] = ProposalResult(req, parsed, FORMAT_ERROR, reason=parsed.reason)
             continue
-        if req.task_type == "induction":
-            program, inputs = req.program, _dedup(parsed.inputs)[: cfg.num_inputs]
-            if len(inputs) < 2:
-                results[i] = ProposalResult(req, parsed, FAILED,
-                                            reason="fewer than 2 distinct inputs")
-                continue
-        else:
-            program, inputs = parsed.program, [parsed.input]
-            problem = check_program(program, banned=modules, banned_calls=calls)
-            if problem:
-                results[i] = ProposalResult(req, parsed, FAILED, reason=problem)
-                continue
-        jobs.append((i, parsed, program, inputs))
-    checks = (validate_tasks(pool, [(prog, inputs) for _, _, prog, inputs in jobs], banned=modules)
-              if jobs else [])
-    for (i, parsed, program, inputs), v in zip(jobs, checks):
+        jobs.append((i, parsed, tt.validation_job(parsed, req)))
+    checks = validate_tasks(pool, [job for _, _, job in jobs], bans=cfg.bans()) if jobs else []
+    for (i, parsed, _), v in zip(jobs, checks):
         req = requests[i]
         if not v.ok:
             results[i] = ProposalResult(req, parsed, FAILED, reason=v.reason or "invalid")
-        elif req.task_type == "induction":
-            task = InductionTask(program, tuple(inputs), tuple(v.outputs), parsed.message)
-            results[i] = ProposalResult(req, parsed, PASSED, task=task)
         else:
-            results[i] = ProposalResult(req, parsed, PASSED,
-                                        task=Triplet(program, inputs[0], v.outputs[0]))
+            task = get(req.task_type).make_task(parsed, req, v.outputs)
+            results[i] = ProposalResult(req, parsed, PASSED, task=task)
     return results  # type: ignore[return-value]
 
 
-def validate_seeds(pool, triplets: Sequence[Triplet], cfg: SelfPlayConfig) -> list[Triplet]:
-    """Seed triplets checked by the executor, outputs recomputed; a seed that fails, or
-    whose given output differs from the executor's, is a UserError naming it."""
-    from azr_jax.errors import UserError
-    from azr_jax.executor.azr import check_program, outputs_equal, validate_tasks
+def validate_seeds(pool, tasks: Sequence[Task], cfg: SelfPlayConfig) -> list[Task]:
+    """Seed tasks checked by the executor, outputs recomputed; a seed that fails, or whose
+    given output differs from the executor's, is a UserError naming it."""
+    from azr_jax.executor.azr import outputs_equal, validate_tasks
 
-    modules, calls = banned_sets(cfg)
-    for t in triplets:
-        problem = check_program(t.program, banned=modules, banned_calls=calls)
-        if problem:
-            raise UserError(f"seed triplet with input {t.input!r} is invalid: {problem}")
-    checks = validate_tasks(pool, [(t.program, [t.input]) for t in triplets], banned=modules)
+    checks = validate_tasks(pool, [(t.program, list(t.call_inputs)) for t in tasks],
+                            bans=cfg.bans())
     out = []
-    for t, v in zip(triplets, checks):
+    for t, v in zip(tasks, checks):
         if not v.ok:
-            raise UserError(f"seed triplet with input {t.input!r} is invalid: {v.reason}")
-        if t.output and not outputs_equal(t.output, v.outputs[0]):
-            raise UserError(f"seed triplet with input {t.input!r} says output {t.output!r} "
-                            f"but the program returns {v.outputs[0]}")
-        out.append(Triplet(t.program, t.input, v.outputs[0]))
+            raise UserError(f"seed task with input(s) {list(t.call_inputs)!r} is invalid: "
+                            f"{v.reason}")
+        for g, o in zip(t.call_outputs, v.outputs):
+            if g and not outputs_equal(g, o):
+                raise UserError(f"seed task with input(s) {list(t.call_inputs)!r} says output "
+                                f"{g!r} but the program returns {o}")
+        out.append(t.with_outputs(v.outputs))
     return out
 
 
 def add_valid(buffers: Buffers, results: Sequence[ProposalResult]) -> int:
-    """Put every validated task into its type's buffer; returns how many were new."""
-    return sum(buffers[r.request.task_type].add(r.task) for r in results if r.outcome == PASSED)
+    """Append every validated task to its type's buffer (duplicates kept) and remember
+    them as that type's recent tasks (for each type proposed in ``results``); returns how
+    many were kept."""
+    added = 0
+    for t in dict.fromkeys(r.request.task_type for r in results):  # types proposed this round
+        new = [r.task for r in results if r.outcome == PASSED and r.request.task_type == t]
+        added += buffers[t].extend(new)
+        buffers.recent[t] = new
+    return added
 
 
-def fill_tasks(task_type: str, results: Sequence[ProposalResult], buffers: Buffers,
-               count: int, rng: np.random.Generator) -> list[Task]:
-    """``count`` tasks for the solver: this step's valid proposals first (in order), the
-    rest sampled from the buffer with replacement."""
-    tasks = [r.task for r in results if r.outcome == PASSED and r.request.task_type == task_type]
-    tasks = tasks[:count]
+def fill_tasks(task_type: str, buffers: Buffers, count: int, rng: np.random.Generator,
+               fits: Callable[[Task], bool] | None = None) -> list[Task]:
+    """``count`` tasks for the solver (official ``max_new``): the previous round's new
+    tasks first (a random subset when more), the rest sampled from the buffer. A task whose
+    prompt does not ``fit`` is replaced by another draw, never cut."""
+    fits = fits or (lambda task: True)
+    recent = buffers.recent.get(task_type, [])
+    order = rng.permutation(len(recent)) if len(recent) > count else range(len(recent))
+    tasks = [recent[i] for i in order if fits(recent[i])][:count]
+    buf = buffers[task_type]
+    for _ in range(20):
+        if len(tasks) >= count:
+            break
+        need = count - len(tasks)
+        tasks += [t for t in buf.sample(need, rng, replace=need > len(buf)) if fits(t)]
     if len(tasks) < count:
-        tasks += buffers[task_type].sample(count - len(tasks), rng, replace=True)
-    return tasks
+        raise UserError(f"too few {task_type} tasks fit sampling.max_prompt_len; raise it")
+    return tasks[:count]
 
 
 def grade_answers(pool, tasks: Sequence[SolverTask], answers: Sequence[str | FormatError],
-                  cfg: SelfPlayConfig | None = None) -> list[bool]:
-    """Grade parsed solver answers; a FormatError is never correct.
-
-    deduction: literal comparison with the gold output; abduction: run the program on the
-    predicted input and compare with the gold output; induction: run the predicted program
-    on the held-out inputs, all outputs must match (and obey ``cfg.banned``; default
-    config when None).
-    """
-    from azr_jax.executor.azr import grade_abduction, grade_deduction, grade_induction
-
-    modules, _ = banned_sets(cfg or SelfPlayConfig())
-
+                  cfg: SelfPlayConfig) -> list[bool]:
+    """Grade parsed solver answers with each type's grader and the run's config; a
+    FormatError is never correct."""
     if len(tasks) != len(answers):
         raise ValueError(f"{len(tasks)} tasks but {len(answers)} answers")
     correct = [False] * len(tasks)
-    abd, ind = [], []
+    by_type: dict[str, list[int]] = {}
     for i, (st, ans) in enumerate(zip(tasks, answers)):
-        if isinstance(ans, FormatError):
-            continue
-        if st.task_type == "deduction":
-            correct[i] = bool(grade_deduction(ans, st.task.output))
-        elif st.task_type == "abduction":
-            abd.append((i, (st.task.program, ans, st.task.output)))
-        else:
-            ind.append((i, (ans, [x for x, _ in st.heldout], [y for _, y in st.heldout])))
-    if abd:
-        for (i, _), ok in zip(abd, grade_abduction(pool, [job for _, job in abd])):
-            correct[i] = bool(ok)
-    if ind:
-        graded = grade_induction(pool, [job for _, job in ind], banned=modules)
-        for (i, _), ok in zip(ind, graded):
+        if not isinstance(ans, FormatError):
+            by_type.setdefault(st.task_type, []).append(i)
+    for t, idx in by_type.items():
+        graded = get(t).grade(pool, [tasks[i] for i in idx], [answers[i] for i in idx], cfg)
+        for i, ok in zip(idx, graded):
             correct[i] = bool(ok)
     return correct
 

@@ -1,7 +1,16 @@
-"""Optional seeding phase: the model proposes tasks until every buffer holds enough."""
+"""The seeding phase (official ``seed_batch_factor``): before step 1 the initial policy
+proposes tasks from the identity seed until each buffer holds batch x factor tasks.
+
+As in the official trainer, the triplet types share one seed pool (a valid deduction or
+abduction proposal seeds both buffers) and run first; induction then proposes from the
+seeded programs. With ``state_path`` the buffers are written there (atomically) after
+every round and read back on a restart, so a preempted seeding phase resumes where it was.
+"""
 
 from __future__ import annotations
 
+import json
+import os
 from typing import Callable, Sequence
 
 import numpy as np
@@ -10,16 +19,36 @@ from tqdm.auto import tqdm
 from azr_jax.errors import UserError
 from azr_jax.selfplay.buffers import Buffers
 from azr_jax.selfplay.config import SelfPlayConfig
-from azr_jax.selfplay.prompts import Messages, proposer_requests
-from azr_jax.selfplay.rounds import add_valid, validate_proposals
+from azr_jax.selfplay.prompts import ProposerRequest, proposer_requests
+from azr_jax.selfplay.rewards import PASSED
+from azr_jax.selfplay.rounds import validate_proposals
+from azr_jax.selfplay.task_types import get
 
-# Given proposer prompts (chat messages), return one response text per prompt.
-ProposeFn = Callable[[Sequence[Messages]], Sequence[str]]
+# Given proposer requests, return each one's whole assistant turn (prompt opening included).
+ProposeFn = Callable[[Sequence[ProposerRequest]], Sequence[str]]
+
+
+def load_state(path: str, buffers: Buffers) -> bool:
+    """Replace ``buffers``' contents with a saved seeding state; False when there is none."""
+    if not path or not os.path.exists(path):
+        return False
+    with open(path) as f:
+        saved = Buffers.from_dict(json.load(f))
+    buffers.by_type, buffers.recent = saved.by_type, saved.recent
+    return True
+
+
+def save_state(path: str, buffers: Buffers) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(buffers.to_dict(), f)
+    os.replace(tmp, path)
 
 
 def seed_buffers(pool, buffers: Buffers, propose: ProposeFn, cfg: SelfPlayConfig,
                  rng: np.random.Generator, *, batch_size: int | None = None,
-                 max_rounds: int = 100, progress: bool = True) -> dict[str, int]:
+                 max_rounds: int = 100, progress: bool = True, state_path: str = "",
+                 fits=None) -> dict[str, int]:
     """Propose and validate batches until each buffer holds ``cfg.seed_buffer_size`` tasks.
 
     Returns the final buffer sizes. Raises UserError when ``max_rounds`` batches were not
@@ -27,23 +56,32 @@ def seed_buffers(pool, buffers: Buffers, propose: ProposeFn, cfg: SelfPlayConfig
     """
     target = cfg.seed_buffer_size
     batch_size = batch_size or cfg.batch_per_group
-    bar = tqdm(total=target * len(cfg.task_types), desc="seeding buffers", disable=not progress)
-    done = lambda: sum(min(len(buffers[t]), target) for t in cfg.task_types)  # noqa: E731
-    bar.update(done())
+    load_state(state_path, buffers)
+    types = list(cfg.task_types)
+    triplet_first = sorted(types, key=lambda t: not get(t).triplet)
+    done = lambda: sum(min(len(buffers[t]), target) for t in types)  # noqa: E731
+    bar = tqdm(total=target * len(types), initial=done(), desc="seeding buffers",
+               disable=not progress)
     for _ in range(max_rounds):
-        short = [t for t in cfg.task_types if len(buffers[t]) < target]
+        short = [t for t in triplet_first if len(buffers[t]) < target]
         if not short:
             break
+        if get(short[0]).triplet:  # triplets first; induction needs their programs
+            short = [t for t in short if get(t).triplet]
         for t in short:
-            reqs = proposer_requests(t, buffers, batch_size, rng, cfg)
-            texts = propose([r.messages for r in reqs])
+            reqs = proposer_requests(t, buffers, batch_size, rng, cfg, fits=fits)
+            results = validate_proposals(pool, reqs, propose(reqs), cfg)
             before = done()
-            add_valid(buffers, validate_proposals(pool, reqs, texts, cfg))
+            buffers.add_tasks(r.task for r in results if r.outcome == PASSED)
             bar.update(done() - before)
+        if state_path:
+            save_state(state_path, buffers)
     bar.close()
+    buffers.recent = {t: [] for t in buffers.by_type}  # seeds are not "new" for step 1
     sizes = buffers.sizes()
-    short = {t: sizes[t] for t in cfg.task_types if sizes[t] < target}
+    short = {t: sizes[t] for t in types if sizes[t] < target}
     if short:
         raise UserError(f"seeding stopped after {max_rounds} rounds with buffers {short} below "
-                        f"selfplay.seed_buffer_size={target}")
+                        f"{target} (selfplay.batch_per_group x seed_batch_factor); rerun the "
+                        f"same command to go on from here")
     return sizes

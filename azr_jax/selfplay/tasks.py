@@ -15,24 +15,21 @@ from azr_jax.selfplay.config import TASK_TYPES
 
 ROLES: tuple[str, ...] = ("propose", "solve")
 
-# (task type, role) -> group id; TRR++ normalises advantages within each group.
+# (task type, role) -> group id; TRR++ normalises advantages within each group. The three
+# built-in types give 6 groups; a registered plug-in type gets the ids after them.
 GROUPS: tuple[tuple[str, str], ...] = tuple((t, r) for t in TASK_TYPES for r in ROLES)
 NUM_GROUPS = len(GROUPS)
 
 
 def group_id(task_type: str, role: str) -> int:
-    """Index of the (task type, role) group, in [0, 6)."""
-    try:
-        return GROUPS.index((task_type, role))
-    except ValueError:
+    """Index of the (task type, role) group: [0, 6) for the built-in types."""
+    from azr_jax.selfplay.task_types import REGISTRY
+
+    types = list(TASK_TYPES) + [t for t in REGISTRY if t not in TASK_TYPES]
+    if task_type not in types or role not in ROLES:
         raise UserError(f"no group for task type {task_type!r} and role {role!r}; task types: "
-                        f"{', '.join(TASK_TYPES)}; roles: {', '.join(ROLES)}") from None
-
-
-def check_task_type(task_type: str) -> str:
-    if task_type not in TASK_TYPES:
-        raise UserError(f"unknown task type {task_type!r}; known: {', '.join(TASK_TYPES)}")
-    return task_type
+                        f"{', '.join(types)}; roles: {', '.join(ROLES)}")
+    return types.index(task_type) * len(ROLES) + ROLES.index(role)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,9 +40,16 @@ class Triplet:
     input: str
     output: str
 
-    def key(self) -> tuple[str, ...]:
-        """Identity for de-duplication (the output follows from program and input)."""
-        return (self.program.strip(), self.input.strip())
+    @property
+    def call_inputs(self) -> tuple[str, ...]:
+        return (self.input,)
+
+    @property
+    def call_outputs(self) -> tuple[str, ...]:
+        return (self.output,)
+
+    def with_outputs(self, outputs) -> "Triplet":
+        return dataclasses.replace(self, output=str(outputs[0]))
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -68,8 +72,16 @@ class InductionTask:
         if len(self.inputs) != len(self.outputs):
             raise ValueError(f"{len(self.inputs)} inputs but {len(self.outputs)} outputs")
 
-    def key(self) -> tuple[str, ...]:
-        return (self.program.strip(),) + tuple(i.strip() for i in self.inputs)
+    @property
+    def call_inputs(self) -> tuple[str, ...]:
+        return self.inputs
+
+    @property
+    def call_outputs(self) -> tuple[str, ...]:
+        return self.outputs
+
+    def with_outputs(self, outputs) -> "InductionTask":
+        return dataclasses.replace(self, outputs=tuple(map(str, outputs)))
 
     def to_dict(self) -> dict[str, Any]:
         return {"program": self.program, "inputs": list(self.inputs),
@@ -83,9 +95,20 @@ class InductionTask:
 
 Task = Triplet | InductionTask
 
-# task type -> the kind of task its buffer holds.
-TASK_CLASSES: dict[str, type] = {"deduction": Triplet, "abduction": Triplet,
-                                 "induction": InductionTask}
+
+
+def task_from_seed_row(row: Mapping[str, Any]) -> Task:
+    """A seed-file row in our or the official formats: a triplet ``{"program" | "snippet" |
+    "code", "input"[, "output"]}`` or an induction task ``{..., "inputs"[, "outputs"],
+    "message"}``; missing outputs stay empty until the executor computes them."""
+    prog = next((row[k] for k in ("program", "snippet", "code") if k in row), None)
+    if prog is None:
+        raise KeyError("program (or snippet/code)")
+    if "inputs" in row:
+        inputs = tuple(map(str, row["inputs"]))
+        outputs = tuple(map(str, row.get("outputs") or [""] * len(inputs)))
+        return InductionTask(str(prog), inputs, outputs, str(row.get("message", "")))
+    return Triplet(str(prog), str(row["input"]), str(row.get("output", "")))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,0 +1,88 @@
+"""Induction: given half of a program's input/output pairs and a message, write the program."""
+
+from __future__ import annotations
+
+import re
+from typing import Sequence
+
+import numpy as np
+
+from azr_jax.selfplay.parsing import (CODE_LANGS, FormatError, Proposal, answer_content,
+                                      blocks_of)
+from azr_jax.selfplay.prompts import ProposerRequest, banned_text, messages_for
+from azr_jax.selfplay.task_types.base import TaskType, register
+from azr_jax.selfplay.task_types.triplet import IDENTITY_PROGRAM
+from azr_jax.selfplay.tasks import InductionTask, SolverTask
+
+# The official induction seed (azr_ray_trainer.py): the identity on six values.
+_IDENTITY_VALUES = ('"Hello world"', "1", "dict(a=1, b=2)", "(1.1, 1.2, 1.3)",
+                    '"[[1, 0, 0], [0, 0, 0], [0, 0, 0]]"', "1001101100010001")
+_IDENTITY_OUTPUTS = ("'Hello world'", "1", "{'a': 1, 'b': 2}", "(1.1, 1.2, 1.3)",
+                     "'[[1, 0, 0], [0, 0, 0], [0, 0, 0]]'", "1001101100010001")
+IDENTITY_INDUCTION = InductionTask(IDENTITY_PROGRAM, _IDENTITY_VALUES, _IDENTITY_OUTPUTS,
+                                   "Write a function that returns whatever you input")
+_MESSAGE_FALLBACKS = (r"<message>\s*(.*?)\s*</message>", r"# Message:\s*(.*?)(?=\n```|$)")
+
+
+class Induction(TaskType):
+    name = "induction"
+    task_class = InductionTask
+
+    def proposer_request(self, buffers, rng: np.random.Generator, cfg) -> ProposerRequest:
+        program = buffers.sample_programs(1, rng)[0]  # uniform, duplicates kept
+        user = self.template(cfg, "propose").format(
+            program=program, num_inputs=cfg.num_inputs, banned=banned_text(cfg))
+        return ProposerRequest(self.name, messages_for(cfg, user), program=program)
+
+    def parse_proposal(self, text: str, num_inputs: int) -> Proposal | FormatError:
+        # at least N input fences, the last N kept (duplicates allowed), and a message
+        content = answer_content(text)
+        if isinstance(content, FormatError):
+            return content
+        inputs = blocks_of(content, ("input",))
+        if len(inputs) < num_inputs:
+            return FormatError(f"{len(inputs)} ```input blocks, {num_inputs} required")
+        messages = blocks_of(content, ("message",))
+        for pattern in _MESSAGE_FALLBACKS:
+            messages = messages or re.findall(pattern, content, re.DOTALL | re.IGNORECASE)
+        if not messages:
+            return FormatError("no ```message block in the answer")
+        return Proposal(self.name, inputs=tuple(inputs[-num_inputs:]),
+                        message=messages[0].strip())
+
+    def validation_job(self, proposal: Proposal, request) -> tuple[str, list[str]]:
+        return request.program, list(proposal.inputs)  # every input must run
+
+    def make_task(self, proposal: Proposal, request, outputs: Sequence[str]) -> InductionTask:
+        return InductionTask(request.program, proposal.inputs, tuple(outputs), proposal.message)
+
+    def solver_task(self, task: InductionTask, cfg) -> SolverTask:
+        pairs = tuple(zip(task.inputs, task.outputs))
+        k = cfg.num_visible(len(pairs))  # official: len // 2 shown, the rest hidden
+        visible, heldout = pairs[:k], pairs[k:]
+        shown = "\n".join(f"```input\n{i}\n```\n```output\n{o}\n```" for i, o in visible)
+        user = self.template(cfg, "solve").format(message=task.message.strip(), pairs=shown,
+                                                  banned=banned_text(cfg))
+        return SolverTask(self.name, task, messages_for(cfg, user), visible=visible,
+                          heldout=heldout)
+
+    def parse_answer(self, text: str) -> str | FormatError:
+        content = answer_content(text)
+        if isinstance(content, FormatError):
+            return content
+        codes = blocks_of(content, CODE_LANGS)
+        return codes[-1] if codes else FormatError("no ```python block in the answer")
+
+    def grade(self, pool, tasks, answers, cfg) -> list[bool]:
+        # binary: every hidden pair must come out right
+        from azr_jax.executor.azr import grade_induction
+
+        items = [(a, [x for x, _ in st.heldout], [y for _, y in st.heldout])
+                 for st, a in zip(tasks, answers)]
+        return grade_induction(pool, items, bans=cfg.bans())
+
+    def seeds(self) -> list[InductionTask]:
+        return [IDENTITY_INDUCTION]
+
+
+INDUCTION = register(Induction())

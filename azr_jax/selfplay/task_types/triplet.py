@@ -1,0 +1,61 @@
+"""What deduction and abduction share: triplet tasks, proposed from K references."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from azr_jax.selfplay.parsing import (CODE_LANGS, FormatError, Proposal, answer_content,
+                                      blocks_of, program_as_f)
+from azr_jax.selfplay.prompts import (ProposerRequest, banned_text, messages_for, pack_of)
+from azr_jax.selfplay.task_types.base import TaskType
+from azr_jax.selfplay.tasks import SolverTask, Triplet
+
+# The official seed (azr_ray_trainer.py): the identity on one string.
+IDENTITY_PROGRAM = "def f(a):\n    return a"
+IDENTITY_TRIPLET = Triplet(IDENTITY_PROGRAM, '"Hello world"', "'Hello world'")
+
+
+class TripletType(TaskType):
+    task_class = Triplet
+    triplet = True
+
+    def proposer_request(self, buffers, rng: np.random.Generator, cfg) -> ProposerRequest:
+        # K references, uniform without replacement over the whole buffer (duplicates kept)
+        refs = tuple(buffers[self.name].sample(cfg.num_references, rng))
+        pack = pack_of(cfg)
+        blocks = "\n\n".join(pack["reference"].format(index=i + 1, program=t.program,
+                                                      input=t.input, output=t.output)
+                             for i, t in enumerate(refs))
+        user = self.template(cfg, "propose").format(
+            references=blocks, num_references=len(refs), banned=banned_text(cfg))
+        return ProposerRequest(self.name, messages_for(cfg, user), references=refs)
+
+    def parse_proposal(self, text: str, num_inputs: int) -> Proposal | FormatError:
+        # the first code fence and the first input fence; other fences are ignored
+        content = answer_content(text)
+        if isinstance(content, FormatError):
+            return content
+        codes, inputs = blocks_of(content, CODE_LANGS), blocks_of(content, ("input",))
+        if not codes:
+            return FormatError("no ```python block in the answer")
+        if not inputs:
+            return FormatError("no ```input block in the answer")
+        program = program_as_f(codes[0])
+        if isinstance(program, FormatError):
+            return program
+        return Proposal(self.name, program=program, inputs=(inputs[0],))
+
+    def validation_job(self, proposal: Proposal, request) -> tuple[str, list[str]]:
+        return proposal.program, [proposal.input]
+
+    def make_task(self, proposal: Proposal, request, outputs: Sequence[str]) -> Triplet:
+        return Triplet(proposal.program, proposal.input, outputs[0])
+
+    def seeds(self) -> list[Triplet]:
+        return [IDENTITY_TRIPLET]
+
+    def _solver(self, task: Triplet, cfg, **fields) -> SolverTask:
+        user = self.template(cfg, "solve").format(program=task.program, **fields)
+        return SolverTask(self.name, task, messages_for(cfg, user))

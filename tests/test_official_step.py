@@ -1,0 +1,125 @@
+"""End to end under the official rules: scripted responses stand in for the sampler, and one
+real training step (configs/tiny_cpu.py: R1 prompts, real sandbox, rewards, TRR++, sharded
+update) runs. Its rewards and advantages must equal the values worked out by hand below."""
+
+
+import numpy as np
+import pytest
+
+from azr_jax.pipeline import rollout as rollout_mod
+from azr_jax.pipeline.config import load_config
+from azr_jax.pipeline.trainer import train
+from azr_jax.sampling.sampler import SampleOutput
+from azr_jax.tokenizer import tiny_tokenizer
+
+BANNED = "import random\ndef f(x):\n    return random.random()"
+NO_THINK_END = "I think <answer>1</answer>"  # no </think>: a format error
+# What each kind of prompt gets, row by row (the turn already opened with "<think>").
+# Identity seed: def f(a): return a on "Hello world"; its induction seed has 6 pairs.
+SCRIPT = {
+    # 1. proposals (one call, 2 per type)
+    "propose_deduction": ["```python\ndef double(x):\n    return x * 2\n```\n```input\n3\n```",
+                          f"```python\n{BANNED}\n```\n```input\n1\n```"],   # invalid: -1
+    "propose_abduction": ["```python\ndef f(x):\n    return x + 1\n```\n```input\n1\n```",
+                          NO_THINK_END],                                   # unparsable: -1
+    "propose_induction": ["".join(f"```input\n{i}\n```\n" for i in (1, 2, 2, "'z'"))
+                          + "```message\nsame\n```",
+                          "```input\n1\n```\n```message\nm\n```"],         # 1 of 4 inputs: -1
+    # 2. learnability (2 rollouts per valid proposal)
+    "learn_deduction": ["```output\n6\n```", "```output\n7\n```"],        # s = 1/2 -> 0.5
+    "learn_abduction": ["```input\n1\n```", "```input\n0 + 1\n```"],      # s = 1 -> -0.5
+    "learn_induction": ["```python\ndef f(x):\n    return 0\n```"] * 2,    # s = 0 -> -0.5
+    # 3. solver batch: nothing new last step, so both tasks are the identity seed
+    "solve_deduction": ["```output\n'Hello world'\n```", "```output\n'bye'\n```"],  # 1, -0.5
+    "solve_abduction": ["```input\n'Hello world'\n```", NO_THINK_END],             # 1, -1
+    "solve_induction": ["```python\ndef f(a):\n    return a\n```",
+                        "```python\ndef f(a):\n    return 1\n```"],                # 1, -0.5
+}
+REWARDS = [0.5, -1.0, -0.5, -1.0, -0.5, -1.0,   # propose: deduction, abduction, induction
+           1.0, -0.5, 1.0, -1.0, 1.0, -0.5]     # solve: deduction, abduction, induction
+MARKERS = [("propose_deduction", "new deduction task"), ("propose_abduction", "new abduction task"),
+           ("propose_induction", "and a ```message"), ("solve_deduction", "give ```output"),
+           ("solve_abduction", "give ```input"), ("solve_induction", "give ```python")]
+
+
+def _kind(prompt_text: str, num_samples: int) -> str:
+    kind = next(k for k, marker in MARKERS if marker in prompt_text)
+    return kind.replace("solve", "learn") if num_samples > 1 else kind
+
+
+def _response(kind: str, k: int) -> str:
+    body = SCRIPT[kind][k]
+    return body if body == NO_THINK_END else f"ok</think><answer>{body}</answer>"
+
+
+@pytest.fixture
+def scripted(monkeypatch):
+    tok = tiny_tokenizer()
+    lengths_by_kind: dict[str, list[int]] = {}
+
+    def sample(params, cfg, prompts, key, sampling, mesh=None):
+        n = sampling.num_samples
+        rows = len(prompts) * n
+        tokens = np.full((rows, sampling.max_new_tokens), sampling.pad_token_id, np.int32)
+        logprobs = np.zeros((rows, sampling.max_new_tokens), np.float32)
+        lengths = np.zeros((rows,), np.int32)
+        seen: dict[str, int] = {}
+        for r in range(rows):
+            kind = _kind(tok.decode(prompts[r // n], skip_special_tokens=False), n)
+            k = seen[kind] = seen.get(kind, -1) + 1
+            ids = tok.encode(_response(kind, k)) + [sampling.stop_token_ids[0]]
+            assert len(ids) <= sampling.max_new_tokens
+            tokens[r, : len(ids)], logprobs[r, : len(ids)], lengths[r] = ids, -1.0, len(ids)
+            lengths_by_kind.setdefault(kind, []).append(len(ids))
+        return SampleOutput(tokens, logprobs, lengths, np.repeat(np.arange(len(prompts)), n))
+
+    monkeypatch.setattr(rollout_mod, "sample", sample)
+    return lengths_by_kind
+
+
+def _hand_advantages(rewards, lengths):
+    """Per (type, role) group of 2: the official token whitening, every token carrying its
+    response's reward: (R - token mean) / sqrt(unbiased token variance + 1e-8)."""
+    out = []
+    for g in range(0, len(rewards), 2):
+        (a, b), (la, lb) = rewards[g:g + 2], lengths[g:g + 2]
+        mean = (la * a + lb * b) / (la + lb)
+        var = (la * (a - mean) ** 2 + lb * (b - mean) ** 2) / (la + lb - 1)
+        out += [(a - mean) / np.sqrt(var + 1e-8), (b - mean) / np.sqrt(var + 1e-8)]
+    return out
+
+
+def test_one_official_training_step(tmp_path, scripted):
+    cfg = load_config("tiny_cpu", ["trainer.steps=1", "selfplay.batch_per_group=2",
+                                   "sampling.max_new_tokens=128"])
+    assert cfg.selfplay.reward_rule == "official" and cfg.selfplay.prompt_format == "r1"
+    captured = []
+
+    def rollout_fn(ctx, step, params):
+        captured.append(rollout_mod.run_rollout(ctx, step, params))
+        return captured[-1]
+
+    result = train(cfg, str(tmp_path / "run"), rollout_fn=rollout_fn)
+    (ro,) = captured
+    order = ["propose_deduction", "propose_abduction", "propose_induction",
+             "solve_deduction", "solve_abduction", "solve_induction"]
+    lengths = [n for kind in order for n in scripted[kind]]
+    want = _hand_advantages(REWARDS, lengths)
+    m = ro.metrics
+    for i, (t, role) in enumerate([(t, r) for r in ("propose", "solve")
+                                   for t in ("deduction", "abduction", "induction")]):
+        pair = slice(2 * i, 2 * i + 2)
+        assert m[f"reward/{t}_{role}"] == pytest.approx(np.mean(REWARDS[pair])), (t, role)
+        # a pair of advantages is fixed by its mean and (population) std
+        assert m[f"adv_mean/{t}_{role}"] == pytest.approx(np.mean(want[pair]), abs=1e-6)
+        assert m[f"adv_std/{t}_{role}"] == pytest.approx(np.std(want[pair]), rel=1e-5)
+    # the update batch holds the same advantages (its rows may be laid out by group)
+    got = ro.batch["advantages_b"][ro.batch["loss_mask_bt"].sum(axis=1) > 0]
+    np.testing.assert_allclose(np.sort(got), np.sort(want), rtol=1e-5, atol=1e-6)
+    assert m["valid_rate/deduction"] == 0.5 and m["learnability_rate/abduction"] == 1.0
+    assert np.isfinite(result.last_metrics["loss"])
+    # the valid proposals joined the buffers (the identity seed + 1 each)
+    assert [m[f"buffer/{t}"] for t in ("deduction", "abduction", "induction")] == [2, 2, 2]
+    # the run's report names the reward rule in use
+    from azr_jax.pipeline.report import build_report
+    assert "Reward rule: official; prompts: r1." in open(build_report(str(tmp_path / "run"))).read()
