@@ -337,16 +337,24 @@ class SandboxPool:
         self._batches = [b for b in self._batches if not b.done]
 
     def _loop(self):
+        failed_turns = 0
         while True:
             try:
                 if self._turn():
                     return
+                failed_turns = 0
             except Exception:  # noqa: BLE001 - the dispatcher never dies
+                # An error no worker can be blamed for: retry the turn; if it keeps failing,
+                # fail everything in flight and start over with fresh workers.
                 self.internal_errors += 1
-                try:
-                    self._abandon_all("sandbox internal error")
-                except Exception:  # noqa: BLE001
-                    time.sleep(0.05)
+                failed_turns += 1
+                time.sleep(0.01)
+                if failed_turns >= 3:
+                    failed_turns = 0
+                    try:
+                        self._abandon_all("sandbox internal error")
+                    except Exception:  # noqa: BLE001
+                        time.sleep(0.05)
 
     def _turn(self):
         """One pass of the dispatcher; True once the pool is closed."""
