@@ -77,7 +77,7 @@ def f(how):
 
 # 3. Writes into the given host dirs, then into any dir its own walk finds writable.
 WRITE_DIRS = '''import os, time
-def f(dirs):
+def f(dirs, walk=True):
     wrote, tag, t0 = [], %r + os.urandom(4).hex(), time.monotonic()
     for d in dirs:
         p = os.path.join(d, tag)
@@ -91,7 +91,7 @@ def f(dirs):
             except OSError:
                 pass
     here = os.getcwd()
-    for root, subdirs, _ in os.walk('/'):
+    for root, subdirs, _ in os.walk('/') if walk else ():
         if root.startswith(('/proc', '/sys', here)) or time.monotonic() - t0 > 4:
             subdirs[:] = []
             continue

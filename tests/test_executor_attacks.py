@@ -154,11 +154,12 @@ def test_clone_parent_children_never_exhaust_the_process_limit(namespaces):
     cfg = SandboxConfig(workers=1, timeout_s=2.0, max_procs=16, namespaces=namespaces)
     with SandboxPool(cfg) as pool:
         zombies = _run(pool, [Job(ZOMBIES, ["8"], repeats=1)] * 6)
-        assert all(r.output in (None, "0") for r in zombies), zombies  # denied outright
+        # 48 children re-parented onto the worker, 16 processes allowed: later forks must work.
         forks = _run(pool, [Job(FORK_N, ["12"], repeats=1)])[0]
         assert forks.ok and forks.output == "12", forks
-        stats = pool.stats()[0]
-        assert stats["children"] == 0, stats
+        assert pool.stats()[0]["children"] == 0  # nothing left unreaped
+        if pool.info()[0]["seccomp"]:  # where the filter is in place, denied outright
+            assert all(r.output in (None, "0") for r in zombies), zombies
 
 
 @pytest.mark.skipif(not ROOT, reason="a PID namespace needs root")
