@@ -104,7 +104,7 @@ def main():
     files_before = len(attacks.leftovers(dirs))
 
     cfg = SandboxConfig(workers=args.workers, timeout_s=1.0)
-    wrong, hostile_ok, t0 = [], 0, time.monotonic()
+    wrong, hostile_ok, t0 = [], 0, time.monotonic()  # hostile_ok: ran to the end (attack denied)
     with SandboxPool(cfg) as pool:
         info = pool.info()
         uids = {w.uid for w in pool.workers if w.uid is not None}
@@ -156,7 +156,7 @@ def main():
         "worker RSS growth < 2 MB": rss_growth is not None and max(rss_growth) < 2048,
     }
     report = dict(programs=len(items), hostile=n_hostile, hostile_variants=len(variants),
-                  hostile_that_succeeded=hostile_ok, wrong_benign=len(wrong), wall_s=round(wall, 1),
+                  hostile_completed=hostile_ok, wrong_benign=len(wrong), wall_s=round(wall, 1),
                   programs_per_s=round(len(items) / wall), workers=args.workers,
                   isolation=[{k: i[k] for k in ("namespaces", "seccomp", "ipc_denied", "rw_mounts")}
                              for i in info if i],

@@ -45,6 +45,10 @@ def test_forged_frames_fail_only_their_program(pool, variant):
         assert run.output != "'FORGED'" and run.output != "12345", (variant, run)
     assert not hostile.ok or hostile.outputs == ["'real'", "'real'"], (variant, hostile)
     assert benign.ok and benign.output == BENIGN_OUT, (variant, benign)
+    # The same frames from a whole script (the HumanEval path): a ScriptResult of str fields.
+    script = pool.submit_scripts([FORGE_FRAMES[variant] + "print(f(1))\n"]).result(timeout=30)[0]
+    assert type(script.stdout) is str and type(script.stderr) is str, script
+    assert script.ok is False or script.stdout == "real\n", script
     _serves(pool)
 
 
