@@ -138,7 +138,11 @@ def test_no_host_path_keeps_what_a_program_writes(namespaces):
         # Either way, nothing a program wrote stays on the host.
         assert leftovers(dirs) == []
         _serves(pool)
+        roots = [w.sandbox_root(b) for w in pool.workers for b in ("/dev/shm", "/tmp")]
+        pool.submit([Job("import time\ndef f(x):\n    time.sleep(30)", ["1"])])  # in flight
+        time.sleep(0.5)
     assert leftovers(dirs) == []
+    assert not any(os.path.lexists(r) for r in roots), roots  # no sandbox dirs left behind
 
 
 # ---- 4. new namespaces ----------------------------------------------------------------

@@ -15,6 +15,7 @@ import concurrent.futures
 import marshal
 import os
 import selectors
+import subprocess
 import threading
 import time
 
@@ -130,7 +131,17 @@ class SandboxPool:
             self._closed = True
         self._wake()
         self._thread.join(timeout=30)
+        for w in self.workers:  # EOF: each worker reaps its programs, cleans up and exits
+            try:
+                w.proc.stdin.close()
+            except OSError:
+                pass
+        deadline = time.monotonic() + 2.0
         for w in self.workers:
+            try:
+                w.proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                pass
             w.kill()
         for fd in (self._wake_r, self._wake_w):
             os.close(fd)
