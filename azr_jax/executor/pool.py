@@ -116,7 +116,8 @@ class SandboxPool:
 
     def stats(self) -> list[dict]:
         """Per worker, what it holds after reaping (leak checks): rss_kb, fds, children,
-        sandbox_entries, leaked_dirs, ipc object counts (in its own IPC namespace)."""
+        sandbox_entries, leaked_dirs, ipc object counts (in its own IPC namespace; the
+        host's when it has none)."""
         return self._ask_each("stats")
 
     def _ask_each(self, kind):
