@@ -89,6 +89,8 @@ def main():
     ap.add_argument("--workers", type=int, default=os.cpu_count())
     ap.add_argument("--batch", type=int, default=512)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--no-namespaces", action="store_true",
+                    help="test the fallback (uid drop + seccomp, no namespaces)")
     args = ap.parse_args()
 
     rng = random.Random(args.seed)
@@ -103,11 +105,12 @@ def main():
     host_ipc_before = attacks.sysvipc_counts()
     files_before = len(attacks.leftovers(dirs))
 
-    cfg = SandboxConfig(workers=args.workers, timeout_s=1.0)
+    cfg = SandboxConfig(workers=args.workers, timeout_s=1.0, namespaces=not args.no_namespaces)
     wrong, hostile_ok, t0 = [], 0, time.monotonic()  # hostile_ok: ran to the end (attack denied)
     with SandboxPool(cfg) as pool:
         info = pool.info()
         uids = {w.uid for w in pool.workers if w.uid is not None}
+        roots = set()  # every worker's host sandbox root (exists only without namespaces)
         pool.run([Job(c, [i]) for c, i in corpus[:64]])  # warm-up before the first snapshot
         first = snapshot(pool, dirs, uids)
         for start in range(0, len(items), args.batch):
@@ -126,6 +129,7 @@ def main():
                 for res in pool.run_script(scripts, script_timeout_s=2.0):
                     hostile_ok += res.ok
             uids |= {w.uid for w in pool.workers if w.uid is not None}
+            roots |= {w.sandbox_root(b) for w in pool.workers for b in ("/dev/shm", "/tmp")}
             done = start + len(part)
             if done // 4000 != (done - len(part)) // 4000:
                 print(f"{done} programs, {time.monotonic() - t0:.0f}s, wrong {len(wrong)}",
@@ -135,7 +139,8 @@ def main():
         uids |= {w.uid for w in pool.workers if w.uid is not None}
     time.sleep(0.5)
     after_close = dict(sandbox_processes=sandbox_processes(uids), host_ipc=attacks.sysvipc_counts(),
-                       host_files=len(attacks.leftovers(dirs)))
+                       host_files=len(attacks.leftovers(dirs)),
+                       host_sandbox_dirs=sum(os.path.lexists(r) for r in roots))
 
     same_workers = first["worker_pids"] == last["worker_pids"]
     rss_growth = [b["rss_kb"] - a["rss_kb"] for a, b in zip(first["workers"], last["workers"])
@@ -146,11 +151,12 @@ def main():
             last["sandbox_live"] == last["sandbox_zombies"] == 0
             and after_close["sandbox_processes"] == (0, 0)),
         "no worker children left": all(w and w["children"] == 0 for w in last["workers"]),
-        "no IPC objects": (after_close["host_ipc"] == host_ipc_before and all(
-            w and set(w["ipc"].values()) <= {0, -1} for w in last["workers"])),
+        "no IPC objects": after_close["host_ipc"] == host_ipc_before and (
+            args.no_namespaces or all(w and set(w["ipc"].values()) <= {0} for w in last["workers"])),
         "no files left": (all(w and w["sandbox_entries"] == 0 and w["leaked_dirs"] == 0
                               for w in last["workers"])
-                          and after_close["host_files"] == files_before),
+                          and after_close["host_files"] == files_before
+                          and after_close["host_sandbox_dirs"] == 0),
         "worker fds flat": same_workers and [w["fds"] for w in first["workers"]] == [
             w["fds"] for w in last["workers"]],
         "worker RSS growth < 2 MB": rss_growth is not None and max(rss_growth) < 2048,
