@@ -249,3 +249,40 @@ def test_execute_refuses_unwritable_output_before_running(tmp_path, capsys):
         err = capsys.readouterr().err
         assert rc == 2 and err.count("\n") == 1 and "--output" in err, err
         assert "executed" not in err and time.monotonic() - t0 < 2  # no pool was started
+
+
+def test_frame_codec_rejects_every_altered_frame():
+    """Round trip of each frame kind; a changed nonce, sequence number, kind, flag or length
+    (every single-byte change of the header and flags) is rejected, never mis-read."""
+    from azr_jax.executor import _worker_frames as fr
+
+    nonce = os.urandom(fr.NONCE_BYTES)
+    frames = [("c", "SyntaxError: x"), ("i", True, "'a\udc80'", None, True),
+              ("i", True, "1", "non-deterministic", False), ("i", False, None, "boom", False),
+              ("x", True, 0, None), ("x", False, -(1 << 63), "SystemExit: 2")]
+    for seq, frame in enumerate(frames):
+        r, w = os.pipe()
+        writer = fr.FrameWriter(w, nonce)
+        writer.seq = seq
+        writer.write(frame)
+        data = os.read(r, 1 << 16)
+        os.close(r), os.close(w)
+        payload = data[fr.HDR:]
+        assert fr.decode(payload, nonce, seq, 100) == frame
+        head = fr.NONCE_BYTES + 4 + 1 + (1 if frame[0] != "c" else 0)
+        for i in range(head):
+            bad = bytearray(payload)
+            bad[i] ^= 0x41
+            try:
+                got = fr.decode(bytes(bad), nonce, seq, 100)
+            except ValueError:
+                continue
+            assert got != frame and got[0] == frame[0] and i == head - 1, (frame, i, got)
+        with pytest.raises(ValueError):
+            fr.decode(payload, nonce, seq + 1, 100)
+    r, w = os.pipe()
+    fr.FrameWriter(w, nonce).write(("i", True, "x" * 101, None, True))
+    payload = os.read(r, 1 << 16)[fr.HDR:]
+    os.close(r), os.close(w)
+    with pytest.raises(ValueError):  # an output over the limit
+        fr.decode(payload, nonce, 0, 100)

@@ -4,14 +4,18 @@ Started by ``azr_jax.executor.pool`` as ``python -S -s -P -B _worker.py setup CF
 scrubbed environment. It imports only the standard library (never JAX or numpy): fork cost
 grows with the parent's touched memory, so the worker's heap is kept tiny and frozen.
 
-``setup`` enters a fresh network namespace (no interfaces: no network) and mount namespace
-(private tmpfs over /tmp, /var/tmp, /dev/shm) when the kernel allows it, then re-executes
-itself as ``serve`` so the ctypes import does not stay in the serving heap.
+``setup`` (``_worker_setup``, ``_worker_ns``) enters private mount, network, IPC and PID
+namespaces when the kernel allows it (every host mount read-only, private tmpfs over /tmp,
+/var/tmp, /dev/shm; SysV IPC off; we become the namespace's init), installs the seccomp
+filter (``_worker_seccomp``), then re-executes itself as ``serve`` so the ctypes import does
+not stay in the serving heap.
 
-Protocol on fds 0/1 (moved to private fds at start): frames of 4-byte little-endian length +
-``marshal`` payload. Requests ``(task_id, "f", code, inputs, repeats, entry, timeout_s)`` and
-``(task_id, "s", script, timeout_s)``; one reply frame per request (see ``_serve``).
-Programs never see the protocol fds, so they cannot forge replies to the parent.
+Protocol with the pool on fds 0/1 (moved to private fds at start): frames of 4-byte
+little-endian length + ``marshal`` payload. Requests ``(task_id, "f", code, inputs, repeats,
+entry, timeout_s)``, ``(task_id, "s", script, timeout_s)``, ``(task_id, "ping")`` and
+``(task_id, "stats")``; one reply frame per request (see ``serve``). Programs never see these
+fds. A program's own child reports to us over a per-program pipe the program CAN reach; those
+frames are nonce-checked and parsed field by field (``_worker_frames``).
 """
 
 import gc
