@@ -186,8 +186,9 @@ TRAPS = {
     "symlink_dev_zero": "os.symlink('/dev/zero', '.stdout'); os.symlink('/dev/zero', '.stderr')",
     "fifo_dir_tree": ("os.mkfifo('p'); os.makedirs('a/b/c'); os.mkfifo('a/b/c/p'); "
                       "os.chmod('a/b', 0); os.symlink('/', 'a/root')"),
-    "deep_tree": ("base = os.getcwd()\nfor i in range(1500):\n    os.mkdir('d'); os.chdir('d'); "
-                  "open('f', 'w').close()\nos.chdir(base)"),
+    # deeper than PATH_MAX (120 x 61 chars): only fd-relative removal gets it all
+    "deep_tree": ("base = os.getcwd()\nfor i in range(120):\n    os.mkdir('d' * 60); "
+                  "os.chdir('d' * 60); open('f', 'w').close()\nos.chdir(base)"),
 }
 
 
