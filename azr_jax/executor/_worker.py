@@ -4,14 +4,18 @@ Started by ``azr_jax.executor.pool`` as ``python -S -s -P -B _worker.py setup CF
 scrubbed environment. It imports only the standard library (never JAX or numpy): fork cost
 grows with the parent's touched memory, so the worker's heap is kept tiny and frozen.
 
-``setup`` enters a fresh network namespace (no interfaces: no network) and mount namespace
-(private tmpfs over /tmp, /var/tmp, /dev/shm) when the kernel allows it, then re-executes
-itself as ``serve`` so the ctypes import does not stay in the serving heap.
+``setup`` (``_worker_setup``, ``_worker_ns``) enters private mount, network, IPC and PID
+namespaces when the kernel allows it (every host mount read-only, private tmpfs over /tmp,
+/var/tmp, /dev/shm; SysV IPC off; we become the namespace's init), installs the seccomp
+filter (``_worker_seccomp``), then re-executes itself as ``serve`` so the ctypes import does
+not stay in the serving heap.
 
-Protocol on fds 0/1 (moved to private fds at start): frames of 4-byte little-endian length +
-``marshal`` payload. Requests ``(task_id, "f", code, inputs, repeats, entry, timeout_s)`` and
-``(task_id, "s", script, timeout_s)``; one reply frame per request (see ``_serve``).
-Programs never see the protocol fds, so they cannot forge replies to the parent.
+Protocol with the pool on fds 0/1 (moved to private fds at start): frames of 4-byte
+little-endian length + ``marshal`` payload. Requests ``(task_id, "f", code, inputs, repeats,
+entry, timeout_s)``, ``(task_id, "s", script, timeout_s)``, ``(task_id, "ping")`` and
+``(task_id, "stats")``; one reply frame per request (see ``serve``). Programs never see these
+fds. A program's own child reports to us over a per-program pipe the program CAN reach; those
+frames are nonce-checked and parsed field by field (``_worker_frames``).
 """
 
 import gc
@@ -33,6 +37,8 @@ def _import_sibling(name):
 
 
 _child = _import_sibling("_worker_child")
+_frames = _import_sibling("_worker_frames")
+_fs = _import_sibling("_worker_fs")
 _HDR, _Conn, _describe = _child._HDR, _child._Conn, _child._describe
 _enter_child, _run_function, _run_script = _child._enter_child, _child._run_function, _child._run_script
 _sweep_as, _warm_up = _child._sweep_as, _child._warm_up
@@ -43,45 +49,18 @@ class _Worker:
         self.conn, self.cfg = conn, cfg
         self.counter = 0
         self.exiting = []  # (pid, dir) of finished children not reaped yet
+        self.leaked_dirs = 0  # sandbox dirs rmtree could not remove (should stay 0)
         # Sandbox dirs live on tmpfs: rmdir on a disk filesystem costs milliseconds here.
-        # With namespaces /tmp is our private tmpfs; without, prefer the host's /dev/shm.
-        base = "/tmp" if cfg["netns"] or not os.access("/dev/shm", os.W_OK) else "/dev/shm"
-        self.root = "%s/azr-sbx-%d" % (base, os.getpid())
+        # With namespaces, our private tmpfs; without, prefer the host's /dev/shm.
+        base = cfg["sbx_base"] or ("/dev/shm" if os.access("/dev/shm", os.W_OK) else "/tmp")
+        self.root = "%s/azr-sbx-%d" % (base, cfg["uid"] or os.getpid())
         os.makedirs(self.root, mode=0o755, exist_ok=True)
+        self.watch = _fs.Watch(cfg["watch_dirs"], cfg["uid"]) if cfg["watch_dirs"] else None
 
-    def _wait_frames(self, rfd, want, timeout_s, pid):
-        """Collect ``want`` frames from the child; the deadline restarts after each one."""
-        conn = _Conn(rfd, -1)
-        frames, poller = [], select.poll()
-        poller.register(rfd, select.POLLIN)
-        deadline = _now() + timeout_s
-        timed_out = False
-        while len(frames) < want:
-            while len(conn.buf) >= _HDR:
-                n = int.from_bytes(conn.buf[:_HDR], "little")
-                if len(conn.buf) < _HDR + n:
-                    break
-                try:
-                    frames.append(marshal.loads(bytes(conn.buf[_HDR:_HDR + n])))
-                except Exception:  # noqa: BLE001
-                    return frames, "corrupt reply from program", False
-                del conn.buf[:_HDR + n]
-                deadline = _now() + timeout_s
-            if len(frames) >= want:
-                break
-            left = deadline - _now()
-            if left <= 0 or not poller.poll(left * 1000.0):
-                if _now() >= deadline:
-                    timed_out = True
-                    break
-                continue
-            chunk = os.read(rfd, 1 << 16)
-            if not chunk:
-                break
-            conn.buf += chunk
-            if len(conn.buf) > self.cfg["max_reply_bytes"]:
-                return frames, "result too large", False
-        return frames, None, timed_out
+    def _wait(self, rfd, want, kinds, timeout_s, nonce):
+        cfg = self.cfg
+        return _frames.wait_frames(rfd, want, kinds, timeout_s, nonce, cfg["max_reply_bytes"],
+                                   cfg["max_output_chars"], _now)
 
     def _finish(self, pid, timed_out, clean):
         """Kill what is left of the program, reap it, describe how it ended."""
@@ -123,18 +102,18 @@ class _Worker:
             os.chown(wdir, self.cfg["uid"], self.cfg["uid"])
         return wdir
 
-    def _spawn(self, body, wdir, cpu_s, capture):
+    def _spawn(self, body, wdir, cpu_s, capture, nonce):
+        """Fork the program's child. ``capture``: (stdout, stderr) memfds, which have no
+        path, so the program cannot swap them for a FIFO or a dir; the worker keeps its own
+        fds and reads them with pread after the child is gone."""
         r, w = os.pipe()
-        out_fd = err_fd = -1
-        if capture:
-            out_fd = os.open(wdir + "/.stdout", os.O_WRONLY | os.O_CREAT, 0o600)
-            err_fd = os.open(wdir + "/.stderr", os.O_WRONLY | os.O_CREAT, 0o600)
+        out_fd, err_fd = capture or (-1, -1)
         pid = os.fork()
         if pid == 0:
             code = 70
             try:
                 _enter_child(self.cfg, wdir, w, out_fd, err_fd, cpu_s)
-                conn, last = _Conn(-1, w), []
+                conn, last = _frames.FrameWriter(w, nonce), []
 
                 def emit(frame):  # stream frames, but hold the last one back (see below)
                     if last:
@@ -159,9 +138,6 @@ class _Worker:
             finally:
                 os._exit(code)
         os.close(w)
-        for fd in (out_fd, err_fd):
-            if fd >= 0:
-                os.close(fd)
         return pid, r
 
     def run_function(self, code, inputs, repeats, entry, timeout_s):
@@ -170,12 +146,13 @@ class _Worker:
         # CPU time is a backstop (the wall deadline is the real bound): generous, so that
         # a loaded machine or a multi-threaded program never turns a slow run into SIGKILL.
         cpu_s = int(timeout_s * n_exec) + 2
-        wdir = self._fresh_dir()
+        wdir, nonce = self._fresh_dir(), os.urandom(_frames.NONCE_BYTES)
         pid, r = self._spawn(
             lambda emit: _run_function(emit, code, inputs, repeats, entry, cfg["max_output_chars"]),
-            wdir, cpu_s, False)
+            wdir, cpu_s, None, nonce)
         try:
-            frames, err, timed_out = self._wait_frames(r, len(inputs), timeout_s * max(1, repeats), pid)
+            frames, err, timed_out = self._wait(r, len(inputs), "ci", timeout_s * max(1, repeats),
+                                                nonce)
         finally:
             os.close(r)
         clean = err is None and (len(frames) == len(inputs) or frames[:1] and frames[0][0] == "c")
@@ -184,26 +161,32 @@ class _Worker:
             end = None
         else:
             end = self._finish(pid, timed_out, False)
-            _rmtree(wdir)
+            self._remove(wdir)
         if frames and frames[0][0] == "c":
             return (frames[0][1], [])
-        runs = [f[1:] for f in frames if f[0] == "i"]
+        runs = [f[1:] for f in frames]
         reason = err or end or "program ended early"
         while len(runs) < len(inputs):
             runs.append((False, None, reason, False))
         return (None, runs)
 
     def run_script(self, script, timeout_s):
-        wdir = self._fresh_dir()
-        pid, r = self._spawn(lambda emit: _run_script(emit, script), wdir, int(timeout_s) + 2, True)
+        wdir, nonce = self._fresh_dir(), os.urandom(_frames.NONCE_BYTES)
+        streams = (os.memfd_create("stdout", 0), os.memfd_create("stderr", 0))
         try:
-            frames, err, timed_out = self._wait_frames(r, 1, timeout_s, pid)
+            pid, r = self._spawn(lambda emit: _run_script(emit, script), wdir, int(timeout_s) + 2,
+                                 streams, nonce)
+            try:
+                frames, err, timed_out = self._wait(r, 1, "x", timeout_s, nonce)
+            finally:
+                os.close(r)
+            end = self._finish(pid, timed_out, err is None and len(frames) == 1)
+            cap = self.cfg["max_stream_bytes"]
+            out, errs = (os.pread(fd, cap, 0).decode("utf-8", "replace") for fd in streams)
         finally:
-            os.close(r)
-        end = self._finish(pid, timed_out, err is None and len(frames) == 1)
-        cap = self.cfg["max_stream_bytes"]
-        out, errs = _read_cap(wdir + "/.stdout", cap), _read_cap(wdir + "/.stderr", cap)
-        _rmtree(wdir)
+            for fd in streams:
+                os.close(fd)
+        self._remove(wdir)
         if frames:
             ok, status, perr = frames[0][1:]
             return (ok, status, out, errs, perr, False)
@@ -219,10 +202,44 @@ class _Worker:
             except ChildProcessError:
                 done = pid
             if done:
-                _rmtree(wdir)
+                self._remove(wdir)
             else:
                 left.append((pid, wdir))
         self.exiting = left
+        # Anything else that became our child (an orphan, when we are a PID namespace's
+        # init; a CLONE_PARENT child where seccomp is unavailable): reap it too.
+        while True:
+            try:
+                pid = os.waitpid(-1, os.WNOHANG)[0]
+            except ChildProcessError:
+                break
+            if not pid:
+                break
+            self.exiting = [(p, d) for p, d in self.exiting if p != pid or self._remove(d)]
+
+    def _remove(self, wdir):
+        if not _fs.rmtree(wdir):
+            self.leaked_dirs += 1
+        return False
+
+    def stats(self):
+        """What the worker holds now (for leak checks): children, fds, memory, IPC, dirs."""
+        def count(path, skip_header=False):
+            try:
+                with open(path) as fh:
+                    return max(0, len(fh.readlines()) - skip_header)
+            except OSError:
+                return -1
+        try:
+            with open("/proc/self/status") as fh:
+                rss = next(int(l.split()[1]) for l in fh if l.startswith("VmRSS:"))
+        except (OSError, StopIteration):
+            rss = -1
+        return dict(pid=os.getpid(), rss_kb=rss, fds=len(os.listdir("/proc/self/fd")),
+                    exiting=len(self.exiting), sandbox_entries=len(os.listdir(self.root)),
+                    leaked_dirs=self.leaked_dirs, children=_children(),
+                    ipc=dict(shm=count("/proc/sysvipc/shm", 1), sem=count("/proc/sysvipc/sem", 1),
+                             msg=count("/proc/sysvipc/msg", 1)))
 
     def serve(self):
         conn, idle = self.conn, select.poll()
@@ -232,7 +249,7 @@ class _Worker:
             msg = conn.read()
             if msg is None:  # the pool closed our pipe
                 self.reap(block=True)
-                _rmtree(self.root)
+                _fs.rmtree(self.root)
                 return
             task_id, kind = msg[0], msg[1]
             try:
@@ -241,53 +258,38 @@ class _Worker:
                 elif kind == "s":
                     reply = self.run_script(*msg[2:])
                 elif kind == "ping":
-                    reply = (os.getpid(), self.cfg["netns"], self.cfg["uid"])
+                    cfg = self.cfg
+                    reply = dict(pid=os.getpid(), netns=cfg["netns"], uid=cfg["uid"],
+                                 namespaces=cfg["ns"], seccomp=cfg["seccomp"],
+                                 ipc_denied=cfg["ipc_denied"], rw_mounts=cfg["rw_mounts"],
+                                 watch_dirs=cfg["watch_dirs"])
+                elif kind == "stats":
+                    self.reap(block=True)
+                    reply = self.stats()
                 else:
                     reply = ("unknown request %r" % (kind,), [])
                 conn.write((task_id, True, reply))
             except Exception as e:  # noqa: BLE001 - report and keep serving
                 conn.write((task_id, False, "sandbox worker error: " + _describe(e)))
+            if self.watch is not None and kind in ("f", "s"):
+                self.watch.scrub()  # after the reply: off the caller's latency path
 
 
 def _now():
     return _clock()
 
 
-def _read_cap(path, cap):
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-    except OSError:
-        return ""
-    try:
-        return os.read(fd, cap).decode("utf-8", "replace")
-    finally:
-        os.close(fd)
-
-
-def _rmtree(path):
-    """Remove a sandbox dir (never following symlinks); the fast path is an empty dir."""
-    try:
-        os.rmdir(path)
-        return
-    except OSError:
-        pass
-    try:
-        entries = list(os.scandir(path))
-    except OSError:
-        entries = []
-    for entry in entries:
-        try:
-            if entry.is_dir(follow_symlinks=False):
-                os.chmod(entry.path, 0o700)
-                _rmtree(entry.path)
-            else:
-                os.unlink(entry.path)
-        except OSError:
-            pass
-    try:
-        os.rmdir(path)
-    except OSError:
-        pass
+def _children():
+    """Number of our live or zombie children (from /proc, by parent pid)."""
+    me, n = os.getpid(), 0
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open("/proc/%s/stat" % name, "rb") as fh:
+                    n += int(fh.read().rsplit(b")", 1)[1].split()[1]) == me
+            except (OSError, ValueError, IndexError):
+                pass
+    return n
 
 
 def main():

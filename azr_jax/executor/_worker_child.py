@@ -55,6 +55,7 @@ def _child_limits(cfg, cpu_s):
         (resource.RLIMIT_NOFILE, (cfg["max_open_files"], cfg["max_open_files"])),
         (resource.RLIMIT_NPROC, (cfg["max_procs"], cfg["max_procs"])),
         (resource.RLIMIT_CORE, (0, 0)),
+        (resource.RLIMIT_MSGQUEUE, (0, 0)),  # no POSIX message queues (they outlive it)
     ]
     for which, value in limits:
         resource.setrlimit(which, value)

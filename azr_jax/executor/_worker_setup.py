@@ -7,46 +7,95 @@ import sys
 
 
 def _setup(cfg_hex, worker_path):
-    """Enter private namespaces where allowed, then exec ``worker_path`` as the serving
-    interpreter (a fresh heap: the ctypes import does not stay in it)."""
+    """Enter private namespaces where allowed, install the seccomp filter, then exec
+    ``worker_path`` as the serving interpreter (a fresh heap: ctypes does not stay in it)."""
+    import ctypes
+
     cfg = marshal.loads(bytes.fromhex(cfg_hex))
     # The interpreter itself, not a venv's link to it (the venv may sit under /tmp, hidden
     # by the private tmpfs below); with -S the serving worker never reads site-packages.
     python = os.path.realpath(sys.executable)
     if cfg["uid"] is not None:  # unique while this worker lives: pools never share a uid
         cfg["uid"] += os.getpid()
-    netns = False
+    libc = ctypes.CDLL(None, use_errno=True)
+    ns_mod = _sibling("_worker_ns")
+    seccomp = _sibling("_worker_seccomp")  # now: a private /tmp may hide this dir below
+    cfg.update(netns=False, ns=[], rw_mounts=None, sbx_base=None, ipc_denied=False)
     if cfg["namespaces"]:
         try:
-            import ctypes
-
-            libc = ctypes.CDLL(None, use_errno=True)
-            clone_newns, clone_newnet = 0x00020000, 0x40000000
-            if libc.unshare(clone_newns | clone_newnet) == 0:
-                ms_rec, ms_private = 0x4000, 0x40000
-                # Stop mount events propagating back to the host before mounting anything.
-                if libc.mount(None, b"/", None, ms_rec | ms_private, None) == 0:
-                    # The worker's own code may live under /tmp (a checkout there): read it
-                    # now, before the private tmpfs hides it, and serve from a copy.
-                    sources = _read_worker_sources(worker_path)
-                    private = _private_dirs(python)
-                    opts = ("size=%dm,mode=0755" % cfg["tmpfs_mb"]).encode()
-                    for path in private:
-                        libc.mount(b"tmpfs", path.encode(), b"tmpfs", 0, opts)
-                    if "/tmp" in private:
-                        worker_path = _write_worker_sources(sources, worker_path)
-                    os.chdir("/")
-                    netns = True
-                    cfg["sys_path"] = _expose_stdlib(libc)
+            worker_path = _enter_namespaces(cfg, libc, ns_mod, python, worker_path)
         except Exception:  # noqa: BLE001 - no namespaces: fall back (documented)
-            netns = False
-    cfg["netns"] = netns
+            cfg["netns"] = False
+    if cfg["uid"] is not None and cfg["rw_mounts"] != []:
+        # Host dirs the sandbox uid can still write: the worker removes what programs leave
+        # in them (found now, by a walk, not from a list).
+        roots = cfg["rw_mounts"]
+        cfg["watch_dirs"] = ns_mod.world_writable_dirs(None if roots is None else roots)
+    else:
+        cfg["watch_dirs"] = []
     # No bind mount (no namespaces): the serving worker opens the unreadable stdlib dirs
     # and the children import through /proc/self/fd/N (only the opened dir is reachable).
     cfg["expose_fds"] = cfg["uid"] is not None and cfg.get("sys_path") is None and not all(
         _world_readable(p) for p in sys.path if os.path.isdir(p))
+    cfg["seccomp"] = seccomp.install(libc)
     argv = [python, "-S", "-s", "-P", "-B", worker_path, "serve", marshal.dumps(cfg).hex()]
     os.execv(python, argv)
+
+
+def _sibling(name):
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    try:
+        return __import__(name)
+    finally:
+        del sys.path[0]
+
+
+def _enter_namespaces(cfg, libc, ns_mod, python, worker_path):
+    """Private mount, network, IPC and PID namespaces; every host mount read-only, private
+    tmpfs over the scratch dirs. Returns the (maybe moved) worker path."""
+    entered = ns_mod.unshare(libc)
+    if "mnt" not in entered:
+        return worker_path
+    # Stop mount events propagating back to the host before mounting anything.
+    if libc.mount(None, b"/", None, ns_mod.MS_REC | ns_mod.MS_PRIVATE, None) != 0:
+        return worker_path
+    if "pid" in entered:
+        _become_pid1(libc)  # from here on we are the namespace's init (its pid 1)
+    cfg["ipc_denied"] = ns_mod.deny_sysv_ipc()
+    if "pid" in entered and not ns_mod.mount_proc(libc):
+        entered.discard("pid")  # still a PID namespace, but /proc shows the host's
+    # The worker's own code may live under /tmp (a checkout there): read it now, before
+    # the private tmpfs hides it, and serve from a copy.
+    sources = _read_worker_sources(worker_path)
+    private = _private_dirs(python)
+    opts = ("size=%dm,mode=0755" % cfg["tmpfs_mb"]).encode()
+    mounted = [p for p in private if libc.mount(b"tmpfs", p.encode(), b"tmpfs",
+                                                ns_mod.MS_NOSUID | ns_mod.MS_NODEV, opts) == 0]
+    if "/tmp" in mounted:
+        worker_path = _write_worker_sources(sources, worker_path)
+    cfg["sbx_base"] = mounted[0] if mounted else None
+    os.chdir("/")
+    cfg["netns"] = True
+    cfg["sys_path"] = _expose_stdlib(libc) if "/tmp" in mounted else None
+    # Last: every other mount read-only (world-writable host dirs included). Our tmpfs
+    # mounts stay writable for the worker; they are root's, mode 755, so not for programs.
+    cfg["rw_mounts"] = ns_mod.remount_all_readonly(libc, skip=set(mounted))
+    cfg["ns"] = sorted(entered)
+    return worker_path
+
+
+def _become_pid1(libc):
+    """Fork after unshare(CLONE_NEWPID): the child is the new namespace's init and returns;
+    killing this (outer) process kills it (PDEATHSIG), which kills every process in it."""
+    pid = os.fork()
+    if pid == 0:
+        libc.prctl(1, 9, 0, 0, 0)  # PR_SET_PDEATHSIG = SIGKILL
+        return
+    devnull = os.open("/dev/null", os.O_RDWR)  # let go of the pool's pipes: EOF when it dies
+    os.dup2(devnull, 0)
+    os.dup2(devnull, 1)
+    _, status = os.waitpid(pid, 0)
+    os._exit(os.waitstatus_to_exitcode(status) & 0x7F)
 
 
 def _private_dirs(python):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
 import sys
 
 from azr_jax import jsonl
@@ -48,43 +50,67 @@ def read_execute_rows(path: str) -> tuple[list[dict], list[str]]:
 
 
 def execute_rows(pool, rows: list[dict], repeats: int = 2, progress: bool = True) -> list[dict]:
-    """Run each row's f(<input>); rows with the same code share one sandboxed child."""
+    """Run each row's f(<input>), every row in its own sandboxed child: rows that share a
+    program must not see each other's inputs, state or crashes."""
     from azr_jax.executor.pool import Job
 
-    by_code: dict[str, list[int]] = {}
-    for i, row in enumerate(rows):
-        by_code.setdefault(row["code"], []).append(i)
-    groups = list(by_code.items())
-    out: list[dict | None] = [None] * len(rows)
+    out: list[dict] = []
     bar = None
-    if progress and len(groups) > 256:
+    if progress and len(rows) > 256:
         from tqdm import tqdm
 
         bar = tqdm(total=len(rows), desc="execute", unit="row", file=sys.stderr)
     chunk = 256
-    for start in range(0, len(groups), chunk):
-        part = groups[start:start + chunk]
-        jobs = [Job(code, [rows[i]["input"] for i in idx], repeats=repeats) for code, idx in part]
-        for (code, idx), res in zip(part, pool.run(jobs)):
-            for i, run in zip(idx, res.runs):
-                out[i] = {"id": rows[i]["id"], "ok": bool(run.ok and run.deterministic),
-                          "output": run.output, "error": run.error,
-                          "deterministic": bool(run.deterministic)}
-            if bar is not None:
-                bar.update(len(idx))
+    for start in range(0, len(rows), chunk):
+        part = rows[start:start + chunk]
+        jobs = [Job(row["code"], [row["input"]], repeats=repeats) for row in part]
+        for row, res in zip(part, pool.run(jobs)):
+            run = res.runs[0]
+            out.append({"id": row["id"], "ok": bool(run.ok and run.deterministic),
+                        "output": run.output, "error": run.error,
+                        "deterministic": bool(run.deterministic)})
+        if bar is not None:
+            bar.update(len(part))
     if bar is not None:
         bar.close()
-    return out  # type: ignore[return-value]
+    return out
+
+
+def check_writable(path: str, flag: str) -> None:
+    """Refuse an output path that cannot be written, before any work is done."""
+    parent = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise UserError(f"{flag} {path} is a directory")
+    if not os.path.isdir(parent):
+        raise UserError(f"{flag} {path}: directory {parent} does not exist")
+    existed = os.path.exists(path)
+    try:  # open it for appending (changes nothing); remove it again if we created it
+        with open(path, "a", encoding="utf-8"):
+            pass
+    except OSError as e:
+        raise UserError(f"{flag} {path} is not writable: {e.strerror}") from None
+    if not existed:
+        os.unlink(path)
+
+
+def check_execute_args(args: argparse.Namespace) -> None:
+    """One line for each impossible flag value (nan/inf/negative timeouts, 0 repeats, ...)."""
+    if not math.isfinite(args.timeout) or args.timeout <= 0:
+        raise UserError(f"--timeout must be a finite number of seconds > 0, got {args.timeout}")
+    if args.workers is not None and args.workers < 1:
+        raise UserError(f"--workers must be >= 1, got {args.workers}")
 
 
 def execute_command(args: argparse.Namespace) -> int:
     from azr_jax.executor.pool import SandboxConfig, SandboxPool
 
+    check_execute_args(args)
+    if args.repeats < 1:
+        raise UserError(f"--repeats must be >= 1, got {args.repeats}")
+    check_writable(args.output, "--output")
     rows, problems = read_execute_rows(args.input)
     for msg in problems:
         print(f"error: {msg}", file=sys.stderr)
-    if args.timeout <= 0:
-        raise UserError(f"--timeout must be positive, got {args.timeout}")
     with SandboxPool(SandboxConfig(workers=args.workers, timeout_s=args.timeout)) as pool:
         results = execute_rows(pool, rows, repeats=args.repeats)
     jsonl.write_rows(args.output, results)
@@ -98,15 +124,20 @@ def score_cruxeval_command(args: argparse.Namespace) -> int:
     from azr_jax.executor import cruxeval
     from azr_jax.executor.pool import SandboxConfig, SandboxPool
 
+    check_execute_args(args)
+    path = args.scored_output or args.generations + ".scored.json"
+    check_writable(path, "--scored-output")
     dataset = cruxeval.read_dataset(args.dataset)
     generations = cruxeval.read_generations(args.generations, dataset)
     with SandboxPool(SandboxConfig(workers=args.workers, timeout_s=args.timeout)) as pool:
         result = cruxeval.score(pool, dataset, generations, args.task, timeout_s=args.timeout,
                                 progress=True)
-    path = args.scored_output or args.generations + ".scored.json"
-    with open(path, "w", encoding="utf-8") as fh:
-        json.dump({"raw_generations": {r["id"]: g for r, g in zip(dataset, generations)}, **result},
-                  fh)
+    try:
+        with open(path, "w", encoding="utf-8") as fh:
+            json.dump({"raw_generations": {r["id"]: g for r, g in zip(dataset, generations)},
+                       **result}, fh)
+    except OSError as e:
+        raise UserError(f"cannot write {path}: {e.strerror}") from None
     print(f"pass@1: {result['pass_at_1']:.1f} pass@5: {result['pass_at_5']:.1f}")
     print(f"per-sample results: {path}", file=sys.stderr)
     return 0

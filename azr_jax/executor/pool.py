@@ -15,9 +15,11 @@ import concurrent.futures
 import marshal
 import os
 import selectors
+import subprocess
 import threading
 import time
 
+from azr_jax.executor import replies
 from azr_jax.executor.sandbox_types import Job, JobResult, RunResult, SandboxConfig, ScriptResult
 from azr_jax.executor.workerproc import _WorkerProc, sweep_uid
 
@@ -69,6 +71,7 @@ class SandboxPool:
         self._sel.register(self._wake_r, selectors.EVENT_READ, None)
         self.workers = [self._start_worker(i) for i in range(self.config.num_workers())]
         self.restarts = 0
+        self.internal_errors = 0  # errors the dispatcher caught and survived
         self._thread = threading.Thread(target=self._loop, name="sandbox-dispatch", daemon=True)
         self._thread.start()
 
@@ -78,6 +81,8 @@ class SandboxPool:
         cfg = self.config
         reqs, bounds, fallbacks = [], [], []
         for job in jobs:
+            if type(job.repeats) is not int or job.repeats < 1:
+                raise ValueError(f"Job.repeats must be an int >= 1, got {job.repeats!r}")
             inputs = [str(i) for i in job.inputs]
             reqs.append(("f", job.code, inputs, int(job.repeats), job.entry, float(cfg.timeout_s)))
             bounds.append(cfg.timeout_s * max(1, job.repeats) * max(1, len(inputs)) + 1.0)
@@ -102,10 +107,23 @@ class SandboxPool:
         return self.submit_scripts(scripts, timeout, script_timeout_s).result()
 
     def info(self) -> list[dict]:
-        """Per worker: pid, whether it has a private network namespace, the sandbox uid."""
-        fut = self._submit([("ping",)] * len(self.workers), [10.0] * len(self.workers),
-                           [lambda why: None] * len(self.workers), 30.0)
-        return [dict(pid=r[0], netns=r[1], uid=r[2]) if r else None for r in fut.result()]
+        """Per worker, what isolation it got: pid (inside its PID namespace: 1), netns (a
+        private network namespace), uid (the sandbox uid, None = no uid drop), namespaces
+        (entered: mnt, net, ipc, pid), seccomp, ipc_denied (SysV IPC and POSIX message
+        queues off in its IPC namespace), rw_mounts (host mounts left writable; None = no
+        mount namespace), watch_dirs (world-writable host dirs it scrubs after programs)."""
+        return self._ask_each("ping")
+
+    def stats(self) -> list[dict]:
+        """Per worker, what it holds after reaping (leak checks): rss_kb, fds, children,
+        sandbox_entries, leaked_dirs, ipc object counts (in its own IPC namespace; the
+        host's when it has none)."""
+        return self._ask_each("stats")
+
+    def _ask_each(self, kind):
+        n = len(self.workers)
+        fut = self._submit([(kind,)] * n, [10.0] * n, [lambda why: None] * n, 30.0)
+        return [r if isinstance(r, dict) else None for r in fut.result()]
 
     def close(self) -> None:
         with self._lock:
@@ -114,7 +132,17 @@ class SandboxPool:
             self._closed = True
         self._wake()
         self._thread.join(timeout=30)
+        for w in self.workers:  # EOF: each worker reaps its programs, cleans up and exits
+            try:
+                w.proc.stdin.close()
+            except OSError:
+                pass
+        deadline = time.monotonic() + 2.0
         for w in self.workers:
+            try:
+                w.proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                pass
             w.kill()
         for fd in (self._wake_r, self._wake_w):
             os.close(fd)
@@ -165,25 +193,31 @@ class SandboxPool:
         b.left -= 1
         if b.left == 0:
             b.done = True
-            b.future.set_result(b.results)
+            if not b.future.done():  # a caller may have cancelled it
+                try:
+                    b.future.set_result(b.results)
+                except concurrent.futures.InvalidStateError:
+                    pass
 
     def _convert(self, task, ok, reply):
-        if not ok:
-            return task.fallback(reply)
+        """A worker reply -> the task's result; ValueError if it has the wrong shape."""
+        if ok is False:
+            return task.fallback(reply if type(reply) is str else "sandbox worker error")
+        if ok is not True:
+            raise ValueError("reply status is not a bool")
         if task.kind == "f":
-            err, runs = reply
-            if err is not None:
-                n = len(task.request[2])
-                return JobResult([RunResult(False, None, err, False)] * n, err)
-            return JobResult([RunResult(*r) for r in runs])
+            return replies.job_result(reply, len(task.request[2]))
         if task.kind == "s":
-            return ScriptResult(*reply)
+            return replies.script_result(reply)
         return reply
 
     def _dispatch(self):
         depth = self.config.pipeline_depth
         while self._queue:
-            w = min(self.workers, key=lambda x: len(x.sent))
+            live = [x for x in self.workers if not x.dead]
+            if not live:
+                return
+            w = min(live, key=lambda x: len(x.sent))
             if len(w.sent) >= depth:
                 return
             task = self._queue.popleft()
@@ -235,12 +269,48 @@ class SandboxPool:
             n = int.from_bytes(buf[pos:pos + _HDR], "little")
             if len(buf) - pos - _HDR < n:
                 break
-            task_id, ok, reply = marshal.loads(bytes(buf[pos + _HDR:pos + _HDR + n]))
+            frame = marshal.loads(bytes(buf[pos + _HDR:pos + _HDR + n]))
             pos += _HDR + n
-            if w.sent and w.sent[0][0] == task_id:
-                _, task = w.sent.popleft()
-                self._complete(task, self._convert(task, ok, reply))
+            if type(frame) is not tuple or len(frame) != 3 or not w.sent or w.sent[0][0] != frame[0]:
+                raise ValueError("reply out of step with the requests")
+            task = w.sent[0][1]
+            result = self._convert(task, frame[1], frame[2])  # may raise: the worker is broken
+            w.sent.popleft()
+            self._complete(task, result)
         del buf[:pos]
+
+    def _guarded(self, w, step):
+        """Run one step on worker ``w``; any error in it fails that worker's running request
+        (its queued ones are retried) and replaces the worker: the dispatcher never dies."""
+        try:
+            step(w)
+        except Exception as e:  # noqa: BLE001
+            self.internal_errors += 1
+            try:
+                self._worker_died(w, "sandbox internal error: %s: %s" % (type(e).__name__, e))
+            except Exception:  # noqa: BLE001
+                self._abandon_all("sandbox internal error")
+
+    def _abandon_all(self, why):
+        """Last resort after an error the dispatcher cannot attribute: fail every request in
+        flight, replace every worker; queued requests are kept."""
+        for w in list(self.workers):
+            for _, t in list(w.sent):
+                self._complete(t, t.fallback(why))
+            w.sent.clear()
+            try:
+                self._worker_died(w, why)
+            except Exception:  # noqa: BLE001
+                w.dead = True
+
+    def _restart_dead(self):
+        """Workers whose replacement failed to start (e.g. out of processes) get a retry."""
+        for slot, w in enumerate(self.workers):
+            if w.dead:
+                try:
+                    self.workers[slot] = self._start_worker(slot)
+                except Exception:  # noqa: BLE001 - retried on the next turn
+                    pass
 
     def _worker_died(self, w, why):
         """The request being executed fails; the ones still queued in the pipe are retried."""
@@ -259,7 +329,7 @@ class SandboxPool:
             self._complete(running, running.fallback(why))
             self._queue.extendleft(t for _, t in reversed(sent[1:]))
         self.restarts += 1
-        self.workers[w.slot] = self._start_worker(w.slot)
+        self.workers[w.slot] = self._start_worker(w.slot)  # on failure: _restart_dead retries
 
     def _expire(self, now):
         for b in [b for b in self._batches if not b.done and b.deadline <= now]:
@@ -279,36 +349,61 @@ class SandboxPool:
         self._batches = [b for b in self._batches if not b.done]
 
     def _loop(self):
+        failed_turns = 0
         while True:
-            with self._lock:
-                closed = self._closed
-                while self._incoming:
-                    batch, tasks = self._incoming.popleft()
-                    self._batches.append(batch)
-                    self._queue.extend(tasks)
-            if closed:
-                for b in self._batches:
-                    if not b.done:
-                        b.done = True
-                        b.future.set_exception(RuntimeError("SandboxPool closed"))
-                return
-            self._dispatch()
-            now = time.monotonic()
-            self._expire(now)
-            live = [b.deadline for b in self._batches if not b.done]
-            wait = max(0.0, min(live) - now) if live else None
-            for key, events in self._sel.select(wait):
-                w = key.data
-                if w is None:
+            try:
+                if self._turn():
+                    return
+                failed_turns = 0
+            except Exception:  # noqa: BLE001 - the dispatcher never dies
+                # An error no worker can be blamed for: retry the turn; if it keeps failing,
+                # fail everything in flight and start over with fresh workers.
+                self.internal_errors += 1
+                failed_turns += 1
+                time.sleep(0.01)
+                if failed_turns >= 3:
+                    failed_turns = 0
                     try:
-                        while os.read(self._wake_r, 4096):
-                            pass
-                    except BlockingIOError:
+                        self._abandon_all("sandbox internal error")
+                    except Exception:  # noqa: BLE001
+                        time.sleep(0.05)
+
+    def _turn(self):
+        """One pass of the dispatcher; True once the pool is closed."""
+        with self._lock:
+            closed = self._closed
+            while self._incoming:
+                batch, tasks = self._incoming.popleft()
+                self._batches.append(batch)
+                self._queue.extend(tasks)
+        if closed:
+            for b in self._batches:
+                if not b.done:
+                    b.done = True
+                    if not b.future.done():
+                        b.future.set_exception(RuntimeError("SandboxPool closed"))
+            return True
+        self._restart_dead()
+        self._dispatch()
+        now = time.monotonic()
+        self._expire(now)
+        live = [b.deadline for b in self._batches if not b.done]
+        wait = max(0.0, min(live) - now) if live else None
+        if any(w.dead for w in self.workers):
+            wait = 0.1 if wait is None else min(wait, 0.1)
+        for key, events in self._sel.select(wait):
+            w = key.data
+            if w is None:
+                try:
+                    while os.read(self._wake_r, 4096):
                         pass
-                    continue
-                if w.dead:
-                    continue
-                if events & selectors.EVENT_READ and key.fd == w.rfd:
-                    self._read(w)
-                if events & selectors.EVENT_WRITE and key.fd == w.wfd and not w.dead:
-                    self._flush(w)
+                except BlockingIOError:
+                    pass
+                continue
+            if w.dead:
+                continue
+            if events & selectors.EVENT_READ and key.fd == w.rfd:
+                self._guarded(w, self._read)
+            if events & selectors.EVENT_WRITE and key.fd == w.wfd and not w.dead:
+                self._guarded(w, self._flush)
+        return False

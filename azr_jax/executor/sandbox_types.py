@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 
 
@@ -12,7 +13,7 @@ class SandboxConfig:
 
     timeout_s: wall-clock limit for ONE execution (one input, one repeat) or one script; a
       program's child gets ``timeout_s * repeats`` per input, restarted after each input.
-    memory_mb: address-space limit of each program. workers: None = os.cpu_count().
+    memory_mb: address-space limit of each program. workers: None or 0 = os.cpu_count().
     namespaces: use a network + mount namespace per worker where the kernel allows it.
     drop_privileges: when running as root, run programs as uid ``uid_base + worker pid``
       (unique per live worker, so pools never signal each other's programs).
@@ -39,6 +40,24 @@ class SandboxConfig:
     batch_timeout_s: float | None = None
     preload_modules: tuple[str, ...] = ("collections", "itertools", "functools", "math", "heapq",
                                         "bisect", "operator", "string", "re")
+
+    def __post_init__(self):
+        """One clear ValueError for a setting that cannot work (nan/inf/negative timeouts,
+        zero workers, ...), instead of a pool that hangs or fails later."""
+        if self.workers is not None and (type(self.workers) is not int or self.workers < 0):
+            raise ValueError(f"workers must be None, 0 (all cores) or a positive int, "
+                             f"got {self.workers!r}")
+        for name in ("timeout_s", "batch_timeout_s"):
+            value = getattr(self, name)
+            if value is None and name == "batch_timeout_s":
+                continue
+            if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+                raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+        for name in ("memory_mb", "max_output_chars", "max_stream_bytes", "max_file_bytes",
+                     "max_open_files", "max_procs", "tmpfs_mb", "pipeline_depth"):
+            value = getattr(self, name)
+            if type(value) is not int or value < 1:
+                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
 
     def num_workers(self) -> int:
         return max(1, self.workers or os.cpu_count() or 1)

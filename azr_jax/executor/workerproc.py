@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 
+from azr_jax.executor._worker_fs import rmtree
 from azr_jax.executor.sandbox_types import SandboxConfig
 
 _WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_worker.py")
@@ -55,6 +56,14 @@ class _WorkerProc:
             pass
         if self.uid is not None:
             sweep_uid(self.uid)
+        # Without a mount namespace the worker's sandbox dirs live on the host: remove what a
+        # killed worker could not (with one, they vanished with its private tmpfs).
+        for base in ("/dev/shm", "/tmp"):
+            rmtree(self.sandbox_root(base))
+
+    def sandbox_root(self, base):
+        """The worker's sandbox root under ``base`` (named as ``_worker.py`` names it)."""
+        return "%s/azr-sbx-%d" % (base, self.uid if self.uid is not None else self.proc.pid)
 
 
 def sweep_uid(uid: int) -> None:
