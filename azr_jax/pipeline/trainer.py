@@ -125,10 +125,15 @@ def train(cfg, workdir: str, *, rollout_fn=run_rollout) -> TrainResult:
     import jax
     import jax.numpy as jnp
 
-    from azr_jax.sharding import is_main_process
+    from azr_jax.sharding import global_batch_from_host, is_main_process, sync_processes
 
-    main = is_main_process()
+    main, multi = is_main_process(), jax.process_count() > 1
+    if multi and cfg.trainer.staleness > 0:  # two threads launching device programs could
+        # launch them in different orders on different hosts, which deadlocks collectives
+        raise UserError("trainer.staleness > 0 is not supported with several JAX processes; "
+                        "use trainer.staleness=0")
     resuming = prepare_workdir(cfg, workdir, main)
+    sync_processes("azr-workdir-ready")  # the others start once process 0 made the workdir
     env = setup_lib.build(cfg, workdir)
     tcfg = cfg.trainer
     state, buffers, start = env.train_state, env.buffers, 0
@@ -170,7 +175,11 @@ def train(cfg, workdir: str, *, rollout_fn=run_rollout) -> TrainResult:
             with timer("device_wait_host"):
                 rollout = queue.get(step)
 
-            def do_update(st=state, batch=rollout.batch):
+            batch = rollout.batch  # identical on every host; each places its rows
+            if multi:
+                batch = global_batch_from_host(batch, env.mesh)
+
+            def do_update(st=state, batch=batch):
                 new_state, m = env.update(st, batch)
                 return new_state, jax.device_get(m)
 
