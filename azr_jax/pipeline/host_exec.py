@@ -46,13 +46,13 @@ class KVExchange:
     so the store holds at most two calls' values per process.
     """
 
-    _instances = itertools.count()  # created in the same order on every host
+    _instances = itertools.count()  # exchanges are created in the same order on every host
 
     def __init__(self, client, process_id: int, num_processes: int,
-                 wait_s: float = DEFAULT_WAIT_S, name: str = "azr/exec"):
+                 wait_s: float = DEFAULT_WAIT_S, name: str | None = None):
         self.client, self.me, self.n = client, process_id, num_processes
         self.wait_ms = int(wait_s * 1000)
-        self.prefix = f"{name}/{next(self._instances)}"
+        self.prefix = name or f"azr/exec/{next(self._instances)}"
         self._calls = itertools.count()
         self._previous: str | None = None
 
