@@ -118,7 +118,7 @@ def build(cfg, workdir: str) -> Env:
 
     from azr_jax.checkpoints import TrainCheckpointer
     from azr_jax.executor import SandboxConfig, SandboxPool
-    from azr_jax.pipeline import host_exec
+    from azr_jax.pipeline import host_exec, workdir_fs
     from azr_jax.rl.update import create_train_state, make_update_step
     from azr_jax.selfplay import Buffers
     from azr_jax.sharding import MeshConfig, make_mesh
@@ -138,7 +138,7 @@ def build(cfg, workdir: str) -> Env:
     pool = host_exec.for_processes(SandboxPool(SandboxConfig(
         workers=executor_workers(cfg.executor.workers), timeout_s=sp_cfg.timeout_s,
         memory_mb=cfg.executor.memory_mb)))
-    ckpt = TrainCheckpointer(os.path.join(os.path.abspath(workdir), CHECKPOINT_DIR),
+    ckpt = TrainCheckpointer(workdir_fs.join(workdir_fs.absolute(workdir), CHECKPOINT_DIR),
                              keep=cfg.trainer.keep)
     return Env(model_cfg=model_cfg, tokenizer=tokenizer, selfplay=sp_cfg,
                sampling=sampling_config(cfg, tokenizer, model_cfg), mesh=mesh, pool=pool,

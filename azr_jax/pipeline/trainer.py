@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import dataclasses
 import errno
-import os
 import time
 
 from azr_jax.errors import UserError
 from azr_jax.pipeline import config as config_lib
 from azr_jax.pipeline import setup as setup_lib
+from azr_jax.pipeline import workdir_fs
 from azr_jax.pipeline.metrics import MetricsWriter, PhaseTimer
 from azr_jax.pipeline.prefetch import DeviceActivity, RolloutQueue
 from azr_jax.pipeline.rollout import RolloutContext, run_rollout, seed_buffers
@@ -37,23 +37,20 @@ class TrainResult:
 
 def prepare_workdir(cfg, workdir: str, main: bool) -> bool:
     """Create the workdir or check it holds a compatible run; True when resuming."""
-    path = os.path.join(workdir, CONFIG_FILE)
-    if os.path.exists(path):
-        with open(path) as f:
-            try:
-                saved = config_lib.config_from_json(f.read())
-            except ValueError as e:
-                raise UserError(f"{path} is not valid JSON ({e}); is this an azr-jax workdir?")
+    path = workdir_fs.join(workdir, CONFIG_FILE)
+    if workdir_fs.exists(path):
+        try:
+            saved = config_lib.config_from_json(workdir_fs.read_text(path))
+        except ValueError as e:
+            raise UserError(f"{path} is not valid JSON ({e}); is this an azr-jax workdir?")
         config_lib.check_resume_compatible(saved, cfg, workdir)
         exists = True
     else:
         exists = False
     if main:
-        os.makedirs(workdir, exist_ok=True)
-        tmp = path + ".tmp"
-        with open(tmp, "w") as f:  # refresh resume-safe fields (e.g. a longer trainer.steps)
-            f.write(config_lib.config_to_json(cfg))
-        os.replace(tmp, path)
+        workdir_fs.makedirs(workdir)
+        # refresh resume-safe fields (e.g. a longer trainer.steps)
+        workdir_fs.write_text_atomic(path, config_lib.config_to_json(cfg))
     return exists
 
 
