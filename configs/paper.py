@@ -36,7 +36,7 @@ def paper_config(preset: str, *, fsdp: int, tensor: int, micro_batches: int, dat
     c.optim.lr = 1e-6  # AdamW
     c.optim.weight_decay = 0.0
     c.optim.micro_batches = micro_batches  # gradient accumulation: activation memory knob
-    c.executor.workers = 16
+    c.executor.workers = 0  # every host's cores less a reserve (TPU VM hosts: 100-240 vCPUs)
     c.trainer.checkpoint_every = 10  # preemptible slices: lose at most 10 steps
     c.trainer.keep = 3
     return c
