@@ -152,3 +152,17 @@ def test_one_process_keeps_the_plain_pool():
                                                  (0, 8, 6), (0, 2, 1), (0, 1, 1)])
 def test_executor_workers_default_to_cores_less_a_reserve(requested, cpus, want):
     assert executor_workers(requested, cpus) == want
+
+
+def test_several_processes_refuse_overlapping_rollouts(tmp_path, monkeypatch):
+    import jax
+
+    from azr_jax.errors import UserError
+    from azr_jax.pipeline.config import load_config
+    from azr_jax.pipeline.trainer import train
+
+    monkeypatch.setattr(jax, "process_count", lambda: 2)
+    cfg = load_config("tiny_cpu", ["trainer.staleness=1"])
+    with pytest.raises(UserError, match="staleness > 0 is not supported with several JAX"):
+        train(cfg, str(tmp_path / "run"))
+    assert not (tmp_path / "run").exists()  # refused before touching the workdir
