@@ -35,7 +35,7 @@ def _free_port():
         return s.getsockname()[1]
 
 
-def _start(workdir, records, steps, processes, *extra):
+def _start(workdir, records, steps, processes, *extra, overrides=()):
     env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=ROOT,
                XLA_FLAGS=f"--xla_force_host_platform_device_count={8 // processes}",
                JAX_COMPILATION_CACHE_DIR=os.path.join(ROOT, ".cache", "jax"),
@@ -43,9 +43,9 @@ def _start(workdir, records, steps, processes, *extra):
     port = _free_port()
     cmd = [sys.executable, os.path.join(HERE, "trainer_worker.py"), str(workdir), str(records),
            str(steps)]
-    return [subprocess.Popen(cmd + ([str(port), str(processes), str(i)] if processes > 1 else [])
-                             + list(extra), env=env, cwd=ROOT, stdout=subprocess.PIPE,
-                             stderr=subprocess.STDOUT, text=True) for i in range(processes)]
+    return [subprocess.Popen(cmd + [str(port), str(processes), str(i), *overrides, *extra],
+                             env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             text=True) for i in range(processes)]
 
 
 def _wait(*runs):
@@ -96,8 +96,11 @@ def test_two_processes_match_one_and_resume_across_counts(tmp_path):
 
     # resume with the other process count: 2 -> 1 and 1 -> 2 (same 8-device global mesh);
     # in the 1 -> 2 run process 1's sandbox times out the slow proposals process 0's passes
+    # (the 1 -> 2 run also moves to a data-parallel layout of the same 8 devices: on CPU every
+    # collective of a multi-process run goes over TCP, and this layout has no per-token ones)
     _wait(_start(two, tmp_path / "rec_two_resumed", 3, 1),
-          _start(one, tmp_path / "rec_one_resumed", 3, 2, "--slow"))
+          _start(one, tmp_path / "rec_one_resumed", 3, 2, "--slow",
+                 overrides=("mesh.data=8", "mesh.fsdp=1", "mesh.tensor=1")))
     for workdir in (two, one):
         rows = read_metrics(str(workdir))
         assert [r["step"] for r in rows] == [1, 2, 3]

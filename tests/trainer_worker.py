@@ -1,6 +1,7 @@
 """One process of the multi-process trainer tests: `train` on configs/tiny_cpu.py.
 
-    python tests/trainer_worker.py WORKDIR RECORD_DIR STEPS [PORT NUM_PROCESSES PROCESS_ID] [--slow]
+    python tests/trainer_worker.py WORKDIR RECORD_DIR STEPS [PORT NUM_PROCESSES PROCESS_ID
+                                   [section.key=value ...]] [--slow]
 
 A responder replaces odd sampled rows with well-formed responses (the tiny random model
 writes gibberish), so the executor validates and grades real programs. Each process records
@@ -115,7 +116,7 @@ def main(argv):
     from azr_jax.pipeline.trainer import train
 
     _install_responder(slow)
-    overrides = [f"trainer.steps={steps}", "sampling.max_new_tokens=112"]
+    overrides = [f"trainer.steps={steps}", "sampling.max_new_tokens=112"] + argv[6:]
     if slow:
         _slow_sandbox_on(pid)
     cfg = load_config("tiny_cpu", overrides)
