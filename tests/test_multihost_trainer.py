@@ -40,12 +40,16 @@ def _start(workdir, records, steps, processes, *extra, overrides=()):
                XLA_FLAGS=f"--xla_force_host_platform_device_count={8 // processes}",
                JAX_COMPILATION_CACHE_DIR=os.path.join(ROOT, ".cache", "jax"),
                JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0.5")
-    port = _free_port()
+    for key in ("AZR_COORDINATOR_ADDRESS", "AZR_NUM_PROCESSES", "AZR_PROCESS_ID"):
+        env.pop(key, None)
+    if processes > 1:  # what `azr-jax train` reads to start jax.distributed
+        env.update(AZR_COORDINATOR_ADDRESS=f"localhost:{_free_port()}",
+                   AZR_NUM_PROCESSES=str(processes))
     cmd = [sys.executable, os.path.join(HERE, "trainer_worker.py"), str(workdir), str(records),
-           str(steps)]
-    return [subprocess.Popen(cmd + [str(port), str(processes), str(i), *overrides, *extra],
-                             env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                             text=True) for i in range(processes)]
+           str(steps), *overrides, *extra]
+    return [subprocess.Popen(cmd, env=dict(env, AZR_PROCESS_ID=str(i)), cwd=ROOT,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            for i in range(processes)]
 
 
 def _wait(*runs):

@@ -1,7 +1,10 @@
 """One process of the multi-process trainer tests: `train` on configs/tiny_cpu.py.
 
-    python tests/trainer_worker.py WORKDIR RECORD_DIR STEPS [PORT NUM_PROCESSES PROCESS_ID
-                                   [section.key=value ...]] [--slow]
+    AZR_COORDINATOR_ADDRESS=localhost:PORT AZR_NUM_PROCESSES=N AZR_PROCESS_ID=I \
+        python tests/trainer_worker.py WORKDIR RECORD_DIR STEPS [section.key=value ...] [--slow]
+
+The processes find each other the way `azr-jax train` does (`initialize_distributed()` reads
+the AZR_* variables); without them it is one process.
 
 A responder replaces odd sampled rows with well-formed responses (the tiny random model
 writes gibberish), so the executor validates and grades real programs. Each process records
@@ -106,17 +109,18 @@ def main(argv):
     slow = "--slow" in argv
     argv = [a for a in argv if a != "--slow"]
     workdir, record_dir, steps = argv[0], argv[1], int(argv[2])
-    port, n, pid = (int(x) for x in argv[3:6]) if len(argv) > 3 else (0, 1, 0)
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    import jax
+
     from azr_jax.sharding import initialize_distributed
 
-    if n > 1:
-        assert initialize_distributed(f"localhost:{port}", n, pid)
+    initialize_distributed()
+    pid = jax.process_index()
     from azr_jax.pipeline.config import load_config
     from azr_jax.pipeline.trainer import train
 
     _install_responder(slow)
-    overrides = [f"trainer.steps={steps}", "sampling.max_new_tokens=112"] + argv[6:]
+    overrides = [f"trainer.steps={steps}", "sampling.max_new_tokens=112"] + argv[3:]
     if slow:
         _slow_sandbox_on(pid)
     cfg = load_config("tiny_cpu", overrides)
