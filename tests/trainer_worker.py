@@ -120,7 +120,9 @@ def main(argv):
     from azr_jax.pipeline.trainer import train
 
     _install_responder(slow)
-    overrides = [f"trainer.steps={steps}", "sampling.max_new_tokens=112"] + argv[3:]
+    # checkpoint the last step only (the resume point): each Orbax save costs seconds here
+    overrides = [f"trainer.steps={steps}", "sampling.max_new_tokens=112",
+                 "trainer.checkpoint_every=100"] + argv[3:]
     if slow:
         _slow_sandbox_on(pid)
     cfg = load_config("tiny_cpu", overrides)
