@@ -113,7 +113,7 @@ def test_two_processes_match_one_and_resume_across_counts(tmp_path):
     host0, host1 = (_records(tmp_path / "rec_one_resumed", i) for i in (0, 1))
     assert [r["step"] for r in host0] == [2]  # resumed after the step-2 checkpoint
     assert host0 == host1  # same outcomes, rewards, batch and buffers on both hosts
-    slow = [t for t in host0[0]["tasks"] if "range(3 * 10**7)" in t[4]]
+    slow = [t for t in host0[0]["tasks"] if "range(3*10**7)" in t[4]]
     # job i of a call runs on process i % 2: the slow program ran on both hosts, and each
     # host's verdict (pass on process 0, timeout on process 1) is what both applied
     assert any(outcome == "passed" for _, outcome, *_ in slow), slow

@@ -21,7 +21,7 @@ import json
 import os
 import sys
 
-SLOW_PROGRAM = "def f(x):\n    return x + 0 * sum(range(3 * 10**7))"  # ~0.5 s of CPU
+SLOW_PROGRAM = "def f(x):return x+0*sum(range(3*10**7))"  # ~0.5 s of CPU
 SLOW_HOST_TIMEOUT_S = 0.2
 
 
@@ -31,10 +31,10 @@ def _canned(prompt_text, row, slow):
     if "input blocks and one message block" in prompt_text:  # induction proposer
         return "<answer>```input\n1\n```\n```input\n'ab'\n```\n```message\nsame\n```</answer>"
     if "holds the program and the input" in prompt_text:  # deduction/abduction proposer
-        body = SLOW_PROGRAM if slow else f"def f(x):\n    return x * {row % 5}"
-        return f"<answer>\n```python\n{body}\n```\n```input\n{row}\n```\n</answer>"
+        body = SLOW_PROGRAM if slow else f"def f(x):return x*{row % 5}"
+        return f"<answer>```python\n{body}\n```\n```input\n{row}\n```</answer>"
     if "The answer holds the program" in prompt_text:  # induction solver
-        return "<answer>\n```python\ndef f(x):\n    return x\n```\n</answer>"
+        return "<answer>```python\ndef f(x):return x\n```</answer>"
     return "<answer>'Hello World'</answer>"
 
 
@@ -121,7 +121,7 @@ def main(argv):
 
     _install_responder(slow)
     # checkpoint the last step only (the resume point): each Orbax save costs seconds here
-    overrides = [f"trainer.steps={steps}", "sampling.max_new_tokens=112",
+    overrides = [f"trainer.steps={steps}", "sampling.max_new_tokens=88",
                  "trainer.checkpoint_every=100"] + argv[3:]
     if slow:
         _slow_sandbox_on(pid)
