@@ -96,7 +96,7 @@ def get_config() -> ml_collections.ConfigDict:
     ))
 
     c.executor = ml_collections.ConfigDict(dict(
-        workers=4,
+        workers=0,  # sandbox worker processes per host; 0 = the host's cores less a reserve
         memory_mb=1024,
     ))
 

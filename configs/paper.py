@@ -47,7 +47,7 @@ def paper_config(preset: str, *, fsdp: int, tensor: int, micro_batches: int, dat
     c.optim.weight_decay = 0.0
     c.optim.mini_batch_size = 128  # official ppo_mini_batch_size: 384 rows = 3 AdamW steps
     c.optim.micro_batches = micro_batches  # per mini-batch: the activation memory knob
-    c.executor.workers = 16
+    c.executor.workers = 0  # every host's cores less a reserve (TPU VM hosts: 100-240 vCPUs)
     c.trainer.checkpoint_every = 10  # preemptible slices: lose at most 10 steps
     c.trainer.keep = 3
     return c

@@ -118,5 +118,5 @@ read_slice_state() {
 }
 
 require_workdir() {
-  [[ -n "$WORKDIR" ]] || die "WORKDIR is not set: give a path every worker sees that outlives the VMs (see README, Running on TPU)"
+  [[ -n "$WORKDIR" ]] || die "WORKDIR is not set: give a gs:// bucket path or a mount every worker sees that outlives the VMs (see README, Running on TPU)"
 }

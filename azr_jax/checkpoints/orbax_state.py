@@ -22,7 +22,8 @@ class TrainCheckpointer:
     """Save/restore (train_state, trainer_state) by step; keeps the newest `keep` steps."""
 
     def __init__(self, directory: str, keep: Optional[int] = 3, async_save: bool = True):
-        self.directory = os.path.abspath(os.fspath(directory))
+        directory = os.fspath(directory)  # a bucket URI (gs://) stays as it is
+        self.directory = directory if "://" in directory else os.path.abspath(directory)
         options = ocp.CheckpointManagerOptions(
             max_to_keep=keep, create=True, enable_async_checkpointing=async_save,
             cleanup_tmp_directories=True)

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import math
-import os
 import threading
 import time
 from contextlib import contextmanager
 
-from azr_jax import jsonl
+from azr_jax.pipeline import workdir_fs
 
 METRICS_FILE = "metrics.jsonl"
 
@@ -28,24 +27,24 @@ class MetricsWriter:
     """
 
     def __init__(self, workdir: str, enabled: bool = True, tensorboard: bool = True):
-        self.path = os.path.join(workdir, METRICS_FILE)
+        self.path = workdir_fs.join(workdir, METRICS_FILE)
         self.enabled = enabled
         self._tb = None
         if enabled and tensorboard:
             from tensorboardX import SummaryWriter  # pure-Python event writer
 
-            self._tb = SummaryWriter(os.path.join(workdir, "tb"), flush_secs=10)
+            self._tb = SummaryWriter(workdir_fs.join(workdir, "tb"), flush_secs=10)
 
     def truncate_after(self, step: int):
         """Drop lines of steps > `step` (written by a run killed after its last checkpoint)."""
         if self.enabled:
-            jsonl.truncate_log(self.path, step)
+            workdir_fs.truncate_log(self.path, step)
 
     def write(self, step: int, metrics: dict):
         if not self.enabled:
             return
         row = {"step": int(step), **{k: _jsonable(v) for k, v in sorted(metrics.items())}}
-        jsonl.append_rows(self.path, [row])
+        workdir_fs.append_rows(self.path, [row])
         if self._tb is not None:
             for key, value in row.items():
                 if key != "step" and isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -59,7 +58,7 @@ class MetricsWriter:
 
 def read_metrics(workdir: str) -> list[dict]:
     """All complete rows of workdir/metrics.jsonl (a torn last line is skipped)."""
-    return jsonl.read_log(os.path.join(workdir, METRICS_FILE))
+    return workdir_fs.read_log(workdir_fs.join(workdir, METRICS_FILE))
 
 
 class PhaseTimer:

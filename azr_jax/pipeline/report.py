@@ -5,9 +5,9 @@ from __future__ import annotations
 import html
 import json
 import math
-import os
 
 from azr_jax.errors import UserError
+from azr_jax.pipeline import workdir_fs
 from azr_jax.pipeline.metrics import read_metrics
 from azr_jax.pipeline.tasklog import read_tasks
 
@@ -154,7 +154,7 @@ def _rules(config_text: str) -> str:
 
 def build_report(workdir: str, output: str | None = None) -> str:
     """Write workdir/report.html (or `output`) and return its path."""
-    if not os.path.isdir(workdir):
+    if not workdir_fs.exists(workdir):
         raise UserError(f"workdir {workdir!r} does not exist")
     rows = read_metrics(workdir)
     tasks = read_tasks(workdir)
@@ -167,16 +167,15 @@ def build_report(workdir: str, output: str | None = None) -> str:
         if series:
             plots.append(svg_plot(title, series))
     config = ""  # the saved config.json text, shown at the end
-    cfg_path = os.path.join(workdir, "config.json")
-    if os.path.exists(cfg_path):
-        with open(cfg_path) as f:
-            config = f.read()
+    cfg_path = workdir_fs.join(workdir, "config.json")
+    if workdir_fs.exists(cfg_path):
+        config = workdir_fs.read_text(cfg_path)
     types = sorted({t.get("type", "") for t in tasks})
     options = "".join(f'<option value="{html.escape(t)}">{html.escape(t)}</option>' for t in types)
     n_valid = sum(bool(t.get("valid")) for t in tasks)
     doc = f"""<!DOCTYPE html><html><head><meta charset="utf-8"><title>AZR run report</title>
 <style>{_STYLE}</style><script>{_SCRIPT}</script></head><body>
-<h1>AZR run: {html.escape(os.path.abspath(workdir))}</h1>
+<h1>AZR run: {html.escape(workdir_fs.absolute(workdir))}</h1>
 <p>{len(rows)} logged steps; {len(tasks)} proposed tasks, {n_valid} valid.{_rules(config)}</p>
 <h2>Training curves</h2><div class="plots">{''.join(plots) or '<p>No metrics yet.</p>'}</div>
 <h2>Last step</h2>{_summary_table(rows)}
@@ -191,7 +190,6 @@ def build_report(workdir: str, output: str | None = None) -> str:
 <th>raw response</th></tr></thead>
 <tbody>{_task_rows(tasks)}</tbody></table>
 <h2>Config</h2><pre>{html.escape(config)}</pre></body></html>"""
-    path = output or os.path.join(workdir, "report.html")
-    with open(path, "w", encoding="utf-8") as f:
-        f.write(doc)
+    path = output or workdir_fs.join(workdir, "report.html")
+    workdir_fs.write_text_atomic(path, doc)
     return path

@@ -89,6 +89,18 @@ def check_config(cfg):
         raise UserError(f"model.attention_block must be >= 0 (0 = off), got {cfg.model.attention_block}")
 
 
+def executor_workers(requested: int, cpus: int | None = None) -> int:
+    """Sandbox workers for `executor.workers`: 0 (auto) = this host's cores less a reserve
+    for the trainer itself (JAX dispatch, tokenising, the rollout thread): 2 cores, or 1/16
+    of them on large TPU VM hosts (100-240 vCPUs)."""
+    if requested > 0:
+        return requested
+    if cpus is None:
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cpus = cpus or 1
+    return max(1, cpus - max(2, cpus // 16))
+
+
 def load_model(cfg):
     """(ModelConfig, host params, tokenizer) for cfg.model.path or cfg.model.preset."""
     from azr_jax.checkpoints.loader import load_model as load
@@ -107,6 +119,7 @@ def build(cfg, workdir: str) -> Env:
 
     from azr_jax.checkpoints import TrainCheckpointer
     from azr_jax.executor import SandboxConfig, SandboxPool
+    from azr_jax.pipeline import host_exec, workdir_fs
     from azr_jax.rl.update import create_train_state, make_update_step
     from azr_jax.selfplay import Buffers
     from azr_jax.sharding import MeshConfig, make_mesh
@@ -122,9 +135,11 @@ def build(cfg, workdir: str) -> Env:
                                rng=jax.random.PRNGKey(cfg.trainer.seed))
     del params
     update = make_update_step(model_cfg, optim, loss_config(cfg), mesh)
-    pool = SandboxPool(SandboxConfig(workers=cfg.executor.workers, timeout_s=sp_cfg.timeout_s,
-                                     memory_mb=cfg.executor.memory_mb))
-    ckpt = TrainCheckpointer(os.path.join(os.path.abspath(workdir), CHECKPOINT_DIR),
+    # one process: the local pool; several (a pod): each host grades a share of every call
+    pool = host_exec.for_processes(SandboxPool(SandboxConfig(
+        workers=executor_workers(cfg.executor.workers), timeout_s=sp_cfg.timeout_s,
+        memory_mb=cfg.executor.memory_mb)))
+    ckpt = TrainCheckpointer(workdir_fs.join(workdir_fs.absolute(workdir), CHECKPOINT_DIR),
                              keep=cfg.trainer.keep)
     return Env(model_cfg=model_cfg, tokenizer=tokenizer, selfplay=sp_cfg,
                sampling=sampling_config(cfg, tokenizer, model_cfg), mesh=mesh, pool=pool,

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
-
-from azr_jax import jsonl
+from azr_jax.pipeline import workdir_fs
 
 TASKS_FILE = "tasks.jsonl"
 
@@ -12,14 +10,14 @@ TASKS_FILE = "tasks.jsonl"
 def append_tasks(workdir: str, rows: list[dict]):
     """Rows: {step, type, program, input, output, valid, error, solve_rate, reward}."""
     if rows:
-        jsonl.append_rows(os.path.join(workdir, TASKS_FILE), rows)
+        workdir_fs.append_rows(workdir_fs.join(workdir, TASKS_FILE), rows)
 
 
 def read_tasks(workdir: str) -> list[dict]:
     """All complete rows of workdir/tasks.jsonl (a line torn by a kill is skipped)."""
-    return jsonl.read_log(os.path.join(workdir, TASKS_FILE))
+    return workdir_fs.read_log(workdir_fs.join(workdir, TASKS_FILE))
 
 
 def truncate_tasks_after(workdir: str, step: int):
     """Drop rows of steps > `step` (written by a run killed after its last checkpoint)."""
-    jsonl.truncate_log(os.path.join(workdir, TASKS_FILE), step)
+    workdir_fs.truncate_log(workdir_fs.join(workdir, TASKS_FILE), step)

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import dataclasses
 import errno
-import os
 import time
 
 from azr_jax.errors import UserError
 from azr_jax.pipeline import config as config_lib
 from azr_jax.pipeline import setup as setup_lib
+from azr_jax.pipeline import workdir_fs
 from azr_jax.pipeline.metrics import MetricsWriter, PhaseTimer
 from azr_jax.pipeline.prefetch import DeviceActivity, RolloutQueue
 from azr_jax.pipeline.rollout import (RolloutContext, run_rollout, seed_buffers,
@@ -38,23 +38,20 @@ class TrainResult:
 
 def prepare_workdir(cfg, workdir: str, main: bool) -> bool:
     """Create the workdir or check it holds a compatible run; True when resuming."""
-    path = os.path.join(workdir, CONFIG_FILE)
-    if os.path.exists(path):
-        with open(path) as f:
-            try:
-                saved = config_lib.config_from_json(f.read())
-            except ValueError as e:
-                raise UserError(f"{path} is not valid JSON ({e}); is this an azr-jax workdir?")
+    path = workdir_fs.join(workdir, CONFIG_FILE)
+    if workdir_fs.exists(path):
+        try:
+            saved = config_lib.config_from_json(workdir_fs.read_text(path))
+        except ValueError as e:
+            raise UserError(f"{path} is not valid JSON ({e}); is this an azr-jax workdir?")
         config_lib.check_resume_compatible(saved, cfg, workdir)
         exists = True
     else:
         exists = False
     if main:
-        os.makedirs(workdir, exist_ok=True)
-        tmp = path + ".tmp"
-        with open(tmp, "w") as f:  # refresh resume-safe fields (e.g. a longer trainer.steps)
-            f.write(config_lib.config_to_json(cfg))
-        os.replace(tmp, path)
+        workdir_fs.makedirs(workdir)
+        # refresh resume-safe fields (e.g. a longer trainer.steps)
+        workdir_fs.write_text_atomic(path, config_lib.config_to_json(cfg))
     return exists
 
 
@@ -126,10 +123,15 @@ def train(cfg, workdir: str, *, rollout_fn=run_rollout) -> TrainResult:
     import jax
     import jax.numpy as jnp
 
-    from azr_jax.sharding import is_main_process
+    from azr_jax.sharding import global_batch_from_host, is_main_process, sync_processes
 
-    main = is_main_process()
+    main, multi = is_main_process(), jax.process_count() > 1
+    if multi and cfg.trainer.staleness > 0:  # two threads launching device programs could
+        # launch them in different orders on different hosts, which deadlocks collectives
+        raise UserError("trainer.staleness > 0 is not supported with several JAX processes; "
+                        "use trainer.staleness=0")
     resuming = prepare_workdir(cfg, workdir, main)
+    sync_processes("azr-workdir-ready")  # the others start once process 0 made the workdir
     env = setup_lib.build(cfg, workdir)
     tcfg = cfg.trainer
     state, buffers, start = env.train_state, env.buffers, 0
@@ -173,7 +175,11 @@ def train(cfg, workdir: str, *, rollout_fn=run_rollout) -> TrainResult:
             with timer("device_wait_host"):
                 rollout = queue.get(step)
 
-            def do_update(st=state, batch=rollout.batch):
+            batch = rollout.batch  # identical on every host; each places its rows
+            if multi:
+                batch = global_batch_from_host(batch, env.mesh)
+
+            def do_update(st=state, batch=batch):
                 new_state, m = env.update(st, batch)
                 return new_state, jax.device_get(m)
 

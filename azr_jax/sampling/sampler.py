@@ -152,6 +152,17 @@ def pack_prompts(prompts, sampling: SamplingConfig, batch_multiple: int = 1, pad
     return tokens_bt, valid_bt, active_b, prompt_index_r
 
 
+def _fetch(arrays: tuple) -> tuple:
+    """Host copies of the sampler's outputs. Rows are sharded over the data axis; on a
+    multi-host mesh some shards live on other processes' devices, so all are gathered in one
+    call (every process gets every row); otherwise a plain fetch."""
+    if all(x.is_fully_addressable or x.is_fully_replicated for x in arrays):
+        return jax.device_get(arrays)
+    from jax.experimental import multihost_utils
+
+    return multihost_utils.process_allgather(arrays, tiled=True)
+
+
 def as_key(seed_or_key):
     if isinstance(seed_or_key, (int, np.integer)):
         return jax.random.PRNGKey(int(seed_or_key))
@@ -208,7 +219,7 @@ def sample(params, cfg: ModelConfig, prompts: Sequence[Sequence[int]], key,
                         greedy=sampling.greedy, top_k=sampling.top_k,
                         use_top_p=sampling.top_p < 1.0, stop_ids=sampling.stop_token_ids,
                         pad_id=sampling.pad_token_id, rules=rules)
-    tokens_bn, logprobs_bn, lengths_b = jax.device_get(out)
+    tokens_bn, logprobs_bn, lengths_b = _fetch(tuple(out))
     rows = len(prompt_index_r)
     return SampleOutput(tokens=tokens_bn[:rows], logprobs=logprobs_bn[:rows],
                         lengths=lengths_b[:rows], prompt_index=prompt_index_r)

@@ -63,3 +63,32 @@ def host_batch_to_global(local_batch: dict, mesh, global_batch: int) -> dict:
         x = np.asarray(x)
         out[key] = jax.make_array_from_process_local_data(sharding, x, (global_batch,) + x.shape[1:])
     return out
+
+
+def kv_client():
+    """The `jax.distributed` runtime client (its key-value store carries host-side data
+    between processes); raises when jax.distributed is not initialised."""
+    from jax._src import distributed  # no public accessor for the client yet
+
+    client = distributed.global_state.client
+    if client is None:
+        raise RuntimeError("jax.distributed is not initialised")
+    return client
+
+
+def sync_processes(name: str) -> None:
+    """Barrier over all processes (no-op with one): e.g. after process 0 wrote a file the
+    others read."""
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices(name)
+
+
+def global_batch_from_host(batch: dict, mesh) -> dict:
+    """Global batch arrays from numpy arrays that every process holds in full (each takes
+    its devices' rows); what a jitted step needs when the mesh spans several processes."""
+    sharding = batch_sharding(mesh)
+    return {k: jax.make_array_from_callback(np.shape(x), sharding,
+                                            lambda idx, x=x: np.asarray(x)[idx])
+            for k, x in batch.items()}

@@ -1,0 +1,136 @@
+"""One process of the multi-process trainer tests: `train` on configs/tiny_cpu.py.
+
+    AZR_COORDINATOR_ADDRESS=localhost:PORT AZR_NUM_PROCESSES=N AZR_PROCESS_ID=I \
+        python tests/trainer_worker.py WORKDIR RECORD_DIR STEPS [section.key=value ...] [--slow]
+
+The processes find each other the way `azr-jax train` does (`initialize_distributed()` reads
+the AZR_* variables); without them it is one process.
+
+A responder replaces odd sampled rows with well-formed responses (the tiny random model
+writes gibberish), so the executor validates and grades real programs. Each process records
+its own view of every step (task outcomes, rewards, batch and buffer digests) in
+RECORD_DIR/process<i>.jsonl: process 1 writes no metrics, so this is how the test sees it.
+
+--slow: deduction proposals are a program that busy-loops for about half a second, and
+process 1's sandbox gets a 0.2 s limit while process 0's keeps tiny_cpu's 2 s: a program that one host's
+sandbox times out and the other's does not.
+"""
+
+import hashlib
+import json
+import os
+import sys
+
+SLOW_PROGRAM = "def f(x):return x+0*sum(range(3*10**7))"  # ~0.5 s of CPU
+SLOW_HOST_TIMEOUT_S = 0.2
+
+
+def _canned(prompt_text, row, slow):
+    if row % 2 == 0:
+        return None
+    if "input blocks and one message block" in prompt_text:  # induction proposer
+        return "<answer>```input\n1\n```\n```input\n'ab'\n```\n```message\nsame\n```</answer>"
+    if "holds the program and the input" in prompt_text:  # deduction/abduction proposer
+        body = SLOW_PROGRAM if slow else f"def f(x):return x*{row % 5}"
+        return f"<answer>```python\n{body}\n```\n```input\n{row}\n```</answer>"
+    if "The answer holds the program" in prompt_text:  # induction solver
+        return "<answer>```python\ndef f(x):return x\n```</answer>"
+    return "<answer>'Hello World'</answer>"
+
+
+def _install_responder(slow):
+    import numpy as np
+
+    from azr_jax.pipeline import rollout as rollout_mod
+    from azr_jax.tokenizer import tiny_tokenizer
+
+    real_sample, tok = rollout_mod.sample, tiny_tokenizer()
+
+    def sample(params, cfg, prompts, key, sampling, mesh=None):
+        out = real_sample(params, cfg, prompts, key, sampling, mesh=mesh)
+        out.tokens, out.logprobs, out.lengths = (np.array(x) for x in
+                                                 (out.tokens, out.logprobs, out.lengths))
+        for r, p in enumerate(out.prompt_index):
+            text = _canned(tok.decode(prompts[p], skip_special_tokens=False), r, slow)
+            if text is None:
+                continue
+            ids = tok.encode(text)[: sampling.max_new_tokens - 1] + [sampling.stop_token_ids[0]]
+            out.tokens[r] = sampling.pad_token_id
+            out.tokens[r, : len(ids)] = ids
+            out.logprobs[r] = 0.0
+            out.logprobs[r, : len(ids)] = -1.0
+            out.lengths[r] = len(ids)
+        return out
+
+    rollout_mod.sample = sample
+
+
+def _slow_sandbox_on(process_id):
+    """Give this process's sandbox a short per-program limit (see --slow)."""
+    import dataclasses
+
+    import azr_jax.executor as executor
+
+    real = executor.SandboxConfig
+
+    def config(**kw):
+        return dataclasses.replace(real(**kw), timeout_s=SLOW_HOST_TIMEOUT_S)
+
+    if process_id == 1:
+        executor.SandboxConfig = config
+
+
+def _digest(obj) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _recording_rollout(path):
+    import numpy as np
+
+    from azr_jax.pipeline.rollout import run_rollout
+
+    def rollout(ctx, step, params):
+        r = run_rollout(ctx, step, params)
+        rec = {"step": step,
+               "tasks": [[t["type"], t["outcome"], t["error"], t["reward"], t["program"]]
+                         for t in r.task_rows],
+               "metrics": {k: v for k, v in r.metrics.items() if not k.startswith("time/")},
+               "batch": {k: hashlib.sha256(np.ascontiguousarray(v).tobytes()).hexdigest()[:16]
+                         for k, v in sorted(r.batch.items())},
+               "buffers": _digest(ctx.buffers.to_dict())}
+        with open(path, "a") as f:
+            f.write(json.dumps(rec) + "\n")
+        return r
+
+    return rollout
+
+
+def main(argv):
+    slow = "--slow" in argv
+    argv = [a for a in argv if a != "--slow"]
+    workdir, record_dir, steps = argv[0], argv[1], int(argv[2])
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    import jax
+
+    from azr_jax.sharding import initialize_distributed
+
+    initialize_distributed()
+    pid = jax.process_index()
+    from azr_jax.pipeline.config import load_config
+    from azr_jax.pipeline.trainer import train
+
+    _install_responder(slow)
+    # checkpoint the last step only (the resume point): each Orbax save costs seconds here
+    overrides = [f"trainer.steps={steps}", "sampling.max_new_tokens=88",
+                 "trainer.checkpoint_every=100"] + argv[3:]
+    if slow:
+        _slow_sandbox_on(pid)
+    cfg = load_config("tiny_cpu", overrides)
+    os.makedirs(record_dir, exist_ok=True)
+    train(cfg, workdir, rollout_fn=_recording_rollout(os.path.join(record_dir,
+                                                                   f"process{pid}.jsonl")))
+    print("DONE", pid, flush=True)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
