@@ -3,6 +3,8 @@
 Layout: <directory>/<step>/{state, trainer}. Orbax writes each step into a temporary
 directory and renames it when complete, so a save killed half-way never hides the previous
 good step (a leftover tmp directory is ignored and removed on the next start).
+`restore_newest_intact` resumes from the newest step that restores, setting damaged newer
+steps aside as `<step>.corrupt` (kept for inspection, ignored by Orbax) and saying so.
 Restore takes an abstract train state whose leaves carry shardings (see
 `azr_jax.rl.update.abstract_train_state`), so a checkpoint saved on 8 devices restores
 onto 4 or 1 or any other mesh.
@@ -11,7 +13,8 @@ onto 4 or 1 or any other mesh.
 from __future__ import annotations
 
 import os
-from typing import Any, Optional
+import sys
+from typing import Any, Callable, Optional
 
 import orbax.checkpoint as ocp
 
@@ -64,6 +67,58 @@ class TrainCheckpointer:
                             f"the model: {type(e).__name__}: {str(e).splitlines()[0][:300]}") from e
         return out.state, dict(out.trainer or {})
 
+    def restore_newest_intact(self, abstract_train_state,
+                              check: Optional[Callable[[dict], None]] = None,
+                              set_aside: bool = True) -> tuple[int, Any, dict]:
+        """(step, train_state, trainer_state) of the newest step that restores.
+
+        `check(trainer_state)` may raise (KeyError/ValueError/TypeError) to reject a step
+        whose trainer state is unusable. Newer damaged steps are renamed `<step>.corrupt`
+        when `set_aside` (only one process of a multi-process run should do that), so a
+        later save of the same step number does not collide with them. Raises UserError
+        when no step restores.
+        """
+        self.wait()
+        failures: list[tuple[int, str]] = []
+        for step in sorted(self.all_steps(), reverse=True):
+            try:
+                state, trainer_state = self.restore(step, abstract_train_state)
+                if check is not None:
+                    check(trainer_state)
+            except (UserError, KeyError, ValueError, TypeError) as e:
+                failures.append((step, _one_line(e)))
+                continue
+            if failures:
+                self._report_fallback(failures, step, set_aside)
+            return step, state, trainer_state
+        if not failures:
+            raise UserError(f"no checkpoint found in {self.directory}")
+        why = "; ".join(f"step {s}: {m}" for s, m in failures)
+        raise UserError(f"no intact checkpoint in {self.directory} ({why}); move the "
+                        "directory away to start the run over")
+
+    def _report_fallback(self, failures, step: int, set_aside: bool) -> None:
+        bad = ", ".join(str(s) for s, _ in failures)
+        moved = ""
+        if set_aside:
+            names = [self._set_aside(s) for s, _ in failures]
+            moved = f"; set aside as {', '.join(names)}"
+        print(f"warning: checkpoint step {bad} in {self.directory} is unreadable "
+              f"({failures[0][1]}){moved}; resuming from step {step}, the newest intact one",
+              file=sys.stderr, flush=True)
+
+    def _set_aside(self, step: int) -> str:
+        src = self.step_path(step)
+        dst, n = src + ".corrupt", 1
+        while os.path.exists(dst):
+            n += 1
+            dst = f"{src}.corrupt{n}"
+        os.replace(src, dst)
+        reload = getattr(self._manager, "reload", None)
+        if reload is not None:  # the manager caches its step list
+            reload()
+        return os.path.basename(dst)
+
     def wait(self) -> None:
         """Block until pending asynchronous saves are committed."""
         self._manager.wait_until_finished()
@@ -76,3 +131,8 @@ class TrainCheckpointer:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def _one_line(e: BaseException) -> str:
+    text = str(e).splitlines()[0][:300] if str(e) else type(e).__name__
+    return text if isinstance(e, UserError) else f"{type(e).__name__}: {text}"

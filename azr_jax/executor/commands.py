@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from azr_jax import jsonl
+from azr_jax import cliargs, jsonl, userfiles
 from azr_jax.errors import UserError
 
 
@@ -25,8 +25,9 @@ def register(subparsers) -> None:
     p.add_argument("--generations", required=True, help='JSON {"sample_i": [generation, ...]}')
     p.add_argument("--scored-output", default=None,
                    help="per-sample results JSON (default: <generations>.scored.json)")
-    p.add_argument("--workers", type=int, default=None)
-    p.add_argument("--timeout", type=float, default=3.0, help="seconds per generation (official: 3)")
+    p.add_argument("--workers", type=cliargs.positive_int, default=None)
+    p.add_argument("--timeout", type=cliargs.positive_float, default=3.0,
+                   help="seconds per generation (official: 3)")
     p.set_defaults(func=score_cruxeval_command)
 
 
@@ -81,6 +82,7 @@ def execute_command(args: argparse.Namespace) -> int:
     from azr_jax.executor.pool import SandboxConfig, SandboxPool
 
     rows, problems = read_execute_rows(args.input)
+    userfiles.check_output_file(args.output, "--output")  # before the work, not after
     for msg in problems:
         print(f"error: {msg}", file=sys.stderr)
     if args.timeout <= 0:
@@ -100,13 +102,17 @@ def score_cruxeval_command(args: argparse.Namespace) -> int:
 
     dataset = cruxeval.read_dataset(args.dataset)
     generations = cruxeval.read_generations(args.generations, dataset)
+    path = userfiles.check_output_file(args.scored_output or args.generations + ".scored.json",
+                                       "--scored-output")  # before the work, not after
     with SandboxPool(SandboxConfig(workers=args.workers, timeout_s=args.timeout)) as pool:
         result = cruxeval.score(pool, dataset, generations, args.task, timeout_s=args.timeout,
                                 progress=True)
-    path = args.scored_output or args.generations + ".scored.json"
-    with open(path, "w", encoding="utf-8") as fh:
-        json.dump({"raw_generations": {r["id"]: g for r, g in zip(dataset, generations)}, **result},
-                  fh)
+    try:
+        with open(path, "w", encoding="utf-8") as fh:
+            json.dump({"raw_generations": {r["id"]: g for r, g in zip(dataset, generations)},
+                       **result}, fh)
+    except OSError as e:  # e.g. the disk filled up while scoring
+        raise UserError(f"cannot write --scored-output {path}: {e.strerror}") from None
     print(f"pass@1: {result['pass_at_1']:.1f} pass@5: {result['pass_at_5']:.1f}")
     print(f"per-sample results: {path}", file=sys.stderr)
     return 0

@@ -17,10 +17,12 @@ import time
 
 from azr_jax.errors import UserError
 from azr_jax.pipeline import config as config_lib
+from azr_jax.pipeline import preemption
 from azr_jax.pipeline import setup as setup_lib
 from azr_jax.pipeline.metrics import MetricsWriter, PhaseTimer
 from azr_jax.pipeline.prefetch import DeviceActivity, RolloutQueue
 from azr_jax.pipeline.rollout import RolloutContext, run_rollout, seed_buffers
+from azr_jax.pipeline.run_guard import guarded_run
 from azr_jax.pipeline.tasklog import append_tasks, truncate_tasks_after
 from azr_jax.sharding import data_parallel_size
 
@@ -120,8 +122,11 @@ def _postfix(m: dict) -> dict:
     return out
 
 
+@guarded_run  # workdir lock, SIGTERM -> stop at a step boundary, one-line disk errors
 def train(cfg, workdir: str, *, rollout_fn=run_rollout) -> TrainResult:
-    """Run (or resume) training in `workdir` until `cfg.trainer.steps` updates are done."""
+    """Run (or resume) training in `workdir` until `cfg.trainer.steps` updates are done.
+
+    On SIGTERM it finishes the current step, saves it and raises `Preempted`."""
     import jax
     import jax.numpy as jnp
 
@@ -193,11 +198,14 @@ def train(cfg, workdir: str, *, rollout_fn=run_rollout) -> TrainResult:
                 append_tasks(workdir, rollout.task_rows)
                 if step % max(1, tcfg.log_every) == 0 or done == tcfg.steps:
                     writer.write(done, m)
-            if done % every == 0 or done == tcfg.steps:
+            stop = done < tcfg.steps and preemption.should_stop()  # same on every process
+            if done % every == 0 or done == tcfg.steps or stop:
                 with timer("checkpoint"):
                     _save(env.checkpointer, done, state,
                           {"buffers": buffers.to_dict(), "step": done, "seed": tcfg.seed},
-                          workdir, final=done == tcfg.steps)
+                          workdir, final=done == tcfg.steps or stop)
+            if stop:
+                raise preemption.Preempted(done, workdir)
             last = m
             if bar is not None:
                 bar.set_postfix(_postfix(m), refresh=False)

@@ -1,0 +1,67 @@
+"""What wraps a whole training run: the workdir lock, the SIGTERM guard, and one-line
+errors for a full disk or a read-only workdir wherever the run writes (logs, TensorBoard,
+config.json; checkpoint saves say more in trainer._save)."""
+
+from __future__ import annotations
+
+import errno
+import functools
+import os
+
+from azr_jax.errors import Preempted, UserError
+from azr_jax.pipeline import preemption, workdir_lock
+from azr_jax.pipeline.config_rules import validate
+
+# errno values that mean "the disk or the permissions", not a bug: they become one line.
+DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM,
+               errno.EFBIG, errno.EIO}
+
+
+def disk_error(e: BaseException):
+    """The OSError with a disk/permission errno behind `e` (libraries may wrap it), or None."""
+    seen = 0
+    while e is not None and seen < 20:
+        if isinstance(e, OSError) and e.errno in DISK_ERRNOS:
+            return e
+        e, seen = e.__cause__ or e.__context__, seen + 1
+    return None
+
+
+def newest_checkpoint(workdir: str, checkpoint_dir: str = "checkpoints"):
+    """The newest complete step directory's number (None when there is none)."""
+    try:
+        names = os.listdir(os.path.join(workdir, checkpoint_dir))
+    except OSError:
+        return None
+    steps = [int(n) for n in names if n.isdigit()]
+    return max(steps) if steps else None
+
+
+def disk_user_error(e: OSError, workdir: str) -> UserError:
+    step = newest_checkpoint(workdir)
+    kept = (f"the checkpoint of step {step} is intact" if step is not None
+            else "no checkpoint was written yet")
+    what = f"{e.filename}: " if e.filename else ""
+    return UserError(f"training in {workdir} stopped: {what}{e.strerror or e}; {kept}; "
+                     "fix it (free space, permissions) and rerun the same command to resume")
+
+
+def guarded_run(train_fn):
+    """Decorate `train(cfg, workdir, ...)`: validate the config, lock the workdir, stop cleanly on SIGTERM, and
+    turn disk and permission errors into a UserError."""
+
+    @functools.wraps(train_fn)
+    def wrapper(cfg, workdir, *args, **kwargs):
+        validate(cfg)  # before the workdir is touched (callers may skip load_config)
+        with workdir_lock.hold(workdir), preemption.guard():
+            try:
+                return train_fn(cfg, workdir, *args, **kwargs)
+            except (UserError, Preempted):
+                raise
+            except Exception as e:  # noqa: BLE001 - only disk errors are translated
+                os_err = disk_error(e)
+                if os_err is None:
+                    raise
+                raise disk_user_error(os_err, os.fspath(workdir)) from None
+
+    return wrapper
