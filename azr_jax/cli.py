@@ -51,6 +51,16 @@ def build_parser(command: str | None) -> argparse.ArgumentParser:
     return parser
 
 
+def _quiet_shutdown() -> None:
+    """After a user error's line: libraries' background threads and exit hooks that trip
+    over the same cause (a TensorBoard flush on a full disk) stay silent instead of adding
+    tracebacks below it."""
+    import threading
+
+    sys.unraisablehook = lambda unraisable: None
+    threading.excepthook = lambda args: None
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     command = next((a for a in argv if not a.startswith("-")), None)
@@ -67,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
+        _quiet_shutdown()
         return 2
     except Preempted as e:  # SIGTERM: the last finished step is saved
         print(str(e), file=sys.stderr)

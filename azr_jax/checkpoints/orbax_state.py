@@ -12,7 +12,10 @@ onto 4 or 1 or any other mesh.
 
 from __future__ import annotations
 
+import errno
+import logging
 import os
+import shutil
 import sys
 from typing import Any, Callable, Optional
 
@@ -21,11 +24,26 @@ import orbax.checkpoint as ocp
 from azr_jax.errors import UserError
 
 
+class _NoOrbaxTracebacks(logging.Filter):
+    """Orbax logs a background save's failure with a traceback before `wait()` re-raises
+    it; the trainer reports that error on one line, so the log keeps one line too."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and "orbax" in record.pathname:
+            record.exc_info, record.exc_text = None, None
+            record.msg, record.args = str(record.getMessage())[:300], ()
+        return True
+
+
+_ABSL_FILTER = _NoOrbaxTracebacks()
+
+
 class TrainCheckpointer:
     """Save/restore (train_state, trainer_state) by step; keeps the newest `keep` steps."""
 
     def __init__(self, directory: str, keep: Optional[int] = 3, async_save: bool = True):
         self.directory = os.path.abspath(os.fspath(directory))
+        logging.getLogger("absl").addFilter(_ABSL_FILTER)  # idempotent: the same object
         options = ocp.CheckpointManagerOptions(
             max_to_keep=keep, create=True, enable_async_checkpointing=async_save,
             cleanup_tmp_directories=True)
@@ -33,10 +51,31 @@ class TrainCheckpointer:
                                               item_names=("state", "trainer"))
 
     def save(self, step: int, train_state, trainer_state: Optional[dict] = None) -> None:
-        """Start saving (returns at once when async; call `wait()` to block until on disk)."""
+        """Start saving (returns at once when async; call `wait()` to block until on disk).
+
+        Raises OSError(ENOSPC) before writing anything when the disk clearly lacks room:
+        a save that runs out of space half-way fails in background threads, noisily."""
+        self._check_space(train_state)
         self._manager.save(int(step), args=ocp.args.Composite(
             state=ocp.args.StandardSave(train_state),
             trainer=ocp.args.JsonSave(trainer_state or {})))
+
+    def _check_space(self, train_state) -> None:
+        import jax
+
+        latest = self.latest_step()
+        need = _tree_size(self.step_path(latest)) if latest is not None else 0
+        if not need:  # nothing saved yet: the arrays' bytes (this process's share)
+            need = sum(getattr(x, "nbytes", 0) for x in jax.tree.leaves(train_state))
+            need //= max(1, jax.process_count())
+        need = int(need * 1.1) + (64 << 10)
+        try:
+            free = shutil.disk_usage(self.directory).free
+        except OSError:
+            return  # cannot tell (e.g. a remote path): let the save itself find out
+        if free < need:
+            raise OSError(errno.ENOSPC, f"{os.strerror(errno.ENOSPC)} ({free >> 10} KiB free, "
+                          f"a checkpoint needs about {need >> 10} KiB)", self.directory)
 
     def all_steps(self) -> list[int]:
         return sorted(self._manager.all_steps())
@@ -136,3 +175,15 @@ class TrainCheckpointer:
 def _one_line(e: BaseException) -> str:
     text = str(e).splitlines()[0][:300] if str(e) else type(e).__name__
     return text if isinstance(e, UserError) else f"{type(e).__name__}: {text}"
+
+
+def _tree_size(path: str) -> int:
+    """Bytes of the files under `path` (0 when it cannot be read)."""
+    total = 0
+    for root, _, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(root, name)).st_size
+            except OSError:
+                pass
+    return total

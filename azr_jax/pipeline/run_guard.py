@@ -7,6 +7,7 @@ from __future__ import annotations
 import errno
 import functools
 import os
+import re
 
 from azr_jax.errors import Preempted, UserError
 from azr_jax.pipeline import preemption, workdir_lock
@@ -17,12 +18,21 @@ DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPER
                errno.EFBIG, errno.EIO}
 
 
+# TensorStore (Orbax's writer) raises ValueError("RESOURCE_EXHAUSTED: ... [os_error_code='28']")
+_TS_ERRNO = re.compile(r"os_error_code='?(\d+)")
+
+
 def disk_error(e: BaseException):
-    """The OSError with a disk/permission errno behind `e` (libraries may wrap it), or None."""
+    """The OSError with a disk/permission errno behind `e` (libraries may wrap it, or give
+    only the errno in the message, as TensorStore does), or None."""
     seen = 0
     while e is not None and seen < 20:
         if isinstance(e, OSError) and e.errno in DISK_ERRNOS:
             return e
+        found = _TS_ERRNO.search(str(e)) if not isinstance(e, OSError) else None
+        if found and int(found.group(1)) in DISK_ERRNOS:
+            code = int(found.group(1))
+            return OSError(code, os.strerror(code))
         e, seen = e.__cause__ or e.__context__, seen + 1
     return None
 
@@ -44,6 +54,21 @@ def disk_user_error(e: OSError, workdir: str) -> UserError:
     what = f"{e.filename}: " if e.filename else ""
     return UserError(f"training in {workdir} stopped: {what}{e.strerror or e}; {kept}; "
                      "fix it (free space, permissions) and rerun the same command to resume")
+
+
+def close_all(*closers) -> None:
+    """Call every closer (None entries skipped); re-raise the first failure after all ran,
+    so one failing close (a log flush on a full disk) never leaves the sandbox pool open."""
+    first = None
+    for close in closers:
+        if close is None:
+            continue
+        try:
+            close()
+        except Exception as e:  # noqa: BLE001 - re-raised below
+            first = first or e
+    if first is not None:
+        raise first
 
 
 def guarded_run(train_fn):
