@@ -53,7 +53,8 @@ def export_from_workdir(workdir: str, output: str, step: int | None = None,
         target = abstract_train_state(model_cfg, setup_lib.optim_config(cfg), mesh)
         try:
             if step is None:  # the newest intact one; an export leaves the workdir as it is
-                step, state, _ = checkpointer.restore_newest_intact(target, set_aside=False)
+                step, state, _ = checkpointer.restore_newest_intact(target, set_aside=False,
+                                                                action="exporting")
             else:
                 state, _ = checkpointer.restore(step, target)
         except FileNotFoundError:

@@ -35,7 +35,38 @@ class _NoOrbaxTracebacks(logging.Filter):
         return True
 
 
-_ABSL_FILTER = _NoOrbaxTracebacks()
+class _NoTensorStoreLeftovers(logging.Filter):
+    """asyncio reports the abandoned reads of a damaged checkpoint ("Future exception was
+    never retrieved", with a traceback) after `restore` already raised their error."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        return not (exc is not None and "tensorstore_spec" in str(exc))
+
+
+_ABSL_FILTER, _ASYNCIO_FILTER = _NoOrbaxTracebacks(), _NoTensorStoreLeftovers()
+
+
+def _quiet_closed_loop_hook(previous):
+    """A sys.unraisablehook that drops asyncio's "Event loop is closed" (what Orbax's
+    abandoned futures raise after a failed read of a damaged checkpoint, while being
+    collected) and passes everything else on."""
+
+    def hook(unraisable):
+        e = unraisable.exc_value
+        if isinstance(e, RuntimeError) and str(e) == "Event loop is closed":
+            return
+        previous(unraisable)
+
+    hook.azr_quiet = True
+    return hook
+
+
+def _install_quiet_hooks() -> None:
+    logging.getLogger("absl").addFilter(_ABSL_FILTER)  # idempotent: the same objects
+    logging.getLogger("asyncio").addFilter(_ASYNCIO_FILTER)
+    if not getattr(sys.unraisablehook, "azr_quiet", False):
+        sys.unraisablehook = _quiet_closed_loop_hook(sys.unraisablehook)
 
 
 class TrainCheckpointer:
@@ -43,7 +74,7 @@ class TrainCheckpointer:
 
     def __init__(self, directory: str, keep: Optional[int] = 3, async_save: bool = True):
         self.directory = os.path.abspath(os.fspath(directory))
-        logging.getLogger("absl").addFilter(_ABSL_FILTER)  # idempotent: the same object
+        _install_quiet_hooks()
         options = ocp.CheckpointManagerOptions(
             max_to_keep=keep, create=True, enable_async_checkpointing=async_save,
             cleanup_tmp_directories=True)
@@ -108,7 +139,8 @@ class TrainCheckpointer:
 
     def restore_newest_intact(self, abstract_train_state,
                               check: Optional[Callable[[dict], None]] = None,
-                              set_aside: bool = True) -> tuple[int, Any, dict]:
+                              set_aside: bool = True, action: str = "resuming from"
+                              ) -> tuple[int, Any, dict]:
         """(step, train_state, trainer_state) of the newest step that restores.
 
         `check(trainer_state)` may raise (KeyError/ValueError/TypeError) to reject a step
@@ -128,7 +160,7 @@ class TrainCheckpointer:
                 failures.append((step, _one_line(e)))
                 continue
             if failures:
-                self._report_fallback(failures, step, set_aside)
+                self._report_fallback(failures, step, set_aside, action)
             return step, state, trainer_state
         if not failures:
             raise UserError(f"no checkpoint found in {self.directory}")
@@ -136,14 +168,14 @@ class TrainCheckpointer:
         raise UserError(f"no intact checkpoint in {self.directory} ({why}); move the "
                         "directory away to start the run over")
 
-    def _report_fallback(self, failures, step: int, set_aside: bool) -> None:
+    def _report_fallback(self, failures, step: int, set_aside: bool, action: str) -> None:
         bad = ", ".join(str(s) for s, _ in failures)
         moved = ""
         if set_aside:
             names = [self._set_aside(s) for s, _ in failures]
             moved = f"; set aside as {', '.join(names)}"
         print(f"warning: checkpoint step {bad} in {self.directory} is unreadable "
-              f"({failures[0][1]}){moved}; resuming from step {step}, the newest intact one",
+              f"({failures[0][1]}){moved}; {action} step {step}, the newest intact one",
               file=sys.stderr, flush=True)
 
     def _set_aside(self, step: int) -> str:
