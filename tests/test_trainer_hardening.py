@@ -13,7 +13,7 @@ from fs_faults import read_only_dir, remount_read_only, small_disk  # noqa: F401
 
 from azr_jax.errors import UserError
 from azr_jax.pipeline.metrics import read_metrics
-from azr_jax.pipeline.workdir_lock import LOCK_FILE
+LOCK_FILE = ".azr-train.lock"  # = workdir_lock.LOCK_FILE; literal so the file imports on old code
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BASE = ["--config.sampling.max_new_tokens=16", "--config.trainer.checkpoint_every=100"]
@@ -239,3 +239,9 @@ def test_disk_error_in_logs_is_one_line(tmp_path, monkeypatch):
     msg = str(e.value)
     assert "No space left on device" in msg and "tasks.jsonl" in msg
     assert "no checkpoint was written yet" in msg
+
+
+def test_lock_file_name_matches_module():
+    from azr_jax.pipeline import workdir_lock
+
+    assert workdir_lock.LOCK_FILE == LOCK_FILE
