@@ -229,17 +229,17 @@ def test_score_cruxeval_bad_flags(tmp_path, capsys, argv):
     (b"# caf\xe9\ndef get_config():\n    pass\n", "config file"),
     (b"import no_such_module_azr\n", "ModuleNotFoundError"),
     (b"def get_config():\n    raise RuntimeError('boom')\n", "RuntimeError at line 2: boom"),
+    (None, "not found"),  # a directory named like a recipe
 ])
 def test_broken_config_file(tmp_path, capsys, source, needle):
     path = tmp_path / "recipe.py"
-    path.write_bytes(source)
+    if source is None:
+        path.mkdir()
+    else:
+        path.write_bytes(source)
     one_error(capsys, ["train", "--config", path, "--workdir", tmp_path / "w"], needle,
               str(path))
     assert not (tmp_path / "w").exists()
-
-
-def test_config_path_is_a_directory(tmp_path, capsys):
-    one_error(capsys, ["train", "--config", tmp_path, "--workdir", tmp_path / "w"], "config")
 
 
 @pytest.mark.parametrize("override,needle", [
