@@ -13,9 +13,10 @@ from azr_jax.errors import Preempted, UserError
 from azr_jax.pipeline import preemption, workdir_lock
 from azr_jax.pipeline.config_rules import validate
 
-# errno values that mean "the disk or the permissions", not a bug: they become one line.
+# errno values that mean "the disk, the permissions or a path", not a bug: one line.
 DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM,
-               errno.EFBIG, errno.EIO}
+               errno.EFBIG, errno.EIO, errno.ENOENT, errno.ENOTDIR, errno.EISDIR,
+               errno.ENAMETOOLONG, errno.ELOOP}
 
 
 # TensorStore (Orbax's writer) raises ValueError("RESOURCE_EXHAUSTED: ... [os_error_code='28']")
