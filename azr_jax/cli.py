@@ -11,7 +11,7 @@ import argparse
 import importlib
 import sys
 
-from azr_jax.errors import UserError
+from azr_jax.errors import Preempted, UserError
 
 # subcommand name -> module with `register(subparsers)` adding that subcommand.
 COMMAND_MODULES: dict[str, str] = {
@@ -27,8 +27,17 @@ COMMAND_MODULES: dict[str, str] = {
 }
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a bad flag is one line (`error: azr-jax eval-samples: argument --k:
+    ...`) like every other user error; subparsers inherit the class."""
+
+    def error(self, message: str):
+        print(f"error: {self.prog}: {message} (see {self.prog} --help)", file=sys.stderr)
+        sys.exit(2)
+
+
 def build_parser(command: str | None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="azr-jax", description=__doc__.splitlines()[0])
+    parser = OneLineParser(prog="azr-jax", description=__doc__.splitlines()[0])
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     wanted = [COMMAND_MODULES[command]] if command in COMMAND_MODULES else COMMAND_MODULES.values()
     for module_name in dict.fromkeys(wanted):
@@ -40,6 +49,16 @@ def build_parser(command: str | None) -> argparse.ArgumentParser:
             continue  # that package has no commands yet
         module.register(subparsers)
     return parser
+
+
+def _quiet_shutdown() -> None:
+    """After a user error's line: libraries' background threads and exit hooks that trip
+    over the same cause (a TensorBoard flush on a full disk) stay silent instead of adding
+    tracebacks below it."""
+    import threading
+
+    sys.unraisablehook = lambda unraisable: None
+    threading.excepthook = lambda args: None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,7 +77,11 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
+        _quiet_shutdown()
         return 2
+    except Preempted as e:  # SIGTERM: the last finished step is saved
+        print(str(e), file=sys.stderr)
+        return e.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

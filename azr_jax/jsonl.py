@@ -1,6 +1,7 @@
 """Reading JSONL input files, shared by every command that takes one.
 
-One place for: opening plain or ``.gz`` text, a clear error for a missing file, skipping
+One place for: opening plain or ``.gz`` text, a clear error for a missing file (or a
+directory, an unreadable file, non-UTF-8 bytes, a ``.gz`` that is not gzip), skipping
 blank lines, and naming the file and line of a row that is not valid JSON or not an object.
 Callers check their own fields and name the line with ``where``.
 
@@ -14,6 +15,7 @@ import json
 import os
 from typing import Callable, Iterator, TextIO
 
+from azr_jax import userfiles
 from azr_jax.errors import UserError
 
 
@@ -40,26 +42,28 @@ def iter_objects(path: str, *, missing: str = "{path}: no such file",
     line, or, with ``on_problem``, is passed to it as that message and skipped (keep-going
     mode: report every bad line, process the good ones).
     """
-    if not os.path.isfile(path):
-        raise UserError(missing.format(path=path))
-    with open_text(path, errors=errors) as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                problem = f"malformed JSON ({e.msg} at column {e.colno})"
-            else:
-                if isinstance(row, dict):
-                    yield lineno, row
+    userfiles.check_input_file(path, missing)
+    try:
+        with open_text(path, errors=errors) as fh:
+            for lineno, line in enumerate(fh, 1):
+                if not line.strip():
                     continue
-                problem = f"expected a JSON object, got {type(row).__name__}"
-                problem += f" ({expect})" if expect else ""
-            message = f"{where(path, lineno)}: {problem}"
-            if on_problem is None:
-                raise UserError(message)
-            on_problem(message)
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as e:
+                    problem = f"malformed JSON ({e.msg} at column {e.colno})"
+                else:
+                    if isinstance(row, dict):
+                        yield lineno, row
+                        continue
+                    problem = f"expected a JSON object, got {type(row).__name__}"
+                    problem += f" ({expect})" if expect else ""
+                message = f"{where(path, lineno)}: {problem}"
+                if on_problem is None:
+                    raise UserError(message)
+                on_problem(message)
+    except userfiles.READ_ERRORS as e:  # not UTF-8, not gzip, unreadable: one line
+        raise userfiles.read_error(path, e) from None
 
 
 def write_rows(path: str, rows) -> None:

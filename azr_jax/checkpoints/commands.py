@@ -24,6 +24,7 @@ def export_from_workdir(workdir: str, output: str, step: int | None = None,
     """Export step `step` (default: latest) of a training workdir; returns the step."""
     import jax
 
+    from azr_jax import userfiles
     from azr_jax.errors import UserError
     from azr_jax.pipeline import setup as setup_lib
     from azr_jax.pipeline.config import config_from_json
@@ -36,6 +37,7 @@ def export_from_workdir(workdir: str, output: str, step: int | None = None,
         raise UserError(f"{workdir} is not a training workdir (no {CONFIG_FILE})")
     with open(config_path, encoding="utf-8") as f:
         cfg = config_from_json(f.read())
+    userfiles.check_output_dir(output, "--output")  # before the work, not after
     from azr_jax.checkpoints import TrainCheckpointer, export_hf  # after the cheap checks
 
     ckpt_dir = os.path.join(os.path.abspath(workdir), setup_lib.CHECKPOINT_DIR)
@@ -44,14 +46,17 @@ def export_from_workdir(workdir: str, output: str, step: int | None = None,
         latest = checkpointer.latest_step()
         if latest is None:
             raise UserError(f"{workdir} has no checkpoint yet")
-        step = latest if step is None else step
         # The base model gives the architecture and the tokenizer; its weights are dropped.
         model_cfg, _, tokenizer = setup_lib.load_model(cfg)
         # Any saved mesh restores onto this host's devices (fully sharded over fsdp).
         mesh = make_mesh(MeshConfig(data=1, fsdp=-1, tensor=1), jax.local_devices())
         target = abstract_train_state(model_cfg, setup_lib.optim_config(cfg), mesh)
         try:
-            state, _ = checkpointer.restore(step, target)
+            if step is None:  # the newest intact one; an export leaves the workdir as it is
+                step, state, _ = checkpointer.restore_newest_intact(target, set_aside=False,
+                                                                action="exporting")
+            else:
+                state, _ = checkpointer.restore(step, target)
         except FileNotFoundError:
             raise UserError(f"{workdir} has no checkpoint for step {step} (latest: {latest})") from None
         params = jax.device_get(state.params)

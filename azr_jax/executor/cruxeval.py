@@ -13,9 +13,8 @@ from __future__ import annotations
 
 import json
 import math
-import os
 
-from azr_jax import jsonl
+from azr_jax import jsonl, userfiles
 from azr_jax.errors import UserError
 
 OFFICIAL_TIMEOUT_S = 3.0
@@ -54,11 +53,9 @@ def read_dataset(path: str) -> list[dict]:
 
 def read_generations(path: str, dataset: list[dict]) -> list[list[str]]:
     """The official generations file: a JSON dict ``{"sample_i": [generation, ...]}``."""
-    if not os.path.isfile(path):
-        raise UserError(f"generations file not found: {path}")
+    text = userfiles.read_text(path, missing="generations file not found: {path}")
     try:
-        with open(path, encoding="utf-8") as fh:
-            gens = json.load(fh)
+        gens = json.loads(text)
     except json.JSONDecodeError as e:
         raise UserError(f"{path}: not valid JSON (line {e.lineno}: {e.msg})") from None
     if not isinstance(gens, dict):

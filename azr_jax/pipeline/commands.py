@@ -41,8 +41,11 @@ def cmd_train(args) -> int:
 
 
 def cmd_report(args) -> int:
+    from azr_jax import userfiles
     from azr_jax.pipeline.report import build_report
 
+    if args.output:
+        userfiles.check_output_file(args.output, "--output")
     print(build_report(args.workdir, args.output))
     return 0
 

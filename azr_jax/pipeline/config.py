@@ -1,4 +1,5 @@
-"""Loading a recipe, applying `--config.key=value` overrides, and checking resume compatibility."""
+"""Loading a recipe, applying `--config.key=value` overrides, validating the values (rules in
+config_rules.py), and checking resume compatibility."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from typing import Iterable
 import ml_collections
 
 from azr_jax.errors import UserError
+from azr_jax.pipeline.config_rules import validate
 
 _REPO_CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__)))), "configs")
@@ -44,10 +46,35 @@ def load_config_file(path_or_name: str) -> ml_collections.ConfigDict:
         sys.path.insert(0, root)
     spec = importlib.util.spec_from_file_location(f"_azr_recipe_{abs(hash(path))}", path)
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    if not hasattr(module, "get_config"):
-        raise UserError(f"config file {path} has no get_config() function")
-    return module.get_config()
+    try:
+        spec.loader.exec_module(module)
+        if not hasattr(module, "get_config"):
+            raise UserError(f"config file {path} has no get_config() function")
+        cfg = module.get_config()
+    except UserError:
+        raise
+    except Exception as e:  # noqa: BLE001 - any mistake in the user's recipe is one line
+        raise UserError(f"config file {path} failed to load: {_recipe_error(e, path)}") from None
+    if not isinstance(cfg, ml_collections.ConfigDict):
+        raise UserError(f"config file {path}: get_config() returned {type(cfg).__name__}, "
+                        "expected an ml_collections.ConfigDict")
+    return cfg
+
+
+def _recipe_error(e: BaseException, path: str) -> str:
+    """`SyntaxError at line 3: invalid syntax` / `NameError at line 7: ...` (the recipe's line)."""
+    if isinstance(e, SyntaxError):
+        return f"{type(e).__name__} at line {e.lineno}: {e.msg}"
+    if isinstance(e, UnicodeDecodeError):
+        return "not UTF-8 text"
+    tb, line = e.__traceback__, None
+    while tb is not None:  # the innermost frame inside the recipe file
+        if os.path.abspath(tb.tb_frame.f_code.co_filename) == path:
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    where = f" at line {line}" if line else ""
+    text = str(e).splitlines()[0][:300] if str(e) else ""
+    return f"{type(e).__name__}{where}" + (f": {text}" if text else "")
 
 
 def flatten(cfg: ml_collections.ConfigDict, prefix: str = "") -> dict:
@@ -112,8 +139,9 @@ def apply_overrides(cfg: ml_collections.ConfigDict, overrides: Iterable[str]):
 
 
 def load_config(path_or_name: str, overrides: Iterable[str] = ()) -> ml_collections.ConfigDict:
+    """The recipe with overrides applied, validated (see `validate`)."""
     cfg = load_config_file(path_or_name)
-    return apply_overrides(cfg, overrides)
+    return validate(apply_overrides(cfg, overrides))
 
 
 def config_to_json(cfg: ml_collections.ConfigDict) -> str:

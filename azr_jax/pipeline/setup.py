@@ -148,11 +148,13 @@ def build(cfg, workdir: str) -> Env:
 
 
 def restore(env: Env):
-    """(step, train state, buffers) from the latest checkpoint in env's workdir."""
+    """(step, train state, buffers) from the newest intact checkpoint in env's workdir
+    (damaged newer ones are set aside, with a warning naming both steps)."""
     from azr_jax.rl.update import abstract_train_state
     from azr_jax.selfplay import Buffers
+    from azr_jax.sharding import is_main_process
 
-    step = env.checkpointer.latest_step()
     target = abstract_train_state(env.model_cfg, env.optim, env.mesh)
-    state, trainer_state = env.checkpointer.restore(step, target)
+    step, state, trainer_state = env.checkpointer.restore_newest_intact(
+        target, check=lambda t: Buffers.from_dict(t["buffers"]), set_aside=is_main_process())
     return int(step), state, Buffers.from_dict(trainer_state["buffers"])

@@ -16,12 +16,14 @@ import time
 
 from azr_jax.errors import UserError
 from azr_jax.pipeline import config as config_lib
+from azr_jax.pipeline import preemption
 from azr_jax.pipeline import setup as setup_lib
 from azr_jax.pipeline import workdir_fs
 from azr_jax.pipeline.metrics import MetricsWriter, PhaseTimer
 from azr_jax.pipeline.prefetch import DeviceActivity, RolloutQueue
 from azr_jax.pipeline.rollout import (RolloutContext, run_rollout, seed_buffers,
                                       seeding_state_path)
+from azr_jax.pipeline.run_guard import close_all, disk_error, guarded_run
 from azr_jax.pipeline.tasklog import append_tasks, truncate_tasks_after
 from azr_jax.sharding import data_parallel_size
 
@@ -55,28 +57,20 @@ def prepare_workdir(cfg, workdir: str, main: bool) -> bool:
     return exists
 
 
-def _os_error(e: BaseException):
-    """The OSError behind `e` (Orbax may wrap it), or None."""
-    while e is not None:
-        if isinstance(e, OSError):
-            return e
-        e = e.__cause__ or e.__context__
-    return None
-
-
 def _save(ckpt, step, state, trainer_state, workdir, final: bool):
     try:
         ckpt.save(step, state, trainer_state)
         if final:
             ckpt.wait()  # an asynchronous save's error surfaces here, not after exit
     except Exception as e:  # noqa: BLE001 - only disk errors become a UserError
-        os_err = _os_error(e)
+        os_err = disk_error(e)
         if os_err is None:
             raise
         prev = [s for s in ckpt.all_steps() if s < step]
         kept = f"the previous checkpoint (step {max(prev)}) is intact" if prev else \
             "no earlier checkpoint exists"
-        why = "no space left on device" if os_err.errno == errno.ENOSPC else str(os_err)
+        why = "no space left on device" if os_err.errno == errno.ENOSPC else \
+            (os_err.strerror or str(os_err))
         raise UserError(f"saving the checkpoint of step {step} in {workdir} failed: {why}; "
                         f"{kept}; fix it and rerun the same command to resume") from None
 
@@ -118,8 +112,11 @@ def _postfix(m: dict) -> dict:
     return out
 
 
+@guarded_run  # workdir lock, SIGTERM -> stop at a step boundary, one-line disk errors
 def train(cfg, workdir: str, *, rollout_fn=run_rollout) -> TrainResult:
-    """Run (or resume) training in `workdir` until `cfg.trainer.steps` updates are done."""
+    """Run (or resume) training in `workdir` until `cfg.trainer.steps` updates are done.
+
+    On SIGTERM it finishes the current step, saves it and raises `Preempted`."""
     import jax
     import jax.numpy as jnp
 
@@ -202,19 +199,18 @@ def train(cfg, workdir: str, *, rollout_fn=run_rollout) -> TrainResult:
                 append_tasks(workdir, rollout.task_rows)
                 if step % max(1, tcfg.log_every) == 0 or done == tcfg.steps:
                     writer.write(done, m)
-            if done % every == 0 or done == tcfg.steps:
+            stop = done < tcfg.steps and preemption.should_stop()  # same on every process
+            if done % every == 0 or done == tcfg.steps or stop:
                 with timer("checkpoint"):
                     _save(env.checkpointer, done, state,
                           {"buffers": buffers.to_dict(), "step": done, "seed": tcfg.seed},
-                          workdir, final=done == tcfg.steps)
+                          workdir, final=done == tcfg.steps or stop)
+            if stop:
+                raise preemption.Preempted(done, workdir)
             last = m
             if bar is not None:
                 bar.set_postfix(_postfix(m), refresh=False)
                 bar.update(1)
-    finally:
-        queue.close()
-        if bar is not None:
-            bar.close()
-        writer.close()
-        env.close()
+    finally:  # every closer runs even when one fails (a full disk fails the log flush)
+        close_all(queue.close, bar.close if bar is not None else None, writer.close, env.close)
     return TrainResult(workdir, start, tcfg.steps, last)
