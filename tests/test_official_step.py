@@ -116,6 +116,13 @@ def test_one_official_training_step(tmp_path, scripted):
     # the update batch holds the same advantages (its rows may be laid out by group)
     got = ro.batch["advantages_b"][ro.batch["loss_mask_bt"].sum(axis=1) > 0]
     np.testing.assert_allclose(np.sort(got), np.sort(want), rtol=1e-5, atol=1e-6)
+    # rows in the official update order (one mini-batch here): abduction, deduction,
+    # induction, each proposer then solver (azr_ray_trainer.py concatenates them so)
+    official = [order.index(k) for k in ("propose_abduction", "solve_abduction",
+                                         "propose_deduction", "solve_deduction",
+                                         "propose_induction", "solve_induction")]
+    want_rows = [want[2 * i + j] for i in official for j in (0, 1)]
+    np.testing.assert_allclose(got, want_rows, rtol=1e-5, atol=1e-6)
     assert m["valid_rate/deduction"] == 0.5 and m["learnability_rate/abduction"] == 1.0
     assert np.isfinite(result.last_metrics["loss"])
     # the valid proposals joined the buffers (the identity seed + 1 each)

@@ -63,15 +63,18 @@ def advantages_and_batch(prompts: Sequence[Sequence[int]], responses: Sequence[S
                          response_logprobs: Sequence[np.ndarray], rewards, groups, *,
                          estimator: str = "trr++", eps: float = adv_lib.EPS,
                          row_multiple: int = 1, mini_batch_size: int = 0,
-                         length: int | None = None) -> tuple[np.ndarray, dict]:
+                         length: int | None = None,
+                         row_order=None) -> tuple[np.ndarray, dict]:
     """Rewards -> advantages (`estimator` over `groups`, with the responses' lengths and
-    prompt ids) -> the update batch, rows grouped by ascending group id (the official order
-    the mini-batches follow). Returns (advantages float32[R] in the given row order, batch)."""
+    prompt ids) -> the update batch, rows sorted (stably) by ascending `row_order` (default:
+    the group id), the order the mini-batches follow; the trainer passes
+    `selfplay.update_rank`, the official one. Returns (advantages float32[R] in the given
+    row order, batch)."""
     groups = np.asarray(groups)
     advantages = np.asarray(adv_lib.get(estimator)(
         np.asarray(rewards, np.float32), groups, lengths=[len(r) for r in responses],
         prompt_ids=adv_lib.prompt_ids(prompts), eps=eps), np.float32)
     batch = build_batch(prompts, responses, response_logprobs, advantages, length=length,
                         row_multiple=row_multiple, mini_batch_size=mini_batch_size,
-                        row_groups=groups)
+                        row_groups=groups if row_order is None else np.asarray(row_order))
     return advantages, batch

@@ -201,13 +201,15 @@ def run_rollout(ctx: RolloutContext, step: int, params) -> Rollout:
     # 5. rewards -> advantages over the 6 (type x role) groups -> batch (the response token
     #    lists carry each sample's length, the prompt token lists identify its prompt)
     with ctx.timer("host_batch"):
-        groups = ([sp.group_id(r.request.task_type, "propose") for r in results]
-                  + [sp.group_id(st.task_type, "solve") for st in solver_tasks])
+        roles = ([(r.request.task_type, "propose") for r in results]
+                 + [(st.task_type, "solve") for st in solver_tasks])
+        groups = [sp.group_id(t, role) for t, role in roles]
         rewards = np.asarray(prop_rewards + sol_rewards, np.float32)
         advantages, batch = advantages_and_batch(
             prop_prompts + solve_prompts, prop_toks + sol_toks, prop_lps + sol_lps, rewards,
             groups, estimator=ctx.estimator, eps=ctx.adv_eps,
-            row_multiple=ctx.batch_row_multiple, mini_batch_size=ctx.mini_batch_size)
+            row_multiple=ctx.batch_row_multiple, mini_batch_size=ctx.mini_batch_size,
+            row_order=[sp.update_rank(t, role) for t, role in roles])  # the official order
         metrics = _metrics(types, results, rates, solver_tasks, outcomes, rewards, advantages,
                            groups, prop_toks, sol_toks, ctx.buffers, new_tasks)
         rows = [_task_row(step, r, rates.get(i), prop_rewards[i], prop_texts[i])

@@ -14,7 +14,7 @@ from azr_jax.selfplay.rounds import (ProposalResult, add_valid, answer_outcomes,
                                      grade_answers, validate_proposals, validate_seeds)
 from azr_jax.selfplay.seeding import seed_buffers
 from azr_jax.selfplay.tasks import (GROUPS, NUM_GROUPS, ROLES, InductionTask, SolverTask, Triplet,
-                                    group_id)
+                                    group_id, update_rank)
 
 __all__ = [n for n in dir() if not n.startswith("_") and n not in (
     "buffers", "config", "parsing", "prompts", "rewards", "rounds", "seeding", "tasks",

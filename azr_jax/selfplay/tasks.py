@@ -32,6 +32,23 @@ def group_id(task_type: str, role: str) -> int:
     return types.index(task_type) * len(ROLES) + ROLES.index(role)
 
 
+# The official trainer concatenates a step's batches as gen/pred code_i (abduction), code_o
+# (deduction), code_f (induction) - proposer then solver of each type - and its mini-batches
+# cut that order, so the first AdamW step of a step sees abduction (azr_ray_trainer.py,
+# "concatenate batches"). Group ids keep TASK_TYPES order; this is the update order.
+UPDATE_ORDER: tuple[str, ...] = ("abduction", "deduction", "induction")
+
+
+def update_rank(task_type: str, role: str) -> int:
+    """Position of the (task type, role) rows in the update batch: the official order, then
+    plug-in types in registry order; proposer rows before solver rows."""
+    group_id(task_type, role)  # same errors for unknown names
+    from azr_jax.selfplay.task_types import REGISTRY
+
+    types = list(UPDATE_ORDER) + [t for t in REGISTRY if t not in UPDATE_ORDER]
+    return types.index(task_type) * len(ROLES) + ROLES.index(role)
+
+
 @dataclasses.dataclass(frozen=True)
 class Triplet:
     """A deduction/abduction task: ``output == repr(f(<input>))`` for ``program``."""
