@@ -72,6 +72,17 @@ def close_all(*closers) -> None:
         raise first
 
 
+def check_process_layout(cfg) -> None:
+    """Refuse settings that cannot work with several JAX processes, before any collective."""
+    import jax
+
+    if jax.process_count() > 1 and cfg.trainer.staleness > 0:
+        # two threads launching device programs could launch them in different orders on
+        # different hosts, which deadlocks collectives
+        raise UserError("trainer.staleness > 0 is not supported with several JAX processes; "
+                        "use trainer.staleness=0")
+
+
 def guarded_run(train_fn):
     """Decorate `train(cfg, workdir, ...)`: validate the config, lock the workdir, stop cleanly on SIGTERM, and
     turn disk and permission errors into a UserError."""
@@ -79,6 +90,7 @@ def guarded_run(train_fn):
     @functools.wraps(train_fn)
     def wrapper(cfg, workdir, *args, **kwargs):
         validate(cfg)  # before the workdir is touched (callers may skip load_config)
+        check_process_layout(cfg)
         with workdir_lock.hold(workdir), preemption.guard():
             try:
                 return train_fn(cfg, workdir, *args, **kwargs)

@@ -123,10 +123,6 @@ def train(cfg, workdir: str, *, rollout_fn=run_rollout) -> TrainResult:
     from azr_jax.sharding import global_batch_from_host, is_main_process, sync_processes
 
     main, multi = is_main_process(), jax.process_count() > 1
-    if multi and cfg.trainer.staleness > 0:  # two threads launching device programs could
-        # launch them in different orders on different hosts, which deadlocks collectives
-        raise UserError("trainer.staleness > 0 is not supported with several JAX processes; "
-                        "use trainer.staleness=0")
     resuming = prepare_workdir(cfg, workdir, main)
     sync_processes("azr-workdir-ready")  # the others start once process 0 made the workdir
     env = setup_lib.build(cfg, workdir)
