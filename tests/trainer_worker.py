@@ -26,16 +26,20 @@ SLOW_HOST_TIMEOUT_S = 0.2
 
 
 def _canned(prompt_text, row, slow):
+    """Official-format responses for the tiny prompt pack (configs/prompts/tiny.json); the
+    assistant turn already opened with <think>. Even rows keep the model's own sample."""
     if row % 2 == 0:
         return None
-    if "input blocks and one message block" in prompt_text:  # induction proposer
-        return "<answer>```input\n1\n```\n```input\n'ab'\n```\n```message\nsame\n```</answer>"
-    if "holds the program and the input" in prompt_text:  # deduction/abduction proposer
-        body = SLOW_PROGRAM if slow else f"def f(x):return x*{row % 5}"
-        return f"<answer>```python\n{body}\n```\n```input\n{row}\n```</answer>"
-    if "The answer holds the program" in prompt_text:  # induction solver
-        return "<answer>```python\ndef f(x):return x\n```</answer>"
-    return "<answer>'Hello World'</answer>"
+    if "```input blocks and a ```message" in prompt_text:  # induction proposer
+        body = "".join(f"```input\n{i}\n```" for i in range(10)) + "```message\nsame\n```"
+    elif "Propose a new" in prompt_text:  # deduction/abduction proposer
+        program = SLOW_PROGRAM if slow else f"def f(x):return x*{row % 5}"
+        body = f"```python\n{program}\n```\n```input\n{row}\n```"
+    elif "give ```python" in prompt_text:  # induction solver
+        body = "```python\ndef f(x):return x\n```"
+    else:  # deduction/abduction solver
+        body = "'Hello World'"
+    return f"</think><answer>{body}</answer>"
 
 
 def _install_responder(slow):
@@ -121,7 +125,7 @@ def main(argv):
 
     _install_responder(slow)
     # checkpoint the last step only (the resume point): each Orbax save costs seconds here
-    overrides = [f"trainer.steps={steps}", "sampling.max_new_tokens=88",
+    overrides = [f"trainer.steps={steps}", "sampling.max_new_tokens=128",
                  "trainer.checkpoint_every=100"] + argv[3:]
     if slow:
         _slow_sandbox_on(pid)
