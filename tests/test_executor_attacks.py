@@ -209,7 +209,7 @@ def test_scripts_cannot_trap_the_worker(pool, variant):
 
 # ---- 7. rows that share a program -------------------------------------------------------
 def test_execute_rows_depend_on_their_own_row_only(pool):
-    from azr_jax.executor.commands import execute_rows
+    from azr_jax.executor.rows import execute_rows
 
     remember = "import sys\ndef f(x):\n    return sys.__dict__.setdefault('azr_first', x)\n"
     exits = "import os\ndef f(x):\n    if x == 3:\n        os._exit(0)\n    return x\n"

@@ -8,8 +8,7 @@ import os
 from typing import Any
 
 from azr_jax.errors import UserError
-
-CHECKPOINT_DIR = "checkpoints"
+from azr_jax.pipeline.workdir_layout import CHECKPOINT_DIR
 
 
 @dataclasses.dataclass
