@@ -255,7 +255,7 @@ def test_execute_refuses_unwritable_output_before_running(tmp_path, capsys):
 def test_frame_codec_rejects_every_altered_frame():
     """Round trip of each frame kind; a changed nonce, sequence number, kind, flag or length
     (every single-byte change of the header and flags) is rejected, never mis-read."""
-    from azr_jax.executor import _worker_frames as fr
+    from azr_jax.executor.worker import frames as fr
 
     nonce = os.urandom(fr.NONCE_BYTES)
     frames = [("c", "SyntaxError: x"), ("i", True, "'a\udc80'", None, True),

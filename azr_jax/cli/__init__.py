@@ -59,11 +59,14 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     command = next((a for a in argv if not a.startswith("-")), None)
     parser = build_parser(command)
-    args, extra = parser.parse_known_args(argv)
-    if extra:  # only subcommands that set accepts_extra=True take free-form options
-        if not getattr(args, "accepts_extra", False):
-            parser.error(f"unrecognized arguments: {' '.join(extra)}")
-        args.extra = extra
+    try:  # a bad flag: the parser printed its one line; return its code (main() is a function)
+        args, extra = parser.parse_known_args(argv)
+        if extra:  # only subcommands that set accepts_extra=True take free-form options
+            if not getattr(args, "accepts_extra", False):
+                parser.error(f"unrecognized arguments: {' '.join(extra)}")
+            args.extra = extra
+    except SystemExit as e:
+        return e.code if isinstance(e.code, int) else 2
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

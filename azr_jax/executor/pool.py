@@ -5,7 +5,7 @@ Settings and result types are in ``sandbox_types``, the worker process handle in
 The parent (trainer) side. One background dispatcher thread multiplexes all workers with
 ``selectors``: it keeps up to ``pipeline_depth`` requests queued in each worker's pipe (so a
 worker never idles waiting for a round trip), reads replies, resolves futures, replaces dead
-workers and enforces batch deadlines. See ``_worker.py`` for what happens inside a worker.
+workers and enforces batch deadlines. See ``worker/serve.py`` for what happens inside a worker.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """What runs inside a forked sandbox child: isolation steps, the program itself, and the
-framed reply pipe. Loaded by ``_worker.py`` (stdlib only); see there for the protocol."""
+framed reply pipe. Loaded by ``serve.py`` (stdlib only); see there for the protocol."""
 
 import marshal
 import os
