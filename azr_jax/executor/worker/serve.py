@@ -11,7 +11,7 @@ filter (``seccomp.py``), then re-executes itself as ``serve`` so the ctypes impo
 not stay in the serving heap.
 
 Protocol with the pool on fds 0/1 (moved to private fds at start): frames of 4-byte
-little-endian length + ``marshal`` payload. Requests ``(task_id, "f", code, inputs, repeats,
+little-endian length + ``marshal`` payload (``messages.py``). Requests ``(task_id, "f", code, inputs, repeats,
 entry, timeout_s)``, ``(task_id, "s", script, timeout_s)``, ``(task_id, "ping")`` and
 ``(task_id, "stats")``; one reply frame per request (see ``serve``). Programs never see these
 fds. A program's own child reports to us over a per-program pipe the program CAN reach; those
@@ -44,8 +44,9 @@ def _import_sibling(name):
 
 _child = _import_sibling("child")
 _frames = _import_sibling("frames")
+_messages = _import_sibling("messages")
 _fs = _import_sibling("fs")
-_HDR, _Conn, _describe = _child._HDR, _child._Conn, _child._describe
+_Conn, _describe = _messages.Conn, _child._describe
 _enter_child, _run_function, _run_script = _child._enter_child, _child._run_function, _child._run_script
 _sweep_as, _warm_up = _child._sweep_as, _child._warm_up
 
