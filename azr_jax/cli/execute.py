@@ -53,7 +53,7 @@ def execute_command(args: argparse.Namespace) -> int:
 
 
 def score_cruxeval_command(args: argparse.Namespace) -> int:
-    from azr_jax.executor import cruxeval
+    from azr_jax.executor import cruxeval_official as cruxeval
     from azr_jax.executor.pool import SandboxConfig, SandboxPool
 
     dataset = cruxeval.read_dataset(args.dataset)
