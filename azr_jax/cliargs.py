@@ -1,12 +1,17 @@
-"""argparse `type=` functions for numeric flags: one place that rejects NaN, inf, negatives
+"""Command-line argument readers shared by `azr-jax`, the demo and the benchmarks.
+
+argparse `type=` functions for numeric flags: one place that rejects NaN, inf, negatives
 and zero where they mean nothing. A rejected value is one line through the CLI's parser
-(`error: azr-jax eval-samples: argument --k: ...`). Stdlib only (the executor's CLI uses it).
+(`error: azr-jax eval-samples: argument --k: ...`). `config_overrides` reads the
+`--config.section.key=value` flags. Stdlib only (the executor's CLI uses it).
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+
+from azr_jax.errors import UserError
 
 
 def _number(text: str, kind):
@@ -65,3 +70,22 @@ def positive_int_list(text: str) -> tuple[int, ...]:
         return tuple(positive_int(t) for t in items)
     except argparse.ArgumentTypeError as e:
         raise argparse.ArgumentTypeError(f"{e} (in {text!r})") from None
+
+
+def config_overrides(extra: list[str]) -> list[str]:
+    """`--config.a.b=v` or `--config.a.b v` -> ["a.b=v"]."""
+    out, i = [], 0
+    while i < len(extra):
+        arg = extra[i]
+        if not arg.startswith("--config."):
+            raise UserError(f"unexpected argument {arg!r}; config overrides look like "
+                            "--config.section.key=value")
+        if "=" in arg:
+            out.append(arg[len("--config."):])
+            i += 1
+        elif i + 1 < len(extra):
+            out.append(f"{arg[len('--config.'):]}={extra[i + 1]}")
+            i += 2
+        else:
+            raise UserError(f"config override {arg!r} has no value")
+    return out

@@ -44,9 +44,9 @@ def main(argv=None) -> int:
     p.add_argument("--config", default="smollm2_demo")
     p.add_argument("--steps", type=int, default=3)
     args, extra = p.parse_known_args(argv)
-    from azr_jax.pipeline.commands import _split_overrides
+    from azr_jax.cliargs import config_overrides
 
-    overrides = _split_overrides(extra)
+    overrides = config_overrides(extra)
     results = {s: measure(args.config, overrides, s, args.steps) for s in (0, 1)}
     print(f"config {args.config}, {args.steps} steps each, averages over steps 2..{args.steps}")
     print(f"{'staleness':>9} {'device idle':>12} {'s/step':>8} {'update s':>9} {'sample s':>9} "

@@ -9,9 +9,13 @@ Every field can be overridden on the command line with `--config.section.key=val
 
 from __future__ import annotations
 
+import dataclasses
+
 import ml_collections
 
-TASK_TYPES = ("deduction", "abduction", "induction")
+from azr_jax.rl.optim import OptimConfig
+from azr_jax.selfplay.config import TASK_TYPES, SelfPlayConfig
+
 
 def get_config() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
@@ -38,29 +42,9 @@ def get_config() -> ml_collections.ConfigDict:
         max_rows_per_call=0,  # >0: split sampler calls so one call's KV cache stays bounded
     ))
 
-    # Fields mirror azr_jax.selfplay.SelfPlayConfig, plus the batch size per group. The
-    # defaults are the official trainer's rules (docs/FIDELITY.md has one row per rule).
-    c.selfplay = ml_collections.ConfigDict(dict(
-        task_types=TASK_TYPES,
-        batch_per_group=64,  # samples per (task type x role) group
-        num_references=6,  # K reference triplets shown to the proposer
-        num_rollouts=8,  # n solver rollouts to estimate a proposal's learnability
-        num_inputs=10,  # N inputs the induction proposer must write (exactly; last N kept)
-        induction_visible_fraction=0.5,  # induction pairs shown to the solver (official: half)
-        buffer_capacity=16384,  # official max_programs; a full buffer keeps its oldest
-        seed_file="",  # JSONL seed tasks (ours or the official formats); ","-separated list
-        seed_batch_factor=0,  # >0: seed buffers to batch_per_group x this before step 1
-        reward_rule="official",  # official | paper_text (proposer rule; see README)
-        format_error_reward=-1.0,  # unparsable; official rule: also an invalid proposal
-        failure_reward=-0.5,  # wrong answer; official rule: valid proposal, learnability 0
-        correct_reward=1.0,
-        banned="official",  # official (12 modules, import-only, + "input(") | strict
-        banned_extra=(),  # more modules to ban on top of `banned`
-        timeout_s=10.0,  # per-program execution deadline (official: 10 s)
-        prompt_format="r1",  # r1 (plain text, assistant opens <think>) | chat (instruct models)
-        prompt_file="",  # JSON prompt pack (azr_jax/selfplay/prompt_pack.py lists the keys)
-        system_prompt="",
-    ))
+    # azr_jax.selfplay.SelfPlayConfig's fields with its defaults: the official trainer's
+    # rules (docs/FIDELITY.md has one row per rule; the dataclass documents each field).
+    c.selfplay = ml_collections.ConfigDict(dataclasses.asdict(SelfPlayConfig()))
 
     # Text the assistant's turn starts with, per (task type, role): part of the prompt (not
     # trained on), prepended to the response before parsing. Empty in the paper's setting;
@@ -81,19 +65,12 @@ def get_config() -> ml_collections.ConfigDict:
         adv_eps=1e-8,  # trr++/reinforce++: inside sqrt(token variance + eps), as official
     ))
 
-    c.optim = ml_collections.ConfigDict(dict(
-        lr=1e-6,
-        warmup_steps=0,
-        schedule="constant",  # constant | cosine (decays over trainer.steps)
-        end_lr_fraction=0.0,
-        weight_decay=0.0,
-        b1=0.9,
-        b2=0.999,
-        eps=1e-8,
-        grad_clip=1.0,
-        micro_batches=1,  # gradient accumulation within each mini-batch
-        mini_batch_size=128,  # sequences per AdamW step (official ppo_mini_batch_size); 0 = all
-    ))
+    # azr_jax.rl.optim.OptimConfig's fields with its defaults (AdamW, lr 1e-6, constant),
+    # but 128 sequences per AdamW step (the official ppo_mini_batch_size). Its total_steps
+    # is trainer.steps.
+    optim = dataclasses.asdict(OptimConfig(mini_batch_size=128))
+    del optim["total_steps"]
+    c.optim = ml_collections.ConfigDict(optim)
 
     c.executor = ml_collections.ConfigDict(dict(
         workers=0,  # sandbox worker processes per host; 0 = the host's cores less a reserve

@@ -1,7 +1,7 @@
 """Shared body of the paper recipes (Absolute Zero, Zhao et al. 2025, Table/Appendix settings).
 
 Each recipe module names its model preset and the TPU slice it is sized for (`TPU_SLICE`,
-read by `python -m azr_jax.sharding.memory configs/<recipe>.py` and launch/settings.sh),
+read by `python -m azr_jax.pipeline.recipe_memory configs/<recipe>.py` and launch/settings.sh),
 and calls `paper_config(...)`. The paper's hyperparameters are set explicitly here even
 where configs/base.py already has them, so a recipe reads as the paper's table.
 """

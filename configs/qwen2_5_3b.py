@@ -1,6 +1,6 @@
 """AZR on Qwen2.5-3B (base), the paper's recipe, sized for a v5p-64 slice.
 
-Memory per device: `python -m azr_jax.sharding.memory configs/qwen2_5_3b.py --rollout-rows 512`
+Memory per device: `python -m azr_jax.pipeline.recipe_memory configs/qwen2_5_3b.py --rollout-rows 512`
 (sized for sampler calls of <= 512 rows; see configs/qwen2_5_7b.py).
 """
 

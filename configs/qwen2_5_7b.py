@@ -1,6 +1,6 @@
 """AZR on Qwen2.5-7B (base), the paper's recipe, sized for a v5p-128 slice.
 
-Memory per device: `python -m azr_jax.sharding.memory configs/qwen2_5_7b.py --rollout-rows 512`.
+Memory per device: `python -m azr_jax.pipeline.recipe_memory configs/qwen2_5_7b.py --rollout-rows 512`.
 
 Why it fits (v5p-128 = 64 chips x 95 GiB HBM; mesh data=1 x fsdp=16 x tensor=4; Qwen2.5-7B:
 7.62e9 params, L=28 layers, d=3584, 28 query heads / 4 KV heads of 128, vocab 152064;

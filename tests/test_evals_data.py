@@ -34,10 +34,6 @@ ROWS = {
         {"problem": "Half?", "solution": "It is $\\boxed{\\frac{1}{2}}$."},
         {"problem": "Year?", "answer": 2024, "unique_id": "test/x.json"},
     ],
-    "seed": [
-        {"snippet": "def f(x):\n    return x", "input": "'Hello World'", "output": "'Hello World'"},
-        {"code": "def f(a):\n    return a * 2", "input": "3", "id": "double"},
-    ],
 }
 
 EXPECTED_MATH = [
@@ -93,13 +89,13 @@ def test_prepare_rebuilds_and_reads_gzip(tmp_path):
 
 
 def test_reading_needs_no_tensorflow(tmp_path):
-    src = _write_jsonl(tmp_path / "s.jsonl", ROWS["seed"])
+    src = _write_jsonl(tmp_path / "s.jsonl", ROWS["cruxeval"])
     code = (
         "import sys\n"
         "from azr_jax.evals import tfds_data\n"
-        f"p = tfds_data.prepare('seed', {src!r}, {str(tmp_path / 'd')!r})\n"
+        f"p = tfds_data.prepare('cruxeval', {src!r}, {str(tmp_path / 'd')!r})\n"
         "kind, recs = tfds_data.load_records(p)\n"
-        "assert kind == 'seed' and len(recs) == 2, recs\n"
+        "assert kind == 'cruxeval' and len(recs) == 3, recs\n"
         "assert 'tensorflow' not in sys.modules\n"
         "import importlib.util; assert importlib.util.find_spec('tensorflow') is None\n"
         "print('OK')\n")
@@ -118,8 +114,10 @@ def test_reading_needs_no_tensorflow(tmp_path):
     (['[1, 2]'], "humaneval", r"bad\.jsonl:1: expected a JSON object, got list"),
     (['{"problem": "p"}'], "math", r"bad\.jsonl:1: missing field 'answer'"),
     (['{"problem": "p", "solution": "no box"}'], "math", r"bad\.jsonl:1: no 'answer' field"),
-    (['{"input": "1"}'], "seed", r"bad\.jsonl:1: missing field 'code'"),
-    ([''], "seed", r"bad\.jsonl: no records"),
+    ([''], "cruxeval", r"bad\.jsonl: no records"),
+    # seed tasks are no benchmark: the trainer reads their JSONL (selfplay.seed_file)
+    (['{"code": "def f(a):\\n    return a", "input": "1"}'], "seed",
+     r"needs no preparing; .*--config\.selfplay\.seed_file="),
 ])
 def test_malformed_lines_are_named(tmp_path, lines, kind, message):
     path = tmp_path / "bad.jsonl"

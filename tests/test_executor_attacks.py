@@ -209,7 +209,7 @@ def test_scripts_cannot_trap_the_worker(pool, variant):
 
 # ---- 7. rows that share a program -------------------------------------------------------
 def test_execute_rows_depend_on_their_own_row_only(pool):
-    from azr_jax.executor.commands import execute_rows
+    from azr_jax.executor.rows import execute_rows
 
     remember = "import sys\ndef f(x):\n    return sys.__dict__.setdefault('azr_first', x)\n"
     exits = "import os\ndef f(x):\n    if x == 3:\n        os._exit(0)\n    return x\n"
@@ -259,7 +259,7 @@ def test_execute_refuses_unwritable_output_before_running(tmp_path, capsys):
 def test_frame_codec_rejects_every_altered_frame():
     """Round trip of each frame kind; a changed nonce, sequence number, kind, flag or length
     (every single-byte change of the header and flags) is rejected, never mis-read."""
-    from azr_jax.executor import _worker_frames as fr
+    from azr_jax.executor.worker import frames as fr
 
     nonce = os.urandom(fr.NONCE_BYTES)
     frames = [("c", "SyntaxError: x"), ("i", True, "'a\udc80'", None, True),

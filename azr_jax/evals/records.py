@@ -86,18 +86,6 @@ def _math(row: dict, lineno: int) -> Record:
     return {"id": str(row_id), "problem": problem, "answer": answer.strip()}
 
 
-def _seed(row: dict, lineno: int) -> Record:
-    # AZR seed triplets; the official repo calls the program `snippet`. The output may be
-    # left out: the executor computes gold outputs anyway.
-    code = _text(row, "snippet" if "snippet" in row and "code" not in row else "code")
-    return {
-        "id": str(row.get("id", f"seed/{lineno}")),
-        "code": code,
-        "input": _text(row, "input"),
-        "output": _text(row, "output", required=False),
-    }
-
-
 KINDS: dict[str, Kind] = {
     k.name: k
     for k in (
@@ -108,13 +96,18 @@ KINDS: dict[str, Kind] = {
              _humaneval),
         Kind("math", ("id", "problem", "answer"),
              "rows {problem|question, answer} or {problem, solution with \\boxed{}}", _math),
-        Kind("seed", ("id", "code", "input", "output"),
-             "rows {code|snippet, input[, output, id]}, all strings", _seed),
     )
 }
 
 
+# Kinds that are no benchmark: their files are read as JSONL where they are used.
+NOT_DATASETS = {"seed": "self-play seed tasks are read from JSONL as they are: "
+                        "azr-jax train ... --config.selfplay.seed_file=FILE.jsonl"}
+
+
 def get_kind(name: str) -> Kind:
+    if name in NOT_DATASETS:
+        raise UserError(f"data kind {name!r} needs no preparing; {NOT_DATASETS[name]}")
     if name not in KINDS:
         raise UserError(f"unknown data kind {name!r}; expected one of {', '.join(KINDS)}")
     return KINDS[name]

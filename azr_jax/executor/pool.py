@@ -5,14 +5,13 @@ Settings and result types are in ``sandbox_types``, the worker process handle in
 The parent (trainer) side. One background dispatcher thread multiplexes all workers with
 ``selectors``: it keeps up to ``pipeline_depth`` requests queued in each worker's pipe (so a
 worker never idles waiting for a round trip), reads replies, resolves futures, replaces dead
-workers and enforces batch deadlines. See ``_worker.py`` for what happens inside a worker.
+workers and enforces batch deadlines. See ``worker/serve.py`` for what happens inside a worker.
 """
 
 from __future__ import annotations
 
 import collections
 import concurrent.futures
-import marshal
 import os
 import selectors
 import subprocess
@@ -20,13 +19,13 @@ import threading
 import time
 
 from azr_jax.executor import replies
+from azr_jax.executor.worker import messages
 from azr_jax.executor.sandbox_types import Job, JobResult, RunResult, SandboxConfig, ScriptResult
 from azr_jax.executor.workerproc import _WorkerProc, sweep_uid
 
 __all__ = ["Job", "JobResult", "RunResult", "SandboxConfig", "SandboxPool", "ScriptResult",
            "sweep_uid"]
 
-_HDR = 4
 
 
 class _Batch:
@@ -224,8 +223,7 @@ class SandboxPool:
             if task.batch.done:
                 continue
             self._next_id += 1
-            data = marshal.dumps((self._next_id,) + task.request)
-            w.out += len(data).to_bytes(_HDR, "little") + data
+            w.out += messages.pack((self._next_id,) + task.request)
             w.sent.append((self._next_id, task))
             self._flush(w)
 
@@ -263,21 +261,15 @@ class SandboxPool:
             self._worker_died(w, "sandbox worker died while running this program")
             return
         w.inbuf += chunk
-        buf = w.inbuf
-        pos = 0
-        while len(buf) - pos >= _HDR:
-            n = int.from_bytes(buf[pos:pos + _HDR], "little")
-            if len(buf) - pos - _HDR < n:
-                break
-            frame = marshal.loads(bytes(buf[pos + _HDR:pos + _HDR + n]))
-            pos += _HDR + n
+        used = 0
+        for frame, used in messages.unpack(w.inbuf):
             if type(frame) is not tuple or len(frame) != 3 or not w.sent or w.sent[0][0] != frame[0]:
                 raise ValueError("reply out of step with the requests")
             task = w.sent[0][1]
             result = self._convert(task, frame[1], frame[2])  # may raise: the worker is broken
             w.sent.popleft()
             self._complete(task, result)
-        del buf[:pos]
+        del w.inbuf[:used]
 
     def _guarded(self, w, step):
         """Run one step on worker ``w``; any error in it fails that worker's running request

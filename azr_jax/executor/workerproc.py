@@ -8,10 +8,10 @@ import os
 import subprocess
 import sys
 
-from azr_jax.executor._worker_fs import rmtree
+from azr_jax.executor.worker.fs import rmtree
 from azr_jax.executor.sandbox_types import SandboxConfig
 
-_WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_worker.py")
+_WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "worker", "serve.py")
 
 
 class _WorkerProc:
@@ -62,7 +62,7 @@ class _WorkerProc:
             rmtree(self.sandbox_root(base))
 
     def sandbox_root(self, base):
-        """The worker's sandbox root under ``base`` (named as ``_worker.py`` names it)."""
+        """The worker's sandbox root under ``base`` (named as ``worker/serve.py`` names it)."""
         return "%s/azr-sbx-%d" % (base, self.uid if self.uid is not None else self.proc.pid)
 
 

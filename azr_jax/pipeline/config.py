@@ -26,7 +26,7 @@ RESUME_SAFE = ("trainer.steps", "trainer.log_every", "trainer.checkpoint_every",
                "executor.", "mesh.", "eval.")
 
 
-def _resolve(path_or_name: str) -> str:
+def resolve_config_path(path_or_name: str) -> str:
     """A config file path, or a bare recipe name under configs/ ("tiny_cpu")."""
     if os.path.isfile(path_or_name):
         return os.path.abspath(path_or_name)
@@ -39,7 +39,7 @@ def _resolve(path_or_name: str) -> str:
 
 def load_config_file(path_or_name: str) -> ml_collections.ConfigDict:
     """Import a recipe module by path and call its `get_config()`."""
-    path = _resolve(path_or_name)
+    path = resolve_config_path(path_or_name)
     # Recipes do `from configs import base`: put the folder above configs/ on the path.
     root = os.path.dirname(os.path.dirname(path))
     if root not in sys.path:

@@ -8,8 +8,7 @@ import time
 from contextlib import contextmanager
 
 from azr_jax.pipeline import workdir_fs
-
-METRICS_FILE = "metrics.jsonl"
+from azr_jax.pipeline.workdir_layout import METRICS_FILE, TB_DIR
 
 
 def _jsonable(value):
@@ -33,7 +32,7 @@ class MetricsWriter:
         if enabled and tensorboard:
             from tensorboardX import SummaryWriter  # pure-Python event writer
 
-            self._tb = SummaryWriter(workdir_fs.join(workdir, "tb"), flush_secs=10)
+            self._tb = SummaryWriter(workdir_fs.join(workdir, TB_DIR), flush_secs=10)
 
     def truncate_after(self, step: int):
         """Drop lines of steps > `step` (written by a run killed after its last checkpoint)."""

@@ -10,6 +10,7 @@ from azr_jax.errors import UserError
 from azr_jax.pipeline import workdir_fs
 from azr_jax.pipeline.metrics import read_metrics
 from azr_jax.pipeline.tasklog import read_tasks
+from azr_jax.pipeline.workdir_layout import CONFIG_FILE, REPORT_FILE
 
 # (title, metric-key prefixes or exact keys) for each plot; keys missing from a run are skipped.
 PLOTS = (
@@ -167,7 +168,7 @@ def build_report(workdir: str, output: str | None = None) -> str:
         if series:
             plots.append(svg_plot(title, series))
     config = ""  # the saved config.json text, shown at the end
-    cfg_path = workdir_fs.join(workdir, "config.json")
+    cfg_path = workdir_fs.join(workdir, CONFIG_FILE)
     if workdir_fs.exists(cfg_path):
         config = workdir_fs.read_text(cfg_path)
     types = sorted({t.get("type", "") for t in tasks})
@@ -190,6 +191,6 @@ def build_report(workdir: str, output: str | None = None) -> str:
 <th>raw response</th></tr></thead>
 <tbody>{_task_rows(tasks)}</tbody></table>
 <h2>Config</h2><pre>{html.escape(config)}</pre></body></html>"""
-    path = output or workdir_fs.join(workdir, "report.html")
+    path = output or workdir_fs.join(workdir, REPORT_FILE)
     workdir_fs.write_text_atomic(path, doc)
     return path

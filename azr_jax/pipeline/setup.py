@@ -5,32 +5,54 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any, Callable, Mapping, TypeVar
 
 from azr_jax.errors import UserError
+from azr_jax.pipeline.workdir_layout import CHECKPOINT_DIR
 
-CHECKPOINT_DIR = "checkpoints"
+if TYPE_CHECKING:  # the real modules import JAX; `build` imports them when it runs
+    from jax.sharding import Mesh
+
+    from azr_jax.checkpoints.orbax_state import TrainCheckpointer
+    from azr_jax.executor import SandboxPool
+    from azr_jax.models.config import ModelConfig
+    from azr_jax.pipeline.host_exec import HostExecPool
+    from azr_jax.rl.optim import OptimConfig
+    from azr_jax.rl.update import TrainState
+    from azr_jax.sampling import SamplingConfig
+    from azr_jax.selfplay import Buffers, SelfPlayConfig
+    from azr_jax.tokenizer import Tokenizer
+
+T = TypeVar("T")
 
 
 @dataclasses.dataclass
 class Env:
-    model_cfg: Any
-    tokenizer: Any
-    selfplay: Any
-    sampling: Any
-    mesh: Any
-    pool: Any
-    buffers: Any
-    train_state: Any
-    update: Any
-    checkpointer: Any
-    optim: Any
+    model_cfg: ModelConfig
+    tokenizer: Tokenizer
+    selfplay: SelfPlayConfig
+    sampling: SamplingConfig
+    mesh: Mesh
+    pool: SandboxPool | HostExecPool  # HostExecPool with several JAX processes
+    buffers: Buffers
+    train_state: TrainState
+    update: Callable  # (TrainState, batch) -> (TrainState, metrics): rl.update.make_update_step
+    checkpointer: TrainCheckpointer
+    optim: OptimConfig
 
     def close(self):
         for thing in (self.pool, self.checkpointer):
             close = getattr(thing, "close", None)
             if close is not None:
                 close()
+
+
+def from_section(cls: type[T], section: Mapping[str, Any], **derived) -> T:
+    """The dataclass ``cls`` from one config section: every field the section has, by the
+    same name (the rest keep the dataclass default), then ``derived`` values computed from
+    other fields. No field list to keep in step by hand."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    return cls(**{**{k: v for k, v in section.items() if k in names}, **derived})
 
 
 def selfplay_config(cfg):
@@ -43,33 +65,21 @@ def selfplay_config(cfg):
 def optim_config(cfg):
     from azr_jax.rl.optim import OptimConfig
 
-    o = cfg.optim
-    return OptimConfig(lr=o.lr, warmup_steps=o.warmup_steps, schedule=o.schedule,
-                       total_steps=max(1, cfg.trainer.steps), end_lr_fraction=o.end_lr_fraction,
-                       weight_decay=o.weight_decay, b1=o.b1, b2=o.b2, eps=o.eps,
-                       grad_clip=o.grad_clip, micro_batches=o.micro_batches,
-                       mini_batch_size=o.get("mini_batch_size", 0))
+    return from_section(OptimConfig, cfg.optim, total_steps=max(1, cfg.trainer.steps))
 
 
 def loss_config(cfg):
     from azr_jax.rl.losses import LossConfig
 
-    r = cfg.rl
-    return LossConfig(name=r.loss, clip_eps=r.clip_eps, clip_eps_high=r.clip_eps_high,
-                      dual_clip=r.dual_clip or None, aggregation=r.aggregation,
-                      kl_coef=r.kl_coef, kl_estimator=r.kl_estimator,
-                      entropy_coef=r.entropy_coef)
+    return from_section(LossConfig, cfg.rl, name=cfg.rl.loss, dual_clip=cfg.rl.dual_clip or None)
 
 
 def sampling_config(cfg, tokenizer, model_cfg):
     from azr_jax.sampling import SamplingConfig
 
-    s = cfg.sampling
     stops = tuple(tokenizer.eos_ids) or tuple(model_cfg.eos_token_ids)
     pad = tokenizer.pad_id if tokenizer.pad_id is not None else (stops[0] if stops else 0)
-    return SamplingConfig(max_new_tokens=s.max_new_tokens, temperature=s.temperature,
-                          top_p=s.top_p, top_k=s.top_k, stop_token_ids=stops,
-                          prompt_bucket=s.prompt_bucket, pad_token_id=pad)
+    return from_section(SamplingConfig, cfg.sampling, stop_token_ids=stops, pad_token_id=pad)
 
 
 def check_config(cfg):

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from azr_jax.pipeline import workdir_fs
-
-TASKS_FILE = "tasks.jsonl"
+from azr_jax.pipeline.workdir_layout import TASKS_FILE
 
 
 def append_tasks(workdir: str, rows: list[dict]):

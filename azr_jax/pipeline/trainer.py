@@ -26,8 +26,7 @@ from azr_jax.pipeline.rollout import (RolloutContext, run_rollout, seed_buffers,
 from azr_jax.pipeline.run_guard import close_all, disk_error, guarded_run
 from azr_jax.pipeline.tasklog import append_tasks, truncate_tasks_after
 from azr_jax.sharding import data_parallel_size
-
-CONFIG_FILE = "config.json"
+from azr_jax.pipeline.workdir_layout import CONFIG_FILE
 
 
 @dataclasses.dataclass

@@ -31,8 +31,7 @@ import sys
 from typing import Iterator, Optional
 
 from azr_jax.errors import UserError
-
-LOCK_FILE = ".azr-train.lock"
+from azr_jax.pipeline.workdir_layout import LOCK_FILE
 
 
 def _holder(fd: int) -> str:

@@ -1,6 +1,8 @@
 """azr_jax.selfplay: tasks, task types (plug-ins), prompts, response parsing, buffers,
 rewards, TRR++ groups."""
 
+# First: the built-in task types register themselves (see selfplay.registry).
+from azr_jax.selfplay import task_types  # noqa: F401
 from azr_jax.selfplay.buffers import (IDENTITY_INDUCTION, IDENTITY_TRIPLET, Buffers, TaskBuffer,
                                       load_seed_file)
 from azr_jax.selfplay.config import REWARD_RULES, TASK_TYPES, SelfPlayConfig

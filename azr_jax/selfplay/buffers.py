@@ -17,6 +17,7 @@ import numpy as np
 from azr_jax import jsonl
 from azr_jax.errors import UserError
 from azr_jax.selfplay.config import SelfPlayConfig
+from azr_jax.selfplay.rounds import validate_seeds
 from azr_jax.selfplay.task_types import get as get_type
 from azr_jax.selfplay.task_types.induction import IDENTITY_INDUCTION
 from azr_jax.selfplay.task_types.triplet import IDENTITY_PROGRAM, IDENTITY_TRIPLET
@@ -155,7 +156,6 @@ class Buffers:
         seeds = [t for path in cfg.seed_file.split(",") if path.strip()
                  for t in load_seed_file(path.strip())]
         if pool is not None and seeds:
-            from azr_jax.selfplay.rounds import validate_seeds
             seeds = validate_seeds(pool, seeds, cfg)
         elif any(not all(t.call_outputs) for t in seeds):
             raise UserError(f"seed file {cfg.seed_file!r} has rows without outputs; "

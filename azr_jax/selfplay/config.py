@@ -6,6 +6,7 @@ import dataclasses
 from typing import Any, Mapping
 
 from azr_jax.errors import UserError
+from azr_jax.selfplay.registry import REGISTRY
 
 # The built-in task types (selfplay/task_types/ registers them, and any plug-in, by name).
 TASK_TYPES: tuple[str, ...] = ("deduction", "abduction", "induction")
@@ -55,8 +56,6 @@ class SelfPlayConfig:
         """Raise UserError naming the first bad value; return self when all are fine."""
         if not self.task_types:
             raise UserError("selfplay.task_types is empty; use some of " + ", ".join(TASK_TYPES))
-        from azr_jax.selfplay.task_types import REGISTRY
-
         for t in self.task_types:
             if t not in REGISTRY:
                 raise UserError(f"unknown task type {t!r} in selfplay.task_types; "

@@ -16,6 +16,8 @@ from __future__ import annotations
 import dataclasses
 import re
 
+from azr_jax.selfplay.registry import get
+
 _FORMAT_RE = re.compile(r"\s*<think>.*?</think>\s*<answer>.*?</answer>", re.DOTALL)
 _FENCE_RE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[ \t]*\n?(.*?)\n?[ \t]*```", re.DOTALL)
 _DEF_RE = re.compile(r"^\s*def\s+(\w+)\s*\(", re.MULTILINE)
@@ -97,14 +99,10 @@ def lenient_value(content: str, lang: str) -> str:
 
 def parse_proposal(task_type: str, text: str, num_inputs: int = 10) -> Proposal | FormatError:
     """Read a proposer turn for ``task_type`` (its registry entry decides the format)."""
-    from azr_jax.selfplay.task_types import get
-
     return get(task_type).parse_proposal(text, num_inputs)
 
 
 def parse_answer(task_type: str, text: str) -> str | FormatError:
     """Read a solver turn: the output (deduction), the input (abduction) or the program
     (induction) as text."""
-    from azr_jax.selfplay.task_types import get
-
     return get(task_type).parse_answer(text)

@@ -20,6 +20,7 @@ import numpy as np
 from azr_jax.errors import UserError
 from azr_jax.selfplay.config import SelfPlayConfig
 from azr_jax.selfplay.prompt_pack import load_pack
+from azr_jax.selfplay.registry import get
 from azr_jax.selfplay.tasks import SolverTask, Triplet
 
 Messages = tuple[dict[str, str], ...]
@@ -74,8 +75,6 @@ def proposer_requests(task_type: str, buffers, count: int, rng: np.random.Genera
                       fits: Callable[[Messages], bool] | None = None) -> list[ProposerRequest]:
     """``count`` proposer prompts of one type. A prompt that does not ``fit`` is drawn again
     with other references (the official rule; never cut), at most ``MAX_REDRAWS`` times."""
-    from azr_jax.selfplay.task_types import get
-
     tt = get(task_type)
     out = []
     for _ in range(count):
@@ -92,6 +91,4 @@ def proposer_requests(task_type: str, buffers, count: int, rng: np.random.Genera
 
 def solver_task(task_type: str, task, cfg: SelfPlayConfig) -> SolverTask:
     """The solver's view of ``task`` (its type's prompt; induction hides half its pairs)."""
-    from azr_jax.selfplay.task_types import get
-
     return get(task_type).solver_task(task, cfg)

@@ -17,18 +17,20 @@ these steps:
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 
 from azr_jax.errors import UserError
-from azr_jax.selfplay.buffers import Buffers
 from azr_jax.selfplay.config import SelfPlayConfig
 from azr_jax.selfplay.parsing import FormatError, Proposal
 from azr_jax.selfplay.prompts import ProposerRequest
 from azr_jax.selfplay.rewards import FAILED, FORMAT_ERROR, PASSED
-from azr_jax.selfplay.task_types import get
+from azr_jax.selfplay.registry import get
 from azr_jax.selfplay.tasks import SolverTask, Task
+
+if TYPE_CHECKING:  # rounds only annotate with it; buffers validate seeds with rounds
+    from azr_jax.selfplay.buffers import Buffers
 
 
 @dataclasses.dataclass(frozen=True)

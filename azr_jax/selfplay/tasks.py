@@ -12,6 +12,7 @@ from typing import Any, Mapping
 
 from azr_jax.errors import UserError
 from azr_jax.selfplay.config import TASK_TYPES
+from azr_jax.selfplay.registry import REGISTRY
 
 ROLES: tuple[str, ...] = ("propose", "solve")
 
@@ -23,8 +24,6 @@ NUM_GROUPS = len(GROUPS)
 
 def group_id(task_type: str, role: str) -> int:
     """Index of the (task type, role) group: [0, 6) for the built-in types."""
-    from azr_jax.selfplay.task_types import REGISTRY
-
     types = list(TASK_TYPES) + [t for t in REGISTRY if t not in TASK_TYPES]
     if task_type not in types or role not in ROLES:
         raise UserError(f"no group for task type {task_type!r} and role {role!r}; task types: "

@@ -7,6 +7,8 @@ tokens, chat template) lives in `Tokenizer` and is the same for every backend.
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
 from typing import Optional, Protocol, Sequence
 
 from azr_jax.tokenizer import chat
@@ -107,6 +109,21 @@ class Tokenizer:
     def save(self, out_dir: str) -> None:
         """Write tokenizer files (tokenizer.json or tokenizer.model + tokenizer_config.json)
         so that `transformers.AutoTokenizer.from_pretrained(out_dir)` loads them."""
-        from azr_jax.tokenizer.files import save_tokenizer
-
         save_tokenizer(self, out_dir)
+
+
+def save_tokenizer(tok: Tokenizer, out_dir: str) -> None:
+    """Write the backend's model file plus tokenizer_config.json / special_tokens_map.json."""
+    os.makedirs(out_dir, exist_ok=True)
+    config = tok.backend.save(out_dir)
+    specials = {k: v for k, v in (("bos_token", tok.bos_token), ("eos_token", tok.eos_token),
+                                  ("pad_token", tok.pad_token)) if v is not None}
+    config.update(specials)
+    config.update(add_bos_token=tok.add_bos, add_eos_token=False, clean_up_tokenization_spaces=False,
+                  model_max_length=tok.model_max_length)
+    if tok.chat_template:
+        config["chat_template"] = tok.chat_template
+    with open(os.path.join(out_dir, "tokenizer_config.json"), "w", encoding="utf-8") as f:
+        json.dump(config, f, indent=2, ensure_ascii=False)
+    with open(os.path.join(out_dir, "special_tokens_map.json"), "w", encoding="utf-8") as f:
+        json.dump(specials, f, indent=2, ensure_ascii=False)

@@ -1,4 +1,5 @@
-"""HF tokenizer directories: the `tokenizers` backend, `from_hf_dir` and `save_tokenizer`."""
+"""HF tokenizer directories: the `tokenizers` backend and `from_hf_dir` (saving is
+`base.save_tokenizer`, re-exported here)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import os
 from typing import Optional, Sequence
 
 from azr_jax.errors import UserError
-from azr_jax.tokenizer.base import Tokenizer
+from azr_jax.tokenizer.base import Tokenizer, save_tokenizer  # noqa: F401 (old import path)
 
 
 class TokenizersBackend:
@@ -105,20 +106,3 @@ def from_hf_dir(path: str) -> Tokenizer:
                      chat_template=_chat_template(path, config),
                      add_bos=bool(config.get("add_bos_token", default_bos)),
                      model_max_length=int(max_len) if isinstance(max_len, (int, float)) and max_len < 1e12 else 131072)
-
-
-def save_tokenizer(tok: Tokenizer, out_dir: str) -> None:
-    """Write the backend's model file plus tokenizer_config.json / special_tokens_map.json."""
-    os.makedirs(out_dir, exist_ok=True)
-    config = tok.backend.save(out_dir)
-    specials = {k: v for k, v in (("bos_token", tok.bos_token), ("eos_token", tok.eos_token),
-                                  ("pad_token", tok.pad_token)) if v is not None}
-    config.update(specials)
-    config.update(add_bos_token=tok.add_bos, add_eos_token=False, clean_up_tokenization_spaces=False,
-                  model_max_length=tok.model_max_length)
-    if tok.chat_template:
-        config["chat_template"] = tok.chat_template
-    with open(os.path.join(out_dir, "tokenizer_config.json"), "w", encoding="utf-8") as f:
-        json.dump(config, f, indent=2, ensure_ascii=False)
-    with open(os.path.join(out_dir, "special_tokens_map.json"), "w", encoding="utf-8") as f:
-        json.dump(specials, f, indent=2, ensure_ascii=False)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Callable
 
 from azr_jax.errors import UserError
+from azr_jax.gguf_reader import open_gguf
 from azr_jax.tokenizer.base import Tokenizer
 
 _LLAMA3_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}|"
@@ -100,6 +101,4 @@ def tokenizer_from_gguf_fields(fields) -> Tokenizer:
 
 def from_gguf(path: str) -> Tokenizer:
     """Tokenizer from the metadata of a GGUF file."""
-    from azr_jax.checkpoints.gguf_file import open_gguf
-
     return tokenizer_from_gguf_fields(open_gguf(path).fields)

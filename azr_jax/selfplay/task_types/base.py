@@ -1,4 +1,4 @@
-"""The task-type interface and its registry."""
+"""The task-type interface (the registry itself is ``selfplay.registry``)."""
 
 from __future__ import annotations
 
@@ -7,20 +7,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from azr_jax.errors import UserError
-
-REGISTRY: dict[str, "TaskType"] = {}
-
-
-def register(task_type: "TaskType") -> "TaskType":
-    REGISTRY[task_type.name] = task_type
-    return task_type
-
-
-def get(name: str) -> "TaskType":
-    try:
-        return REGISTRY[name]
-    except KeyError:
-        raise UserError(f"unknown task type {name!r}; known: {', '.join(REGISTRY)}") from None
+from azr_jax.selfplay.prompts import pack_of
+from azr_jax.selfplay.registry import REGISTRY, get, register  # noqa: F401 (old import path)
 
 
 class TaskType:
@@ -43,8 +31,6 @@ class TaskType:
 
     def template(self, cfg, role: str) -> str:
         """The prompt template ``<role>_<name>`` from the run's pack, else the type's own."""
-        from azr_jax.selfplay.prompts import pack_of
-
         key = f"{role}_{self.name}"
         pack = pack_of(cfg)
         if key in pack:

@@ -1,41 +1,12 @@
 """What runs inside a forked sandbox child: isolation steps, the program itself, and the
-framed reply pipe. Loaded by ``_worker.py`` (stdlib only); see there for the protocol."""
+framed reply pipe. Loaded by ``serve.py`` (stdlib only); see there for the protocol."""
 
-import marshal
 import os
 import resource
 import signal
 import sys
 
-_HDR = 4
 _ERR_CHARS = 2000
-
-
-class _Conn:
-    """Framed reader/writer over two raw fds."""
-
-    def __init__(self, rfd, wfd):
-        self.rfd, self.wfd, self.buf = rfd, wfd, bytearray()
-
-    def read(self):
-        while True:
-            if len(self.buf) >= _HDR:
-                n = int.from_bytes(self.buf[:_HDR], "little")
-                if len(self.buf) >= _HDR + n:
-                    msg = marshal.loads(bytes(self.buf[_HDR:_HDR + n]))
-                    del self.buf[:_HDR + n]
-                    return msg
-            chunk = os.read(self.rfd, 1 << 16)
-            if not chunk:
-                return None
-            self.buf += chunk
-
-    def write(self, obj):
-        data = marshal.dumps(obj)
-        data = len(data).to_bytes(_HDR, "little") + data
-        view = memoryview(data)
-        while view:
-            view = view[os.write(self.wfd, view):]
 
 
 def _describe(exc):

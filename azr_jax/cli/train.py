@@ -2,26 +2,7 @@
 
 from __future__ import annotations
 
-
-def _split_overrides(extra: list[str]) -> list[str]:
-    """`--config.a.b=v` or `--config.a.b v` -> ["a.b=v"]."""
-    from azr_jax.errors import UserError
-
-    out, i = [], 0
-    while i < len(extra):
-        arg = extra[i]
-        if not arg.startswith("--config."):
-            raise UserError(f"unexpected argument {arg!r}; config overrides look like "
-                            "--config.section.key=value")
-        if "=" in arg:
-            out.append(arg[len("--config."):])
-            i += 1
-        elif i + 1 < len(extra):
-            out.append(f"{arg[len('--config.'):]}={extra[i + 1]}")
-            i += 2
-        else:
-            raise UserError(f"config override {arg!r} has no value")
-    return out
+from azr_jax import cliargs
 
 
 def cmd_train(args) -> int:
@@ -30,7 +11,7 @@ def cmd_train(args) -> int:
     from azr_jax.pipeline.trainer import train
     from azr_jax.sharding import initialize_distributed, is_main_process
 
-    cfg = load_config(args.config, _split_overrides(getattr(args, "extra", [])))
+    cfg = load_config(args.config, cliargs.config_overrides(getattr(args, "extra", [])))
     initialize_distributed()
     result = train(cfg, args.workdir)
     if is_main_process():

@@ -1,8 +1,8 @@
 """The `azr-jax` entry point: parse arguments, then call library functions.
 
-Each package that owns a subcommand exposes ``register(subparsers)`` in a module listed in
-``COMMAND_MODULES``; the module is imported lazily so `azr-jax execute` never pays for
-importing JAX.
+One module per command group in this package (``cli/<group>.py``) exposes
+``register(subparsers)``; ``COMMAND_MODULES`` lists them and they are imported lazily, so
+`azr-jax execute` never pays for importing JAX. The library below never imports ``cli``.
 """
 
 from __future__ import annotations
@@ -15,15 +15,15 @@ from azr_jax.errors import Preempted, UserError
 
 # subcommand name -> module with `register(subparsers)` adding that subcommand.
 COMMAND_MODULES: dict[str, str] = {
-    "generate": "azr_jax.sampling.commands",
-    "execute": "azr_jax.executor.commands",
-    "score-cruxeval": "azr_jax.executor.commands",
-    "train": "azr_jax.pipeline.commands",
-    "report": "azr_jax.pipeline.commands",
-    "export-hf": "azr_jax.checkpoints.commands",
-    "eval": "azr_jax.evals.commands",
-    "eval-samples": "azr_jax.evals.commands",
-    "data": "azr_jax.evals.commands",
+    "generate": "azr_jax.cli.generate",
+    "execute": "azr_jax.cli.execute",
+    "score-cruxeval": "azr_jax.cli.execute",
+    "train": "azr_jax.cli.train",
+    "report": "azr_jax.cli.train",
+    "export-hf": "azr_jax.cli.export",
+    "eval": "azr_jax.cli.evals",
+    "eval-samples": "azr_jax.cli.evals",
+    "data": "azr_jax.cli.evals",
 }
 
 
@@ -41,13 +41,7 @@ def build_parser(command: str | None) -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     wanted = [COMMAND_MODULES[command]] if command in COMMAND_MODULES else COMMAND_MODULES.values()
     for module_name in dict.fromkeys(wanted):
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as e:
-            if e.name != module_name:  # a real import error inside an existing module
-                raise
-            continue  # that package has no commands yet
-        module.register(subparsers)
+        importlib.import_module(module_name).register(subparsers)
     return parser
 
 
@@ -65,11 +59,14 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     command = next((a for a in argv if not a.startswith("-")), None)
     parser = build_parser(command)
-    args, extra = parser.parse_known_args(argv)
-    if extra:  # only subcommands that set accepts_extra=True take free-form options
-        if not getattr(args, "accepts_extra", False):
-            parser.error(f"unrecognized arguments: {' '.join(extra)}")
-        args.extra = extra
+    try:  # a bad flag: the parser printed its one line; return its code (main() is a function)
+        args, extra = parser.parse_known_args(argv)
+        if extra:  # only subcommands that set accepts_extra=True take free-form options
+            if not getattr(args, "accepts_extra", False):
+                parser.error(f"unrecognized arguments: {' '.join(extra)}")
+            args.extra = extra
+    except SystemExit as e:
+        return e.code if isinstance(e.code, int) else 2
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
@@ -86,6 +83,3 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return 130
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,5 +1,5 @@
 """Sandbox worker set-up (runs once per worker, before serving): private namespaces and a
-view of the stdlib that the sandbox uid can read. Loaded by ``_worker.py`` (stdlib only)."""
+view of the stdlib that the sandbox uid can read. Loaded by ``serve.py`` (stdlib only)."""
 
 import marshal
 import os
@@ -18,8 +18,8 @@ def _setup(cfg_hex, worker_path):
     if cfg["uid"] is not None:  # unique while this worker lives: pools never share a uid
         cfg["uid"] += os.getpid()
     libc = ctypes.CDLL(None, use_errno=True)
-    ns_mod = _sibling("_worker_ns")
-    seccomp = _sibling("_worker_seccomp")  # now: a private /tmp may hide this dir below
+    ns_mod = _sibling("namespaces")
+    seccomp = _sibling("seccomp")  # now: a private /tmp may hide this dir below
     cfg.update(netns=False, ns=[], rw_mounts=None, sbx_base=None, ipc_denied=False)
     if cfg["namespaces"]:
         try:
@@ -43,11 +43,16 @@ def _setup(cfg_hex, worker_path):
 
 
 def _sibling(name):
+    """As ``serve._import_sibling``: this dir on sys.path only while importing, the module
+    kept as ``_azr_worker_<name>``."""
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     try:
-        return __import__(name)
+        __import__(name)
     finally:
         del sys.path[0]
+    module = sys.modules.pop(name)
+    sys.modules["_azr_worker_" + name] = module
+    return module
 
 
 def _enter_namespaces(cfg, libc, ns_mod, python, worker_path):
@@ -107,10 +112,10 @@ def _private_dirs(python):
 
 
 def _read_worker_sources(worker_path):
-    """{file name: bytes} of the worker's modules (this dir's ``_worker*.py``)."""
+    """{file name: bytes} of the worker's modules (every ``.py`` in this folder)."""
     folder = os.path.dirname(worker_path)
     return {name: open(os.path.join(folder, name), "rb").read()
-            for name in os.listdir(folder) if name.startswith("_worker") and name.endswith(".py")}
+            for name in os.listdir(folder) if name.endswith(".py")}
 
 
 def _write_worker_sources(sources, worker_path):

@@ -1,46 +1,32 @@
-"""`azr-jax export-hf`: a training checkpoint (saved on any mesh) -> a HF model directory."""
+"""A training workdir's checkpoint -> a HF model directory (`azr-jax export-hf`)."""
 
 from __future__ import annotations
 
 import os
 
+import jax
 
-def register(subparsers) -> None:
-    p = subparsers.add_parser(
-        "export-hf", help="write a training checkpoint as a HF directory (transformers, vLLM)",
-        description="Restore the train state of WORKDIR (latest step, or --step) onto this "
-                    "host's devices and write config.json, safetensors and the tokenizer "
-                    "(with its chat template) to --output.")
-    p.add_argument("--workdir", required=True, help="the training run's --workdir")
-    p.add_argument("--step", type=int, default=None, help="checkpoint step (default: latest)")
-    p.add_argument("--output", required=True, help="directory to write (created)")
-    p.add_argument("--dtype", default=None, choices=("float32", "bfloat16", "float16"),
-                   help="storage dtype of the weights (default: the checkpoint's)")
-    p.set_defaults(func=cmd_export_hf)
+from azr_jax import userfiles
+from azr_jax.checkpoints import TrainCheckpointer, export_hf
+from azr_jax.errors import UserError
+from azr_jax.pipeline import setup as setup_lib
+from azr_jax.pipeline.config import config_from_json
+from azr_jax.pipeline.workdir_layout import CHECKPOINT_DIR, CONFIG_FILE
+from azr_jax.rl.update import abstract_train_state
+from azr_jax.sharding import MeshConfig, make_mesh
 
 
 def export_from_workdir(workdir: str, output: str, step: int | None = None,
                         dtype: str | None = None) -> int:
     """Export step `step` (default: latest) of a training workdir; returns the step."""
-    import jax
-
-    from azr_jax import userfiles
-    from azr_jax.errors import UserError
-    from azr_jax.pipeline import setup as setup_lib
-    from azr_jax.pipeline.config import config_from_json
-    from azr_jax.pipeline.trainer import CONFIG_FILE
-    from azr_jax.rl.update import abstract_train_state
-    from azr_jax.sharding import MeshConfig, make_mesh
-
     config_path = os.path.join(workdir, CONFIG_FILE)
     if not os.path.isfile(config_path):
         raise UserError(f"{workdir} is not a training workdir (no {CONFIG_FILE})")
     with open(config_path, encoding="utf-8") as f:
         cfg = config_from_json(f.read())
     userfiles.check_output_dir(output, "--output")  # before the work, not after
-    from azr_jax.checkpoints import TrainCheckpointer, export_hf  # after the cheap checks
 
-    ckpt_dir = os.path.join(os.path.abspath(workdir), setup_lib.CHECKPOINT_DIR)
+    ckpt_dir = os.path.join(os.path.abspath(workdir), CHECKPOINT_DIR)
     checkpointer = TrainCheckpointer(ckpt_dir, keep=cfg.trainer.keep)
     try:
         latest = checkpointer.latest_step()
@@ -66,9 +52,3 @@ def export_from_workdir(workdir: str, output: str, step: int | None = None,
             close()
     export_hf(params, model_cfg, tokenizer, output, dtype=dtype)
     return int(step)
-
-
-def cmd_export_hf(args) -> int:
-    step = export_from_workdir(args.workdir, args.output, args.step, args.dtype)
-    print(f"exported step {step} of {args.workdir} to {args.output}")
-    return 0

@@ -1,21 +1,23 @@
 """Sandbox worker: a minimal, long-lived process that runs each program in a forked child.
 
-Started by ``azr_jax.executor.pool`` as ``python -S -s -P -B _worker.py setup CFG`` with a
+Started by ``azr_jax.executor.pool`` as ``python -S -s -P -B worker/serve.py setup CFG`` with a
 scrubbed environment. It imports only the standard library (never JAX or numpy): fork cost
 grows with the parent's touched memory, so the worker's heap is kept tiny and frozen.
 
-``setup`` (``_worker_setup``, ``_worker_ns``) enters private mount, network, IPC and PID
+``setup`` (``setup.py``, ``namespaces.py``) enters private mount, network, IPC and PID
 namespaces when the kernel allows it (every host mount read-only, private tmpfs over /tmp,
 /var/tmp, /dev/shm; SysV IPC off; we become the namespace's init), installs the seccomp
-filter (``_worker_seccomp``), then re-executes itself as ``serve`` so the ctypes import does
+filter (``seccomp.py``), then re-executes itself as ``serve`` so the ctypes import does
 not stay in the serving heap.
 
 Protocol with the pool on fds 0/1 (moved to private fds at start): frames of 4-byte
-little-endian length + ``marshal`` payload. Requests ``(task_id, "f", code, inputs, repeats,
+little-endian length + ``marshal`` payload (``messages.py``). Requests ``(task_id, "f", code, inputs, repeats,
 entry, timeout_s)``, ``(task_id, "s", script, timeout_s)``, ``(task_id, "ping")`` and
 ``(task_id, "stats")``; one reply frame per request (see ``serve``). Programs never see these
 fds. A program's own child reports to us over a per-program pipe the program CAN reach; those
-frames are nonce-checked and parsed field by field (``_worker_frames``).
+frames are nonce-checked and parsed field by field (``frames.py``). The
+forked child that runs one program is ``child.py``; ``fs.py`` makes and removes its
+directories.
 """
 
 import gc
@@ -28,18 +30,23 @@ import sys
 
 def _import_sibling(name):
     """Import a helper module that lives next to this script. -P keeps this dir off
-    sys.path; it is added only while importing, so programs never see it."""
+    sys.path; it is added only while importing, so programs never see it, and the module
+    is kept as ``_azr_worker_<name>`` so a program's ``import fs`` cannot get it."""
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     try:
-        return __import__(name)
+        __import__(name)
     finally:
         del sys.path[0]
+    module = sys.modules.pop(name)
+    sys.modules["_azr_worker_" + name] = module
+    return module
 
 
-_child = _import_sibling("_worker_child")
-_frames = _import_sibling("_worker_frames")
-_fs = _import_sibling("_worker_fs")
-_HDR, _Conn, _describe = _child._HDR, _child._Conn, _child._describe
+_child = _import_sibling("child")
+_frames = _import_sibling("frames")
+_messages = _import_sibling("messages")
+_fs = _import_sibling("fs")
+_Conn, _describe = _messages.Conn, _child._describe
 _enter_child, _run_function, _run_script = _child._enter_child, _child._run_function, _child._run_script
 _sweep_as, _warm_up = _child._sweep_as, _child._warm_up
 
@@ -299,7 +306,7 @@ def main():
     _clock = time.monotonic
     mode, cfg_hex = sys.argv[1], sys.argv[2]
     if mode == "setup":
-        _import_sibling("_worker_setup")._setup(cfg_hex, os.path.abspath(__file__))
+        _import_sibling("setup")._setup(cfg_hex, os.path.abspath(__file__))
         return
     cfg = marshal.loads(bytes.fromhex(cfg_hex))
     # Move the protocol pipes off 0/1 so children never inherit them as std streams.
@@ -319,7 +326,7 @@ def main():
             pass
     cfg["keep_fds"] = []
     if cfg.get("sys_path") or cfg.get("expose_fds"):
-        setup = _import_sibling("_worker_setup")
+        setup = _import_sibling("setup")
         if cfg.get("sys_path"):
             setup._use_exposed_stdlib(*cfg["sys_path"])
         else:

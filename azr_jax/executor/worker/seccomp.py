@@ -123,7 +123,7 @@ def active():
         return False
 
 
-if __name__ == "__main__":  # a quick self-check: python _worker_seccomp.py
+if __name__ == "__main__":  # a quick self-check: python azr_jax/executor/worker/seccomp.py
     import ctypes
 
     libc = ctypes.CDLL(None, use_errno=True)

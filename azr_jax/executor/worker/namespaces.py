@@ -1,6 +1,6 @@
 """Namespace and filesystem steps of sandbox worker set-up (root only; stdlib + ctypes).
 
-Loaded by ``_worker_setup.py``. Each step returns whether it worked; the worker reports
+Loaded by ``setup.py``. Each step returns whether it worked; the worker reports
 what it got (``SandboxPool.info()``), and README's executor section says what each missing
 piece leaves open.
 """

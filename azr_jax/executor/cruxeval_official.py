@@ -12,19 +12,12 @@ pass@k per sample is the unbiased estimator ``1 - prod(1 - k / arange(n-c+1, n+1
 from __future__ import annotations
 
 import json
-import math
 
 from azr_jax import jsonl, userfiles
 from azr_jax.errors import UserError
+from azr_jax.passk import pass_at_k
 
 OFFICIAL_TIMEOUT_S = 3.0
-
-
-def pass_at_k(n: int, c: int, k: int) -> float:
-    """Unbiased pass@k for n samples with c correct (the official formula, incl. n - c < k)."""
-    if n - c < k:
-        return 1.0
-    return 1.0 - math.prod(1.0 - k / x for x in range(n - c + 1, n + 1))
 
 
 def check_script(mode: str, code: str, inp: str, out: str, generation: str) -> str | None:
