@@ -60,7 +60,12 @@ def get_config() -> ml_collections.ConfigDict:
         prompt_format="r1",  # r1 (plain text, assistant opens <think>) | chat (instruct models)
         prompt_file="",  # JSON prompt pack (azr_jax/selfplay/prompt_pack.py lists the keys)
         system_prompt="",
+        close_answer=False,  # small-model lever: close <answer> after EOS at a closed fence
     ))
+
+    # A fixed held-out probe (azr_jax/pipeline/probe.py): greedy solver accuracy every
+    # `every` steps (0 = off) on tasks built from `file`; never in the buffers.
+    c.probe = ml_collections.ConfigDict(dict(every=0, file=""))
 
     # Text the assistant's turn starts with, per (task type, role): part of the prompt (not
     # trained on), prepended to the response before parsing. Empty in the paper's setting;

@@ -43,6 +43,7 @@ class RolloutContext:
     batch_row_multiple: int = 1  # the update step splits rows over micro-batches x data devices
     mini_batch_size: int = 0  # sequences per optimizer step (OptimConfig.mini_batch_size)
     max_rows_per_call: int = 0  # sampler rows per call (0 = all at once)
+    close_answer: bool = False  # small-model lever (selfplay.close_answer), see close_answer()
 
 
 @dataclasses.dataclass
@@ -97,7 +98,23 @@ def _decode(ctx, token_lists, prefixes):
     format, then the configured prefix) + the sampled text; the parsers read these."""
     start = sp.response_start(ctx.selfplay)
     texts = [ctx.tokenizer.decode(t, skip_special_tokens=True) for t in token_lists]
-    return [start + p + t for p, t in zip(prefixes, texts)]
+    turns = [start + p + t for p, t in zip(prefixes, texts)]
+    if ctx.close_answer:
+        stopped = [len(t) < ctx.sampling.max_new_tokens for t in token_lists]
+        turns = [close_answer(x) if s else x for x, s in zip(turns, stopped)]
+    return turns
+
+
+def close_answer(turn: str) -> str:
+    """``turn`` + ``</answer>`` when it stopped (EOS) right after a closed code fence inside
+    an open ``<answer>``: what SmolLM2-135M does instead of closing the tag. Only the parsed
+    text changes; the tokens trained on stay the sampled ones. Off by default (the official
+    rule stays the default)."""
+    body = turn.rstrip()
+    tail = body.rsplit("<answer>", 1)[-1] if "<answer>" in body else None
+    if tail is None or "</answer>" in tail or not body.endswith("```") or tail.count("```") % 2:
+        return turn
+    return body + "\n</answer>"
 
 
 def _prefix(ctx, task_type, role) -> str:
