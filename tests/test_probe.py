@@ -58,6 +58,8 @@ def test_probe_is_48_fixed_tasks_disjoint_from_the_buffers(pool, probe):
     assert again == probe  # built deterministically (gold outputs from the executor)
     ded = [st.task for st in probe.tasks if st.task_type == "deduction"]
     assert all(t.output for t in ded) and ded[0].output == "'pu level'"
+    abd = [st.task for st in probe.tasks if st.task_type == "abduction"]
+    assert (abd[0].input, abd[0].output) == ("'abc'", "'cba'")  # a row's second input
     # the seed buffers never hold a probe task (programs are shared, inputs are not)
     seeds = sp.validate_seeds(pool, sp.load_seed_file(SEED_FILE), CFG)
     seed_io = {(t.program, t.input) for t in seeds}
