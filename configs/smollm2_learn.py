@@ -3,10 +3,12 @@
 configs/smollm2_demo.py plus the levers that a 135M model needs to get a learning signal
 under the official reward rules, each chosen by short measured runs (BENCHMARKS.md,
 "Learning"):
-- `selfplay.close_answer`: SmolLM2-135M ends its answer by closing the code fence and
-  stopping (EOS) without writing `</answer>`, so every response is a format error (-1) and
-  every advantage is 0. With this lever such a turn is parsed as if `</answer>` followed;
-  the tokens trained on are the sampled ones. The official rule stays the default.
+- `selfplay.close_answer` (azr_jax/pipeline/answer_stop.py): SmolLM2-135M writes the
+  fenced blocks an answer needs, then stops (EOS) or rambles on without `</answer>`, so
+  every response is a format error (-1) and every advantage is 0. With this lever each
+  response is cut after the fence that completes its answer (like a stop sequence; the
+  tokens after it are not trained on) and parsed as if `</answer>` followed. The official
+  rule stays the default.
 - a learning rate for a 135M model (the paper's 1e-6 is for 7B models);
 - a fixed probe (configs/probe/probe.jsonl, our own programs, never in the buffers):
   the solver's greedy accuracy every `probe.every` steps, logged as `probe/*`.
@@ -23,12 +25,12 @@ def get_config():
     c = smollm2_demo.get_config()
     c.selfplay.close_answer = True
     c.selfplay.batch_per_group = 4
-    c.optim.lr = 2e-5
+    c.optim.lr = 5e-5
     c.optim.mini_batch_size = 0  # one AdamW step per training step
     c.optim.micro_batches = 4
-    c.probe.every = 5
+    c.probe.every = 3
     c.probe.file = os.path.join(HERE, "probe", "probe.jsonl")
-    c.trainer.steps = 40
-    c.trainer.checkpoint_every = 10
+    c.trainer.steps = 20
+    c.trainer.checkpoint_every = 5
     c.trainer.keep = 5
     return c

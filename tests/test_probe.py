@@ -10,7 +10,7 @@ import pytest
 from azr_jax import selfplay as sp
 from azr_jax.errors import UserError
 from azr_jax.pipeline import probe as probe_lib
-from azr_jax.pipeline.rollout import close_answer
+from azr_jax.pipeline.answer_stop import close_answer, cut_index, fences_needed
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PROBE_FILE = os.path.join(ROOT, "configs", "probe", "probe.jsonl")
@@ -114,3 +114,17 @@ def test_close_answer(turn, closed):
         assert out.endswith("```\n</answer>") and out.startswith(turn.rstrip())
         parsed = sp.parse_answer("deduction", "<think></think>" + out[out.index("<answer>"):])
         assert not isinstance(parsed, sp.FormatError)
+
+
+def test_cut_after_the_answers_last_fence():
+    decode = "".join  # one character per "token"
+    solve_pre = "<think>\n</think>\n<answer>\n```output\n"
+    text = "42\n```\nAnd then some prose ```python\nx\n```"
+    k = cut_index(decode, list(text), solve_pre, fences_needed("deduction", "solve", 4))
+    assert text[:k] == "42\n```"
+    prop_pre = "<think>\n</think>\n<answer>\n```python\ndef f("
+    text = "x):\n    return x\n```\n```input\n3\n```\nmore ```input\n4\n```"
+    k = cut_index(decode, list(text), prop_pre, fences_needed("abduction", "propose", 4))
+    assert text[:k].endswith("```input\n3\n```")
+    assert cut_index(decode, list("x):\n  return 1\n```\nprose"), prop_pre, 2) is None
+    assert fences_needed("induction", "propose", 4) == 5  # 4 inputs + the message
