@@ -43,6 +43,16 @@ def test_probe_metrics_logged_and_probe_kept_out_of_buffers(workdir):
         logged = [json.loads(line) for line in f]
     assert not any(json.dumps(t.get("input")) in probe_inputs for t in logged if t.get("valid"))
 
+    from azr_jax.pipeline.report import build_report, learning_svg
+
+    html = open(build_report(workdir)).read()
+    curves = html[html.index("Training curves"):]
+    assert curves.index("Probe: solver greedy accuracy") < curves.index("Probe: valid-proposal") \
+        < curves.index("Valid-proposal rate per task type") < curves.index("Format-error rate") \
+        < curves.index("Reward per group")  # the learning curves come first
+    svg = learning_svg(workdir)
+    assert svg.startswith("<svg") and "probe/acc step 1" in svg and "format_error/" in svg
+
 
 def _eval(model, tmp_path, name):
     data = tmp_path / "m.jsonl"
