@@ -30,7 +30,7 @@ def get_config():
     c.optim.micro_batches = 4
     c.probe.every = 3
     c.probe.file = os.path.join(HERE, "probe", "probe.jsonl")
-    c.trainer.steps = 12  # about 45-50 min on 2 shared CPU cores (BENCHMARKS.md)
+    c.trainer.steps = 10  # about 45 min on 2 shared CPU cores (BENCHMARKS.md)
     c.trainer.checkpoint_every = 5
     c.trainer.keep = 5
     return c
