@@ -9,9 +9,13 @@ under the official reward rules, each chosen by short measured runs (BENCHMARKS.
   response is cut after the fence that completes its answer (like a stop sequence; the
   tokens after it are not trained on) and parsed as if `</answer>` followed. The official
   rule stays the default.
-- a learning rate for a 135M model (the paper's 1e-6 is for 7B models);
+- a learning rate for a 135M model (the paper's 1e-6 is for 7B models), 4 samples per
+  group, one AdamW step per training step;
 - a fixed probe (configs/probe/probe.jsonl, our own programs, never in the buffers):
   the solver's greedy accuracy every `probe.every` steps, logged as `probe/*`.
+Measured (BENCHMARKS.md, "Learning"): the goal is NOT met with these levers. No sampled
+answer was ever correct and no proposal valid, so after the first update (which teaches the
+solver to close its answer block at once) every advantage is 0 and the probe stays at 0.
 """
 
 import os
