@@ -1,4 +1,4 @@
-# Two entry points for a newcomer: `make demo` and `make test`.
+# Entry points for a newcomer: `make demo`, `make learn` and `make test`.
 # Each creates .venv from pinned requirements when it is missing.
 PYTHON ?= python3
 VENV := .venv
@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 PIN := -c constraints.txt
 
-.PHONY: demo test venv venv-dev bench clean-venv
+.PHONY: demo learn test venv venv-dev bench clean-venv
 
 $(VENV)/.core: requirements.txt constraints.txt setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,10 @@ venv-dev: $(VENV)/.dev
 
 demo: $(VENV)/.core
 	$(PY) -m azr_jax.demo
+
+# About an hour on 2 CPU cores: SmolLM2-135M self-play with a held-out probe (runs/learn).
+learn: $(VENV)/.core
+	$(PY) -m azr_jax.learn
 
 test: $(VENV)/.dev
 	$(PY) -m pytest -q -x -n 2 --dist loadgroup tests

@@ -46,6 +46,10 @@ def get_config() -> ml_collections.ConfigDict:
     # rules (docs/FIDELITY.md has one row per rule; the dataclass documents each field).
     c.selfplay = ml_collections.ConfigDict(dataclasses.asdict(SelfPlayConfig()))
 
+    # A fixed held-out probe (azr_jax/pipeline/probe.py): greedy solver accuracy every
+    # `every` steps (0 = off) on tasks built from `file`; never in the buffers.
+    c.probe = ml_collections.ConfigDict(dict(every=0, file=""))
+
     # Text the assistant's turn starts with, per (task type, role): part of the prompt (not
     # trained on), prepended to the response before parsing. Empty in the paper's setting;
     # a small model can use it to learn the answer format from its first step.

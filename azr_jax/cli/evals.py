@@ -95,7 +95,8 @@ def register(subparsers) -> None:
 
     ev = subparsers.add_parser("eval", help="generate with a model and score a benchmark")
     ev.add_argument("--model", required=True,
-                    help="smollm2-135m, a HF directory, a .gguf file, or `tiny`")
+                    help="smollm2-135m, a HF directory, a .gguf file, `tiny`, or a training "
+                         "workdir WORKDIR[@STEP] (its latest or STEP checkpoint)")
     ev.add_argument("--suite", required=True, choices=SUITES)
     ev.add_argument("--data", default=None,
                     help="JSONL file or prepared dataset dir (humaneval defaults to the "

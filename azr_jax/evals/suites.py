@@ -160,10 +160,10 @@ def evaluate(params, model_cfg, tokenizer, cfg: SuiteConfig, *, progress: bool =
 
 def evaluate_model_spec(model: str, cfg: SuiteConfig, *, progress: bool = False) -> dict:
     """Load ``model`` (a `load_model` spec) and run one suite (what `azr-jax eval` does)."""
-    from azr_jax.checkpoints import load_model
+    from azr_jax.pipeline.workdir_model import load_model_spec  # also WORKDIR[@STEP]
 
     records = load_suite_records(cfg)  # fail on bad data before loading the model
-    loaded = load_model(model, progress=progress)
+    loaded = load_model_spec(model, progress=progress)
     results = evaluate(loaded.params, loaded.config, loaded.tokenizer, cfg, progress=progress,
                        records=records)
     return {"model": model, **results}

@@ -13,11 +13,17 @@ from azr_jax.pipeline.tasklog import read_tasks
 from azr_jax.pipeline.workdir_layout import CONFIG_FILE, REPORT_FILE
 
 # (title, metric-key prefixes or exact keys) for each plot; keys missing from a run are skipped.
-PLOTS = (
-    ("Reward per group", "reward/"),
-    ("Solve rate per task type", "solve_rate/"),
+PROBE_ACC = ("probe/acc",) + tuple(f"probe/{t}_acc" for t in ("deduction", "abduction", "induction"))
+# The learning curves come first (and make up `learning_svg`, the picture in docs/).
+LEARNING_PLOTS = (
+    ("Probe: solver greedy accuracy on held-out tasks", PROBE_ACC),
+    ("Probe: valid-proposal rate", ("probe/valid_rate",)),
     ("Valid-proposal rate per task type", "valid_rate/"),
     ("Format-error rate per group", "format_error/"),
+)
+PLOTS = LEARNING_PLOTS + (
+    ("Reward per group", "reward/"),
+    ("Solve rate per task type", "solve_rate/"),
     ("Buffer sizes", "buffer/"),
     ("Mean response length (tokens)", "response_len/"),
     ("Policy loss, clipping and log-prob mismatch",
@@ -84,6 +90,26 @@ def svg_plot(title: str, series: dict, width=460, height=250) -> str:
         ly = height + 12 + 16 * i - 4
         parts.append(f'<rect x="{pad_l}" y="{ly - 8}" width="10" height="3" fill="{color}"/>'
                      f'<text x="{pad_l + 14}" y="{ly}" font-size="11">{html.escape(name)}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def learning_svg(workdir: str, columns: int = 2) -> str:
+    """The LEARNING_PLOTS of a run as one standalone SVG (BENCHMARKS.md's picture)."""
+    rows = read_metrics(workdir)
+    plots = [(t, _series(rows, k)) for t, k in LEARNING_PLOTS]
+    plots = [(t, s) for t, s in plots if s]
+    if not plots:
+        raise UserError(f"workdir {workdir!r} has no learning metrics (probe/, valid_rate/, "
+                        "format_error/) to draw")
+    cell_w, cell_h = 470, 250 + 16 * max(len(s) for _, s in plots) + 10
+    n_rows = -(-len(plots) // columns)
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{cell_w * columns}" '
+             f'height="{cell_h * n_rows}" font-family="sans-serif">'
+             f'<rect width="100%" height="100%" fill="#fff"/>']
+    for i, (title, series) in enumerate(plots):
+        x, y = cell_w * (i % columns), cell_h * (i // columns)
+        parts.append(f'<g transform="translate({x},{y})">{svg_plot(title, series)}</g>')
     parts.append("</svg>")
     return "".join(parts)
 

@@ -18,6 +18,7 @@ import numpy as np
 
 from azr_jax import selfplay as sp
 from azr_jax.sampling import SamplingConfig, prepare_params, sample
+from azr_jax.pipeline import answer_stop
 from azr_jax.pipeline.batching import advantages_and_batch
 from azr_jax.pipeline.workdir_layout import SEEDING_FILE
 
@@ -44,6 +45,7 @@ class RolloutContext:
     batch_row_multiple: int = 1  # the update step splits rows over micro-batches x data devices
     mini_batch_size: int = 0  # sequences per optimizer step (OptimConfig.mini_batch_size)
     max_rows_per_call: int = 0  # sampler rows per call (0 = all at once)
+    close_answer: bool = False  # small-model lever (selfplay.close_answer): answer_stop.py
 
 
 @dataclasses.dataclass
@@ -98,7 +100,17 @@ def _decode(ctx, token_lists, prefixes):
     format, then the configured prefix) + the sampled text; the parsers read these."""
     start = sp.response_start(ctx.selfplay)
     texts = [ctx.tokenizer.decode(t, skip_special_tokens=True) for t in token_lists]
-    return [start + p + t for p, t in zip(prefixes, texts)]
+    turns = [start + p + t for p, t in zip(prefixes, texts)]
+    return [answer_stop.close_answer(x) for x in turns] if ctx.close_answer else turns
+
+
+def _stop(ctx, toks, lps, prefixes, types, role):
+    """The close_answer lever's cut (answer_stop.py); identity when it is off."""
+    if not ctx.close_answer:
+        return toks, lps
+    decode = lambda t: ctx.tokenizer.decode(t, skip_special_tokens=True)  # noqa: E731
+    needs = [answer_stop.fences_needed(t, role, ctx.selfplay.num_inputs) for t in types]
+    return answer_stop.cut_responses(decode, toks, lps, prefixes, needs)
 
 
 def _prefix(ctx, task_type, role) -> str:
@@ -122,7 +134,8 @@ def seed_buffers(ctx: RolloutContext, params, progress: bool, state_path: str = 
         counter[0] += 1
         pre = [_prefix(ctx, r.task_type, "propose") for r in requests]
         prompts = [_encode(ctx, r.messages, p) for r, p in zip(requests, pre)]
-        toks, _, _ = _generate(ctx, params, prompts, key)
+        toks, lps, _ = _generate(ctx, params, prompts, key)
+        toks, _ = _stop(ctx, toks, lps, pre, [r.task_type for r in requests], "propose")
         return _decode(ctx, toks, pre)
 
     # one length check for all types: the propose prefixes differ only by type
@@ -168,6 +181,8 @@ def run_rollout(ctx: RolloutContext, step: int, params) -> Rollout:
         prop_pre = [_prefix(ctx, r.task_type, "propose") for r in requests]
         prop_prompts = [_encode(ctx, r.messages, p) for r, p in zip(requests, prop_pre)]
     prop_toks, prop_lps, _ = _generate(ctx, params, prop_prompts, k_prop)
+    prop_toks, prop_lps = _stop(ctx, prop_toks, prop_lps, prop_pre,
+                                [r.task_type for r in requests], "propose")
     prop_texts = _decode(ctx, prop_toks, prop_pre)
 
     # 2. validate in the executor
@@ -192,6 +207,8 @@ def run_rollout(ctx: RolloutContext, step: int, params) -> Rollout:
         sol_pre = [_prefix(ctx, st.task_type, "solve") for st in solver_tasks]
         solve_prompts = [_encode(ctx, st.messages, p) for st, p in zip(solver_tasks, sol_pre)]
     sol_toks, sol_lps, _ = _generate(ctx, params, solve_prompts, k_solve)
+    sol_toks, sol_lps = _stop(ctx, sol_toks, sol_lps, sol_pre,
+                              [st.task_type for st in solver_tasks], "solve")
     sol_texts = _decode(ctx, sol_toks, sol_pre)
     with ctx.timer("execute"):
         answers = [sp.parse_answer(st.task_type, t) for st, t in zip(solver_tasks, sol_texts)]
@@ -230,7 +247,9 @@ def _learnability(ctx, params, results, key) -> dict[int, float]:
                   for i in valid_idx]
         pre = [_prefix(ctx, st.task_type, "solve") for st in stasks]
         prompts = [_encode(ctx, st.messages, p) for st, p in zip(stasks, pre)]
-    toks, _, pidx = _generate(ctx, params, prompts, key, num_samples=cfg.num_rollouts)
+    toks, lps, pidx = _generate(ctx, params, prompts, key, num_samples=cfg.num_rollouts)
+    toks, _ = _stop(ctx, toks, lps, [pre[p] for p in pidx],
+                    [stasks[p].task_type for p in pidx], "solve")
     texts = _decode(ctx, toks, [pre[p] for p in pidx])
     with ctx.timer("execute"):
         answers = [sp.parse_answer(stasks[p].task_type, t) for p, t in zip(pidx, texts)]

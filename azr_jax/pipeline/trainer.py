@@ -17,6 +17,7 @@ import time
 from azr_jax.errors import UserError
 from azr_jax.pipeline import config as config_lib
 from azr_jax.pipeline import preemption
+from azr_jax.pipeline import probe as probe_lib
 from azr_jax.pipeline import setup as setup_lib
 from azr_jax.pipeline import workdir_fs
 from azr_jax.pipeline.metrics import MetricsWriter, PhaseTimer
@@ -143,11 +144,13 @@ def train(cfg, workdir: str, *, rollout_fn=run_rollout) -> TrainResult:
         activity=activity, timer=timer,
         batch_row_multiple=env.optim.micro_batches * data_parallel_size(env.mesh),
         mini_batch_size=env.optim.mini_batch_size,
-        max_rows_per_call=cfg.sampling.max_rows_per_call)
+        max_rows_per_call=cfg.sampling.max_rows_per_call,
+        close_answer=cfg.selfplay.close_answer)
     if start == 0 and env.selfplay.seed_buffer_size > 0:
         with timer("seeding"):
             seed_buffers(ctx, state.params, progress=main and tcfg.progress,
                          state_path=seeding_state_path(workdir))
+    probe = probe_lib.from_config(cfg, ctx)  # None unless cfg.probe.every > 0
     every = max(1, tcfg.checkpoint_every)
     queue = RolloutQueue(lambda s, p: rollout_fn(ctx, s, p), start, tcfg.steps, tcfg.staleness,
                          is_boundary=lambda s: s % every == 0)
@@ -190,6 +193,7 @@ def train(cfg, workdir: str, *, rollout_fn=run_rollout) -> TrainResult:
             if tcfg.eval_every > 0 and cfg.eval.suites and done % tcfg.eval_every == 0:
                 with timer("eval"):
                     m.update(run_evals(cfg, state.params, env, progress=False))
+            m.update(probe_lib.step_metrics(probe, cfg, ctx, state.params, m, done))
             if main:  # logs first: a kill before the checkpoint lands rolls them back
                 append_tasks(workdir, rollout.task_rows)
                 if step % max(1, tcfg.log_every) == 0 or done == tcfg.steps:

@@ -40,6 +40,8 @@ class SelfPlayConfig:
                                      # "chat": the tokenizer's chat template (instruct models)
     prompt_file: str = ""            # JSON prompt pack overriding the built-in texts
     system_prompt: str = ""          # optional system message before every prompt
+    close_answer: bool = False       # small-model lever, off in the official rules: end an
+                                     # answer at its closing fence (pipeline/answer_stop.py)
 
     @property
     def seed_buffer_size(self) -> int:

@@ -1,0 +1,87 @@
+"""`make learn`: self-play that learns, on the bundled SmolLM2-135M on CPU.
+
+    python -m azr_jax.learn [--steps N] [--workdir DIR] [--config.key=value ...]
+
+Trains configs/smollm2_learn.py (resuming when DIR holds a checkpoint), then prints the
+held-out probe's curves (start and end values), writes report.html and the learning
+curves as DIR/learning.svg. Compare the base and the trained model afterwards with
+`azr-jax eval --model smollm2-135m ...` and `azr-jax eval --model DIR ...`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+from azr_jax.errors import UserError
+
+CURVES = ("probe/acc", "probe/deduction_acc", "probe/abduction_acc", "probe/induction_acc",
+          "probe/valid_rate")
+
+
+def curve_ends(rows, prefixes=("probe/", "valid_rate/", "format_error/")) -> dict:
+    """name -> (first step, first value, last step, last value, mean over the first 5 steps)."""
+    names = sorted({k for r in rows for k in r if k.startswith(tuple(prefixes))})
+    out = {}
+    for name in names:
+        pts = [(r["step"], r[name]) for r in rows if name in r]
+        first5 = [v for s, v in pts if s <= 5]
+        out[name] = (pts[0][0], pts[0][1], pts[-1][0], pts[-1][1],
+                     sum(first5) / len(first5) if first5 else float("nan"))
+    return out
+
+
+def summarize(workdir: str) -> str:
+    from azr_jax.pipeline.metrics import read_metrics
+
+    rows = read_metrics(workdir)
+    if not rows:
+        return "no steps were logged"
+    ends = curve_ends(rows)
+    lines = [f"{'curve':<34} {'start':>14} {'end':>14} {'first-5 mean':>13}"]
+    for name in [c for c in CURVES if c in ends] + [n for n in ends if n not in CURVES]:
+        s0, v0, s1, v1, m5 = ends[name]
+        lines.append(f"{name:<34} {v0:>7.3f} @{s0:<5} {v1:>7.3f} @{s1:<5} {m5:>13.3f}")
+    secs = sum(r.get("time/step", 0) for r in rows)
+    lines.append(f"{len(rows)} steps logged, {secs / 60:.1f} min of step time")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default="smollm2_learn")
+    parser.add_argument("--workdir", default="runs/learn", help="default: runs/learn")
+    parser.add_argument("--steps", type=int, default=None)
+    args, extra = parser.parse_known_args(argv)
+    from azr_jax.pipeline.commands import _split_overrides
+    from azr_jax.pipeline.config import load_config
+    from azr_jax.pipeline.report import build_report, learning_svg
+    from azr_jax.pipeline.trainer import train
+
+    try:
+        overrides = _split_overrides(extra)
+        if args.steps is not None:
+            overrides.append(f"trainer.steps={args.steps}")
+        cfg = load_config(args.config, overrides)
+        print(f"AZR self-play that learns: {cfg.model.preset} on CPU, {cfg.trainer.steps} steps, "
+              f"{cfg.selfplay.batch_per_group} samples per group, lr {cfg.optim.lr}, probe every "
+              f"{cfg.probe.every} steps; workdir {args.workdir}", flush=True)
+        t0 = time.time()
+        train(cfg, args.workdir)
+        report = build_report(args.workdir)
+        svg = os.path.join(args.workdir, "learning.svg")
+        with open(svg, "w", encoding="utf-8") as f:
+            f.write(learning_svg(args.workdir))
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"\n=== learning curves ({time.time() - t0:.0f} s) ===")
+    print(summarize(args.workdir))
+    print(f"\nreport: {os.path.abspath(report)}\ncurves: {os.path.abspath(svg)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,91 @@
+"""`azr-jax eval --model WORKDIR[@STEP]`: a training run's checkpoint evaluated directly,
+and a probe-enabled tiny run logs the probe's metrics and keeps its tasks out of the
+buffers."""
+
+import json
+import os
+
+import jax
+import numpy as np
+import pytest
+
+from azr_jax.cli import main as cli_main
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PROBE_FILE = os.path.join(ROOT, "configs", "probe", "probe.jsonl")
+MATH_ROWS = [{"problem": "What is 1+1?", "answer": "2"}, {"problem": "What is 2+3?", "answer": "5"}]
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    from azr_jax.pipeline.config import load_config
+    from azr_jax.pipeline.trainer import train
+
+    wd = str(tmp_path_factory.mktemp("run"))
+    # weight decay moves every weight even when all advantages are 0 (random tiny model)
+    cfg = load_config("tiny_cpu", ["trainer.steps=1", "selfplay.batch_per_group=2",
+                                   "optim.weight_decay=0.1", "probe.every=1",
+                                   f"probe.file={PROBE_FILE}"])
+    train(cfg, wd)
+    return wd
+
+
+def test_probe_metrics_logged_and_probe_kept_out_of_buffers(workdir):
+    from azr_jax.pipeline.metrics import read_metrics
+
+    (row,) = read_metrics(workdir)
+    for k in ("probe/acc", "probe/deduction_acc", "probe/abduction_acc", "probe/induction_acc",
+              "probe/valid_rate"):
+        assert 0.0 <= row[k] <= 1.0, k
+    assert row["probe/deduction_format_error"] == 1.0  # a random model never writes the format
+    probe_inputs = {json.dumps(i) for r in map(json.loads, open(PROBE_FILE)) for i in r["inputs"]}
+    with open(os.path.join(workdir, "tasks.jsonl")) as f:
+        logged = [json.loads(line) for line in f]
+    assert not any(json.dumps(t.get("input")) in probe_inputs for t in logged if t.get("valid"))
+
+    from azr_jax.pipeline.report import build_report, learning_svg
+
+    html = open(build_report(workdir)).read()
+    curves = html[html.index("Training curves"):]
+    assert curves.index("Probe: solver greedy accuracy") < curves.index("Probe: valid-proposal") \
+        < curves.index("Valid-proposal rate per task type") < curves.index("Format-error rate") \
+        < curves.index("Reward per group")  # the learning curves come first
+    svg = learning_svg(workdir)
+    assert svg.startswith("<svg") and "probe/acc step 1" in svg and "format_error/" in svg
+
+
+def _eval(model, tmp_path, name):
+    data = tmp_path / "m.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in MATH_ROWS))
+    out = tmp_path / f"{name}.json"
+    rc = cli_main(["eval", "--model", model, "--suite", "math", "--data", str(data),
+                   "--max-new-tokens", "6", "--output", str(out)])
+    return rc, (json.loads(out.read_text()) if out.exists() else None)
+
+
+def test_eval_of_a_workdir_and_its_step(workdir, tmp_path):
+    from azr_jax.checkpoints import load_model
+    from azr_jax.pipeline.workdir_model import load_model_spec
+
+    rc, res = _eval(workdir, tmp_path, "latest")
+    assert rc == 0 and res["model"] == workdir and res["metrics"]["num_problems"] == 2
+    rc, res1 = _eval(f"{workdir}@1", tmp_path, "step1")
+    assert rc == 0 and res1["samples"] == res["samples"]  # step 1 is the latest
+    trained = load_model_spec(f"{workdir}@1")
+    base = load_model("tiny", progress=False)
+    moved = jax.tree.map(lambda a, b: float(np.max(np.abs(np.asarray(a) - np.asarray(b)))),
+                         trained.params, base.params)
+    assert max(jax.tree.leaves(moved)) > 0, "the workdir's weights are the untrained ones"
+    assert jax.tree.structure(trained.params) == jax.tree.structure(base.params)
+
+
+def test_eval_workdir_mistakes_are_one_line(workdir, tmp_path, capsys):
+    assert _eval(f"{workdir}@7", tmp_path, "x")[0] == 2
+    assert "no checkpoint for step 7 (saved steps: 1)" in capsys.readouterr().err
+    assert _eval(f"{workdir}@last", tmp_path, "x")[0] == 2
+    assert "must be a step number" in capsys.readouterr().err
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "config.json").write_text(open(os.path.join(workdir, "config.json")).read())
+    assert _eval(str(empty), tmp_path, "x")[0] == 2
+    assert "has no checkpoint yet" in capsys.readouterr().err
