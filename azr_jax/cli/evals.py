@@ -49,7 +49,9 @@ def _eval(args: argparse.Namespace) -> int:
         batch_size=args.batch_size, limit=args.limit, seed=args.seed, chat=not args.no_chat,
         timeout_s=args.timeout, workers=args.workers)
     output = userfiles.check_output_file(args.output or f"eval_{args.suite}.json", "--output")
-    results = suites.evaluate_model_spec(args.model, cfg, progress=True)
+    from azr_jax.pipeline.workdir_model import load_model_spec  # also WORKDIR[@STEP]
+
+    results = suites.evaluate_model_spec(args.model, cfg, load=load_model_spec, progress=True)
     try:
         with open(output, "w", encoding="utf-8") as f:
             json.dump(results, f, indent=1)

@@ -158,12 +158,16 @@ def evaluate(params, model_cfg, tokenizer, cfg: SuiteConfig, *, progress: bool =
             "samples": rows}
 
 
-def evaluate_model_spec(model: str, cfg: SuiteConfig, *, progress: bool = False) -> dict:
-    """Load ``model`` (a `load_model` spec) and run one suite (what `azr-jax eval` does)."""
-    from azr_jax.pipeline.workdir_model import load_model_spec  # also WORKDIR[@STEP]
+def evaluate_model_spec(model: str, cfg: SuiteConfig, *, load=None,
+                        progress: bool = False) -> dict:
+    """Load ``model`` and run one suite (what `azr-jax eval` does). ``load(spec, progress=)``
+    defaults to `checkpoints.load_model`; the CLI passes the pipeline's loader, which also
+    reads training workdirs (WORKDIR[@STEP]) - evals sit below pipeline."""
+    if load is None:
+        from azr_jax.checkpoints import load_model as load
 
     records = load_suite_records(cfg)  # fail on bad data before loading the model
-    loaded = load_model_spec(model, progress=progress)
+    loaded = load(model, progress=progress)
     results = evaluate(loaded.params, loaded.config, loaded.tokenizer, cfg, progress=progress,
                        records=records)
     return {"model": model, **results}

@@ -17,7 +17,7 @@ from azr_jax.errors import UserError
 
 def parse_workdir_spec(spec: str) -> tuple[str, int | None] | None:
     """(workdir, step or None) when ``spec`` names a training workdir, else None."""
-    from azr_jax.pipeline.trainer import CONFIG_FILE
+    from azr_jax.pipeline.workdir_layout import CONFIG_FILE
 
     path, step = spec, None
     if "@" in spec and not os.path.isdir(spec):
@@ -41,7 +41,7 @@ def load_workdir(workdir: str, step: int | None = None, *, progress: bool = Fals
     from azr_jax.checkpoints.loaded import LoadedModel
     from azr_jax.pipeline import setup as setup_lib
     from azr_jax.pipeline.config import config_from_json
-    from azr_jax.pipeline.trainer import CONFIG_FILE
+    from azr_jax.pipeline.workdir_layout import CONFIG_FILE
     from azr_jax.rl.update import abstract_train_state
     from azr_jax.sharding import MeshConfig, make_mesh
 

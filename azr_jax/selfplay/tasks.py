@@ -42,8 +42,6 @@ def update_rank(task_type: str, role: str) -> int:
     """Position of the (task type, role) rows in the update batch: the official order, then
     plug-in types in registry order; proposer rows before solver rows."""
     group_id(task_type, role)  # same errors for unknown names
-    from azr_jax.selfplay.task_types import REGISTRY
-
     types = list(UPDATE_ORDER) + [t for t in REGISTRY if t not in UPDATE_ORDER]
     return types.index(task_type) * len(ROLES) + ROLES.index(role)
 
