@@ -55,13 +55,13 @@ def main(argv=None) -> int:
     parser.add_argument("--workdir", default="runs/learn", help="default: runs/learn")
     parser.add_argument("--steps", type=int, default=None)
     args, extra = parser.parse_known_args(argv)
-    from azr_jax.pipeline.commands import _split_overrides
+    from azr_jax.cliargs import config_overrides
     from azr_jax.pipeline.config import load_config
     from azr_jax.pipeline.report import build_report, learning_svg
     from azr_jax.pipeline.trainer import train
 
     try:
-        overrides = _split_overrides(extra)
+        overrides = config_overrides(extra)
         if args.steps is not None:
             overrides.append(f"trainer.steps={args.steps}")
         cfg = load_config(args.config, overrides)

@@ -89,3 +89,18 @@ def test_eval_workdir_mistakes_are_one_line(workdir, tmp_path, capsys):
     (empty / "config.json").write_text(open(os.path.join(workdir, "config.json")).read())
     assert _eval(str(empty), tmp_path, "x")[0] == 2
     assert "has no checkpoint yet" in capsys.readouterr().err
+
+
+def test_make_learn_entry_point_reports_the_curves(workdir, capsys):
+    """`python -m azr_jax.learn` (what `make learn` runs) on a finished run: resumes (nothing
+    left to train), writes report.html and learning.svg, prints the probe curves."""
+    from azr_jax import learn
+
+    rc = learn.main(["--config", "tiny_cpu", "--workdir", workdir,
+                     "--config.trainer.steps=1", "--config.selfplay.batch_per_group=2",
+                     "--config.optim.weight_decay=0.1", "--config.probe.every=1",
+                     f"--config.probe.file={PROBE_FILE}"])
+    out = capsys.readouterr().out
+    assert rc == 0 and "probe/acc" in out, out
+    assert os.path.getsize(os.path.join(workdir, "learning.svg")) > 0
+    assert os.path.exists(os.path.join(workdir, "report.html"))
