@@ -41,28 +41,9 @@ def _canned(prompt_text: str, row: int) -> str | None:
 
 @pytest.fixture
 def responder(monkeypatch):
-    real_sample = rollout_mod.sample
+    from canned_sampling import canned_sample
 
-    def sample(params, cfg, prompts, key, sampling, mesh=None):
-        out = real_sample(params, cfg, prompts, key, sampling, mesh=mesh)
-        from azr_jax.tokenizer import tiny_tokenizer
-
-        tok = tiny_tokenizer()
-        out.tokens, out.logprobs, out.lengths = (np.array(x) for x in
-                                                 (out.tokens, out.logprobs, out.lengths))
-        for r, p in enumerate(out.prompt_index):
-            text = _canned(tok.decode(prompts[p], skip_special_tokens=False), r)
-            if text is None:
-                continue
-            ids = tok.encode(text)[: sampling.max_new_tokens - 1] + [sampling.stop_token_ids[0]]
-            out.tokens[r] = sampling.pad_token_id
-            out.tokens[r, : len(ids)] = ids
-            out.logprobs[r] = 0.0
-            out.logprobs[r, : len(ids)] = -1.0
-            out.lengths[r] = len(ids)
-        return out
-
-    monkeypatch.setattr(rollout_mod, "sample", sample)
+    monkeypatch.setattr(rollout_mod, "sample", canned_sample(rollout_mod.sample, _canned))
 
 
 def test_tiny_cpu_training_steps(tmp_path, responder):

@@ -43,30 +43,12 @@ def _canned(prompt_text, row, slow):
 
 
 def _install_responder(slow):
-    import numpy as np
+    from canned_sampling import canned_sample  # tests/ is this script's directory
 
     from azr_jax.pipeline import rollout as rollout_mod
-    from azr_jax.tokenizer import tiny_tokenizer
 
-    real_sample, tok = rollout_mod.sample, tiny_tokenizer()
-
-    def sample(params, cfg, prompts, key, sampling, mesh=None):
-        out = real_sample(params, cfg, prompts, key, sampling, mesh=mesh)
-        out.tokens, out.logprobs, out.lengths = (np.array(x) for x in
-                                                 (out.tokens, out.logprobs, out.lengths))
-        for r, p in enumerate(out.prompt_index):
-            text = _canned(tok.decode(prompts[p], skip_special_tokens=False), r, slow)
-            if text is None:
-                continue
-            ids = tok.encode(text)[: sampling.max_new_tokens - 1] + [sampling.stop_token_ids[0]]
-            out.tokens[r] = sampling.pad_token_id
-            out.tokens[r, : len(ids)] = ids
-            out.logprobs[r] = 0.0
-            out.logprobs[r, : len(ids)] = -1.0
-            out.lengths[r] = len(ids)
-        return out
-
-    rollout_mod.sample = sample
+    rollout_mod.sample = canned_sample(rollout_mod.sample,
+                                       lambda text, row: _canned(text, row, slow))
 
 
 def _slow_sandbox_on(process_id):
