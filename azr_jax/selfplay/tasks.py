@@ -22,13 +22,19 @@ GROUPS: tuple[tuple[str, str], ...] = tuple((t, r) for t in TASK_TYPES for r in 
 NUM_GROUPS = len(GROUPS)
 
 
-def group_id(task_type: str, role: str) -> int:
-    """Index of the (task type, role) group: [0, 6) for the built-in types."""
-    types = list(TASK_TYPES) + [t for t in REGISTRY if t not in TASK_TYPES]
+def _position(first: tuple[str, ...], task_type: str, role: str) -> int:
+    """Index of (task type, role) with the types ordered `first`, then plug-in types in
+    registry order, and the roles inside each type."""
+    types = list(first) + [t for t in REGISTRY if t not in first]
     if task_type not in types or role not in ROLES:
         raise UserError(f"no group for task type {task_type!r} and role {role!r}; task types: "
                         f"{', '.join(types)}; roles: {', '.join(ROLES)}")
     return types.index(task_type) * len(ROLES) + ROLES.index(role)
+
+
+def group_id(task_type: str, role: str) -> int:
+    """Index of the (task type, role) group: [0, 6) for the built-in types."""
+    return _position(TASK_TYPES, task_type, role)
 
 
 # The official trainer concatenates a step's batches as gen/pred code_i (abduction), code_o
@@ -41,9 +47,7 @@ UPDATE_ORDER: tuple[str, ...] = ("abduction", "deduction", "induction")
 def update_rank(task_type: str, role: str) -> int:
     """Position of the (task type, role) rows in the update batch: the official order, then
     plug-in types in registry order; proposer rows before solver rows."""
-    group_id(task_type, role)  # same errors for unknown names
-    types = list(UPDATE_ORDER) + [t for t in REGISTRY if t not in UPDATE_ORDER]
-    return types.index(task_type) * len(ROLES) + ROLES.index(role)
+    return _position(UPDATE_ORDER, task_type, role)
 
 
 @dataclasses.dataclass(frozen=True)
