@@ -2,6 +2,7 @@
 the CRUXEval scorer and the CLI."""
 
 import json
+import math
 import os
 import signal
 import time
@@ -175,7 +176,9 @@ def test_cruxeval_output_and_input_modes(pool, tmp_path):
     r = cruxeval.score(pool, ds, gens_o, "output")
     assert r["raw_scored_generations"] == {"sample_0": [True, False, False], "sample_1": [True]}
     assert r["pass_at_1"] == pytest.approx((1 / 3 + 1) / 2 * 100)
-    assert r["pass_at_5"] == pytest.approx(100.0)  # official: n - c < k gives 1.0
+    assert "pass_at_5" not in r  # 3 and 1 generations: pass@5 is no estimate (issue 18.4)
+    r = cruxeval.score(pool, ds, [g * 5 for g in gens_o], "output")  # 15 and 5 generations
+    assert r["pass_at_5"] == pytest.approx((1 - math.comb(10, 5) / math.comb(15, 5) + 1) / 2 * 100)
     gens_i = [["f(1)", "1", "f(2)"], ["f('ba')", "f('ab')"]]  # "1" has no call: rejected
     r = cruxeval.score(pool, ds, gens_i, "input")
     assert r["raw_scored_generations"] == {"sample_0": [True, False, False], "sample_1": [False, True]}
@@ -215,9 +218,13 @@ def test_cli_score_cruxeval(tmp_path, capsys):
     rc = main(["score-cruxeval", "--task", "output", "--dataset", str(ds), "--generations", str(gen),
                "--workers", "1"])
     assert rc == 0
-    assert "pass@1: 75.0 pass@5: 100.0" in capsys.readouterr().out
+    assert "pass@1: 75.0\n" in capsys.readouterr().out  # 2 generations: no pass@5
     scored = json.loads((tmp_path / "gen.json.scored.json").read_text())
     assert scored["raw_scored_generations"] == {"sample_0": [True, False], "sample_1": [True, True]}
+    gen.write_text(json.dumps({"sample_0": ["2"] * 5, "sample_1": ["'ba'", "1"] * 3}))
+    assert main(["score-cruxeval", "--task", "output", "--dataset", str(ds), "--generations",
+                 str(gen), "--workers", "1"]) == 0
+    assert "pass@1: 75.0 pass@5: 100.0" in capsys.readouterr().out
     gen.write_text(json.dumps({"sample_0": ["2"]}))
     assert main(["score-cruxeval", "--task", "output", "--dataset", str(ds), "--generations", str(gen)]) == 2
     assert "sample_1" in capsys.readouterr().err

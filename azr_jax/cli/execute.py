@@ -69,6 +69,8 @@ def score_cruxeval_command(args: argparse.Namespace) -> int:
                        **result}, fh)
     except OSError as e:  # e.g. the disk filled up while scoring
         raise UserError(f"cannot write --scored-output {path}: {e.strerror}") from None
-    print(f"pass@1: {result['pass_at_1']:.1f} pass@5: {result['pass_at_5']:.1f}")
+    # pass@k for k <= generations per problem only (score() leaves the others out)
+    print(" ".join(f"pass@{k}: {result[f'pass_at_{k}']:.1f}" for k in cruxeval.REPORTED_KS
+                   if f"pass_at_{k}" in result))
     print(f"per-sample results: {path}", file=sys.stderr)
     return 0

@@ -62,9 +62,13 @@ def read_generations(path: str, dataset: list[dict]) -> list[list[str]]:
     return out
 
 
+REPORTED_KS = (1, 5)
+
+
 def score(pool, dataset: list[dict], generations: list[list[str]], mode: str,
           timeout_s: float = OFFICIAL_TIMEOUT_S, progress: bool = False) -> dict:
-    """Score every generation; returns pass_at_1, pass_at_5 (percent) and per-sample scores."""
+    """Score every generation; returns pass_at_1 and pass_at_5 (percent; each only when every
+    problem has at least k generations) and per-sample scores."""
     if mode not in ("input", "output"):
         raise UserError(f"--task must be 'input' or 'output', got {mode!r}")
     scripts, slots = [], []
@@ -89,10 +93,11 @@ def score(pool, dataset: list[dict], generations: list[list[str]], mode: str,
             bar.update(len(results))
     if bar is not None:
         bar.close()
-    p1 = [pass_at_k(len(s), s.count(True), 1) for s in scores]
-    p5 = [pass_at_k(len(s), s.count(True), 5) for s in scores]
+    # pass@k only where every problem has k generations: the official script reports
+    # pass@5 = 100 for one correct generation (k > n), which is no estimate at all.
+    fewest = min((len(s) for s in scores), default=0)
     return {
-        "pass_at_1": sum(p1) / len(p1) * 100,
-        "pass_at_5": sum(p5) / len(p5) * 100,
+        **{f"pass_at_{k}": sum(pass_at_k(len(s), s.count(True), k) for s in scores)
+           / len(scores) * 100 for k in REPORTED_KS if k <= fewest},
         "raw_scored_generations": {row["id"]: s for row, s in zip(dataset, scores)},
     }
