@@ -5,7 +5,7 @@ import time
 import pytest
 
 from azr_jax.evals.math_answers import extract_answer, extract_boxed, normalize_answer
-from azr_jax.evals.math_equiv import MathChecker, latex_to_sympy_text
+from azr_jax.evals.math_equiv import MathChecker
 
 EQUIVALENT = [
     ("42", "42"),
@@ -110,9 +110,30 @@ def test_extract_answer_without_fallback():
     assert extract_answer("I computed 4 then 9", last_number_fallback=False) is None
 
 
-def test_latex_to_sympy_text_rejects_unknown():
-    assert latex_to_sympy_text("\\frac{1}{2}") == "((1)/(2))"
-    assert latex_to_sympy_text("\\matrix{1}") is None
+# math-verify (issue 18 item 11): sets, intervals, unordered lists, inequalities and
+# percentages that the string normaliser and the old sympy check rejected.
+MATH_VERIFY_ONLY = [
+    ("\\{1, 2\\}", "\\{2, 1\\}"),
+    ("2, 1", "1, 2"),
+    ("(-\\infty, 3]", "x \\le 3"),
+    ("(0, 1) \\cup (2, 3)", "(2,3)\\cup(0,1)"),
+    ("10\\%", "0.1"),
+    ("\\log_2 8", "3"),
+    ("\\text{Monday}", "\\text{Monday}"),
+]
+# What the normaliser in front of math-verify adds (math-verify alone says no).
+NORMALISER_ONLY = [("1\\,000", "1000"), ("1e-3", "0.001"), ("12", "12.0000001"), ("42.", "42")]
+
+
+@pytest.mark.parametrize("pred,gold", MATH_VERIFY_ONLY + NORMALISER_ONLY)
+def test_math_verify_and_kept_normaliser(checker, pred, gold):
+    assert checker.equivalent(pred, gold)
+
+
+@pytest.mark.parametrize("pred,gold", [("[1, 2)", "[1, 2]"), ("\\{1, 2\\}", "\\{1, 3\\}"),
+                                       ("(-\\infty, 3)", "x \\le 3")])
+def test_math_verify_near_misses(checker, pred, gold):
+    assert not checker.equivalent(pred, gold)
 
 
 def test_symbolic_timeout_kills_and_recovers():
