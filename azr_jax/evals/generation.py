@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from typing import Sequence, Union
 
-Prompt = Union[str, list]  # raw text, or chat messages [{"role", "content"}, ...]
+# raw text, chat messages [{"role", "content"}, ...], or a tuple of token ids (sent as is)
+Prompt = Union[str, list, tuple]
+
+
+def encode_prompts(tokenizer, prompts: Sequence[Prompt], chat: bool) -> list[tuple[int, ...]]:
+    """Token ids of each prompt (tuples pass through; chat: the tokenizer's template)."""
+    from azr_jax.sampling import encode_prompt  # imports JAX: not at CLI start-up
+
+    return [p if isinstance(p, tuple) else tuple(encode_prompt(tokenizer, p, chat))
+            for p in prompts]
 
 
 def generate_texts(params, model_cfg, tokenizer, prompts: Sequence[Prompt], *, sampling,
@@ -22,7 +31,8 @@ def generate_texts(params, model_cfg, tokenizer, prompts: Sequence[Prompt], *, s
 
     stops = tuple(getattr(tokenizer, "eos_ids", ()) or ())
     sampling = sampling.replace(stop_token_ids=tuple(sampling.stop_token_ids) + stops)
-    token_prompts = [encode_prompt(tokenizer, p, chat) for p in prompts]
+    token_prompts = [list(p) if isinstance(p, tuple) else encode_prompt(tokenizer, p, chat)
+                     for p in prompts]
     texts: list[list[str]] = []
     base_key = jax.random.PRNGKey(seed)
     params = prepare_params(params, model_cfg)  # one decode layout for every batch

@@ -8,11 +8,13 @@ A malformed line raises ``UserError`` naming the file, the line and the bad fiel
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 from typing import Callable, Iterator
 
 from azr_jax import jsonl
 from azr_jax.errors import UserError
+from azr_jax.evals import conversions
 
 Record = dict[str, str]
 
@@ -47,6 +49,42 @@ def _cruxeval(row: dict, lineno: int) -> Record:
     return {k: _text(row, k) for k in ("id", "code", "input", "output")}
 
 
+def _lcb_execution(row: dict, lineno: int) -> Record:
+    # LiveCodeBench-Execution as released (code, input "name(args)", output, question_id/id),
+    # converted as the official AZR script does (conversions.lcb_execution_row).
+    raw = {k: _text(row, k) for k in ("code", "input", "output")}
+    row_id = row.get("id", row.get("question_id", f"lcb/{lineno}"))
+    try:
+        code, args = conversions.lcb_execution_row(raw["code"], raw["input"])
+    except ValueError as e:
+        raise RowError(str(e)) from None
+    return {"id": str(row_id), "code": code, "input": args, "output": raw["output"]}
+
+
+def _json_text(row: dict, key: str) -> str:
+    if key not in row:
+        raise RowError(f"missing field '{key}'")
+    if not isinstance(row[key], list):
+        raise RowError(f"field '{key}' must be a list of argument lists")
+    return json.dumps(row[key])
+
+
+def _evalplus(row: dict, lineno: int) -> Record:
+    # HumanEvalPlus / MbppPlus rows: inputs stay JSON text (records are flat strings).
+    atol = row.get("atol", 0)
+    if isinstance(atol, bool) or not isinstance(atol, (int, float)):
+        raise RowError(f"field 'atol' must be a number, got {type(atol).__name__}")
+    return {
+        "task_id": _text(row, "task_id"),
+        "prompt": _text(row, "prompt"),
+        "entry_point": _text(row, "entry_point"),
+        "canonical_solution": _text(row, "canonical_solution"),
+        "base_input": _json_text(row, "base_input"),
+        "plus_input": _json_text(row, "plus_input"),
+        "atol": repr(float(atol)),
+    }
+
+
 def _humaneval(row: dict, lineno: int) -> Record:
     return {
         "task_id": _text(row, "task_id"),
@@ -66,7 +104,11 @@ def _math(row: dict, lineno: int) -> Record:
     from azr_jax.evals.math_answers import extract_boxed  # local: keep records light
 
     problem = _text(row, "question" if "question" in row and "problem" not in row else "problem")
-    answer = row.get("answer")
+    answer = row.get("answer", row.get("final_answer"))
+    if isinstance(answer, list) and answer and all(isinstance(a, str) for a in answer):
+        answer = ", ".join(a.strip().strip("$") for a in answer)  # OlympiadBench final_answer
+    if isinstance(answer, float) and answer.is_integer():
+        answer = int(answer)  # AMC23 stores 27.0
     if isinstance(answer, (int, float)) and not isinstance(answer, bool):
         answer = str(answer)
     if answer is None and isinstance(row.get("solution"), str):
@@ -95,7 +137,15 @@ KINDS: dict[str, Kind] = {
              "rows {task_id, prompt, entry_point, test[, canonical_solution]}, all strings",
              _humaneval),
         Kind("math", ("id", "problem", "answer"),
-             "rows {problem|question, answer} or {problem, solution with \\boxed{}}", _math),
+             "rows {problem|question, answer|final_answer} or {problem, solution with "
+             "\\boxed{}}", _math),
+        Kind("lcb_execution", ("id", "code", "input", "output"),
+             "LiveCodeBench-Execution rows {code, input \"name(args)\", output[, id]}, strings",
+             _lcb_execution),
+        Kind("evalplus", ("task_id", "prompt", "entry_point", "canonical_solution",
+                          "base_input", "plus_input", "atol"),
+             "evalplus rows {task_id, prompt, entry_point, canonical_solution, base_input, "
+             "plus_input[, atol]}", _evalplus),
     )
 }
 

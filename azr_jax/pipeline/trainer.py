@@ -86,7 +86,8 @@ def run_evals(cfg, params, env, progress: bool) -> dict:
                            max_new_tokens=e.max_new_tokens, batch_size=e.batch_size,
                            seed=cfg.trainer.seed)
         out.update(run_eval_suite(params, scfg, model_config=env.model_cfg,
-                                  tokenizer=env.tokenizer, progress=progress))
+                                  tokenizer=env.tokenizer, progress=progress,
+                                  selfplay=env.selfplay))  # azr style: the run's prompts
     return out
 
 

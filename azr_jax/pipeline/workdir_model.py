@@ -74,6 +74,23 @@ def load_workdir(workdir: str, step: int | None = None, *, progress: bool = Fals
     return LoadedModel(config=model_cfg, params=params, tokenizer=tokenizer), int(step)
 
 
+def workdir_selfplay(spec: str):
+    """The self-play settings (prompt format, pack, system prompt) of the run ``spec`` names,
+    for evaluating it with its own solver prompts; None when ``spec`` is no workdir."""
+    from azr_jax.pipeline import setup as setup_lib
+    from azr_jax.pipeline.config import config_from_json
+    from azr_jax.pipeline.workdir_layout import CONFIG_FILE
+
+    parsed = parse_workdir_spec(os.fspath(spec))
+    if parsed is None:
+        return None
+    with open(os.path.join(parsed[0], CONFIG_FILE), encoding="utf-8") as f:
+        try:
+            return setup_lib.selfplay_config(config_from_json(f.read()))
+        except ValueError as e:
+            raise UserError(f"{parsed[0]}/{CONFIG_FILE} is not valid JSON ({e})") from None
+
+
 def load_model_spec(spec: str, *, progress: bool = False):
     """A workdir spec (WORKDIR or WORKDIR@STEP) or any ``checkpoints.load_model`` spec."""
     parsed = parse_workdir_spec(os.fspath(spec))
