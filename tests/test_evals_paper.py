@@ -188,6 +188,16 @@ def test_paper_math_suites_read_their_released_fields(monkeypatch, tmp_path):
         assert [s["passed"] for s in out["samples"]] == [True, True, True]
 
 
+def test_azr_style_math_prompt_and_answer(monkeypatch, tmp_path):
+    rows = [{"problem": "Half of 1?", "answer": "\\frac{1}{2}"}]
+    responses = [[" so </think> <answer>The answer is \\boxed{0.5}</answer>",
+                  " </think> <answer>1/2</answer> later \\boxed{7}", "\\boxed{3} <answer>"]]
+    out, fake = _evaluate(monkeypatch, tmp_path, "math500", rows, responses)
+    assert [s["answer"] for s in out["samples"]] == ["0.5", "1/2", None]
+    assert [s["passed"] for s in out["samples"]] == [True, True, False]
+    assert fake.prompts[0].endswith("User: Half of 1?\nAssistant: <think>")
+
+
 # --- the paper table ------------------------------------------------------------------------
 
 def test_table_averages_by_hand():
@@ -216,7 +226,7 @@ def test_paper_run_lists_missing_writes_table_and_resumes(monkeypatch, tmp_path)
     data.mkdir()
     _jsonl(data / "cruxeval.jsonl", CRUX_ROWS)
     _jsonl(data / "aime24.jsonl", [{"problem": "1+1?", "answer": "2"}])
-    fake = _Canned(default=_answer("output", "'xa'") + " \\boxed{2}")
+    fake = _Canned(default=" x </think> <answer>\\boxed{2}</answer>")
     monkeypatch.setattr(generation, "generate_texts", fake)
     loads = []
 
@@ -228,7 +238,7 @@ def test_paper_run_lists_missing_writes_table_and_resumes(monkeypatch, tmp_path)
     tab = paper.run("m", cfg, str(data), str(out), load=load, log=lambda s: None)
     assert fake.calls == 3 and loads == ["m"]  # cruxeval-i, cruxeval-o, aime24; one load
     rows = {r["suite"]: r for r in tab["rows"]}
-    assert rows["cruxeval-o"]["score"] == 50.0 and rows["aime24"]["score"] == 100.0
+    assert rows["cruxeval-o"]["score"] == 0.0 and rows["aime24"]["score"] == 100.0
     assert rows["mbpp-plus"]["score"] is None
     assert set(tab["missing"]) == set(paper.PAPER_SUITES) - {"cruxeval-i", "cruxeval-o", "aime24"}
     assert json.loads((out / paper.TABLE_JSON).read_text())["math_avg"] == 100.0

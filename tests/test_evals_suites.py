@@ -7,7 +7,7 @@ import pytest
 
 from azr_jax import cli
 from azr_jax.errors import UserError
-from azr_jax.evals import generation, suites
+from azr_jax.evals import generation, prompt_styles, suites
 from azr_jax.tokenizer import tiny_tokenizer
 
 MATH_ROWS = [
@@ -51,12 +51,12 @@ def test_math_suite_scores_known_responses(tmp_path, monkeypatch):
     ])
     monkeypatch.setattr(generation, "generate_texts", fake)
     cfg = suites.SuiteConfig(suite="math", data=_jsonl(tmp_path / "m.jsonl", MATH_ROWS),
-                             num_samples=2, ks=(1, 2))
+                             num_samples=2, ks=(1, 2), prompt_style="cruxeval")  # plain prompt
     out = suites.evaluate(None, None, tiny_tokenizer(), cfg, records=suites.load_suite_records(cfg))
     assert [r["passed"] for r in out["samples"]] == [True, False, True, False, True, False]
     assert out["metrics"]["accuracy"] == 0.5
     assert out["metrics"]["pass@1"] == 0.5 and out["metrics"]["pass@2"] == 1.0
-    assert suites.MATH_INSTRUCTION + "1+1?" in fake.prompts[0]
+    assert prompt_styles.MATH_INSTRUCTION + "1+1?" in fake.prompts[0]
 
 
 def test_humaneval_suite_scores_known_responses(tmp_path, monkeypatch):

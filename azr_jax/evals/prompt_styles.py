@@ -1,4 +1,4 @@
-"""Prompt styles of the code-reasoning suites (CRUXEval-O/I, LiveCodeBench-Execution), by name.
+"""Prompt styles of the code-reasoning and math suites, by name.
 
 - ``azr`` (default; what the paper used): every row becomes a self-play task - output
   prediction a deduction, input prediction an abduction - posed with the trainer's own
@@ -6,11 +6,16 @@
   by the trainer's rules (its answer parser; a format error is wrong). The official AZR
   evaluates CRUXEval and LiveCodeBench-Execution this way
   (data_construction/process_code_reasoning_data.py).
-- ``cruxeval``: the CRUXEval paper's own format ([PYTHON] ... [/PYTHON] with one worked
-  example, the answer an assertion between [ANSWER] tags) and its scorer.
+  Math questions go into the same conversation (the run's R1 wrapper or chat template) as
+  they are, and the answer is read from the last <answer> (its \\boxed{} if any), else the
+  last \\boxed{}, as the official math evaluation's ``azr`` template and parser do.
+- ``cruxeval``: the benchmarks' own formats: CRUXEval's ([PYTHON] ... [/PYTHON] with one
+  worked example, the answer an assertion between [ANSWER] tags) with its scorer, and for
+  math a plain "put your final answer within \\boxed{}" instruction.
 
-A style turns records into prompts (``build``) and scores the responses (``score``); a new
-style is one more ``register`` call.
+A style turns records into prompts (``build``, ``math_build``), scores code-reasoning
+responses (``score``) and reads math answers (``math_answer``); a new style is one more
+``register`` call. The code-generation suites (HumanEval(+), MBPP+) keep their own prompt.
 """
 
 from __future__ import annotations
@@ -21,10 +26,12 @@ from typing import Any, Callable, Sequence
 from azr_jax.errors import UserError
 from azr_jax.evals import cruxeval
 from azr_jax.evals import records as records_lib
+from azr_jax.evals.math_answers import extract_answer, extract_boxed
 from azr_jax.evals.passk import pass_at_k_summary
 from azr_jax.evals.sandbox import make_pool
 from azr_jax.selfplay import (FormatError, SelfPlayConfig, Triplet, grade_answers,
                               render_messages, response_start)
+from azr_jax.selfplay.prompts import messages_for
 from azr_jax.selfplay.registry import get as task_type
 
 # code-reasoning task -> the self-play task type that poses it
@@ -56,6 +63,8 @@ class PromptStyle:
     # (records, responses per record, task, ctx) -> (metrics, per-sample rows)
     score: Callable[[Sequence[records_lib.Record], Sequence[Sequence[str]], str, Context],
                     tuple[dict, list[dict]]]
+    math_build: Callable[[Sequence[records_lib.Record], Context], Prompts]
+    math_answer: Callable[[str, Context], str | None]  # response -> answer text or None
 
 
 STYLES: dict[str, PromptStyle] = {}
@@ -79,14 +88,32 @@ def solver_tasks(records: Sequence[records_lib.Record], task: str, sp: SelfPlayC
     return [tt.solver_task(Triplet(r["code"], r["input"], r["output"]), sp) for r in records]
 
 
-def _azr_build(records, task, ctx: Context) -> Prompts:
-    # rendered and encoded exactly as the rollout does (pipeline/rollout.py)
+def _trainer_tokens(messages_list, ctx: Context) -> Prompts:
+    """Rendered and encoded exactly as the rollout does (pipeline/rollout.py)."""
     def chat(messages):
         return ctx.tokenizer.apply_chat_template(messages, add_generation_prompt=True)
 
-    sp = ctx.selfplay
-    texts = [render_messages(st.messages, chat, sp) for st in solver_tasks(records, task, sp)]
+    texts = [render_messages(m, chat, ctx.selfplay) for m in messages_list]
     return Prompts([tuple(ctx.tokenizer.encode(t, add_special_tokens=False)) for t in texts])
+
+
+def _azr_build(records, task, ctx: Context) -> Prompts:
+    return _trainer_tokens([st.messages for st in solver_tasks(records, task, ctx.selfplay)],
+                           ctx)
+
+
+def _azr_math_build(records, ctx: Context) -> Prompts:
+    return _trainer_tokens([messages_for(ctx.selfplay, r["problem"]) for r in records], ctx)
+
+
+def _azr_math_answer(text: str, ctx: Context) -> str | None:
+    turn = response_start(ctx.selfplay) + text
+    if "<answer>" in turn:
+        content = turn.split("<answer>")[-1].split("</answer>")[0].strip()
+        boxed = extract_boxed(content) if "boxed" in content else None
+        return boxed.strip() if boxed is not None else (content or None)
+    boxed = extract_boxed(turn)
+    return boxed.strip() if boxed is not None else None
 
 
 def _azr_score(records, responses, task, ctx: Context):
@@ -120,7 +147,8 @@ def _azr_score(records, responses, task, ctx: Context):
 
 register(PromptStyle(
     "azr", "the trainer's solver prompts and answer parsing (deduction/abduction), graded "
-           "by the training reward; what the AZR paper used", _azr_build, _azr_score))
+           "by the training reward; math in the same conversation, answer in <answer>; what "
+           "the AZR paper used", _azr_build, _azr_score, _azr_math_build, _azr_math_answer))
 
 
 # --- cruxeval: the CRUXEval paper's format -----------------------------------------------
@@ -139,6 +167,19 @@ def _cruxeval_score(records, responses, task, ctx: Context):
     return metrics, rows
 
 
+MATH_INSTRUCTION = ("Solve the following math problem step by step. Put your final answer "
+                    "within \\boxed{}.\n\n")
+
+
+def _plain_math_build(records, ctx: Context) -> Prompts:
+    return Prompts([MATH_INSTRUCTION + r["problem"] for r in records], chat=ctx.cfg.chat)
+
+
+def _plain_math_answer(text: str, ctx: Context) -> str | None:
+    return extract_answer(text)
+
+
 register(PromptStyle(
-    "cruxeval", "the CRUXEval paper's format ([PYTHON]/[ANSWER], one worked example) and "
-                "its scorer", _cruxeval_build, _cruxeval_score))
+    "cruxeval", "the benchmarks' own formats: CRUXEval's ([PYTHON]/[ANSWER], one worked "
+                "example) and its scorer; math: a plain \\boxed{} instruction",
+    _cruxeval_build, _cruxeval_score, _plain_math_build, _plain_math_answer))

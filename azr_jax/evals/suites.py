@@ -22,8 +22,6 @@ from azr_jax.evals import tfds_data
 from azr_jax.evals.passk import pass_at_k_summary
 from azr_jax.selfplay import SelfPlayConfig
 
-MATH_INSTRUCTION = ("Solve the following math problem step by step. Put your final answer "
-                    "within \\boxed{}.\n\n")
 LONG_PROMPTS = ("skip", "truncate")  # truncate keeps the prompt's last tokens (the question)
 GROUPS = ("reasoning", "code", "math")  # the paper table's groups
 
@@ -145,20 +143,20 @@ def _reasoning(task: str):
 
 
 def _math_prompts(recs, ctx):
-    return styles.Prompts([MATH_INSTRUCTION + r["problem"] for r in recs], chat=ctx.cfg.chat)
+    return styles.get(ctx.cfg.prompt_style).math_build(recs, ctx)
 
 
 def _score_math(recs, responses, ctx):
     # deferred: math-verify imports sympy and antlr, which no other suite needs
-    from azr_jax.evals.math_answers import extract_answer
     from azr_jax.evals.math_equiv import MathChecker
 
+    read = styles.get(ctx.cfg.prompt_style).math_answer
     rows, per_record = [], []
     with MathChecker() as checker:
         for rec, texts in zip(recs, responses):
             passed = []
             for text in texts:
-                answer = extract_answer(text)
+                answer = read(text, ctx)
                 ok = checker.equivalent(answer, rec["answer"])
                 passed.append(ok)
                 rows.append({"id": rec["id"], "gold": rec["answer"], "answer": answer,
