@@ -26,7 +26,7 @@ PAPER_SUITES = ("cruxeval-i", "cruxeval-o", "lcb-execution", "humaneval-plus", "
                 "aime24", "aime25", "amc23", "math500", "minerva", "olympiadbench")
 TABLE_JSON, TABLE_MD = "paper_table.json", "paper_table.md"
 # settings that do not change the scores: a result run with other values is reused
-_NOT_RESULTS = ("suite", "data", "batch_size", "workers")
+_NOT_RESULTS = ("batch_size", "workers")
 
 
 def plan(data_dir: str) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
