@@ -79,6 +79,28 @@ def test_eval_of_a_workdir_and_its_step(workdir, tmp_path):
     assert jax.tree.structure(trained.params) == jax.tree.structure(base.params)
 
 
+def test_eval_of_a_workdir_uses_its_own_solver_prompts(workdir, tmp_path, monkeypatch):
+    """--prompt-style azr on a workdir: the run's prompt pack and format (tiny_cpu's terse
+    pack and its "U: ... A: <think>" wrapper), not the defaults; graded by its rules."""
+    from azr_jax.evals import generation
+
+    seen = {}
+
+    def fake(params, model_cfg, tokenizer, prompts, *, sampling, **kw):
+        seen["prompt"] = tokenizer.decode(list(prompts[0]), skip_special_tokens=False)
+        return [[" </think> <answer>```output\n'xa'\n```</answer>"] for _ in prompts]
+
+    monkeypatch.setattr(generation, "generate_texts", fake)
+    crux = tmp_path / "crux.jsonl"
+    crux.write_text(json.dumps({"id": "s0", "code": "def f(s):\n    return s + 'a'",
+                                "input": "'x'", "output": "'xa'"}) + "\n")
+    out = tmp_path / "crux.json"
+    assert cli_main(["eval", "--model", workdir, "--suite", "cruxeval-o", "--data", str(crux),
+                     "--max-new-tokens", "64", "--output", str(out)]) == 0
+    assert seen["prompt"].endswith("```input\n'x'\n```\nSolve: give ```output.\nA: <think>")
+    assert json.loads(out.read_text())["metrics"]["accuracy"] == 1.0
+
+
 def test_eval_workdir_mistakes_are_one_line(workdir, tmp_path, capsys):
     assert _eval(f"{workdir}@7", tmp_path, "x")[0] == 2
     assert "no checkpoint for step 7 (saved steps: 1)" in capsys.readouterr().err
