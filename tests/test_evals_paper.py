@@ -38,7 +38,8 @@ HUMANEVAL_PLUS = [
      "plus_input": [[3.3]], "atol": 0},
 ]
 MBPP_PLUS = [
-    {"task_id": "Mbpp/2", "prompt": "\"\"\"\nReverse a list.\nassert rev([1, 2]) == [2, 1]\n\"\"\"\n",
+    {"task_id": "Mbpp/2",
+     "prompt": "\"\"\"\nReverse a list.\nassert rev([1, 2]) == [2, 1]\n\"\"\"\n",
      "entry_point": "rev", "canonical_solution": "def rev(xs):\n    return xs[::-1]\n",
      "base_input": [[[1, 2]]], "plus_input": [[[]], [[3, 1, 2]]], "atol": 0},
 ]

@@ -51,7 +51,7 @@ def _eval(args: argparse.Namespace) -> int:
                         "--suite paper)")
     if paper_run and args.data is not None:
         raise UserError("--suite paper reads its files from --data-dir; drop --data")
-    cfg = suites.SuiteConfig(
+    cfg = suites.SuiteConfig(  # --suite paper: the settings of every suite (suite/data set there)
         suite="humaneval" if paper_run else args.suite, data=args.data,
         num_samples=args.num_samples, temperature=args.temperature, top_p=args.top_p,
         max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, limit=args.limit,

@@ -115,7 +115,8 @@ def table(metrics: dict[str, dict], missing: Sequence[str] = ()) -> dict:
                      "num_skipped": (m or {}).get("num_skipped")})
     avg = {g: _mean([r["score"] for r in rows if r["group"] == g and r["score"] is not None])
            for g in suites_lib.GROUPS}
-    overall = None if avg["code"] is None or avg["math"] is None else (avg["code"] + avg["math"]) / 2
+    both = avg["code"] is not None and avg["math"] is not None
+    overall = (avg["code"] + avg["math"]) / 2 if both else None
     return {"rows": rows, "reasoning_avg": avg["reasoning"], "code_avg": avg["code"],
             "math_avg": avg["math"], "overall_avg": overall, "missing": list(missing)}
 
@@ -130,9 +131,9 @@ def markdown(tab: dict) -> str:
              "| group | benchmark | score (%) | base (%) | problems | skipped (too long) |",
              "|---|---|---:|---:|---:|---:|"]
     for r in tab["rows"]:
+        counts = ["-" if r[k] is None else str(r[k]) for k in ("num_problems", "num_skipped")]
         lines.append(f"| {r['group']} | {r['title']} | {_pct(r['score'])} | "
-                     f"{_pct(r['base_score'])} | {r['num_problems'] if r['num_problems'] is not None else '-'} | "
-                     f"{r['num_skipped'] if r['num_skipped'] is not None else '-'} |")
+                     f"{_pct(r['base_score'])} | {counts[0]} | {counts[1]} |")
     lines += ["", "| average | (%) |", "|---|---:|",
               f"| code reasoning (CRUXEval-I/O, LCB-Execution) | {_pct(tab['reasoning_avg'])} |",
               f"| code (HumanEval+, MBPP+) | {_pct(tab['code_avg'])} |",
