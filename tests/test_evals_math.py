@@ -142,7 +142,9 @@ def test_symbolic_timeout_kills_and_recovers():
         t0 = time.time()
         # A huge power sympy would grind on: must give up at the deadline.
         assert not c.symbolic_equal("(x+1)^(10^7)", "x^(10^7)+1")
-        assert 0.4 < time.time() - t0 < 5
+        # sympy alone would grind far longer; the bound is loose because killing a worker
+        # that has grown to GBs takes seconds on a busy host
+        assert 0.4 < time.time() - t0 < 60
         assert c._proc is None  # the stuck worker was killed
         c.timeout_s = 20.0
         assert c.symbolic_equal("x^2+2x+1", "(x+1)^2")  # a fresh worker answers

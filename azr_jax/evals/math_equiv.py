@@ -51,6 +51,7 @@ def _serve(conn, memory_bytes: int) -> None:
 
     resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
     logging.getLogger("math_verify").setLevel(logging.ERROR)  # "timeout disabled" per call
+    conn.send(READY)  # the imports are done (they ran when the child loaded this module)
     while True:
         try:
             a, b = conn.recv()
@@ -60,6 +61,12 @@ def _serve(conn, memory_bytes: int) -> None:
             conn.send(_math_verify_equal(a, b))
         except Exception:
             conn.send(False)
+
+
+READY = "ready"
+# Starting the worker (spawn, then importing sympy and math-verify) can take many seconds
+# on a busy host; it is waited for separately so that it never eats a check's deadline.
+STARTUP_S = 300.0
 
 
 class MathChecker:
@@ -77,6 +84,9 @@ class MathChecker:
         self._proc = ctx.Process(target=_serve, args=(child, self.memory_bytes), daemon=True)
         self._proc.start()
         child.close()
+        if not (self._conn.poll(STARTUP_S) and self._conn.recv() == READY):
+            self.close()
+            raise RuntimeError(f"the math-verify worker did not start within {STARTUP_S:.0f} s")
 
     def close(self) -> None:
         if self._proc is not None:
