@@ -2,7 +2,11 @@
 
 Builds a corpus of small deterministic CRUXEval-like programs (strings, lists, dicts) with a
 seeded generator, then measures validated programs/s (determinism check: two runs each) for
-  (a) SandboxPool on all cores: every program in its own forked, resource-limited child;
+  (a) SandboxPool on all cores, per isolation tier: "process" (every program in its own
+      forked, resource-limited child) and "reuse" (a sandboxed child runs program after
+      program, discarded on any change);
+  (f) the bare forked floor: a pool of plain processes that fork one child per program
+      (exec twice, repr back through a pipe, waitpid; no limits, no isolation);
   (b) the official AZR executor as its trainer uses it (benchmarks/azr_official_executor.py:
       check_all per program: AST ban scan, determinism template, one synchronous pebble
       round trip, timeout_decorator, str/pickle checks);
@@ -20,7 +24,6 @@ import argparse
 import multiprocessing
 import os
 import random
-import statistics
 import sys
 import time
 
@@ -81,8 +84,8 @@ def _exec_twice_star(args):
     return exec_twice(*args)
 
 
-def bench_ours(corpus, workers):
-    with SandboxPool(SandboxConfig(workers=workers, timeout_s=5.0)) as pool:
+def bench_ours(corpus, workers, isolation="process"):
+    with SandboxPool(SandboxConfig(workers=workers, timeout_s=5.0, isolation=isolation)) as pool:
         pool.run([Job(c, [i]) for c, i in corpus[:20]])  # warm up
         jobs = [Job(c, [i]) for c, i in corpus]
         t0 = time.perf_counter()
@@ -94,6 +97,38 @@ def bench_ours(corpus, workers):
             pool.run([Job(c, [i])])
             lat.append(time.perf_counter() - t)
     return len(corpus) / dt, [(r.output, r.ok) for r in res], lat
+
+
+def fork_exec_twice(code: str, inp: str) -> tuple[str, bool]:
+    """The floor of a fresh child per program: fork, exec twice, repr back, waitpid."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            out, same = exec_twice(code, inp)
+            os.write(w, repr((out, same)).encode())
+        finally:
+            os._exit(0)
+    os.close(w)
+    data = b""
+    while chunk := os.read(r, 65536):
+        data += chunk
+    os.close(r)
+    os.waitpid(pid, 0)
+    return eval(data)  # noqa: S307 - our own repr of (str, bool)
+
+
+def _fork_star(args):
+    return fork_exec_twice(*args)
+
+
+def bench_fork_floor(corpus, workers):
+    with multiprocessing.get_context("fork").Pool(workers) as pool:
+        list(pool.imap(_fork_star, corpus[:20]))
+        t0 = time.perf_counter()
+        outs = list(pool.imap(_fork_star, corpus, chunksize=16))
+        dt = time.perf_counter() - t0
+    return len(corpus) / dt, outs
 
 
 def bench_pebble(corpus, workers):
@@ -154,24 +189,40 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--programs", type=int, default=600)
     ap.add_argument("--workers", type=int, default=os.cpu_count())
+    ap.add_argument("--tiers", default="process,reuse", help="isolation tiers to measure")
     args = ap.parse_args()
+    tiers = args.tiers.split(",")
     corpus = make_corpus(args.programs)
     t = time.perf_counter()
     inproc = [exec_twice(c, i) for c, i in corpus]
     exec_us = (time.perf_counter() - t) / len(corpus) * 1e6
 
-    ours, our_out, our_lat = bench_ours(corpus, args.workers)
     official, off_out, off_lat = bench_official(corpus)
+    ours_by = {t: bench_ours(corpus, args.workers, t) for t in tiers}
     core, peb_out, peb_lat = bench_pebble(corpus, args.workers)
     bare, bare_out = bench_bare(corpus, args.workers)
-
-    agree = sum(o == (p[0]) and ok for (o, ok), p in zip(our_out, inproc))
+    floor, floor_out = bench_fork_floor(corpus, args.workers)
+    assert [f[0] for f in floor_out] == [p[0] for p in inproc]
+    for tier in tiers:
+        report_tier(tier, ours_by[tier], corpus, inproc, args.workers, exec_us, official, core,
+                    bare, floor, off_lat, peb_lat)
     off_agree = sum(ok and o == p[0].strip()[:400] for (ok, o), p in zip(off_out, inproc))
     assert [p[0] for p in peb_out] == [p[0] for p in inproc] == [b[0] for b in bare_out]
-    print(f"corpus: {len(corpus)} programs, {args.workers} workers, cpu cores {os.cpu_count()}; "
+    print(f"official agreeing with in-process: {off_agree}/{len(corpus)}; "
+          f"(b) official {official:.0f}/s, (b') core {core:.0f}/s, (c) bare {bare:.0f}/s, "
+          f"(f) bare forked floor {floor:.0f}/s")
+    print(f"load average during run: {os.getloadavg()[0]:.1f} (shared machine: compare ratios)")
+    return 0
+
+
+def report_tier(tier, measured, corpus, inproc, workers, exec_us, official, core, bare, floor,
+                off_lat, peb_lat):
+    ours, our_out, our_lat = measured
+    agree = sum(o == (p[0]) and ok for (o, ok), p in zip(our_out, inproc))
+    print(f"== isolation={tier}")
+    print(f"corpus: {len(corpus)} programs, {workers} workers, cpu cores {os.cpu_count()}; "
           f"in-process exec twice: {exec_us:.0f} us/program")
-    print(f"outputs agreeing with in-process: ours {agree}/{len(corpus)}, "
-          f"official {off_agree}/{len(corpus)}")
+    print(f"outputs agreeing with in-process: ours {agree}/{len(corpus)}")
     print(f"(a)  ours, sandboxed, all cores        : {ours:8.0f} programs/s")
     print(f"(b)  official executor (check_all)     : {official:8.0f} programs/s")
     print(f"(b') official core (pebble, exec twice): {core:8.0f} programs/s")
@@ -183,9 +234,8 @@ def main():
           f"official: p50 {pct(off_lat, 0.5) * 1e6:.0f} us, p99 {pct(off_lat, 0.99) * 1e6:.0f} us; "
           f"official core: p50 {pct(peb_lat, 0.5) * 1e6:.0f} us")
     print(f"our overhead per program: {p50 - exec_us:.0f} us (single-call p50 minus exec time); "
-          f"{args.workers * 1e6 / ours - exec_us:.0f} us of worker time at full throughput")
-    print(f"load average during run: {os.getloadavg()[0]:.1f} (shared machine: compare ratios)")
-    return 0 if statistics.mean([1.0]) else 1
+          f"{workers * 1e6 / ours - exec_us:.0f} us of worker time at full throughput; over the "
+          f"bare forked floor: {workers * 1e6 / ours - workers * 1e6 / floor:.0f} us")
 
 
 if __name__ == "__main__":

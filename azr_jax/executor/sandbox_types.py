@@ -7,6 +7,9 @@ import math
 import os
 
 
+ISOLATION_TIERS = ("process", "reuse")
+
+
 @dataclasses.dataclass(frozen=True)
 class SandboxConfig:
     """Sandbox settings (one object, passed down from the trainer config).
@@ -21,6 +24,10 @@ class SandboxConfig:
       per-program bounds, so a call can never hang.
     preload_modules: stdlib modules each worker imports once before serving, so programs
       that import them pay nothing (~1 MB more to fork; every child gets its own copy).
+    isolation: "process" (a fresh forked child per job) or "reuse" (a sandboxed child runs
+      job after job and is discarded as soon as one changed anything it can see; see
+      README "Isolation tiers"). "reuse" needs the sandbox uid (root); without it each job
+      gets a fresh child as with "process". Scripts always get a fresh child.
     """
 
     workers: int | None = None
@@ -40,6 +47,7 @@ class SandboxConfig:
     batch_timeout_s: float | None = None
     preload_modules: tuple[str, ...] = ("collections", "itertools", "functools", "math", "heapq",
                                         "bisect", "operator", "string", "re")
+    isolation: str = "process"
 
     def __post_init__(self):
         """One clear ValueError for a setting that cannot work (nan/inf/negative timeouts,
@@ -53,6 +61,9 @@ class SandboxConfig:
                 continue
             if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
                 raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+        if self.isolation not in ISOLATION_TIERS:
+            raise ValueError(f"isolation must be one of {', '.join(ISOLATION_TIERS)}, "
+                             f"got {self.isolation!r}")
         for name in ("memory_mb", "max_output_chars", "max_stream_bytes", "max_file_bytes",
                      "max_open_files", "max_procs", "tmpfs_mb", "pipeline_depth"):
             value = getattr(self, name)

@@ -24,7 +24,7 @@ class _WorkerProc:
             max_file_bytes=cfg.max_file_bytes, max_open_files=cfg.max_open_files,
             max_procs=cfg.max_procs, max_output_chars=cfg.max_output_chars,
             max_stream_bytes=cfg.max_stream_bytes, max_reply_bytes=4 * cfg.max_output_chars + (1 << 20),
-            uid=base, preload=list(cfg.preload_modules))
+            uid=base, preload=list(cfg.preload_modules), isolation=cfg.isolation)
         env = {"PYTHONHASHSEED": str(cfg.hash_seed), "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
         self.proc = subprocess.Popen(
             [sys.executable, "-S", "-s", "-P", "-B", _WORKER, "setup", marshal.dumps(wcfg).hex()],

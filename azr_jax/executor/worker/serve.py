@@ -46,6 +46,8 @@ _child = _import_sibling("child")
 _frames = _import_sibling("frames")
 _messages = _import_sibling("messages")
 _fs = _import_sibling("fs")
+_reuse = _import_sibling("reuse")
+_reuse.bind(_child, _frames, _messages, _import_sibling("state"))
 _Conn, _describe = _messages.Conn, _child._describe
 _enter_child, _run_function, _run_script = _child._enter_child, _child._run_function, _child._run_script
 _sweep_as, _warm_up = _child._sweep_as, _child._warm_up
@@ -63,6 +65,10 @@ class _Worker:
         self.root = "%s/azr-sbx-%d" % (base, cfg["uid"] or os.getpid())
         os.makedirs(self.root, mode=0o755, exist_ok=True)
         self.watch = _fs.Watch(cfg["watch_dirs"], cfg["uid"]) if cfg["watch_dirs"] else None
+        # "reuse" needs the sandbox uid: its check that no process is left is kill(-1).
+        if cfg.get("isolation") == "reuse" and cfg["uid"] is None:
+            cfg["isolation"] = "process"
+        self.reused = _reuse.Reused(self) if cfg.get("isolation") == "reuse" else None
 
     def _wait(self, rfd, want, kinds, timeout_s, nonce):
         cfg = self.cfg
@@ -242,9 +248,12 @@ class _Worker:
                 rss = next(int(l.split()[1]) for l in fh if l.startswith("VmRSS:"))
         except (OSError, StopIteration):
             rss = -1
-        return dict(pid=os.getpid(), rss_kb=rss, fds=len(os.listdir("/proc/self/fd")),
-                    exiting=len(self.exiting), sandbox_entries=len(os.listdir(self.root)),
-                    leaked_dirs=self.leaked_dirs, children=_children(),
+        live = int(self.reused is not None and self.reused.pid is not None)  # its child, dir
+        return dict(pid=os.getpid(), rss_kb=rss, fds=len(os.listdir("/proc/self/fd")) - 2 * live,
+                    exiting=len(self.exiting), sandbox_entries=len(os.listdir(self.root)) - live,
+                    leaked_dirs=self.leaked_dirs, children=_children() - live,
+                    reused_child=live, reuse_discards=self.reused.discards if self.reused else 0,
+                    reuse_last_why=self.reused.last_why if self.reused else None,
                     ipc=dict(shm=count("/proc/sysvipc/shm", 1), sem=count("/proc/sysvipc/sem", 1),
                              msg=count("/proc/sysvipc/msg", 1)))
 
@@ -255,13 +264,16 @@ class _Worker:
             self.reap(block=len(self.exiting) > 4 or not (conn.buf or idle.poll(0)))
             msg = conn.read()
             if msg is None:  # the pool closed our pipe
+                if self.reused is not None:
+                    self.reused.discard(False)
                 self.reap(block=True)
                 _fs.rmtree(self.root)
                 return
             task_id, kind = msg[0], msg[1]
             try:
                 if kind == "f":
-                    reply = self.run_function(*msg[2:])
+                    run = self.reused.run if self.reused is not None else self.run_function
+                    reply = run(*msg[2:])
                 elif kind == "s":
                     reply = self.run_script(*msg[2:])
                 elif kind == "ping":
@@ -269,7 +281,7 @@ class _Worker:
                     reply = dict(pid=os.getpid(), netns=cfg["netns"], uid=cfg["uid"],
                                  namespaces=cfg["ns"], seccomp=cfg["seccomp"],
                                  ipc_denied=cfg["ipc_denied"], rw_mounts=cfg["rw_mounts"],
-                                 watch_dirs=cfg["watch_dirs"])
+                                 watch_dirs=cfg["watch_dirs"], isolation=cfg["isolation"])
                 elif kind == "stats":
                     self.reap(block=True)
                     reply = self.stats()
@@ -334,6 +346,8 @@ def main():
             setup._use_exposed_stdlib(new_path, mapping)
     _warm_up(cfg)
     worker = _Worker(_Conn(rfd, wfd), cfg)
+    if worker.reused is not None:
+        _reuse.prepare()
     gc.collect()
     gc.freeze()  # children's collections skip the worker's objects: fewer copy-on-write faults
     worker.serve()
