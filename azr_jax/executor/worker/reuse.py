@@ -5,11 +5,13 @@ The child is forked and isolated exactly like a per-program child (``child._ente
 own session, fds closed, sandbox dir, rlimits, sandbox uid; the worker's namespaces and
 seccomp filter are inherited). It then loops: read a request from its request pipe, run the
 program (``child._run_function``, frames streamed to the worker as usual), and after it:
-  1. collect garbage (the program's finalizers run while the audit latch is armed);
-  2. kill every other process of the sandbox uid: if there was one, exit (no verdict);
-  3. if a thread is left, exit (no verdict);
-  4. compare against the ``state.Baseline`` and keep the verdict;
-  5. with the next request the worker sends a one-time token (nothing of the last program
+  1. block every signal, collect garbage (the program's finalizers run while the audit
+     latch is armed), switch the collector off: no handler, finalizer or gc callback of
+     the program runs during the check;
+  2. kill every other process of the sandbox uid; send the held-back last frame (as a
+     per-program child does); if a process or thread was left, exit (no verdict);
+  3. compare against the ``state.Baseline`` and keep the verdict;
+  4. with the next request the worker sends a one-time token (nothing of the last program
      runs any more that could read it first); the child answers
      ``token | keep (u8) | len (u16) | why`` and, if it stays, runs the new program.
 The worker hands the child the new program only on a verdict with its token and ``keep``
@@ -46,6 +48,7 @@ def bind(child, frames, messages, state):
 def prepare():
     """In the worker, before it forks anything: find what reused children will watch."""
     global _WATCH
+    _state.warm_abc_caches()
     _WATCH = _state.watched([sys.modules])
 
 
@@ -67,6 +70,10 @@ def serve_programs(cfg, wdir, req_fd, rep_fd):
     max_chars, hard = cfg["max_output_chars"], resource.getrlimit(resource.RLIMIT_CPU)[1]
     extra = _hide_worker_modules()
     read_request, run_function = _messages.Conn(req_fd, -1).read, _child._run_function
+    block, all_signals = signal.pthread_sigmask, signal.valid_signals()
+    gc_enable, gc_disable, gc_isenabled = gc.enable, gc.disable, gc.isenabled
+    mask0, gc_on = block(signal.SIG_BLOCK, all_signals), gc_isenabled()
+    gc_disable()  # the baseline is taken as every check runs: signals blocked, gc off
     base = _state.Baseline(wdir, req_fd, _WATCH, extra)
     gc.collect()
     gc.freeze()  # later collections only scan what programs made
@@ -79,6 +86,9 @@ def serve_programs(cfg, wdir, req_fd, rep_fd):
                 write(rep_fd, token + verdict(why is None, len(text)) + text)
                 if why is not None:
                     exit_(0)
+            if gc_on:
+                gc_enable()
+            block(signal.SIG_SETMASK, mask0)
             req = read_request()
             if req is None:
                 exit_(0)
@@ -91,19 +101,31 @@ def serve_programs(cfg, wdir, req_fd, rep_fd):
                 if is_closed[0] and not closed(co):
                     is_closed[0] = False
 
+            writer, held = _frames.FrameWriter(rep_fd, nonce), []
+
+            def emit(frame, write=writer.write, held=held):  # hold the last frame back
+                if held:
+                    write(held.pop())
+                held.append(frame)
+
             base.arm()
-            run_function(_frames.FrameWriter(rep_fd, nonce).write, code, inputs, repeats,
-                         entry, max_chars, inspect)
+            run_function(emit, code, inputs, repeats, entry, max_chars, inspect)
+            mask = block(signal.SIG_BLOCK, all_signals)  # no handler runs until the verdict
+            gc_was = gc_isenabled()
             collect()  # the program's finalizers run now, with the latch armed
+            gc_disable()  # and no collection (so no gc callback) runs during the check
             try:
                 kill(-1, signal.SIGKILL)  # every process of the sandbox uid but us
-                exit_(0)  # there was one: no verdict, the worker discards us
+                left = True
             except OSError:
-                pass
-            if len(listdir("/proc/self/task")) != 1:
-                exit_(0)  # a thread could read the next token: no verdict
+                left = len(listdir("/proc/self/task")) != 1
+            for frame in held:
+                writer.write(frame)
+            if left:  # a process or thread: no verdict (the worker also counts our threads)
+                exit_(0)
             try:
-                why = base.changed(not is_closed[0])
+                why = "signal mask or gc switch changed" if mask != mask0 or gc_was != gc_on \
+                    else base.changed(not is_closed[0])
             except BaseException as e:  # noqa: BLE001 - a broken state is a changed one
                 why = "state check failed: %s" % type(e).__name__
             programs += 1
@@ -123,7 +145,7 @@ class Reused:
 
     def __init__(self, worker):
         self.worker = worker
-        self.pid = None
+        self.pid, self.reaped = None, False
         self.discards = 0  # children discarded so far (reported by stats)
         self.last_why = None  # why the last child was discarded
         self.why = None  # what the current child's last verdict said
@@ -144,6 +166,7 @@ class Reused:
         os.close(rep_w)
         os.set_blocking(req_w, False)
         self.pid, self.req_w, self.rep_r, self.buf, self.ran = pid, req_w, rep_r, bytearray(), 0
+        self.reaped = False  # set by the worker's catch-all reap if it ends by itself
 
     def _send(self, data, timeout_s):
         """Write to the child's request pipe; False if it is gone or stuck (never SIGPIPE:
@@ -168,7 +191,8 @@ class Reused:
         last program says it stays, else a fresh one. False if no child takes it."""
         if self.pid is not None and self.ran:
             token = os.urandom(TOKEN_BYTES)
-            if self._send(token + request, timeout_s) and self._verdict(token, timeout_s):
+            if self._alone() and self._send(token + request, timeout_s) and \
+                    self._verdict(token, timeout_s):
                 return True
             self.discard(False, exited=self.why is not None)
         elif self.pid is not None:
@@ -177,6 +201,18 @@ class Reused:
             self.discard(False)
         self._start()
         return self._send(request, timeout_s)
+
+    def settle(self, timeout_s):
+        """Collect the verdict on the last program now (before the worker forks anything
+        else: the child's check kills every other process of its uid). Afterwards the child,
+        if it stays, waits for a request without a token."""
+        if self.pid is None or not self.ran:
+            return
+        token = os.urandom(TOKEN_BYTES)
+        if self._alone() and self._send(token, timeout_s) and self._verdict(token, timeout_s):
+            self.ran = 0
+        else:
+            self.discard(False, exited=self.why is not None)
 
     def run(self, code, inputs, repeats, entry, timeout_s):
         """As ``_Worker.run_function``: ``(compile_error, runs)``."""
@@ -203,6 +239,14 @@ class Reused:
         while len(runs) < len(inputs):
             runs.append((False, None, reason, False))
         return (None, runs)
+
+    def _alone(self):
+        """The child runs one thread (its loop) and no thread of a program could read the
+        token (the loop exits when it finds one; this covers the moments before it does)."""
+        try:
+            return len(os.listdir("/proc/%d/task" % self.pid)) == 1
+        except OSError:
+            return False
 
     def _verdict(self, token, timeout_s):
         """True if the child answers ``token`` with a verdict that it stays. Reads exactly
@@ -241,10 +285,10 @@ class Reused:
         for fd in (self.req_w, self.rep_r):
             os.close(fd)
         self.discards += 1
-        try:
+        if self.reaped:  # gone and reaped: its pid may be another's now; sweep its uid only
+            end = self.worker._finish(None, timed_out, False)
+        else:
             end = self.worker._finish(pid, timed_out, exited)
-        except ChildProcessError:  # already reaped by the worker's catch-all reap
-            end = None
         self.worker._remove(self.wdir)
         return end
 

@@ -76,15 +76,18 @@ class _Worker:
                                    cfg["max_output_chars"], _now)
 
     def _finish(self, pid, timed_out, clean):
-        """Kill what is left of the program, reap it, describe how it ended."""
+        """Kill what is left of the program, reap it, describe how it ended. ``pid`` None:
+        already reaped (a reused child that ended by itself): only the sweep is left."""
         if clean:  # all replies are in; the child is already exiting (after its own sweep)
             os.waitpid(pid, 0)
             return None
-        try:
-            os.killpg(pid, signal.SIGKILL)
-        except OSError:
-            pass
-        _, status = os.waitpid(pid, 0)
+        status = 0
+        if pid is not None:
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except OSError:
+                pass
+            _, status = os.waitpid(pid, 0)
         if self.cfg["uid"] is not None:
             # The program may have left descendants outside its process group.
             sweeper = os.fork()
@@ -228,6 +231,8 @@ class _Worker:
                 break
             if not pid:
                 break
+            if self.reused is not None and pid == self.reused.pid:
+                self.reused.reaped = True  # it ended by itself; discard() must not wait
             self.exiting = [(p, d) for p, d in self.exiting if p != pid or self._remove(d)]
 
     def _remove(self, wdir):
@@ -248,10 +253,11 @@ class _Worker:
                 rss = next(int(l.split()[1]) for l in fh if l.startswith("VmRSS:"))
         except (OSError, StopIteration):
             rss = -1
-        live = int(self.reused is not None and self.reused.pid is not None)  # its child, dir
+        live = int(self.reused is not None and self.reused.pid is not None)  # its dir
+        alive = int(live and not self.reused.reaped)  # and its process
         return dict(pid=os.getpid(), rss_kb=rss, fds=len(os.listdir("/proc/self/fd")) - 2 * live,
                     exiting=len(self.exiting), sandbox_entries=len(os.listdir(self.root)) - live,
-                    leaked_dirs=self.leaked_dirs, children=_children() - live,
+                    leaked_dirs=self.leaked_dirs, children=_children() - alive,
                     reused_child=live, reuse_discards=self.reused.discards if self.reused else 0,
                     reuse_last_why=self.reused.last_why if self.reused else None,
                     ipc=dict(shm=count("/proc/sysvipc/shm", 1), sem=count("/proc/sysvipc/sem", 1),
@@ -275,6 +281,8 @@ class _Worker:
                     run = self.reused.run if self.reused is not None else self.run_function
                     reply = run(*msg[2:])
                 elif kind == "s":
+                    if self.reused is not None:  # its check must not meet the script's child
+                        self.reused.settle(5.0)
                     reply = self.run_script(*msg[2:])
                 elif kind == "ping":
                     cfg = self.cfg

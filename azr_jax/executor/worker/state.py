@@ -5,12 +5,11 @@ a program could change and a later program could see; ``Baseline.changed()`` nam
 difference after a program, or returns None. Any difference discards the child (``reuse.py``).
 
 Seen: ``sys.modules`` (names and module objects), the references held by every dict, list,
-set, cell and instance reachable from a loaded module (module and class dicts, ``builtins``,
-``os.environ``, ``sys.path``, warnings filters, closures, ...: compared by identity); any
-attribute set or deleted on a class or a function's code/defaults, and any reach into frames
-or the collector's object lists (audit events: they latch a one-way limit, see
-``_install_latch``); open fds (number, file, blocking flag) and anything queued on the
-request pipe; threads; processes left by the program; cwd and the sandbox dir's contents;
+set, cell, class and instance reachable from a loaded module (module and class dicts,
+``builtins``, ``os.environ``, ``sys.path``, warnings filters, closures, ...: compared by
+identity); a change of a function's code or defaults, and any reach into frames or the
+collector's object lists (audit events: they latch a one-way limit, see ``_install_latch``); open fds (number, file, blocking flag) and anything queued on the
+request pipe (bytes a program left there come before the worker's token); threads; processes left by the program; cwd and the sandbox dir's contents;
 signal handlers, blocked and pending signals, interval timers, the wakeup fd; every rlimit,
 umask, nice value, CPU affinity; recursion limit, switch interval, int digit limit, trace and
 profile hooks, gc state (enabled, thresholds, debug flags, frozen count), ``atexit`` count.
@@ -28,7 +27,6 @@ import gc
 import operator
 import os
 import resource
-import select
 import signal
 import sys
 
@@ -49,12 +47,12 @@ _TIMERS = (signal.ITIMER_REAL, signal.ITIMER_VIRTUAL, signal.ITIMER_PROF)
 
 
 def watched(roots):
-    """(watched, caches): every dict, list, set, cell and heap-class instance reachable from
-    ``roots`` (walking through functions, classes and tuples; not into code objects or
-    frames), and the ``cache_clear`` of each lru cache found. Class dicts are left out:
-    changing a class attribute raises an audit event instead (cheaper). Caches that benign
-    programs fill (lru caches, ``re``'s pattern cache) are emptied after each program, not
-    compared."""
+    """(watched, caches): every dict (class dicts included), list, set, cell, class and
+    class instance reachable from ``roots`` (walking through functions and tuples; not into
+    code objects or frames), and the ``cache_clear`` of each lru cache found. Caches that
+    benign programs fill (lru caches, ``re``'s pattern cache) are emptied after each
+    program, not compared. Dicts are walked even when the collector does not track them (a
+    dict of strings, such as ``os.environ``'s)."""
     seen, todo, out, skip, clears = {id(r) for r in roots}, list(roots), [], set(), []
     re = sys.modules.get("re")
     if re is not None:
@@ -65,16 +63,14 @@ def watched(roots):
         kind = type(obj)
         if kind in _SKIP_WALK:
             continue
-        if isinstance(obj, type):
-            skip.update(map(id, gc.get_referents(obj.__dict__)))
-        elif kind.__name__ == "_lru_cache_wrapper":
+        if kind.__name__ == "_lru_cache_wrapper":
             skip.update(id(r) for r in gc.get_referents(obj) if type(r) is dict)
             clears.append(obj.cache_clear)
         elif kind in _WATCHED_KINDS or (
                 kind.__flags__ & _HEAPTYPE and kind is not types.FunctionType):
             out.append(obj)
         for ref in gc.get_referents(obj):
-            if id(ref) not in seen and gc.is_tracked(ref):
+            if id(ref) not in seen and (gc.is_tracked(ref) or type(ref) is dict):
                 seen.add(id(ref))
                 todo.append(ref)
     return [o for o in out if id(o) not in skip], clears
@@ -107,6 +103,24 @@ def closed(code):
                 return False
         todo.extend(c for c in co.co_consts if type(c) is types.CodeType)
     return True
+
+
+_BUILTIN_TYPES = (str, bytes, bytearray, int, float, complex, bool, list, tuple, dict, set,
+                  frozenset, range, type(None), type, slice)
+
+
+def warm_abc_caches():
+    """Fill every loaded ABC's caches for the builtin types (``Counter(s)`` asks whether a
+    str is a Mapping): otherwise the first such check in each reused child would change the
+    cache and discard the child, and the next child would start without it again."""
+    abcs = [v for m in list(sys.modules.values()) for v in list(getattr(m, "__dict__", {}).values())
+            if isinstance(v, type) and hasattr(v, "_abc_impl")]
+    for abc in abcs:
+        for kind in _BUILTIN_TYPES:
+            try:
+                issubclass(kind, abc)
+            except Exception:  # noqa: BLE001 - an ABC with a strict __subclasshook__
+                pass
 
 
 def _install_latch(armed):
@@ -147,8 +161,6 @@ class Baseline:
         self.handlers = [_signal.getsignal(s) for s in _SIGNALS]  # kept alive: ids stay theirs
         self.scalars = _scalars()
         self.wdir_mode = os.stat(wdir).st_mode
-        self.poller = select.poll()
-        self.poller.register(request_fd, select.POLLIN)
         _install_latch(self.armed)
         self.latch = resource.getrlimit(_LATCH)
 
@@ -185,8 +197,6 @@ class Baseline:
                 fds[fd] = _fd_state(fd)
         if fds != self.fds:
             return "open file descriptors changed"
-        if self.poller.poll(0):
-            return "the request pipe was written to"
         if os.getcwd() != self.wdir or os.listdir(self.wdir) or \
                 os.stat(self.wdir).st_mode != self.wdir_mode:
             return "cwd or the sandbox dir changed"
@@ -213,7 +223,7 @@ def _scalars():
         "rlimits": [resource.getrlimit(r) for r in _RLIMITS if r != resource.RLIMIT_CPU]
         + [resource.getrlimit(resource.RLIMIT_CPU)[1]],
         "signals": [id(_signal.getsignal(s)) for s in _SIGNALS],  # by identity
-        "sigmask": signal.pthread_sigmask(signal.SIG_BLOCK, []),
+        "sigmask": signal.pthread_sigmask(signal.SIG_BLOCK, []),  # (all blocked: see reuse)
         "sigpending": signal.sigpending(),
         "timers": [signal.getitimer(t) for t in _TIMERS],
         "wakeup_fd": wake, "umask": mask,
