@@ -48,6 +48,19 @@ TEMPLATES = [
 ]
 
 
+def make_input(kind: str, rng: random.Random) -> str:
+    """One input text for a template of ``kind``."""
+    letters = "abcdefghij"
+    word = "".join(rng.choice(letters) for _ in range(rng.randint(3, 12)))
+    if kind == "str":
+        return repr(word)
+    if kind == "list":
+        return repr([rng.randint(-9, 20) for _ in range(rng.randint(2, 9))])
+    if kind == "dict":
+        return repr({c: rng.randint(0, 9) for c in word})
+    return f"{word!r}, {rng.randint(1, 4)}"
+
+
 def make_corpus(n: int, seed: int = 0) -> list[tuple[str, str]]:
     rng = random.Random(seed)
     letters = "abcdefghij"
@@ -57,16 +70,7 @@ def make_corpus(n: int, seed: int = 0) -> list[tuple[str, str]]:
         code = tpl.format(a=rng.randint(1, 4), b=rng.randint(0, 9), p=rng.randint(0, 1),
                           r=rng.choice([True, False]), m=rng.randint(2, 11), s=rng.randint(1, 3),
                           c=rng.choice(letters), d=rng.choice(letters))
-        word = "".join(rng.choice(letters) for _ in range(rng.randint(3, 12)))
-        if kind == "str":
-            inp = repr(word)
-        elif kind == "list":
-            inp = repr([rng.randint(-9, 20) for _ in range(rng.randint(2, 9))])
-        elif kind == "dict":
-            inp = repr({c: rng.randint(0, 9) for c in word})
-        else:
-            inp = f"{word!r}, {rng.randint(1, 4)}"
-        corpus.append((code, inp))
+        corpus.append((code, make_input(kind, rng)))
     return corpus
 
 
