@@ -5,8 +5,8 @@ seeded generator, then measures validated programs/s (determinism check: two run
   (a) SandboxPool on all cores, per isolation tier: "process" (every program in its own
       forked, resource-limited child) and "reuse" (a sandboxed child runs program after
       program, discarded on any change);
-  (f) the bare forked floor: a pool of plain processes that fork one child per program
-      (exec twice, repr back through a pipe, waitpid; no limits, no isolation);
+  (f) the bare forked floor: minimal interpreters (python -I -S) that fork one child per
+      program (exec twice, repr back through a pipe, waitpid; no limits, no isolation);
   (b) the official AZR executor as its trainer uses it (benchmarks/azr_official_executor.py:
       check_all per program: AST ban scan, determinism template, one synchronous pebble
       round trip, timeout_decorator, str/pickle checks);
@@ -21,9 +21,11 @@ Also reports p50/p99 latency of single-program calls and our overhead per progra
 from __future__ import annotations
 
 import argparse
+import marshal
 import multiprocessing
 import os
 import random
+import subprocess
 import sys
 import time
 
@@ -103,36 +105,54 @@ def bench_ours(corpus, workers, isolation="process"):
     return len(corpus) / dt, [(r.output, r.ok) for r in res], lat
 
 
-def fork_exec_twice(code: str, inp: str) -> tuple[str, bool]:
-    """The floor of a fresh child per program: fork, exec twice, repr back, waitpid."""
+# The bare forked floor, run in `workers` minimal interpreters (python -I -S, like our worker:
+# a tiny parent to fork): per program fork, exec twice, repr back through a pipe, waitpid.
+FLOOR_SCRIPT = r"""
+import marshal, os, sys, time
+progs = marshal.loads(sys.stdin.buffer.read())
+def run(code, inp):
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:
-        try:
-            out, same = exec_twice(code, inp)
-            os.write(w, repr((out, same)).encode())
-        finally:
-            os._exit(0)
+        outs = []
+        for _ in range(2):
+            scope = {}
+            exec(code, scope)
+            outs.append(repr(eval("f(%s)" % inp, scope)))
+        os.write(w, outs[0].encode())
+        os._exit(0)
     os.close(w)
     data = b""
-    while chunk := os.read(r, 65536):
+    while True:
+        chunk = os.read(r, 65536)
+        if not chunk:
+            break
         data += chunk
     os.close(r)
     os.waitpid(pid, 0)
-    return eval(data)  # noqa: S307 - our own repr of (str, bool)
-
-
-def _fork_star(args):
-    return fork_exec_twice(*args)
+    return data.decode()
+run(*progs[0])
+t0 = time.perf_counter()
+outs = [run(c, i) for c, i in progs]
+sys.stdout.buffer.write(marshal.dumps((time.perf_counter() - t0, outs)))
+"""
 
 
 def bench_fork_floor(corpus, workers):
-    with multiprocessing.get_context("fork").Pool(workers) as pool:
-        list(pool.imap(_fork_star, corpus[:20]))
-        t0 = time.perf_counter()
-        outs = list(pool.imap(_fork_star, corpus, chunksize=16))
-        dt = time.perf_counter() - t0
-    return len(corpus) / dt, outs
+    """Programs/s of the bare forked floor; the slowest interpreter's time bounds the run."""
+    chunks = [corpus[i::workers] for i in range(workers)]
+    procs = [subprocess.Popen([sys.executable, "-I", "-S", "-c", FLOOR_SCRIPT],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE) for _ in chunks]
+    for proc, chunk in zip(procs, chunks):
+        proc.stdin.write(marshal.dumps(chunk))
+        proc.stdin.close()
+    results = [marshal.loads(proc.stdout.read()) for proc in procs]
+    for proc in procs:
+        proc.wait()
+    outs = [None] * len(corpus)
+    for w, (_, chunk_outs) in enumerate(results):
+        outs[w::workers] = chunk_outs
+    return len(corpus) / max(dt for dt, _ in results), outs
 
 
 def bench_pebble(corpus, workers):
@@ -206,7 +226,7 @@ def main():
     core, peb_out, peb_lat = bench_pebble(corpus, args.workers)
     bare, bare_out = bench_bare(corpus, args.workers)
     floor, floor_out = bench_fork_floor(corpus, args.workers)
-    assert [f[0] for f in floor_out] == [p[0] for p in inproc]
+    assert floor_out == [p[0] for p in inproc]
     for tier in tiers:
         report_tier(tier, ours_by[tier], corpus, inproc, args.workers, exec_us, official, core,
                     bare, floor, off_lat, peb_lat)
