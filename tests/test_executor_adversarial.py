@@ -8,6 +8,7 @@ import time
 import pytest
 
 from azr_jax.executor import Job, SandboxConfig, SandboxPool
+from azr_jax.executor.sandbox_types import REUSE_UID_OFFSET
 
 TIMEOUT = 0.5
 CFG = SandboxConfig(workers=2, timeout_s=TIMEOUT, memory_mb=256, max_procs=16,
@@ -95,17 +96,17 @@ def _sandbox_procs(uids):
     return found
 
 
-def _too_many(uids, allowed):
-    """Whether some sandbox uid has more than ``allowed`` live processes."""
+def _too_many(allowed):
+    """Whether some sandbox uid has more live processes than ``allowed[uid]``."""
     per_uid = {}
-    for pid in _sandbox_procs(uids):
+    for pid in _sandbox_procs(set(allowed)):
         try:
             with open(f"/proc/{pid}/status") as fh:
                 uid = next(int(l.split()[1]) for l in fh if l.startswith("Uid:"))
         except (OSError, StopIteration):
             continue
         per_uid[uid] = per_uid.get(uid, 0) + 1
-    return any(n > allowed for n in per_uid.values())
+    return any(n > allowed[uid] for uid, n in per_uid.items())
 
 
 BENIGN = Job("import collections\ndef f(x):\n    return sorted(collections.Counter(x).items())",
@@ -148,14 +149,15 @@ def test_hostile_programs_contained(pool, canary):
     # Every program is bounded by its own deadline (the pool runs 2 at a time).
     bound = sum(TIMEOUT * 2 + 1.5 for _ in names) / len(pool.workers) + 10
     assert wall < bound, wall
-    uids = {w.uid for w in pool.workers if w.uid is not None}
-    if uids:
-        # "reuse": each worker's live reused child runs as its uid (one process per uid)
-        allowed = 1 if pool.config.isolation == "reuse" else 0
+    # Per worker: its uid (per-program children: none may be left) and its reused child's
+    # uid (the live reused child itself, nothing else).
+    allowed = {w.uid + off: int(off > 0) for w in pool.workers if w.uid is not None
+               for off in (0, REUSE_UID_OFFSET)}
+    if allowed:
         deadline = time.monotonic() + 5
-        while _too_many(uids, allowed) and time.monotonic() < deadline:
+        while _too_many(allowed) and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert not _too_many(uids, allowed), (allowed, _sandbox_procs(uids))
+        assert not _too_many(allowed), (allowed, _sandbox_procs(set(allowed)))
     assert not os.path.exists(ESCAPE)
     assert not os.path.exists("/tmp/azr_escape.txt")
     assert open(canary).read() == "alive"

@@ -166,3 +166,25 @@ def test_without_sandbox_uid_every_job_gets_a_fresh_child():
 def test_isolation_is_validated():
     with pytest.raises(ValueError, match="isolation"):
         SandboxConfig(isolation="thread")
+
+
+def test_jobs_choose_their_tier_and_grading_uses_grading_isolation():
+    """One pool, both tiers: proposals in fresh children, grading in the reused child; a
+    per-program child's final sweep (its own uid) never hits the reused child."""
+    from azr_jax.executor.azr import grade_abduction
+
+    cfg = SandboxConfig(workers=1, timeout_s=2.0, isolation="process", grading_isolation="reuse")
+    with SandboxPool(cfg) as pool:
+        pool.run([PROBE])
+        assert pool.stats()[0]["reused_child"] == 0  # the pool's tier: a fresh child
+        code = "def f(x):\n    return x * 2"
+        assert grade_abduction(pool, [(code, "2", "4"), (code, "3", "4")]) == [True, False]
+        assert pool.stats()[0]["reused_child"] == 1
+        before = pool.stats()[0]["reuse_discards"]
+        leave = _attack(ATTACKS["leave_process"])  # process tier: swept at its end
+        res = pool.run([leave, Job(code, ["5"], isolation="reuse")])
+        assert res[0].ok and res[1].output == "10", res
+        stats = pool.stats()[0]
+        assert stats["reused_child"] == 1 and stats["reuse_discards"] == before, stats
+        with pytest.raises(ValueError, match="isolation"):
+            pool.run([Job(code, ["1"], isolation="threads")])

@@ -8,8 +8,10 @@ program (``child._run_function``, frames streamed to the worker as usual), and a
   1. block every signal, collect garbage (the program's finalizers run while the audit
      latch is armed), switch the collector off: no handler, finalizer or gc callback of
      the program runs during the check;
-  2. kill every other process of the sandbox uid; send the held-back last frame (as a
-     per-program child does); if a process or thread was left, exit (no verdict);
+  2. kill every other process of its sandbox uid (its own: the worker's uid +
+     ``reuse_uid_offset``, so the worker's per-program children are never hit); send the
+     held-back last frame (as a per-program child does); if a process or thread was
+     left, exit (no verdict);
   3. compare against the ``state.Baseline`` and keep the verdict;
   4. with the next request the worker sends a one-time token (nothing of the last program
      runs any more that could read it first); the child answers
@@ -145,6 +147,7 @@ class Reused:
 
     def __init__(self, worker):
         self.worker = worker
+        self.uid = worker.cfg["uid"] + worker.cfg["reuse_uid_offset"]  # its own sandbox uid
         self.pid, self.reaped = None, False
         self.discards = 0  # children discarded so far (reported by stats)
         self.last_why = None  # why the last child was discarded
@@ -152,14 +155,18 @@ class Reused:
 
     def _start(self):
         w = self.worker
+        if _WATCH is None:
+            prepare()
         self.wdir = w._fresh_dir()
+        os.chown(self.wdir, self.uid, self.uid)
         req_r, req_w = os.pipe()
         rep_r, rep_w = os.pipe()
         pid = os.fork()
         if pid == 0:
             try:
-                _child._enter_child(w.cfg, self.wdir, rep_w, -1, -1, LIFETIME_CPU_S, req_r)
-                serve_programs(w.cfg, self.wdir, req_r, rep_w)
+                cfg = dict(w.cfg, uid=self.uid)
+                _child._enter_child(cfg, self.wdir, rep_w, -1, -1, LIFETIME_CPU_S, req_r)
+                serve_programs(cfg, self.wdir, req_r, rep_w)
             finally:
                 os._exit(70)
         os.close(req_r)
@@ -201,18 +208,6 @@ class Reused:
             self.discard(False)
         self._start()
         return self._send(request, timeout_s)
-
-    def settle(self, timeout_s):
-        """Collect the verdict on the last program now (before the worker forks anything
-        else: the child's check kills every other process of its uid). Afterwards the child,
-        if it stays, waits for a request without a token."""
-        if self.pid is None or not self.ran:
-            return
-        token = os.urandom(TOKEN_BYTES)
-        if self._alone() and self._send(token, timeout_s) and self._verdict(token, timeout_s):
-            self.ran = 0
-        else:
-            self.discard(False, exited=self.why is not None)
 
     def run(self, code, inputs, repeats, entry, timeout_s):
         """As ``_Worker.run_function``: ``(compile_error, runs)``."""
@@ -286,9 +281,9 @@ class Reused:
             os.close(fd)
         self.discards += 1
         if self.reaped:  # gone and reaped: its pid may be another's now; sweep its uid only
-            end = self.worker._finish(None, timed_out, False)
+            end = self.worker._finish(None, timed_out, False, self.uid)
         else:
-            end = self.worker._finish(pid, timed_out, exited)
+            end = self.worker._finish(pid, timed_out, exited, self.uid)
         self.worker._remove(self.wdir)
         return end
 

@@ -12,7 +12,7 @@ not stay in the serving heap.
 
 Protocol with the pool on fds 0/1 (moved to private fds at start): frames of 4-byte
 little-endian length + ``marshal`` payload (``messages.py``). Requests ``(task_id, "f", code, inputs, repeats,
-entry, timeout_s)``, ``(task_id, "s", script, timeout_s)``, ``(task_id, "ping")`` and
+entry, timeout_s, isolation)``, ``(task_id, "s", script, timeout_s)``, ``(task_id, "ping")`` and
 ``(task_id, "stats")``; one reply frame per request (see ``serve``). Programs never see these
 fds. A program's own child reports to us over a per-program pipe the program CAN reach; those
 frames are nonce-checked and parsed field by field (``frames.py``). The
@@ -64,20 +64,23 @@ class _Worker:
         base = cfg["sbx_base"] or ("/dev/shm" if os.access("/dev/shm", os.W_OK) else "/tmp")
         self.root = "%s/azr-sbx-%d" % (base, cfg["uid"] or os.getpid())
         os.makedirs(self.root, mode=0o755, exist_ok=True)
-        self.watch = _fs.Watch(cfg["watch_dirs"], cfg["uid"]) if cfg["watch_dirs"] else None
         # "reuse" needs the sandbox uid: its check that no process is left is kill(-1).
-        if cfg.get("isolation") == "reuse" and cfg["uid"] is None:
+        # Without one, every job gets a fresh child (the tier a request names is ignored).
+        self.reused = _reuse.Reused(self) if cfg["uid"] is not None else None
+        if self.reused is None:
             cfg["isolation"] = "process"
-        self.reused = _reuse.Reused(self) if cfg.get("isolation") == "reuse" else None
+        uids = [cfg["uid"]] + ([self.reused.uid] if self.reused else [])
+        self.watch = _fs.Watch(cfg["watch_dirs"], uids) if cfg["watch_dirs"] else None
 
     def _wait(self, rfd, want, kinds, timeout_s, nonce):
         cfg = self.cfg
         return _frames.wait_frames(rfd, want, kinds, timeout_s, nonce, cfg["max_reply_bytes"],
                                    cfg["max_output_chars"], _now)
 
-    def _finish(self, pid, timed_out, clean):
+    def _finish(self, pid, timed_out, clean, uid=None):
         """Kill what is left of the program, reap it, describe how it ended. ``pid`` None:
-        already reaped (a reused child that ended by itself): only the sweep is left."""
+        already reaped (a reused child that ended by itself): only the sweep is left.
+        ``uid``: the program's sandbox uid, if not the worker's own (a reused child's)."""
         if clean:  # all replies are in; the child is already exiting (after its own sweep)
             os.waitpid(pid, 0)
             return None
@@ -93,7 +96,7 @@ class _Worker:
             sweeper = os.fork()
             if sweeper == 0:
                 try:
-                    _sweep_as(self.cfg["uid"])
+                    _sweep_as(uid or self.cfg["uid"])
                 finally:
                     os._exit(0)
             os.waitpid(sweeper, 0)
@@ -277,12 +280,10 @@ class _Worker:
                 return
             task_id, kind = msg[0], msg[1]
             try:
-                if kind == "f":
-                    run = self.reused.run if self.reused is not None else self.run_function
-                    reply = run(*msg[2:])
+                if kind == "f":  # the last field: the job's isolation tier
+                    reuse = msg[-1] == "reuse" and self.reused is not None
+                    reply = (self.reused.run if reuse else self.run_function)(*msg[2:-1])
                 elif kind == "s":
-                    if self.reused is not None:  # its check must not meet the script's child
-                        self.reused.settle(5.0)
                     reply = self.run_script(*msg[2:])
                 elif kind == "ping":
                     cfg = self.cfg
@@ -354,8 +355,8 @@ def main():
             setup._use_exposed_stdlib(new_path, mapping)
     _warm_up(cfg)
     worker = _Worker(_Conn(rfd, wfd), cfg)
-    if worker.reused is not None:
-        _reuse.prepare()
+    if cfg["isolation"] == "reuse":
+        _reuse.prepare()  # else on the first job that asks for it
     gc.collect()
     gc.freeze()  # children's collections skip the worker's objects: fewer copy-on-write faults
     worker.serve()
