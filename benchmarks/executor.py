@@ -132,14 +132,18 @@ def run(code, inp):
     os.waitpid(pid, 0)
     return data.decode()
 run(*progs[0])
-t0 = time.perf_counter()
-outs = [run(c, i) for c, i in progs]
-sys.stdout.buffer.write(marshal.dumps((time.perf_counter() - t0, outs)))
+t0, outs, lat = time.perf_counter(), [], []
+for c, i in progs:
+    t = time.perf_counter()
+    outs.append(run(c, i))
+    lat.append(time.perf_counter() - t)
+sys.stdout.buffer.write(marshal.dumps((time.perf_counter() - t0, outs, sorted(lat))))
 """
 
 
 def bench_fork_floor(corpus, workers):
-    """Programs/s of the bare forked floor; the slowest interpreter's time bounds the run."""
+    """(programs/s, outputs, p50 latency s) of the bare forked floor; the slowest
+    interpreter's time bounds the run."""
     chunks = [corpus[i::workers] for i in range(workers)]
     procs = [subprocess.Popen([sys.executable, "-I", "-S", "-c", FLOOR_SCRIPT],
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE) for _ in chunks]
@@ -150,9 +154,10 @@ def bench_fork_floor(corpus, workers):
     for proc in procs:
         proc.wait()
     outs = [None] * len(corpus)
-    for w, (_, chunk_outs) in enumerate(results):
+    for w, (_, chunk_outs, _) in enumerate(results):
         outs[w::workers] = chunk_outs
-    return len(corpus) / max(dt for dt, _ in results), outs
+    lat = sorted(x for _, _, chunk_lat in results for x in chunk_lat)
+    return len(corpus) / max(r[0] for r in results), outs, lat[len(lat) // 2]
 
 
 def bench_pebble(corpus, workers):
@@ -225,11 +230,11 @@ def main():
     ours_by = {t: bench_ours(corpus, args.workers, t) for t in tiers}
     core, peb_out, peb_lat = bench_pebble(corpus, args.workers)
     bare, bare_out = bench_bare(corpus, args.workers)
-    floor, floor_out = bench_fork_floor(corpus, args.workers)
+    floor, floor_out, floor_p50 = bench_fork_floor(corpus, args.workers)
     assert floor_out == [p[0] for p in inproc]
     for tier in tiers:
         report_tier(tier, ours_by[tier], corpus, inproc, args.workers, exec_us, official, core,
-                    bare, floor, off_lat, peb_lat)
+                    bare, floor, off_lat, peb_lat, floor_p50)
     off_agree = sum(ok and o == p[0].strip()[:400] for (ok, o), p in zip(off_out, inproc))
     assert [p[0] for p in peb_out] == [p[0] for p in inproc] == [b[0] for b in bare_out]
     print(f"official agreeing with in-process: {off_agree}/{len(corpus)}; "
@@ -240,7 +245,7 @@ def main():
 
 
 def report_tier(tier, measured, corpus, inproc, workers, exec_us, official, core, bare, floor,
-                off_lat, peb_lat):
+                off_lat, peb_lat, floor_p50):
     ours, our_out, our_lat = measured
     agree = sum(o == (p[0]) and ok for (o, ok), p in zip(our_out, inproc))
     print(f"== isolation={tier}")
@@ -258,8 +263,10 @@ def report_tier(tier, measured, corpus, inproc, workers, exec_us, official, core
           f"official: p50 {pct(off_lat, 0.5) * 1e6:.0f} us, p99 {pct(off_lat, 0.99) * 1e6:.0f} us; "
           f"official core: p50 {pct(peb_lat, 0.5) * 1e6:.0f} us")
     print(f"our overhead per program: {p50 - exec_us:.0f} us (single-call p50 minus exec time); "
-          f"{workers * 1e6 / ours - exec_us:.0f} us of worker time at full throughput; over the "
-          f"bare forked floor: {workers * 1e6 / ours - workers * 1e6 / floor:.0f} us")
+          f"{workers * 1e6 / ours - exec_us:.0f} us of worker time at full throughput")
+    print(f"over the bare forked floor (p50 {floor_p50 * 1e6:.0f} us per single call): "
+          f"{p50 - floor_p50 * 1e6:.0f} us per single call, "
+          f"{workers * 1e6 / ours - workers * 1e6 / floor:.0f} us of worker time at full throughput")
 
 
 if __name__ == "__main__":

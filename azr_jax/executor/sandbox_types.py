@@ -33,7 +33,7 @@ class SandboxConfig:
       "reuse" needs the sandbox uid (root); without it each job gets a fresh child as with
       "process". Scripts always get a fresh child.
     grading_isolation: the tier ``azr_jax.executor.azr``'s grading functions give their
-      jobs (proposal validation uses ``isolation``).
+      jobs; None: ``isolation`` (proposal validation always uses ``isolation``).
     """
 
     workers: int | None = None
@@ -54,7 +54,7 @@ class SandboxConfig:
     preload_modules: tuple[str, ...] = ("collections", "itertools", "functools", "math", "heapq",
                                         "bisect", "operator", "string", "re")
     isolation: str = "process"
-    grading_isolation: str = "process"
+    grading_isolation: str | None = None
 
     def __post_init__(self):
         """One clear ValueError for a setting that cannot work (nan/inf/negative timeouts,
@@ -69,7 +69,7 @@ class SandboxConfig:
             if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
                 raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
         for name in ("isolation", "grading_isolation"):
-            if getattr(self, name) not in ISOLATION_TIERS:
+            if getattr(self, name) not in ISOLATION_TIERS + ((None,) if name[0] == "g" else ()):
                 raise ValueError(f"{name} must be one of {', '.join(ISOLATION_TIERS)}, "
                                  f"got {getattr(self, name)!r}")
         for name in ("memory_mb", "max_output_chars", "max_stream_bytes", "max_file_bytes",

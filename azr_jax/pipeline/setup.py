@@ -149,7 +149,7 @@ def build(cfg, workdir: str) -> Env:
     pool = host_exec.for_processes(SandboxPool(SandboxConfig(
         workers=executor_workers(cfg.executor.workers), timeout_s=sp_cfg.timeout_s,
         memory_mb=cfg.executor.memory_mb, isolation=cfg.executor.get("isolation", "process"),
-        grading_isolation=cfg.executor.get("grading_isolation", "process"))))
+        grading_isolation=cfg.executor.get("grading_isolation", None))))
     ckpt = TrainCheckpointer(workdir_fs.join(workdir_fs.absolute(workdir), CHECKPOINT_DIR),
                              keep=cfg.trainer.keep)
     return Env(model_cfg=model_cfg, tokenizer=tokenizer, selfplay=sp_cfg,
