@@ -12,7 +12,7 @@ collector's object lists (audit events: they latch a one-way limit, see ``_insta
 request pipe (bytes a program left there come before the worker's token); threads; processes left by the program; cwd and the sandbox dir's contents;
 signal handlers, blocked and pending signals, interval timers, the wakeup fd; every rlimit,
 umask, nice value, CPU affinity; recursion limit, switch interval, int digit limit, trace and
-profile hooks, gc state (enabled, thresholds, debug flags, frozen count), ``atexit`` count.
+profile hooks, gc state (enabled, thresholds, debug flags, callbacks), ``atexit`` count.
 
 Not seen (documented in README): state held in C that no Python object exposes (``putenv``
 without ``os.environ``, ``os.register_at_fork`` hooks, C signal handlers, ``prctl`` and
