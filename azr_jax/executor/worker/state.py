@@ -8,9 +8,10 @@ Seen: ``sys.modules`` (names and module objects), the references held by every d
 set, cell, class and instance reachable from a loaded module (module and class dicts,
 ``builtins``, ``os.environ``, ``sys.path``, warnings filters, closures, ...: compared by
 identity); a change of a function's code or defaults, and any reach into frames or the
-collector's object lists (audit events: they latch a one-way limit, see ``_install_latch``); open fds (number, file, blocking flag) and anything queued on the
-request pipe (bytes a program left there come before the worker's token); threads; processes left by the program; cwd and the sandbox dir's contents;
-signal handlers, blocked and pending signals, interval timers, the wakeup fd; every rlimit,
+collector's object lists (audit events: they latch a one-way limit, see ``_install_latch``);
+open fds (number, file, blocking flag); bytes left in the request pipe (they come before
+the worker's token, in ``reuse.py``); threads; processes left by the program; cwd and the
+sandbox dir's contents; signal handlers, blocked and pending signals, interval timers, the wakeup fd; every rlimit,
 umask, nice value, CPU affinity; recursion limit, switch interval, int digit limit, trace and
 profile hooks, gc state (enabled, thresholds, debug flags, callbacks), ``atexit`` count.
 
