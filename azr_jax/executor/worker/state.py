@@ -11,9 +11,10 @@ identity); a change of a function's code or defaults, and any reach into frames 
 collector's object lists (audit events: they latch a one-way limit, see ``_install_latch``);
 open fds (number, file, blocking flag); bytes left in the request pipe (they come before
 the worker's token, in ``reuse.py``); threads; processes left by the program; cwd and the
-sandbox dir's contents; signal handlers, blocked and pending signals, interval timers, the wakeup fd; every rlimit,
-umask, nice value, CPU affinity; recursion limit, switch interval, int digit limit, trace and
-profile hooks, gc state (enabled, thresholds, debug flags, callbacks), ``atexit`` count.
+sandbox dir's contents; signal handlers, blocked and pending signals, interval timers, the
+wakeup fd; every rlimit, umask, nice value, CPU affinity; recursion limit, switch interval,
+int digit limit, trace and profile hooks, gc state (enabled, thresholds, debug flags,
+callbacks), ``atexit`` count.
 
 Not seen (documented in README): state held in C that no Python object exposes (``putenv``
 without ``os.environ``, ``os.register_at_fork`` hooks, C signal handlers, ``prctl`` and
