@@ -223,7 +223,8 @@ class Reused:
         frames, err, timed_out = _frames.wait_frames(
             self.rep_r, len(inputs), "ci", timeout_s * max(1, repeats), nonce,
             cfg["max_reply_bytes"], cfg["max_output_chars"], _now, self.buf)
-        complete = err is None and (len(frames) == len(inputs) or frames[:1] and frames[0][0] == "c")
+        compile_error = frames[:1] and frames[0][0] == "c"
+        complete = err is None and (len(frames) == len(inputs) or compile_error)
         end = None
         if not complete or self.buf:
             end = self.discard(timed_out)
@@ -276,7 +277,8 @@ class Reused:
         if self.pid is None:
             return None
         pid, self.pid = self.pid, None
-        self.last_why, self.why = self.why or "no verdict (crash, deadline, process or thread left)", None
+        self.last_why = self.why or "no verdict (crash, deadline, process or thread left)"
+        self.why = None
         for fd in (self.req_w, self.rep_r):
             os.close(fd)
         self.discards += 1
