@@ -120,3 +120,36 @@ class OfficialExecutor:
             self._pool.close()
             self._pool.join()
             self._pool = None
+
+    # The reward manager's grading calls (rewards/reward_managers.py with batched_estimate
+    # off, its default): one synchronous apply per (program, answer) pair.
+    def eval_input_prediction(self, code: str, gold_output: str, agent_input: str) -> float:
+        """Abduction answers and induction (program, hidden input) pairs."""
+        snippet = f"{code}\n{gold_output} == f({agent_input})"
+        try:
+            ast.parse(snippet)
+        except SyntaxError:
+            return 0.0
+        correct, status = self.batch_apply([snippet])[0]
+        try:
+            return 0.0 if "error" in status.lower() or not eval(correct) else 1.0  # noqa: S307
+        except Exception:  # noqa: BLE001 - as the official retry loop ends: no score
+            return 0.0
+
+    def eval_output_prediction(self, code: str, gold_output: str, agent_output: str) -> float:
+        """Deduction answers: equal values decided in the trainer, else run in the pool."""
+        try:
+            if eval(gold_output) == eval(agent_output):  # noqa: S307 - the official fast path
+                return 1.0
+        except Exception:  # noqa: BLE001
+            pass
+        snippet = f"{code}\neval({gold_output}) == eval({agent_output})"  # raw, as official
+        try:
+            ast.parse(snippet)
+        except SyntaxError:
+            return 0.0
+        correct, status = self.batch_apply([snippet])[0]
+        try:
+            return 0.0 if "error" in status.lower() or not eval(correct) else 1.0  # noqa: S307
+        except Exception:  # noqa: BLE001
+            return 0.0

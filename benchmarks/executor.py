@@ -2,7 +2,11 @@
 
 Builds a corpus of small deterministic CRUXEval-like programs (strings, lists, dicts) with a
 seeded generator, then measures validated programs/s (determinism check: two runs each) for
-  (a) SandboxPool on all cores: every program in its own forked, resource-limited child;
+  (a) SandboxPool on all cores, per isolation tier: "process" (every program in its own
+      forked, resource-limited child) and "reuse" (a sandboxed child runs program after
+      program, discarded on any change);
+  (f) the bare forked floor: minimal interpreters (python -I -S) that fork one child per
+      program (exec twice, repr back through a pipe, waitpid; no limits, no isolation);
   (b) the official AZR executor as its trainer uses it (benchmarks/azr_official_executor.py:
       check_all per program: AST ban scan, determinism template, one synchronous pebble
       round trip, timeout_decorator, str/pickle checks);
@@ -17,10 +21,11 @@ Also reports p50/p99 latency of single-program calls and our overhead per progra
 from __future__ import annotations
 
 import argparse
+import marshal
 import multiprocessing
 import os
 import random
-import statistics
+import subprocess
 import sys
 import time
 
@@ -45,6 +50,19 @@ TEMPLATES = [
 ]
 
 
+def make_input(kind: str, rng: random.Random) -> str:
+    """One input text for a template of ``kind``."""
+    letters = "abcdefghij"
+    word = "".join(rng.choice(letters) for _ in range(rng.randint(3, 12)))
+    if kind == "str":
+        return repr(word)
+    if kind == "list":
+        return repr([rng.randint(-9, 20) for _ in range(rng.randint(2, 9))])
+    if kind == "dict":
+        return repr({c: rng.randint(0, 9) for c in word})
+    return f"{word!r}, {rng.randint(1, 4)}"
+
+
 def make_corpus(n: int, seed: int = 0) -> list[tuple[str, str]]:
     rng = random.Random(seed)
     letters = "abcdefghij"
@@ -54,16 +72,7 @@ def make_corpus(n: int, seed: int = 0) -> list[tuple[str, str]]:
         code = tpl.format(a=rng.randint(1, 4), b=rng.randint(0, 9), p=rng.randint(0, 1),
                           r=rng.choice([True, False]), m=rng.randint(2, 11), s=rng.randint(1, 3),
                           c=rng.choice(letters), d=rng.choice(letters))
-        word = "".join(rng.choice(letters) for _ in range(rng.randint(3, 12)))
-        if kind == "str":
-            inp = repr(word)
-        elif kind == "list":
-            inp = repr([rng.randint(-9, 20) for _ in range(rng.randint(2, 9))])
-        elif kind == "dict":
-            inp = repr({c: rng.randint(0, 9) for c in word})
-        else:
-            inp = f"{word!r}, {rng.randint(1, 4)}"
-        corpus.append((code, inp))
+        corpus.append((code, make_input(kind, rng)))
     return corpus
 
 
@@ -81,8 +90,8 @@ def _exec_twice_star(args):
     return exec_twice(*args)
 
 
-def bench_ours(corpus, workers):
-    with SandboxPool(SandboxConfig(workers=workers, timeout_s=5.0)) as pool:
+def bench_ours(corpus, workers, isolation="process"):
+    with SandboxPool(SandboxConfig(workers=workers, timeout_s=5.0, isolation=isolation)) as pool:
         pool.run([Job(c, [i]) for c, i in corpus[:20]])  # warm up
         jobs = [Job(c, [i]) for c, i in corpus]
         t0 = time.perf_counter()
@@ -94,6 +103,61 @@ def bench_ours(corpus, workers):
             pool.run([Job(c, [i])])
             lat.append(time.perf_counter() - t)
     return len(corpus) / dt, [(r.output, r.ok) for r in res], lat
+
+
+# The bare forked floor, run in `workers` minimal interpreters (python -I -S, like our worker:
+# a tiny parent to fork): per program fork, exec twice, repr back through a pipe, waitpid.
+FLOOR_SCRIPT = r"""
+import marshal, os, sys, time
+progs = marshal.loads(sys.stdin.buffer.read())
+def run(code, inp):
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        outs = []
+        for _ in range(2):
+            scope = {}
+            exec(code, scope)
+            outs.append(repr(eval("f(%s)" % inp, scope)))
+        os.write(w, outs[0].encode())
+        os._exit(0)
+    os.close(w)
+    data = b""
+    while True:
+        chunk = os.read(r, 65536)
+        if not chunk:
+            break
+        data += chunk
+    os.close(r)
+    os.waitpid(pid, 0)
+    return data.decode()
+run(*progs[0])
+t0, outs, lat = time.perf_counter(), [], []
+for c, i in progs:
+    t = time.perf_counter()
+    outs.append(run(c, i))
+    lat.append(time.perf_counter() - t)
+sys.stdout.buffer.write(marshal.dumps((time.perf_counter() - t0, outs, sorted(lat))))
+"""
+
+
+def bench_fork_floor(corpus, workers):
+    """(programs/s, outputs, p50 latency s) of the bare forked floor; the slowest
+    interpreter's time bounds the run."""
+    chunks = [corpus[i::workers] for i in range(workers)]
+    procs = [subprocess.Popen([sys.executable, "-I", "-S", "-c", FLOOR_SCRIPT],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE) for _ in chunks]
+    for proc, chunk in zip(procs, chunks):
+        proc.stdin.write(marshal.dumps(chunk))
+        proc.stdin.close()
+    results = [marshal.loads(proc.stdout.read()) for proc in procs]
+    for proc in procs:
+        proc.wait()
+    outs = [None] * len(corpus)
+    for w, (_, chunk_outs, _) in enumerate(results):
+        outs[w::workers] = chunk_outs
+    lat = sorted(x for _, _, chunk_lat in results for x in chunk_lat)
+    return len(corpus) / max(r[0] for r in results), outs, lat[len(lat) // 2]
 
 
 def bench_pebble(corpus, workers):
@@ -154,24 +218,40 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--programs", type=int, default=600)
     ap.add_argument("--workers", type=int, default=os.cpu_count())
+    ap.add_argument("--tiers", default="process,reuse", help="isolation tiers to measure")
     args = ap.parse_args()
+    tiers = args.tiers.split(",")
     corpus = make_corpus(args.programs)
     t = time.perf_counter()
     inproc = [exec_twice(c, i) for c, i in corpus]
     exec_us = (time.perf_counter() - t) / len(corpus) * 1e6
 
-    ours, our_out, our_lat = bench_ours(corpus, args.workers)
     official, off_out, off_lat = bench_official(corpus)
+    ours_by = {t: bench_ours(corpus, args.workers, t) for t in tiers}
     core, peb_out, peb_lat = bench_pebble(corpus, args.workers)
     bare, bare_out = bench_bare(corpus, args.workers)
-
-    agree = sum(o == (p[0]) and ok for (o, ok), p in zip(our_out, inproc))
+    floor, floor_out, floor_p50 = bench_fork_floor(corpus, args.workers)
+    assert floor_out == [p[0] for p in inproc]
+    for tier in tiers:
+        report_tier(tier, ours_by[tier], corpus, inproc, args.workers, exec_us, official, core,
+                    bare, floor, off_lat, peb_lat, floor_p50)
     off_agree = sum(ok and o == p[0].strip()[:400] for (ok, o), p in zip(off_out, inproc))
     assert [p[0] for p in peb_out] == [p[0] for p in inproc] == [b[0] for b in bare_out]
-    print(f"corpus: {len(corpus)} programs, {args.workers} workers, cpu cores {os.cpu_count()}; "
+    print(f"official agreeing with in-process: {off_agree}/{len(corpus)}; "
+          f"(b) official {official:.0f}/s, (b') core {core:.0f}/s, (c) bare {bare:.0f}/s, "
+          f"(f) bare forked floor {floor:.0f}/s")
+    print(f"load average during run: {os.getloadavg()[0]:.1f} (shared machine: compare ratios)")
+    return 0
+
+
+def report_tier(tier, measured, corpus, inproc, workers, exec_us, official, core, bare, floor,
+                off_lat, peb_lat, floor_p50):
+    ours, our_out, our_lat = measured
+    agree = sum(o == (p[0]) and ok for (o, ok), p in zip(our_out, inproc))
+    print(f"== isolation={tier}")
+    print(f"corpus: {len(corpus)} programs, {workers} workers, cpu cores {os.cpu_count()}; "
           f"in-process exec twice: {exec_us:.0f} us/program")
-    print(f"outputs agreeing with in-process: ours {agree}/{len(corpus)}, "
-          f"official {off_agree}/{len(corpus)}")
+    print(f"outputs agreeing with in-process: ours {agree}/{len(corpus)}")
     print(f"(a)  ours, sandboxed, all cores        : {ours:8.0f} programs/s")
     print(f"(b)  official executor (check_all)     : {official:8.0f} programs/s")
     print(f"(b') official core (pebble, exec twice): {core:8.0f} programs/s")
@@ -183,9 +263,10 @@ def main():
           f"official: p50 {pct(off_lat, 0.5) * 1e6:.0f} us, p99 {pct(off_lat, 0.99) * 1e6:.0f} us; "
           f"official core: p50 {pct(peb_lat, 0.5) * 1e6:.0f} us")
     print(f"our overhead per program: {p50 - exec_us:.0f} us (single-call p50 minus exec time); "
-          f"{args.workers * 1e6 / ours - exec_us:.0f} us of worker time at full throughput")
-    print(f"load average during run: {os.getloadavg()[0]:.1f} (shared machine: compare ratios)")
-    return 0 if statistics.mean([1.0]) else 1
+          f"{workers * 1e6 / ours - exec_us:.0f} us of worker time at full throughput")
+    print(f"over the bare forked floor (p50 {floor_p50 * 1e6:.0f} us per single call): "
+          f"{p50 - floor_p50 * 1e6:.0f} us per single call, "
+          f"{workers * 1e6 / ours - workers * 1e6 / floor:.0f} us of worker time at full throughput")
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ sys.path.insert(0, ROOT)
 sys.path.insert(1, os.path.join(ROOT, "benchmarks"))
 
 from azr_jax.executor import Job, SandboxConfig, SandboxPool  # noqa: E402
+from azr_jax.executor.sandbox_types import REUSE_UID_OFFSET  # noqa: E402
 from executor import exec_twice, make_corpus  # noqa: E402
 from tests import executor_attack_programs as attacks  # noqa: E402
 from tests.test_executor_adversarial import HOSTILE, _program  # noqa: E402
@@ -76,7 +77,8 @@ def snapshot(pool, dirs, uids):
     stats = pool.stats()
     live, zombie = sandbox_processes(uids)
     return dict(workers=[{k: s[k] for k in ("pid", "rss_kb", "fds", "children", "sandbox_entries",
-                                              "leaked_dirs", "ipc")} if s else None for s in stats],
+                                              "leaked_dirs", "ipc", "reuse_discards")} if s else None
+                         for s in stats],
                 worker_pids=[w.proc.pid for w in pool.workers], host_ipc=attacks.sysvipc_counts(),
                 sandbox_live=live, sandbox_zombies=zombie, host_files=len(attacks.leftovers(dirs)),
                 restarts=pool.restarts, internal_errors=pool.internal_errors)
@@ -89,6 +91,7 @@ def main():
     ap.add_argument("--workers", type=int, default=os.cpu_count())
     ap.add_argument("--batch", type=int, default=512)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--isolation", default="process", choices=["process", "reuse"])
     ap.add_argument("--no-namespaces", action="store_true",
                     help="test the fallback (uid drop + seccomp, no namespaces)")
     args = ap.parse_args()
@@ -105,7 +108,8 @@ def main():
     host_ipc_before = attacks.sysvipc_counts()
     files_before = len(attacks.leftovers(dirs))
 
-    cfg = SandboxConfig(workers=args.workers, timeout_s=1.0, namespaces=not args.no_namespaces)
+    cfg = SandboxConfig(workers=args.workers, timeout_s=1.0, namespaces=not args.no_namespaces,
+                        isolation=args.isolation)
     wrong, hostile_ok, t0 = [], 0, time.monotonic()  # hostile_ok: ran to the end (attack denied)
     with SandboxPool(cfg) as pool:
         info = pool.info()
@@ -138,6 +142,7 @@ def main():
         last = snapshot(pool, dirs, uids)
         uids |= {w.uid for w in pool.workers if w.uid is not None}
     time.sleep(0.5)
+    uids |= {u + REUSE_UID_OFFSET for u in set(uids)}  # reused children: none after close
     after_close = dict(sandbox_processes=sandbox_processes(uids), host_ipc=attacks.sysvipc_counts(),
                        host_files=len(attacks.leftovers(dirs)),
                        host_sandbox_dirs=sum(os.path.lexists(r) for r in roots))
@@ -161,7 +166,9 @@ def main():
             w["fds"] for w in last["workers"]],
         "worker RSS growth < 2 MB": rss_growth is not None and max(rss_growth) < 2048,
     }
-    report = dict(programs=len(items), hostile=n_hostile, hostile_variants=len(variants),
+    report = dict(tier=args.isolation, reuse_discards=[w and w.get("reuse_discards")
+                                                       for w in last["workers"]],
+                  programs=len(items), hostile=n_hostile, hostile_variants=len(variants),
                   hostile_completed=hostile_ok, wrong_benign=len(wrong), wall_s=round(wall, 1),
                   programs_per_s=round(len(items) / wall), workers=args.workers,
                   isolation=[{k: i[k] for k in ("namespaces", "seccomp", "ipc_denied", "rw_mounts")}

@@ -79,6 +79,10 @@ def get_config() -> ml_collections.ConfigDict:
     c.executor = ml_collections.ConfigDict(dict(
         workers=0,  # sandbox worker processes per host; 0 = the host's cores less a reserve
         memory_mb=1024,
+        # isolation tiers (README "Isolation tiers"): proposals get a fresh child each;
+        # grading (rollouts, solver answers) reuses a checked child (BENCHMARKS: step cost)
+        isolation="process",
+        grading_isolation="reuse",
     ))
 
     # Benchmarks run on the current parameters every trainer.eval_every steps (metrics

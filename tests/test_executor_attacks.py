@@ -5,6 +5,7 @@ every call has a bound (``submit(...).result(timeout)``), so a pool that hangs f
 instead of hanging the suite. Shared programs live in ``executor_attack_programs``.
 """
 
+import dataclasses
 import os
 import time
 
@@ -18,6 +19,7 @@ from tests.executor_attack_programs import (BENIGN, BENIGN_OUT, FORGE_FRAMES, FO
 ROOT = os.geteuid() == 0
 CFG = SandboxConfig(workers=2, timeout_s=1.0, memory_mb=256, max_procs=16)
 NS_PARAMS = pytest.mark.parametrize("namespaces", [True, False], ids=["namespaces", "no-namespaces"])
+TIERS = pytest.mark.parametrize("isolation", ["process", "reuse"])
 
 
 def _run(pool, jobs, timeout=60):
@@ -29,9 +31,10 @@ def _serves(pool):
     assert [r.output for r in res] == [BENIGN_OUT] * 4
 
 
-@pytest.fixture(scope="module")
-def pool():
-    with SandboxPool(CFG) as p:
+@pytest.fixture(scope="module", params=["process", "reuse"])
+def pool(request):
+    """The whole suite runs against both isolation tiers."""
+    with SandboxPool(dataclasses.replace(CFG, isolation=request.param)) as p:
         yield p
 
 
@@ -110,10 +113,11 @@ def test_worker_replies_are_checked():
 
 
 # ---- 2. IPC objects that outlive the program ----------------------------------------
+@TIERS
 @NS_PARAMS
-def test_ipc_objects_cannot_be_created(namespaces):
+def test_ipc_objects_cannot_be_created(namespaces, isolation):
     before = sysvipc_counts()
-    cfg = SandboxConfig(workers=1, timeout_s=2.0, namespaces=namespaces)
+    cfg = SandboxConfig(workers=1, timeout_s=2.0, namespaces=namespaces, isolation=isolation)
     with SandboxPool(cfg) as pool:
         res = _run(pool, [Job(IPC_CREATE, [repr(v)]) for v in ("private", "keyed", "attach")])
         assert [r.output for r in res] == ["[]"] * 3, [r.output or r.first_error for r in res]
@@ -124,12 +128,13 @@ def test_ipc_objects_cannot_be_created(namespaces):
 
 
 # ---- 3. writable host paths -----------------------------------------------------------
+@TIERS
 @NS_PARAMS
 @pytest.mark.skipif(not ROOT, reason="without root programs run as the trainer's own user")
-def test_no_host_path_keeps_what_a_program_writes(namespaces):
+def test_no_host_path_keeps_what_a_program_writes(namespaces, isolation):
     dirs = host_world_writable_dirs()
     assert "/run/lock" in dirs or not os.path.isdir("/run/lock")
-    cfg = SandboxConfig(workers=1, timeout_s=8.0, namespaces=namespaces)
+    cfg = SandboxConfig(workers=1, timeout_s=8.0, namespaces=namespaces, isolation=isolation)
     with SandboxPool(cfg) as pool:
         res = _run(pool, [Job(WRITE_DIRS, [repr(dirs)], repeats=1), BENIGN])
         assert res[1].output == BENIGN_OUT
@@ -146,9 +151,10 @@ def test_no_host_path_keeps_what_a_program_writes(namespaces):
 
 
 # ---- 4. new namespaces ----------------------------------------------------------------
+@TIERS
 @NS_PARAMS
-def test_programs_cannot_create_namespaces(namespaces):
-    cfg = SandboxConfig(workers=1, timeout_s=3.0, namespaces=namespaces)
+def test_programs_cannot_create_namespaces(namespaces, isolation):
+    cfg = SandboxConfig(workers=1, timeout_s=3.0, namespaces=namespaces, isolation=isolation)
     with SandboxPool(cfg) as pool:
         res = _run(pool, [Job(NAMESPACES, [repr(v)], repeats=1)
                           for v in ("unshare", "clone", "binary", "setns")] + [BENIGN])
@@ -157,9 +163,11 @@ def test_programs_cannot_create_namespaces(namespaces):
 
 
 # ---- 5. zombies and host processes ----------------------------------------------------
+@TIERS
 @NS_PARAMS
-def test_clone_parent_children_never_exhaust_the_process_limit(namespaces):
-    cfg = SandboxConfig(workers=1, timeout_s=2.0, max_procs=16, namespaces=namespaces)
+def test_clone_parent_children_never_exhaust_the_process_limit(namespaces, isolation):
+    cfg = SandboxConfig(workers=1, timeout_s=2.0, max_procs=16, namespaces=namespaces,
+                        isolation=isolation)
     with SandboxPool(cfg) as pool:
         zombies = _run(pool, [Job(ZOMBIES, ["8"], repeats=1)] * 6)
         # 48 children re-parented onto the worker, 16 processes allowed: later forks must work.

@@ -7,7 +7,9 @@ containing ``input(``; or "strict"). The functions' own defaults are the strict 
 
 Outputs are ``repr`` of ``f(<input text>)``, cut to 200 + "..." + 200 characters when
 longer than 400 (``truncate_output``, as the official executor does). A cut gold answer is
-compared as it is, so such tasks cannot be solved (the official effect). Deduction answers are compared as
+compared as it is, so such tasks cannot be solved (the official effect). Validation jobs run
+in the pool's ``isolation`` tier, grading jobs in its ``grading_isolation`` tier; a job
+with several inputs (induction's hidden pairs) runs in one child either way. Deduction answers are compared as
 ``eval(gold) == eval(answer)`` inside the sandbox with the program's names in scope, after a
 safe literal fast path in the trainer process.
 """
@@ -177,6 +179,12 @@ def validate_tasks(pool: SandboxPool, items: list[tuple[str, list[str]]], repeat
     return results  # type: ignore[return-value]
 
 
+def _grading(pool) -> str | None:
+    """The tier grading jobs ask for (``SandboxConfig.grading_isolation``); None for a pool
+    without one (e.g. a multi-host wrapper that forwards jobs as they are)."""
+    return getattr(getattr(pool, "config", None), "grading_isolation", None)
+
+
 def grade_deduction(predicted_output_text: str, gold_output_text: str) -> bool:
     """Deduction fast path: equal as literals (no code runs; ``grade_deductions`` does the rest)."""
     return outputs_equal(predicted_output_text, gold_output_text)
@@ -200,7 +208,7 @@ def grade_deductions(pool: SandboxPool, items: list[tuple[str, str, str]],
             grades[i] = True
             continue
         jobs.append(Job(code + "\n" + _DEDUCTION_CHECK.format(gold=gold, answer=pred), [""],
-                        repeats=1, entry="__azr_deduction_check"))
+                        repeats=1, entry="__azr_deduction_check", isolation=_grading(pool)))
         where.append(i)
     for i, res in zip(where, pool.run(jobs, timeout=timeout)):
         grades[i] = bool(res.runs and res.runs[0].ok and res.runs[0].output == "True")
@@ -210,7 +218,8 @@ def grade_deductions(pool: SandboxPool, items: list[tuple[str, str, str]],
 def grade_abduction(pool: SandboxPool, items: list[tuple[str, str, str]],
                     timeout: float | None = None) -> list[bool]:
     """Abduction: run ``code`` on the predicted input; correct iff the output equals gold."""
-    jobs = [Job(code, [pred_input], repeats=1) for code, pred_input, _ in items]
+    jobs = [Job(code, [pred_input], repeats=1, isolation=_grading(pool))
+            for code, pred_input, _ in items]
     results = pool.run(jobs, timeout=timeout)
     return [bool(r.runs and r.runs[0].ok and outputs_equal(r.runs[0].output, gold))
             for r, (_, _, gold) in zip(results, items)]
@@ -226,7 +235,7 @@ def grade_induction(pool: SandboxPool, items: list[tuple[str, list[str], list[st
     for i, (code, inputs, golds) in enumerate(items):
         if len(inputs) != len(golds) or not inputs or check_with(code, bans) is not None:
             continue
-        jobs.append(Job(code, list(inputs), repeats=1))
+        jobs.append(Job(code, list(inputs), repeats=1, isolation=_grading(pool)))
         where.append(i)
     for i, res in zip(where, pool.run(jobs, timeout=timeout)):
         golds = items[i][2]

@@ -20,22 +20,20 @@ import time
 
 from azr_jax.executor import replies
 from azr_jax.executor.worker import messages
-from azr_jax.executor.sandbox_types import Job, JobResult, RunResult, SandboxConfig, ScriptResult
+from azr_jax.executor.sandbox_types import (ISOLATION_TIERS, Job, JobResult, RunResult,
+                                            SandboxConfig, ScriptResult)
 from azr_jax.executor.workerproc import _WorkerProc, sweep_uid
 
 __all__ = ["Job", "JobResult", "RunResult", "SandboxConfig", "SandboxPool", "ScriptResult",
            "sweep_uid"]
 
 
-
 class _Batch:
     def __init__(self, n, future, deadline):
-        self.results = [None] * n
-        self.left = n
+        self.results, self.left = [None] * n, n
         self.future = future
         self.deadline = deadline
-        self.done = False
-        self.tasks = []
+        self.done, self.tasks = False, []
 
 
 class _Task:
@@ -80,10 +78,11 @@ class SandboxPool:
         cfg = self.config
         reqs, bounds, fallbacks = [], [], []
         for job in jobs:
-            if type(job.repeats) is not int or job.repeats < 1:
-                raise ValueError(f"Job.repeats must be an int >= 1, got {job.repeats!r}")
+            if type(job.repeats) is not int or job.repeats < 1 or job.isolation not in (None, *ISOLATION_TIERS):
+                raise ValueError(f"bad Job.repeats {job.repeats!r} or isolation {job.isolation!r}")
             inputs = [str(i) for i in job.inputs]
-            reqs.append(("f", job.code, inputs, int(job.repeats), job.entry, float(cfg.timeout_s)))
+            reqs.append(("f", job.code, inputs, int(job.repeats), job.entry, float(cfg.timeout_s),
+                         job.isolation or cfg.isolation))
             bounds.append(cfg.timeout_s * max(1, job.repeats) * max(1, len(inputs)) + 1.0)
             fallbacks.append(lambda why, n=len(inputs): JobResult(
                 [RunResult(False, None, why, False)] * n, why))

@@ -7,6 +7,12 @@ import math
 import os
 
 
+ISOLATION_TIERS = ("process", "reuse")
+# A worker's reused children run as uid + this (pid_max <= 2**22 keeps it unique): the
+# per-program children's final kill(-1) and the reused child's check never meet.
+REUSE_UID_OFFSET = 1 << 22
+
+
 @dataclasses.dataclass(frozen=True)
 class SandboxConfig:
     """Sandbox settings (one object, passed down from the trainer config).
@@ -21,6 +27,13 @@ class SandboxConfig:
       per-program bounds, so a call can never hang.
     preload_modules: stdlib modules each worker imports once before serving, so programs
       that import them pay nothing (~1 MB more to fork; every child gets its own copy).
+    isolation: the tier of jobs that name none (``Job.isolation``): "process" (a fresh
+      forked child per job) or "reuse" (a sandboxed child runs job after job and is
+      discarded as soon as one changed anything it can see; see README "Isolation tiers").
+      "reuse" needs the sandbox uid (root); without it each job gets a fresh child as with
+      "process". Scripts always get a fresh child.
+    grading_isolation: the tier ``azr_jax.executor.azr``'s grading functions give their
+      jobs; None: ``isolation`` (proposal validation always uses ``isolation``).
     """
 
     workers: int | None = None
@@ -40,6 +53,8 @@ class SandboxConfig:
     batch_timeout_s: float | None = None
     preload_modules: tuple[str, ...] = ("collections", "itertools", "functools", "math", "heapq",
                                         "bisect", "operator", "string", "re")
+    isolation: str = "process"
+    grading_isolation: str | None = None
 
     def __post_init__(self):
         """One clear ValueError for a setting that cannot work (nan/inf/negative timeouts,
@@ -53,6 +68,10 @@ class SandboxConfig:
                 continue
             if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
                 raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+        for name in ("isolation", "grading_isolation"):
+            if getattr(self, name) not in ISOLATION_TIERS + ((None,) if name[0] == "g" else ()):
+                raise ValueError(f"{name} must be one of {', '.join(ISOLATION_TIERS)}, "
+                                 f"got {getattr(self, name)!r}")
         for name in ("memory_mb", "max_output_chars", "max_stream_bytes", "max_file_bytes",
                      "max_open_files", "max_procs", "tmpfs_mb", "pipeline_depth"):
             value = getattr(self, name)
@@ -71,6 +90,7 @@ class Job:
     inputs: list[str]
     repeats: int = 2
     entry: str = "f"
+    isolation: str | None = None  # "process" | "reuse"; None: the pool's SandboxConfig.isolation
 
 
 @dataclasses.dataclass(frozen=True)

@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 from azr_jax.executor.worker.fs import rmtree
-from azr_jax.executor.sandbox_types import SandboxConfig
+from azr_jax.executor.sandbox_types import REUSE_UID_OFFSET, SandboxConfig
 
 _WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "worker", "serve.py")
 
@@ -24,7 +24,8 @@ class _WorkerProc:
             max_file_bytes=cfg.max_file_bytes, max_open_files=cfg.max_open_files,
             max_procs=cfg.max_procs, max_output_chars=cfg.max_output_chars,
             max_stream_bytes=cfg.max_stream_bytes, max_reply_bytes=4 * cfg.max_output_chars + (1 << 20),
-            uid=base, preload=list(cfg.preload_modules))
+            uid=base, preload=list(cfg.preload_modules), isolation=cfg.isolation,
+            reuse_uid_offset=REUSE_UID_OFFSET)
         env = {"PYTHONHASHSEED": str(cfg.hash_seed), "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
         self.proc = subprocess.Popen(
             [sys.executable, "-S", "-s", "-P", "-B", _WORKER, "setup", marshal.dumps(wcfg).hex()],
@@ -54,8 +55,9 @@ class _WorkerProc:
             self.proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
             pass
-        if self.uid is not None:
+        if self.uid is not None:  # its per-program children's uid, then its reused child's
             sweep_uid(self.uid)
+            sweep_uid(self.uid + REUSE_UID_OFFSET)
         # Without a mount namespace the worker's sandbox dirs live on the host: remove what a
         # killed worker could not (with one, they vanished with its private tmpfs).
         for base in ("/dev/shm", "/tmp"):

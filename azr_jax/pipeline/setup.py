@@ -8,6 +8,7 @@ import os
 from typing import TYPE_CHECKING, Any, Callable, Mapping, TypeVar
 
 from azr_jax.errors import UserError
+from azr_jax.executor.sandbox_types import ISOLATION_TIERS
 from azr_jax.pipeline.workdir_layout import CHECKPOINT_DIR
 
 if TYPE_CHECKING:  # the real modules import JAX; `build` imports them when it runs
@@ -95,6 +96,10 @@ def check_config(cfg):
         raise UserError(f"selfplay.batch_per_group must be >= 1, got {cfg.selfplay.batch_per_group}")
     if cfg.trainer.steps < 0:
         raise UserError(f"trainer.steps must be >= 0, got {cfg.trainer.steps}")
+    for key in ("isolation", "grading_isolation"):
+        if cfg.executor.get(key, "process") not in ISOLATION_TIERS:
+            raise UserError(f"executor.{key} must be one of {', '.join(ISOLATION_TIERS)}, "
+                            f"got {cfg.executor.get(key)!r}")
     if cfg.model.get("attention_block", 0) < 0:
         raise UserError(f"model.attention_block must be >= 0 (0 = off), got {cfg.model.attention_block}")
 
@@ -148,7 +153,8 @@ def build(cfg, workdir: str) -> Env:
     # one process: the local pool; several (a pod): each host grades a share of every call
     pool = host_exec.for_processes(SandboxPool(SandboxConfig(
         workers=executor_workers(cfg.executor.workers), timeout_s=sp_cfg.timeout_s,
-        memory_mb=cfg.executor.memory_mb)))
+        memory_mb=cfg.executor.memory_mb, isolation=cfg.executor.get("isolation", "process"),
+        grading_isolation=cfg.executor.get("grading_isolation", None))))
     ckpt = TrainCheckpointer(workdir_fs.join(workdir_fs.absolute(workdir), CHECKPOINT_DIR),
                              keep=cfg.trainer.keep)
     return Env(model_cfg=model_cfg, tokenizer=tokenizer, selfplay=sp_cfg,

@@ -54,7 +54,7 @@ def _close_fds_except(keep):
     os.closerange(lo, 1 << 20)
 
 
-def _enter_child(cfg, wdir, out_fd, stdout_fd, stderr_fd, cpu_s):
+def _enter_child(cfg, wdir, out_fd, stdout_fd, stderr_fd, cpu_s, in_fd=-1):
     """In the forked child: isolate, then return (the caller runs the program).
 
     Few syscalls on purpose: every page the child touches costs a page fault (copy-on-write
@@ -64,7 +64,8 @@ def _enter_child(cfg, wdir, out_fd, stdout_fd, stderr_fd, cpu_s):
     if stdout_fd >= 0:
         os.dup2(stdout_fd, 1)
     os.dup2(stderr_fd if stderr_fd >= 0 else 0, 2)  # fd 0 is /dev/null (read-write)
-    _close_fds_except(sorted(cfg["keep_fds"] + [out_fd]))  # drop every inherited fd
+    keep = cfg["keep_fds"] + [out_fd] + ([in_fd] if in_fd >= 0 else [])  # in_fd: a reused
+    _close_fds_except(sorted(keep))  # child's request pipe; every other inherited fd goes
     os.chdir(wdir)
     _child_limits(cfg, cpu_s)
     uid = cfg["uid"]
@@ -89,8 +90,9 @@ def _sweep_as(uid):
         time.sleep(0.002)
 
 
-def _run_function(emit, code, inputs, repeats, entry, max_chars):
-    """Run ``entry(<input>)`` ``repeats`` times per input; ``emit`` one frame per input."""
+def _run_function(emit, code, inputs, repeats, entry, max_chars, inspect=None):
+    """Run ``entry(<input>)`` ``repeats`` times per input; ``emit`` one frame per input.
+    ``inspect``: called with each code object before it runs (a reused child's check)."""
     import builtins
 
     try:
@@ -98,6 +100,8 @@ def _run_function(emit, code, inputs, repeats, entry, max_chars):
     except BaseException as e:  # noqa: BLE001
         emit(("c", _describe(e)))
         return
+    if inspect is not None:
+        inspect(compiled)
     for inp in inputs:
         outs, err = [], None
         try:
@@ -105,6 +109,8 @@ def _run_function(emit, code, inputs, repeats, entry, max_chars):
         except BaseException as e:  # noqa: BLE001
             emit(("i", False, None, "bad input: " + _describe(e), False))
             continue
+        if inspect is not None:
+            inspect(call)
         for _ in range(repeats):
             scope = {"__name__": "__main__", "__builtins__": builtins}
             try:

@@ -97,11 +97,12 @@ def _err_text(raw):
     return text
 
 
-def wait_frames(rfd, want, kinds, timeout_s, nonce, max_bytes, max_chars, clock):
+def wait_frames(rfd, want, kinds, timeout_s, nonce, max_bytes, max_chars, clock, buf=None):
     """Collect ``want`` frames of the given kinds (a compile-error frame, first, ends it
     early); the deadline restarts after each. Returns (frames, error, timed_out); error names
-    a forged or oversized frame."""
-    buf, frames, poller = bytearray(), [], select.poll()
+    a forged or oversized frame. ``buf``: bytes read past the last frame are left there."""
+    buf = bytearray() if buf is None else buf
+    frames, poller = [], select.poll()
     poller.register(rfd, select.POLLIN)
     deadline = clock() + timeout_s
     while len(frames) < want:

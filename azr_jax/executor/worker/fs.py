@@ -98,12 +98,12 @@ def _exists(name, dir_fd):
 
 
 class Watch:
-    """World-writable host dirs the sandbox uid can write (no mount namespace): after each
-    program, a dir whose mtime/ctime moved has the entries the sandbox uid owns removed.
+    """World-writable host dirs the sandbox uids can write (no mount namespace): after each
+    program, a dir whose mtime/ctime moved has the entries the sandbox uids own removed.
     Two ``stat`` calls per dir per program when nothing changed."""
 
-    def __init__(self, dirs, uid):
-        self.uid = uid
+    def __init__(self, dirs, uids):
+        self.uids = set(uids)
         self.state = {d: _stamp(d) for d in dirs}
 
     def scrub(self):
@@ -114,7 +114,7 @@ class Watch:
                 continue
             try:
                 with os.scandir(d) as it:
-                    mine = [e.path for e in it if _owner(e) == self.uid]
+                    mine = [e.path for e in it if _owner(e) in self.uids]
             except OSError:
                 mine = []
             for path in mine:

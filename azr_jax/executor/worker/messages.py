@@ -3,7 +3,9 @@
 fine here; what a program's child sends back is ``frames.py``'s checked binary layout.
 
 The one codec of this protocol: the pool imports it as ``azr_jax.executor.worker.messages``,
-the worker loads it as a sibling (stdlib only).
+the worker loads it as a sibling (stdlib only). The worker also sends its reused child's
+requests with it (``reuse.py``: written by the worker, so trusted too); what comes back from
+any child uses ``frames.py``.
 """
 
 import marshal

@@ -12,7 +12,7 @@ not stay in the serving heap.
 
 Protocol with the pool on fds 0/1 (moved to private fds at start): frames of 4-byte
 little-endian length + ``marshal`` payload (``messages.py``). Requests ``(task_id, "f", code, inputs, repeats,
-entry, timeout_s)``, ``(task_id, "s", script, timeout_s)``, ``(task_id, "ping")`` and
+entry, timeout_s, isolation)``, ``(task_id, "s", script, timeout_s)``, ``(task_id, "ping")`` and
 ``(task_id, "stats")``; one reply frame per request (see ``serve``). Programs never see these
 fds. A program's own child reports to us over a per-program pipe the program CAN reach; those
 frames are nonce-checked and parsed field by field (``frames.py``). The
@@ -46,6 +46,8 @@ _child = _import_sibling("child")
 _frames = _import_sibling("frames")
 _messages = _import_sibling("messages")
 _fs = _import_sibling("fs")
+_reuse = _import_sibling("reuse")
+_reuse.bind(_child, _frames, _messages, _import_sibling("state"))
 _Conn, _describe = _messages.Conn, _child._describe
 _enter_child, _run_function, _run_script = _child._enter_child, _child._run_function, _child._run_script
 _sweep_as, _warm_up = _child._sweep_as, _child._warm_up
@@ -62,29 +64,39 @@ class _Worker:
         base = cfg["sbx_base"] or ("/dev/shm" if os.access("/dev/shm", os.W_OK) else "/tmp")
         self.root = "%s/azr-sbx-%d" % (base, cfg["uid"] or os.getpid())
         os.makedirs(self.root, mode=0o755, exist_ok=True)
-        self.watch = _fs.Watch(cfg["watch_dirs"], cfg["uid"]) if cfg["watch_dirs"] else None
+        # "reuse" needs the sandbox uid: its check that no process is left is kill(-1).
+        # Without one, every job gets a fresh child (the tier a request names is ignored).
+        self.reused = _reuse.Reused(self) if cfg["uid"] is not None else None
+        if self.reused is None:
+            cfg["isolation"] = "process"
+        uids = [cfg["uid"]] + ([self.reused.uid] if self.reused else [])
+        self.watch = _fs.Watch(cfg["watch_dirs"], uids) if cfg["watch_dirs"] else None
 
     def _wait(self, rfd, want, kinds, timeout_s, nonce):
         cfg = self.cfg
         return _frames.wait_frames(rfd, want, kinds, timeout_s, nonce, cfg["max_reply_bytes"],
                                    cfg["max_output_chars"], _now)
 
-    def _finish(self, pid, timed_out, clean):
-        """Kill what is left of the program, reap it, describe how it ended."""
+    def _finish(self, pid, timed_out, clean, uid=None):
+        """Kill what is left of the program, reap it, describe how it ended. ``pid`` None:
+        already reaped (a reused child that ended by itself): only the sweep is left.
+        ``uid``: the program's sandbox uid, if not the worker's own (a reused child's)."""
         if clean:  # all replies are in; the child is already exiting (after its own sweep)
             os.waitpid(pid, 0)
             return None
-        try:
-            os.killpg(pid, signal.SIGKILL)
-        except OSError:
-            pass
-        _, status = os.waitpid(pid, 0)
+        status = 0
+        if pid is not None:
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except OSError:
+                pass
+            _, status = os.waitpid(pid, 0)
         if self.cfg["uid"] is not None:
             # The program may have left descendants outside its process group.
             sweeper = os.fork()
             if sweeper == 0:
                 try:
-                    _sweep_as(self.cfg["uid"])
+                    _sweep_as(uid or self.cfg["uid"])
                 finally:
                     os._exit(0)
             os.waitpid(sweeper, 0)
@@ -222,6 +234,8 @@ class _Worker:
                 break
             if not pid:
                 break
+            if self.reused is not None and pid == self.reused.pid:
+                self.reused.reaped = True  # it ended by itself; discard() must not wait
             self.exiting = [(p, d) for p, d in self.exiting if p != pid or self._remove(d)]
 
     def _remove(self, wdir):
@@ -242,9 +256,13 @@ class _Worker:
                 rss = next(int(l.split()[1]) for l in fh if l.startswith("VmRSS:"))
         except (OSError, StopIteration):
             rss = -1
-        return dict(pid=os.getpid(), rss_kb=rss, fds=len(os.listdir("/proc/self/fd")),
-                    exiting=len(self.exiting), sandbox_entries=len(os.listdir(self.root)),
-                    leaked_dirs=self.leaked_dirs, children=_children(),
+        live = int(self.reused is not None and self.reused.pid is not None)  # its dir
+        alive = int(live and not self.reused.reaped)  # and its process
+        return dict(pid=os.getpid(), rss_kb=rss, fds=len(os.listdir("/proc/self/fd")) - 2 * live,
+                    exiting=len(self.exiting), sandbox_entries=len(os.listdir(self.root)) - live,
+                    leaked_dirs=self.leaked_dirs, children=_children() - alive,
+                    reused_child=live, reuse_discards=self.reused.discards if self.reused else 0,
+                    reuse_last_why=self.reused.last_why if self.reused else None,
                     ipc=dict(shm=count("/proc/sysvipc/shm", 1), sem=count("/proc/sysvipc/sem", 1),
                              msg=count("/proc/sysvipc/msg", 1)))
 
@@ -255,13 +273,16 @@ class _Worker:
             self.reap(block=len(self.exiting) > 4 or not (conn.buf or idle.poll(0)))
             msg = conn.read()
             if msg is None:  # the pool closed our pipe
+                if self.reused is not None:
+                    self.reused.discard(False)
                 self.reap(block=True)
                 _fs.rmtree(self.root)
                 return
             task_id, kind = msg[0], msg[1]
             try:
-                if kind == "f":
-                    reply = self.run_function(*msg[2:])
+                if kind == "f":  # the last field: the job's isolation tier
+                    reuse = msg[-1] == "reuse" and self.reused is not None
+                    reply = (self.reused.run if reuse else self.run_function)(*msg[2:-1])
                 elif kind == "s":
                     reply = self.run_script(*msg[2:])
                 elif kind == "ping":
@@ -269,7 +290,7 @@ class _Worker:
                     reply = dict(pid=os.getpid(), netns=cfg["netns"], uid=cfg["uid"],
                                  namespaces=cfg["ns"], seccomp=cfg["seccomp"],
                                  ipc_denied=cfg["ipc_denied"], rw_mounts=cfg["rw_mounts"],
-                                 watch_dirs=cfg["watch_dirs"])
+                                 watch_dirs=cfg["watch_dirs"], isolation=cfg["isolation"])
                 elif kind == "stats":
                     self.reap(block=True)
                     reply = self.stats()
@@ -334,6 +355,8 @@ def main():
             setup._use_exposed_stdlib(new_path, mapping)
     _warm_up(cfg)
     worker = _Worker(_Conn(rfd, wfd), cfg)
+    if cfg["isolation"] == "reuse":
+        _reuse.prepare()  # else on the first job that asks for it
     gc.collect()
     gc.freeze()  # children's collections skip the worker's objects: fewer copy-on-write faults
     worker.serve()
