@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from azr_jax.models.attention import gqa_attention
+from azr_jax.models.attention_kernels import SlotMask, attend
 from azr_jax.models.config import ModelConfig, RopeScaling
 from azr_jax.models.norm import rms_norm
 from azr_jax.models.swiglu import swiglu
@@ -80,11 +80,12 @@ def project_out(p_attn, out_btnh, cfg: ModelConfig):
     return out_btnh.reshape(b, t, n * h) @ w_o
 
 
-def attention(p_attn, x_btd, positions_bt, mask_bts, kv_window: KVWindow, cfg: ModelConfig):
-    """Grouped-query self-attention of x over the key slots `kv_window` returns."""
+def attention(p_attn, x_btd, positions_bt, mask: SlotMask, kv_window: KVWindow, cfg: ModelConfig):
+    """Grouped-query self-attention of x over the key slots `kv_window` returns, by the
+    kernel `cfg.attention_impl` names (`attention_kernels`)."""
     q_btnh, k_btkh, v_btkh = project_qkv(p_attn, x_btd, positions_bt, cfg)
     k_bksh, v_bksh = kv_window(k_btkh, v_btkh)
-    out_btnh = gqa_attention(q_btnh, k_bksh, v_bksh, mask_bts, block=cfg.attention_block)
+    out_btnh = attend(q_btnh, k_bksh, v_bksh, mask, cfg.attention_impl, cfg.attention_block)
     return project_out(p_attn, out_btnh, cfg)
 
 
@@ -99,10 +100,10 @@ def norm(p_norm, x_btd, cfg: ModelConfig):
     return rms_norm(x_btd, p_norm["scale"], cfg.rms_norm_eps, cfg.compute_dtype)
 
 
-def decoder_layer(p, x_btd, positions_bt, mask_bts, kv_window: KVWindow, cfg: ModelConfig):
+def decoder_layer(p, x_btd, positions_bt, mask: SlotMask, kv_window: KVWindow, cfg: ModelConfig):
     """One pre-norm decoder layer: x + attn(norm(x)), then + mlp(norm(.))."""
     h_btd = norm(p["attn_norm"], x_btd, cfg)
-    x_btd = x_btd + attention(p["attn"], h_btd, positions_bt, mask_bts, kv_window, cfg)
+    x_btd = x_btd + attention(p["attn"], h_btd, positions_bt, mask, kv_window, cfg)
     x_btd = x_btd + mlp(p["mlp"], norm(p["mlp_norm"], x_btd, cfg), cfg)
     return nn.with_logical_constraint(x_btd, ("batch", "length", "act_embed"))
 

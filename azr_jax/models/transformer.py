@@ -6,7 +6,7 @@ math is the pure functions of `layers.py`, which decode calls too. Training and 
     logits_btv = forward(params, cfg, tokens_bt, valid_bt)
 
 `valid_bt` marks real tokens (False for left padding); a token attends to the real tokens
-at or before it (`attention_mask`). `prefill` runs a prompt the same way and stores its keys
+at or before it (`attention_kernels.self_attention_mask`). `prefill` runs a prompt the same way and stores its keys
 and values in a `KVCache` for decoding.
 """
 
@@ -16,7 +16,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from azr_jax.models.attention import attention_mask
+from azr_jax.models.attention_kernels import self_attention_mask
 from azr_jax.models.cache import KVCache, write_prompt
 from azr_jax.models.config import ModelConfig
 from azr_jax.models.layers import decoder_layer, embed_tokens, no_cache, norm, unembed
@@ -81,7 +81,7 @@ class DecoderLayer(nn.Module):
     return_kv: bool = False
 
     @nn.compact
-    def __call__(self, x_btd, positions_bt, mask_bts):
+    def __call__(self, x_btd, positions_bt, mask):
         c = self.config
         p = {"attn_norm": NormParams(c, name="attn_norm")(), "attn": AttentionParams(c, name="attn")(),
              "mlp_norm": NormParams(c, name="mlp_norm")(), "mlp": MLPParams(c, name="mlp")()}
@@ -91,7 +91,7 @@ class DecoderLayer(nn.Module):
             kv.append(no_cache(k_btkh, v_btkh))
             return kv[-1]
 
-        x_btd = decoder_layer(p, x_btd, positions_bt, mask_bts, window, c)
+        x_btd = decoder_layer(p, x_btd, positions_bt, mask, window, c)
         return x_btd, (kv[0] if self.return_kv else None)
 
 
@@ -107,7 +107,7 @@ class Transformer(nn.Module):
         embedding_vd = _param(self, "embedding", (c.vocab_size, c.hidden_size), ("vocab", "embed"))
         x_btd = embed_tokens(embedding_vd, tokens_bt, c.compute_dtype)
         x_btd = nn.with_logical_constraint(x_btd, ("batch", "length", "act_embed"))
-        mask_bts = attention_mask(valid_bt, 0, tokens_bt.shape[1])
+        mask = self_attention_mask(valid_bt, c.attention_impl)
 
         layer_cls = DecoderLayer
         if c.remat != "none":
@@ -120,7 +120,7 @@ class Transformer(nn.Module):
             length=c.num_layers,
             metadata_params={nn.PARTITION_NAME: "layers"},
         )(c, return_kv, name="layers")
-        x_btd, kv = layers(x_btd, positions_bt, mask_bts)
+        x_btd, kv = layers(x_btd, positions_bt, mask)
         h_btd = norm(NormParams(c, name="final_norm")(), x_btd, c)
         if return_hidden:
             return h_btd, kv
@@ -139,7 +139,9 @@ def positions_from_valid(valid_bt):
 def init_params(config: ModelConfig, rng, boxed: bool = False):
     """Random parameters. boxed=True keeps flax's LogicallyPartitioned boxes (for shardings)."""
     tokens = jnp.zeros((1, 1), jnp.int32)
-    variables = Transformer(config).init(rng, tokens, tokens, jnp.ones((1, 1), bool))
+    # The parameters do not depend on the attention kernel; XLA's traces on every backend.
+    init_cfg = config.replace(attention_impl="xla")
+    variables = Transformer(init_cfg).init(rng, tokens, tokens, jnp.ones((1, 1), bool))
     params = variables["params"]
     return params if boxed else nn.meta.unbox(params)
 

@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 
 from azr_jax.models import KVCache, ModelConfig, attention_mask, embed_tokens, unembed
+from azr_jax.models.attention_kernels import SlotMask
 from azr_jax.models.cache import write_layer
 from azr_jax.models.layers import decoder_layer, norm
 
@@ -32,7 +33,7 @@ def decode_step(params, cfg: ModelConfig, tok_b, pos_b, cache: KVCache):
     b = tok_b.shape[0]
     x_b1d = embed_tokens(params["embedding"], tok_b[:, None], cfg.compute_dtype)
     valid_bs = jax.lax.dynamic_update_slice_in_dim(cache.valid_bs, jnp.ones((b, 1), bool), index, 1)
-    mask_b1s = attention_mask(valid_bs, index, 1)
+    mask = SlotMask(valid_bs, attention_mask(valid_bs, index, 1))  # dense: the XLA single-query core
 
     def layer(i, carry):
         x_b1d, keys, values = carry
@@ -44,7 +45,7 @@ def decode_step(params, cfg: ModelConfig, tok_b, pos_b, cache: KVCache):
             return k_bksh, v_bksh
 
         p = _layer_params(params["layers"], i)
-        x_b1d = decoder_layer(p, x_b1d, pos_b[:, None], mask_b1s, window, cfg)
+        x_b1d = decoder_layer(p, x_b1d, pos_b[:, None], mask, window, cfg)
         return x_b1d, written["k"], written["v"]
 
     carry = (x_b1d, cache.keys, cache.values)
