@@ -11,8 +11,8 @@ from azr_jax.models.attention import gqa_attention
 b, t, n, k, h = 2, 8192, 14, 2, 64
 ks = jax.random.split(jax.random.PRNGKey(0), 4)
 q = jax.random.normal(ks[0], (b, t, n, h), jnp.bfloat16)
-kk = jax.random.normal(ks[1], (b, t, k, h), jnp.bfloat16)
-v = jax.random.normal(ks[2], (b, t, k, h), jnp.bfloat16)
+kk = jax.random.normal(ks[1], (b, k, t, h), jnp.bfloat16)  # the cache layout [b, k, s, h]
+v = jax.random.normal(ks[2], (b, k, t, h), jnp.bfloat16)
 mask = jnp.tril(jnp.ones((t, t), bool))[None].repeat(b, 0)
 cot = jax.random.normal(ks[3], (b, t, n, h), jnp.bfloat16)
 out = os.environ.get("OUT", "/tmp")

@@ -27,6 +27,7 @@ def get_config() -> ml_collections.ConfigDict:
         param_dtype="float32",  # master weights and optimizer state
         remat="full",  # per-layer rematerialisation: none | full | dots | ...
         attention_block=0,  # query tokens per attention block; 0 = whole sequence at once
+        attention_impl="auto",  # xla | cudnn | splash | auto (cudnn on GPU, splash on TPU, else xla)
     ))
 
     # Sizes may be -1 for "all remaining devices".

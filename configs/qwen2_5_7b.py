@@ -4,7 +4,8 @@ Memory per device: `python -m azr_jax.pipeline.recipe_memory configs/qwen2_5_7b.
 
 Why it fits (v5p-128 = 64 chips x 95 GiB HBM; mesh data=1 x fsdp=16 x tensor=4; Qwen2.5-7B:
 7.62e9 params, L=28 layers, d=3584, 28 query heads / 4 KV heads of 128, vocab 152064;
-attention in blocks of 1024 query tokens, `model.attention_block`):
+the XLA attention path, `--config.model.attention_impl=xla`, in blocks of 1024 query tokens,
+`model.attention_block`; the recipe's own `auto` runs the splash kernel on TPU, below):
 
   static  params f32 7.62e9*4 B / 64 chips                       =  0.44 GiB
           AdamW mu+nu f32 (2x params)                            =  0.89 GiB
@@ -27,6 +28,10 @@ backward needs 29 GiB and a 6144-token prefill 48 GiB (peak 55 GiB); this slice 
 for that. With blocks the recipe has room to spare: the estimator puts v5p-64 (32 chips,
 `--slice v5p-64 --config.mesh.fsdp=8`) at ~32 GiB per chip, and one sampler call for all
 3 x 64 x 8 learnability rollouts (`sampling.max_rows_per_call=0`; 2048 rows) at ~59 GiB.
+
+With `model.attention_impl=auto` (the default here; splash on TPU) no [queries x keys] scores
+exist in the update step or the prefill, only per-query softmax statistics: the estimator puts
+the training peak at ~10 GiB and the rollout peak at ~8 GiB per chip on this slice.
 """
 
 from configs.paper import paper_config

@@ -1,5 +1,6 @@
 """The model's hand-written VJPs (GQA attention core, SwiGLU, RMSNorm) equal autodiff of the plain
-formulation: values and gradients, with padding (incl. fully masked rows), f32 and bf16."""
+references next to them in the library: values and gradients, with padding (incl. fully
+masked rows), f32 and bf16."""
 
 import functools
 
@@ -8,24 +9,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from azr_jax.models.attention import gqa_attention
-from azr_jax.models.norm import rms_norm
-from azr_jax.models.swiglu import swiglu
-
-
-def attention_ref(q_btnh, k_bskh, v_bskh, mask_bts):
-    n, k = q_btnh.shape[2], k_bskh.shape[2]
-    k_rep = jnp.repeat(k_bskh, n // k, axis=2).astype(jnp.float32)
-    v_rep = jnp.repeat(v_bskh, n // k, axis=2).astype(jnp.float32)
-    s = jnp.einsum("btnh,bsnh->bnts", q_btnh.astype(jnp.float32), k_rep) * q_btnh.shape[-1] ** -0.5
-    p = jax.nn.softmax(jnp.where(mask_bts[:, None], s, -1e30), axis=-1)
-    return jnp.einsum("bnts,bsnh->btnh", p, v_rep)
-
-
-def swiglu_ref(x, wg, wu, wd):
-    f32 = jnp.float32
-    h = jax.nn.silu(x.astype(f32) @ wg.astype(f32)) * (x.astype(f32) @ wu.astype(f32))
-    return h @ wd.astype(f32)
+from azr_jax.models.attention import gqa_attention, gqa_attention_reference
+from azr_jax.models.norm import rms_norm, rms_norm_reference
+from azr_jax.models.swiglu import swiglu, swiglu_reference
 
 
 def grads(fn, args, cot, argnums):
@@ -42,8 +28,8 @@ def assert_close(got, want, tol):
 def attention_inputs(dtype, b=2, t=7, s=9, n=6, k=2, h=8):
     ks = jax.random.split(jax.random.PRNGKey(0), 4)
     q = jax.random.normal(ks[0], (b, t, n, h)).astype(dtype)
-    kk = jax.random.normal(ks[1], (b, s, k, h)).astype(dtype)
-    v = jax.random.normal(ks[2], (b, s, k, h)).astype(dtype)
+    kk = jax.random.normal(ks[1], (b, k, s, h)).astype(dtype)  # the cache layout [b, k, s, h]
+    v = jax.random.normal(ks[2], (b, k, s, h)).astype(dtype)
     # Cache-like mask: query t sits in slot t + 2; row 1 has 4 padding slots, and its first
     # query sees none (fully masked row).
     mask = jnp.arange(s)[None, None, :] <= (jnp.arange(t) + 2)[None, :, None]
@@ -62,9 +48,9 @@ def test_attention_matches_autodiff(dtype, tol, block):
     assert got.dtype == dtype
     keep = np.asarray(args[3].any(-1))  # fully masked rows: any finite answer is fine
     np.testing.assert_allclose(np.asarray(got, np.float32)[keep],
-                               np.asarray(attention_ref(*args))[keep], atol=tol * 4)
+                               np.asarray(gqa_attention_reference(*args))[keep], atol=tol * 4)
     g_got = jax.jit(lambda *a: grads(attend, a, cot, (0, 1, 2)))(*args)
-    g_ref = grads(attention_ref, args, cot, (0, 1, 2))
+    g_ref = grads(gqa_attention_reference, args, cot, (0, 1, 2))
     for g in g_got:
         assert np.isfinite(np.asarray(g, np.float32)).all()
     g_got = (g_got[0] * keep[..., None, None],) + g_got[1:]
@@ -97,17 +83,11 @@ def test_swiglu_matches_autodiff(dtype, tol):
     cot = jax.random.normal(ks[4], (2, 5, d))
     got = jax.jit(swiglu)(*args)
     assert got.dtype == dtype
-    np.testing.assert_allclose(np.asarray(got, np.float32), np.asarray(swiglu_ref(*args)),
-                               atol=tol * float(jnp.abs(swiglu_ref(*args)).max()))
+    np.testing.assert_allclose(np.asarray(got, np.float32), np.asarray(swiglu_reference(*args)),
+                               atol=tol * float(jnp.abs(swiglu_reference(*args)).max()))
     g_got = jax.jit(lambda *a: grads(swiglu, a, cot, (0, 1, 2, 3)))(*args)
     assert all(g.dtype == dtype for g in g_got)
-    assert_close(g_got, grads(swiglu_ref, args, cot, (0, 1, 2, 3)), tol)
-
-
-def rms_norm_ref(x, scale, eps, out_dtype):
-    x32 = x.astype(jnp.float32)
-    x32 = x32 * jax.lax.rsqrt(jnp.mean(x32 * x32, axis=-1, keepdims=True) + eps)
-    return scale.astype(out_dtype) * x32.astype(out_dtype)
+    assert_close(g_got, grads(swiglu_reference, args, cot, (0, 1, 2, 3)), tol)
 
 
 @pytest.mark.parametrize("dtype,tol", [(jnp.float32, 1e-5), (jnp.bfloat16, 3e-2)])
@@ -118,8 +98,8 @@ def test_rms_norm_matches_autodiff(dtype, tol):
     cot = jax.random.normal(ks[2], (2, 5, 12))
     got = jax.jit(rms_norm, static_argnums=(2, 3))(x, scale, 1e-5, dtype)
     assert got.dtype == dtype
-    want = rms_norm_ref(x, scale, 1e-5, dtype)
+    want = rms_norm_reference(x, scale, 1e-5, dtype)
     np.testing.assert_allclose(np.asarray(got, np.float32), np.asarray(want, np.float32), atol=tol)
     g_got = jax.jit(lambda x, s: grads(lambda a, b: rms_norm(a, b, 1e-5, dtype), (x, s), cot, (0, 1)))(x, scale)
-    g_ref = grads(lambda a, b: rms_norm_ref(a, b, 1e-5, dtype), (x, scale), cot, (0, 1))
+    g_ref = grads(lambda a, b: rms_norm_reference(a, b, 1e-5, dtype), (x, scale), cot, (0, 1))
     assert_close(g_got, g_ref, tol)

@@ -1,4 +1,8 @@
-"""Grouped-query attention core with a hand-written VJP.
+"""Grouped-query attention core with a hand-written VJP, its autodiff reference, the mask.
+
+Every path calls `gqa_attention`: the update step and prefill (many queries per row) and
+decode (one query per row over the KV cache). Keys and values come in the cache's
+[b, k, s, h] layout (`models.cache`), so decode reads a layer's cache as is.
 
 Layout: each KV head's query group is one [g*t, h] matrix ("m" = g*t rows), so the scores
 of all query heads sharing a KV head come from one batched matmul over (b, k) -- no K/V
@@ -15,8 +19,16 @@ import functools
 import jax
 import jax.numpy as jnp
 
-_NEG_INF = -1e30  # large finite value: a fully masked row stays NaN-free
+NEG_INF = -1e30  # masked logits: large but finite, so a fully masked row stays NaN-free
 _F32 = jnp.float32
+
+
+def attention_mask(valid_bs, index, num_queries: int):
+    """[b, t, s]: key slot s is real and not after query t (which sits in slot index + t).
+    With left-padded rows, slot order is time order: causal attention over each row's tokens."""
+    s_idx = jnp.arange(valid_bs.shape[1])
+    q_slot = index + jnp.arange(num_queries)
+    return valid_bs[:, None, :] & (s_idx[None, None, :] <= q_slot[None, :, None])
 
 
 def _to_groups(x_btnh, k: int):
@@ -39,7 +51,7 @@ def _mask_bms(mask_bts, g: int):
 def _probs(q_bkmh, k_bksh, mask_b1ms, scale):
     """f32 scaled scores, -1e30 where masked."""
     s_bkms = jnp.einsum("bkmh,bksh->bkms", q_bkmh, k_bksh).astype(_F32) * scale
-    return jnp.where(mask_b1ms, s_bkms, _NEG_INF)
+    return jnp.where(mask_b1ms, s_bkms, NEG_INF)
 
 
 def _forward(q_bkmh, k_bksh, v_bksh, mask_b1ms):
@@ -163,14 +175,14 @@ def _blocked_bwd(block, res, do_btnh):
 _attend_blocked.defvjp(_blocked_fwd, _blocked_bwd)
 
 
-def gqa_attention(q_btnh, k_bskh, v_bskh, mask_bts, block: int = 0):
+def gqa_attention(q_btnh, k_bksh, v_bksh, mask_bts, block: int = 0):
     """softmax(q k^T / sqrt(h), masked) v for grouped-query heads: [b,t,n,h] -> [b,t,n,h].
-    mask_bts[b, t, s] says whether query t may attend to key slot s. block > 0 computes it
-    `block` query tokens at a time (same result; memory of one block's scores)."""
-    t, k = q_btnh.shape[1], k_bskh.shape[2]
+    k_bksh, v_bksh: [b, kv_heads, slots, h]. mask_bts[b, t, s] says whether query t may
+    attend to key slot s. block > 0 computes it `block` query tokens at a time (same result;
+    memory of one block's scores). Equals `gqa_attention_reference`, values and gradients."""
+    t, k = q_btnh.shape[1], k_bksh.shape[1]
     g = q_btnh.shape[2] // k
-    k_bksh = k_bskh.transpose(0, 2, 1, 3).astype(q_btnh.dtype)
-    v_bksh = v_bskh.transpose(0, 2, 1, 3).astype(q_btnh.dtype)
+    k_bksh, v_bksh = k_bksh.astype(q_btnh.dtype), v_bksh.astype(q_btnh.dtype)
     if 0 < block < t:
         pad = -t % block  # padded queries attend to nothing (finite rows) and are dropped
         q_btnh = jnp.pad(q_btnh, ((0, 0), (0, pad), (0, 0), (0, 0)))
@@ -178,3 +190,14 @@ def gqa_attention(q_btnh, k_bskh, v_bskh, mask_bts, block: int = 0):
         return _attend_blocked(q_btnh, k_bksh, v_bksh, mask_bts, block)[:, :t]
     out_bkmh = _attend(_to_groups(q_btnh, k), k_bksh, v_bksh, _mask_bms(mask_bts, g))
     return _from_groups(out_bkmh, t)
+
+
+def gqa_attention_reference(q_btnh, k_bksh, v_bksh, mask_bts):
+    """What `gqa_attention` computes, written plainly (K/V repeated per query head, f32,
+    autodiff for gradients): the reference its hand-written VJP is tested against."""
+    n, k = q_btnh.shape[2], k_bksh.shape[1]
+    k_rep = jnp.repeat(k_bksh, n // k, axis=1).astype(_F32)
+    v_rep = jnp.repeat(v_bksh, n // k, axis=1).astype(_F32)
+    s_bnts = jnp.einsum("btnh,bnsh->bnts", q_btnh.astype(_F32), k_rep) * q_btnh.shape[-1] ** -0.5
+    p_bnts = jax.nn.softmax(jnp.where(mask_bts[:, None], s_bnts, NEG_INF), axis=-1)
+    return jnp.einsum("bnts,bnsh->btnh", p_bnts, v_rep)

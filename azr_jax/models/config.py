@@ -9,6 +9,7 @@ import jax.numpy as jnp
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
 REMAT_POLICIES = ("none", "full", "dots", "dots_with_no_batch_dims")
+ATTENTION_IMPLS = ("xla", "cudnn", "splash", "auto")  # "auto": cudnn on GPU, splash on TPU, else xla
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,6 +44,8 @@ class ModelConfig:
     remat: str = "none"  # one of REMAT_POLICIES, applied per decoder layer
     attention_block: int = 0  # query tokens per attention block (0 = all at once): caps the
     # attention's [queries, keys] scores at [block, keys] per head, forward and backward
+    attention_impl: str = "xla"  # one of ATTENTION_IMPLS: the kernel of self-attention in the
+    # update step and prefill (models/attention_kernels.py); decode always uses the XLA core
     architecture: str = "llama"  # "llama" or "qwen2": only changes HF export names
     bos_token_id: Optional[int] = None
     eos_token_ids: tuple[int, ...] = ()
@@ -56,6 +59,8 @@ class ModelConfig:
             raise ValueError(f"dtype and param_dtype must be one of {sorted(DTYPES)}")
         if self.remat not in REMAT_POLICIES:
             raise ValueError(f"remat={self.remat!r}; expected one of {REMAT_POLICIES}")
+        if self.attention_impl not in ATTENTION_IMPLS:
+            raise ValueError(f"attention_impl={self.attention_impl!r}; expected one of {ATTENTION_IMPLS}")
         if self.attention_block < 0:
             raise ValueError(f"attention_block must be >= 0 (0 = off), got {self.attention_block}")
 

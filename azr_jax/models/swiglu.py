@@ -60,3 +60,10 @@ def _swiglu_bwd(res, dy_btd):
 
 
 swiglu.defvjp(_swiglu_fwd, _swiglu_bwd)
+
+
+def swiglu_reference(x_btd, w_gate_df, w_up_df, w_down_fd):
+    """What `swiglu` computes, in f32 for autodiff: the reference its VJP is tested against."""
+    x = x_btd.astype(_F32)
+    h_btf = jax.nn.silu(x @ w_gate_df.astype(_F32)) * (x @ w_up_df.astype(_F32))
+    return h_btf @ w_down_fd.astype(_F32)

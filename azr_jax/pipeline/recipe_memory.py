@@ -63,7 +63,8 @@ def model_config_of(cfg):
     """The ModelConfig of a training config's model section (a preset)."""
     return get_preset(cfg.model.preset).replace(
         dtype=cfg.model.dtype, param_dtype=cfg.model.param_dtype, remat=cfg.model.remat,
-        attention_block=cfg.model.get("attention_block", 0))
+        attention_block=cfg.model.get("attention_block", 0),
+        attention_impl=cfg.model.get("attention_impl", "xla"))
 
 
 def estimate_for_config(cfg, num_devices: int, rollout_rows: Optional[int] = None) -> MemoryEstimate:
@@ -94,6 +95,7 @@ def recipe_report(path_or_name: str, accelerator_type: Optional[str] = None,
     head = (f"{os.path.basename(path)} on {accelerator_type} ({chips} chips): "
             f"{config.model.preset}, remat={config.model.remat}, "
             f"attention_block={config.model.get('attention_block', 0)}, "
+            f"attention_impl={config.model.get('attention_impl', 'xla')}, "
             f"micro_batches={config.optim.micro_batches}\n"
             f"  per device: {shapes['train_rows']} row(s) x {shapes['train_len']} tokens per "
             f"micro-batch; rollout call {shapes['rollout_rows']} rows x {shapes['cache_len']} slots")

@@ -125,7 +125,8 @@ def load_model(cfg):
     loaded = load(spec, dtype=cfg.model.param_dtype, progress=is_main_process())
     model_cfg = loaded.config.replace(dtype=cfg.model.dtype, param_dtype=cfg.model.param_dtype,
                                       remat=cfg.model.remat,
-                                      attention_block=cfg.model.get("attention_block", 0))
+                                      attention_block=cfg.model.get("attention_block", 0),
+                                      attention_impl=cfg.model.get("attention_impl", "xla"))
     return model_cfg, loaded.params, loaded.tokenizer
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from azr_jax.models import ModelConfig, forward
+from azr_jax.models import ModelConfig, forward, unembedding_vd
 
 
 def _transposed(x_nd):
@@ -119,13 +119,23 @@ def logprobs_from_hidden(h_btd, w_vd, tokens_bt, dtype, chunk: int = 256):
             jnp.concatenate([zeros, ent_bt[:, :-1]], axis=1))
 
 
+def logprobs_from_hidden_reference(h_btd, w_vd, tokens_bt):
+    """What `logprobs_from_hidden` computes, written plainly with the whole [B, T, V] logits
+    in f32 (autodiff for gradients): the reference its hand-written VJP is tested against."""
+    logits_btv = jnp.einsum("btd,vd->btv", h_btd.astype(jnp.float32), w_vd.astype(jnp.float32))
+    logp_btv = jax.nn.log_softmax(logits_btv, axis=-1)
+    lp_bt = jnp.take_along_axis(logp_btv[:, :-1], tokens_bt[:, 1:, None], axis=-1)[..., 0]
+    ent_bt = -(jnp.exp(logp_btv) * logp_btv).sum(-1)[:, :-1]
+    zeros = jnp.zeros((h_btd.shape[0], 1), jnp.float32)
+    return jnp.concatenate([zeros, lp_bt], axis=1), jnp.concatenate([zeros, ent_bt], axis=1)
+
+
 def token_logprobs_and_entropy(params, cfg: ModelConfig, tokens_bt, valid_bt, chunk: int = 256):
     """Recompute (logprobs_bt, entropy_bt) of `tokens_bt`; both 0 where a token or its
     predecessor is padding (left-padded prompts)."""
     h_btd = forward(params, cfg, tokens_bt, valid_bt, return_hidden=True)
     # Vocab-major, so a tied embedding is used in place (no transposed copy).
-    w_vd = params["embedding"] if cfg.tie_embeddings else params["lm_head"].T
-    lp_bt, ent_bt = logprobs_from_hidden(h_btd, w_vd, tokens_bt,
+    lp_bt, ent_bt = logprobs_from_hidden(h_btd, unembedding_vd(params), tokens_bt,
                                          cfg.compute_dtype, chunk)
     prev_valid_bt = jnp.concatenate([jnp.zeros_like(valid_bt[:, :1]), valid_bt[:, :-1]], axis=1)
     keep_bt = valid_bt & prev_valid_bt

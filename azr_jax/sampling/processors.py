@@ -10,7 +10,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-_NEG_INF = -1e30
+from azr_jax.models import NEG_INF
 
 
 def first_argmax(x_bv):
@@ -39,7 +39,7 @@ def _top_p_mask(sorted_desc_bk, top_p):
     """Keep the smallest prefix of descending logits whose probability mass reaches top_p."""
     probs_bk = jax.nn.softmax(sorted_desc_bk, axis=-1)
     mass_before_bk = jnp.cumsum(probs_bk, axis=-1) - probs_bk
-    return jnp.where(mass_before_bk < top_p, sorted_desc_bk, _NEG_INF)
+    return jnp.where(mass_before_bk < top_p, sorted_desc_bk, NEG_INF)
 
 
 def _order_key(x_bv):
@@ -80,7 +80,7 @@ def choose_tokens(logits_bv, keys_b, temperature, top_p, *, greedy: bool, top_k:
     scaled_bv = logits_bv / temperature
     draw = jax.vmap(_draw)
     if use_top_p and top_k <= 0:
-        return draw(keys_b, jnp.where(top_p_keep(scaled_bv, top_p), scaled_bv, _NEG_INF))
+        return draw(keys_b, jnp.where(top_p_keep(scaled_bv, top_p), scaled_bv, NEG_INF))
     if top_k > 0:
         vals_bk, idx_bk = jax.lax.top_k(scaled_bv, min(top_k, scaled_bv.shape[-1]))
         if use_top_p:

@@ -24,10 +24,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from azr_jax.errors import UserError
-from azr_jax.models import ModelConfig, Transformer, init_cache, positions_from_valid
-from azr_jax.sampling.decode import cpu_layout, decode_step, from_model_cache, logits_from_hidden
+from azr_jax.models import ModelConfig, init_cache, prefill
+from azr_jax.sampling.decode import decode_step, logits_from_hidden
 from azr_jax.sampling.config import SamplingConfig, padded_batch_size
 from azr_jax.sampling.processors import choose_tokens, policy_logprob
+from azr_jax.sampling.weight_layout import cpu_layout
 from azr_jax.sharding import mesh as mesh_lib
 
 
@@ -45,16 +46,10 @@ class SampleOutput:
 
 
 def _per_layer_decode() -> bool:
-    """Decode from per-layer weight and cache buffers (`decode.cpu_layout`) on XLA:CPU, where
+    """Decode from per-layer weight and cache buffers (`weight_layout.cpu_layout`) on XLA:CPU, where
     slicing stacked ones copies them on every token; GPU/TPU keep the stacked layout (no
     second copy of the weights in device memory)."""
     return jax.default_backend() == "cpu"
-
-
-def _constrain_cache(cache):
-    axes = ("layers", "batch", "length", "act_kv_heads", None)
-    return cache.replace(k_lbskh=nn.with_logical_constraint(cache.k_lbskh, axes),
-                         v_lbskh=nn.with_logical_constraint(cache.v_lbskh, axes))
 
 
 @functools.partial(jax.jit, static_argnames=(
@@ -71,7 +66,6 @@ def _generate_body(params, decode_overrides, prompt_bt, valid_bt, active_b, key,
                    top_p, cfg, max_new, greedy, top_k, use_top_p, stop_ids, pad_id):
     b, p = prompt_bt.shape
     decode_params = dict(params, **(decode_overrides or {}))
-    model = Transformer(cfg)
     choose = functools.partial(choose_tokens, temperature=temperature, top_p=top_p,
                                greedy=greedy, top_k=top_k, use_top_p=use_top_p)
     row_keys_b = jax.vmap(jax.random.fold_in, (None, 0))(key, jnp.arange(b))
@@ -79,10 +73,8 @@ def _generate_body(params, decode_overrides, prompt_bt, valid_bt, active_b, key,
     stop_t = jnp.asarray(stop_ids or (-1,), jnp.int32)
     is_stop = lambda tok_b: jnp.any(tok_b[:, None] == stop_t[None, :], axis=-1)
 
-    cache = _constrain_cache(init_cache(cfg, b, p))  # prefill needs the prompt's slots only
-    h_btd, cache = model.apply({"params": params}, prompt_bt, positions_from_valid(valid_bt),
-                               valid_bt, cache, return_hidden=True)
-    cache = from_model_cache(cache, extra_slots=max_new, per_layer=decode_overrides is not None)
+    cache = init_cache(cfg, b, p + max_new, per_layer=decode_overrides is not None)
+    h_btd, cache = prefill(params, cfg, prompt_bt, valid_bt, cache)
     logits_bv = logits_from_hidden(params, cfg, h_btd[:, -1])
     tok_b = choose(logits_bv, step_keys(0))
     lp_b = policy_logprob(logits_bv, tok_b)
@@ -172,7 +164,7 @@ def as_key(seed_or_key):
 @dataclasses.dataclass(frozen=True)
 class PreparedParams:
     """Model parameters with their decode layout, made once for many `sample` calls: on CPU
-    the per-layer copy of the weights (`decode.cpu_layout`), elsewhere nothing extra. The
+    the per-layer copy of the weights (`weight_layout.cpu_layout`), elsewhere nothing extra. The
     copy lives as long as this object: prepare per rollout phase or eval, not per run."""
 
     params: Any

@@ -10,7 +10,9 @@ fallback as `spec_for`). Activations follow what the code actually materialises:
   recomputes that layer (its weights all-gathered over fsdp), whose largest tensors are the attention scores (f32), the softmax
   probabilities (compute dtype) and the score gradients (f32): rows*heads*q*t*(4+a+4) bytes,
   q = t, or `attention_block` query tokens when the model computes attention in blocks (then
-  this stops being the term that limits the sequence length).
+  this stops being the term that limits the sequence length). A fused kernel
+  (`model.attention_impl` cudnn or splash, or auto on GPU/TPU) keeps no scores: only
+  per-query softmax statistics, rows*heads*t*8 bytes.
   remat "none" keeps every layer's intermediates; "dots*" keeps the matmul outputs (the
   scores included). The vocabulary projection runs in chunks of 256 positions
   (azr_jax.rl.logprobs), so logits cost rows*256*vocab*4 bytes a few times over.
@@ -35,6 +37,7 @@ from typing import Optional
 import jax
 import numpy as np
 
+from azr_jax.models.attention_kernels import resolve_impl
 from azr_jax.sharding.rules import LOGICAL_RULES, MESH_AXES
 
 GIB = 1024 ** 3
@@ -154,9 +157,10 @@ class MemoryEstimate:
 
 def estimate_memory(model_cfg, mesh_sizes: tuple[int, int, int], *, train_rows: int,
                     train_len: int, rollout_rows: int, prompt_len: int, cache_len: int,
-                    rules=LOGICAL_RULES) -> MemoryEstimate:
+                    rules=LOGICAL_RULES, backend: str = "tpu") -> MemoryEstimate:
     """Per-device bytes. `train_rows` / `rollout_rows` are rows on ONE device (a micro-batch
-    of the update; one sampler call), lengths are padded lengths."""
+    of the update; one sampler call), lengths are padded lengths. `backend` is the one
+    `attention_impl="auto"` resolves for (recipes plan TPU slices)."""
     data, fsdp, tensor = mesh_sizes
     c = model_cfg
     p_bytes, a = _bytes(c.param_dtype), _bytes(c.dtype)
@@ -169,7 +173,10 @@ def estimate_memory(model_cfg, mesh_sizes: tuple[int, int, int], *, train_rows: 
 
     b, t = train_rows, train_len
     block = c.attention_block or t  # query tokens whose scores exist at once
+    fused = resolve_impl(c.attention_impl, backend) != "xla"
     attn_sq = b * heads * min(block, t) * t * (4 + a + 4)  # scores f32, probs, their gradient f32
+    if fused:  # flash-style kernels: softmax statistics per query, no [t, s] scores
+        attn_sq = b * heads * t * 8
     qkvo = b * t * (2 * heads + 2 * kv) * h * a * 2  # q, k, v, attention output + grads
     mlp_act = b * t * mlp * a * 3 * 2  # gate, up, silu*up + grads
     residual = b * t * d * a
@@ -182,15 +189,18 @@ def estimate_memory(model_cfg, mesh_sizes: tuple[int, int, int], *, train_rows: 
         saved = L * (layer - gathered)
     elif c.remat == "full":
         saved = L * residual
-    else:  # dots policies keep matmul outputs, the attention scores among them
-        saved = L * (b * heads * t * t * 4 + qkvo // 2 + b * t * mlp * a * 2 + residual)
-        notes.append(f"remat={c.remat!r} keeps the attention scores of every layer")
+    else:  # dots policies keep matmul outputs, the attention scores among them (XLA path)
+        scores = b * heads * t * 8 if fused else b * heads * t * t * 4
+        saved = L * (scores + qkvo // 2 + b * t * mlp * a * 2 + residual)
+        if not fused:
+            notes.append(f"remat={c.remat!r} keeps the attention scores of every layer")
     logits = b * min(LOGIT_CHUNK, t) * vocab * 4 * 4
 
     r = rollout_rows
     kv_cache = L * r * cache_len * kv * h * a * 2 + r * cache_len
-    prefill = (r * heads * min(block, prompt_len) * prompt_len * (4 + a)
-               + r * prompt_len * (heads + 2 * kv) * h * a)
+    prefill_scores = (r * heads * prompt_len * 4 if fused
+                      else r * heads * min(block, prompt_len) * prompt_len * (4 + a))
+    prefill = prefill_scores + r * prompt_len * (heads + 2 * kv) * h * a
     weights_copy = shard * a if c.param_dtype != c.dtype else 0
     return MemoryEstimate(num_params=n_params, mesh=(data, fsdp, tensor), params=params,
                           grads=params, opt_state=2 * params, train_saved=saved,
