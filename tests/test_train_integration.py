@@ -20,6 +20,9 @@ from azr_jax.pipeline.tasklog import read_tasks
 from azr_jax.pipeline.trainer import train
 from azr_jax.selfplay import GROUPS
 
+# tiny_cpu fits any device count (fsdp=-1); here every mesh axis really shards.
+MESH_222 = ["mesh.data=2", "mesh.fsdp=2", "mesh.tensor=2"]
+
 
 def _canned(prompt_text: str, row: int) -> str | None:
     """A well-formed response for the kind of prompt (configs/prompts/tiny.json), for odd
@@ -47,7 +50,7 @@ def responder(monkeypatch):
 
 
 def test_tiny_cpu_training_steps(tmp_path, responder):
-    cfg = load_config("tiny_cpu", ["trainer.steps=3", "sampling.max_new_tokens=128",
+    cfg = load_config("tiny_cpu", ["trainer.steps=3", "sampling.max_new_tokens=128", *MESH_222,
                                    "selfplay.seed_batch_factor=1"])
     workdir = str(tmp_path / "run")
     result = train(cfg, workdir)
@@ -81,7 +84,7 @@ def test_tiny_cpu_training_steps(tmp_path, responder):
 
     # a longer run continues from the checkpoint, now with overlap (staleness 1): rollouts
     # of step 5 sample with the parameters from before update 4, which the update donates
-    more = load_config("tiny_cpu", ["trainer.steps=5", "sampling.max_new_tokens=128",
+    more = load_config("tiny_cpu", ["trainer.steps=5", "sampling.max_new_tokens=128", *MESH_222,
                                     "selfplay.seed_batch_factor=1",
                                     "trainer.staleness=1", "trainer.checkpoint_every=10"])
     again = train(more, workdir)

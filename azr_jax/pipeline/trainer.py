@@ -38,23 +38,27 @@ class TrainResult:
     last_metrics: dict
 
 
-def prepare_workdir(cfg, workdir: str, main: bool) -> bool:
-    """Create the workdir or check it holds a compatible run; True when resuming."""
+def check_workdir(cfg, workdir: str) -> bool:
+    """True when `workdir` holds a run that `cfg` may resume (raises when it holds an
+    incompatible one); reads only, so a run that fails before `write_config` leaves no
+    config.json that would refuse the corrected command."""
     path = workdir_fs.join(workdir, CONFIG_FILE)
-    if workdir_fs.exists(path):
-        try:
-            saved = config_lib.config_from_json(workdir_fs.read_text(path))
-        except ValueError as e:
-            raise UserError(f"{path} is not valid JSON ({e}); is this an azr-jax workdir?")
-        config_lib.check_resume_compatible(saved, cfg, workdir)
-        exists = True
-    else:
-        exists = False
-    if main:
-        workdir_fs.makedirs(workdir)
-        # refresh resume-safe fields (e.g. a longer trainer.steps)
-        workdir_fs.write_text_atomic(path, config_lib.config_to_json(cfg))
-    return exists
+    if not workdir_fs.exists(path):
+        return False
+    try:
+        saved = config_lib.config_from_json(workdir_fs.read_text(path))
+    except ValueError as e:
+        raise UserError(f"{path} is not valid JSON ({e}); is this an azr-jax workdir?")
+    config_lib.check_resume_compatible(saved, cfg, workdir)
+    return True
+
+
+def write_config(cfg, workdir: str) -> None:
+    """Create the workdir and (re)write config.json: a new run's, or a resumed run's
+    refreshed resume-safe fields (e.g. a longer trainer.steps)."""
+    workdir_fs.makedirs(workdir)
+    workdir_fs.write_text_atomic(workdir_fs.join(workdir, CONFIG_FILE),
+                                 config_lib.config_to_json(cfg))
 
 
 def _save(ckpt, step, state, trainer_state, workdir, final: bool):
@@ -123,9 +127,11 @@ def train(cfg, workdir: str, *, rollout_fn=run_rollout) -> TrainResult:
     from azr_jax.sharding import global_batch_from_host, is_main_process, sync_processes
 
     main, multi = is_main_process(), jax.process_count() > 1
-    resuming = prepare_workdir(cfg, workdir, main)
-    sync_processes("azr-workdir-ready")  # the others start once process 0 made the workdir
-    env = setup_lib.build(cfg, workdir)
+    resuming = check_workdir(cfg, workdir)
+    env = setup_lib.build(cfg, workdir)  # the model loads, so it can fail: config.json waits
+    if main:
+        write_config(cfg, workdir)
+    sync_processes("azr-workdir-ready")  # the others go on once process 0 wrote config.json
     tcfg = cfg.trainer
     state, buffers, start = env.train_state, env.buffers, 0
     if resuming and env.checkpointer.latest_step() is not None:
