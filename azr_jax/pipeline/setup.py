@@ -104,6 +104,7 @@ def preflight(cfg, num_devices: int) -> None:
     cannot start leaves nothing behind): the cross-field checks, each section's own
     validation, the mesh against the devices present, and the model spec."""
     from azr_jax.checkpoints.loader import check_model_spec
+    from azr_jax.pipeline import wandb_logger
     from azr_jax.rl import losses
     from azr_jax.sharding import MeshConfig
 
@@ -113,6 +114,8 @@ def preflight(cfg, num_devices: int) -> None:
     losses.get(loss_config(cfg).name)
     MeshConfig(data=cfg.mesh.data, fsdp=cfg.mesh.fsdp, tensor=cfg.mesh.tensor).shape(num_devices)
     check_model_spec(cfg.model.path or cfg.model.preset)
+    if cfg.logging.wandb:
+        wandb_logger.check(cfg.logging.wandb_mode)
 
 
 def executor_workers(requested: int, cpus: int | None = None) -> int:
