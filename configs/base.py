@@ -97,6 +97,17 @@ def get_config() -> ml_collections.ConfigDict:
         batch_size=16,
     ))
 
+    # What a run logs besides metrics.jsonl, tasks.jsonl and solves.jsonl: sample texts per
+    # logged step in TensorBoard, and optional Weights & Biases (azr_jax/pipeline/wandb_logger.py;
+    # pip install -e .[wandb]); wandb_mode: online | offline (WORKDIR/wandb, `wandb sync`).
+    c.logging = ml_collections.ConfigDict(dict(
+        tb_samples=2,  # proposals and solver rollouts per role written as text each step
+        wandb=False,
+        wandb_project="azr-jax",
+        wandb_mode="online",
+        wandb_name="",  # "" = W&B's own run name
+    ))
+
     c.trainer = ml_collections.ConfigDict(dict(
         steps=500,
         seed=0,

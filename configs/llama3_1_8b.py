@@ -10,4 +10,4 @@ TPU_SLICE = "v5p-128"
 
 
 def get_config():
-    return paper_config("llama3.1-8b", fsdp=16, tensor=4, micro_batches=4)
+    return paper_config("llama3.1-8b", tensor=4, micro_batches=4)

@@ -9,7 +9,9 @@ where configs/base.py already has them, so a recipe reads as the paper's table.
 from configs import base
 
 
-def paper_config(preset: str, *, fsdp: int, tensor: int, micro_batches: int, data: int = 1):
+def paper_config(preset: str, *, tensor: int, micro_batches: int, data: int = 1):
+    """fsdp is -1: all chips left after data x tensor (16 on the recipe's TPU_SLICE), so the
+    same recipe fits a smaller or larger slice without a mesh override."""
     c = base.get_config()
     c.model.preset = preset
     c.model.path = ""  # set to the converted HF checkpoint directory (see README)
@@ -17,7 +19,7 @@ def paper_config(preset: str, *, fsdp: int, tensor: int, micro_batches: int, dat
     c.model.param_dtype = "float32"  # f32 master weights and AdamW moments
     c.model.remat = "full"  # keep only each layer's input: long sequences fit
     c.model.attention_block = 1024  # attention scores of 1024 queries at a time, not 14k
-    c.mesh.data, c.mesh.fsdp, c.mesh.tensor = data, fsdp, tensor
+    c.mesh.data, c.mesh.fsdp, c.mesh.tensor = data, -1, tensor
 
     c.selfplay.batch_per_group = 64  # per task type and role: 6 x 64 = 384 sequences/step
     c.selfplay.num_references = 6  # K

@@ -10,4 +10,4 @@ TPU_SLICE = "v5p-256"
 
 
 def get_config():
-    return paper_config("qwen2.5-14b", fsdp=16, tensor=8, micro_batches=4)
+    return paper_config("qwen2.5-14b", tensor=8, micro_batches=4)

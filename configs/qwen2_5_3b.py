@@ -10,4 +10,4 @@ TPU_SLICE = "v5p-64"
 
 
 def get_config():
-    return paper_config("qwen2.5-3b", fsdp=16, tensor=2, micro_batches=4)
+    return paper_config("qwen2.5-3b", tensor=2, micro_batches=4)

@@ -26,7 +26,7 @@ the XLA attention path, `--config.model.attention_impl=xla`, in blocks of 1024 q
 Without attention blocks the [14240 x 14240] scores of every head dominate: one layer's
 backward needs 29 GiB and a 6144-token prefill 48 GiB (peak 55 GiB); this slice was sized
 for that. With blocks the recipe has room to spare: the estimator puts v5p-64 (32 chips,
-`--slice v5p-64 --config.mesh.fsdp=8`) at ~32 GiB per chip, and one sampler call for all
+`--slice v5p-64`, where fsdp=-1 becomes 8) at ~32 GiB per chip, and one sampler call for all
 3 x 64 x 8 learnability rollouts (`sampling.max_rows_per_call=0`; 2048 rows) at ~59 GiB.
 
 With `model.attention_impl=auto` (the default here; splash on TPU) no [queries x keys] scores
@@ -40,4 +40,4 @@ TPU_SLICE = "v5p-128"
 
 
 def get_config():
-    return paper_config("qwen2.5-7b", fsdp=16, tensor=4, micro_batches=4)
+    return paper_config("qwen2.5-7b", tensor=4, micro_batches=4)

@@ -30,6 +30,7 @@ while [[ $# -gt 0 ]]; do
   shift
 done
 require_workdir
+require_config
 if [[ "$DRY_RUN" == 1 ]]; then ONCE=1; fi
 export DRY_RUN AZR_SETTINGS  # the child scripts see the same mode and settings
 SCRIPTS="$LAUNCH_DIR"
@@ -62,7 +63,8 @@ count_restart() {
 }
 
 recreate() {
-  say "slice is $SLICE_STATE: recreating it (recovery $RESTARTS of at most $MAX_RESTARTS)"
+  outcome "slice is $SLICE_STATE: recreating it (recovery $RESTARTS of at most $MAX_RESTARTS)" \
+          "slice assumed $SLICE_STATE: would recreate it (teardown, create, setup, train)"
   if [[ "$SLICE_STATE" != NOT_FOUND ]]; then "$SCRIPTS/teardown.sh"; fi
   "$SCRIPTS/create.sh"
   "$SCRIPTS/setup.sh"
@@ -75,14 +77,16 @@ while true; do
     READY)
       read_job_state
       case "$JOB_STATE" in
-        running) say "job running" ;;
+        running) outcome "job running" "job assumed running: would look again in ${POLL_SECONDS}s" ;;
         unknown) say "could not reach the workers: trying again next round" ;;
-        finished) say "job finished on every worker"; exit 0 ;;
-        restart) count_restart; say "job failed or missing: restarting it"; "$SCRIPTS/train.sh" --restart ;;
+        finished) outcome "job finished on every worker" "job assumed finished: would stop babysitting"; exit 0 ;;
+        restart) count_restart
+          outcome "job failed or missing: restarting it" "job assumed $ASSUME_JOB: would restart it on every worker"
+          "$SCRIPTS/train.sh" --restart ;;
       esac ;;
     PREEMPTED|TERMINATED|FAILED|SUSPENDED|SUSPENDING|NOT_FOUND)
       count_restart; recreate ;;
-    *) say "slice is $SLICE_STATE: waiting" ;;
+    *) outcome "slice is $SLICE_STATE: waiting" "slice assumed $SLICE_STATE: would wait ${POLL_SECONDS}s" ;;
   esac
   if [[ "$ONCE" == 1 ]]; then exit 0; fi
   sleep "$POLL_SECONDS"

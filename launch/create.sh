@@ -37,7 +37,7 @@ wait_ready() {
   while true; do
     read_slice_state
     case "$SLICE_STATE" in
-      READY) say "$TPU_NAME is ready"; return 0 ;;
+      READY) outcome "$TPU_NAME is ready" "would poll until $TPU_NAME is READY (state assumed: READY)"; return 0 ;;
       FAILED|PREEMPTED|TERMINATED|SUSPENDED|NOT_FOUND) die "$TPU_NAME is $SLICE_STATE while waiting for it" ;;
       *) say "$TPU_NAME is $SLICE_STATE; waiting ${POLL_SECONDS}s" ;;
     esac
@@ -45,5 +45,6 @@ wait_ready() {
   done
 }
 
+require ACCELERATOR_TYPE
 create_slice
 if [[ "$WAIT" == 1 ]]; then wait_ready; fi

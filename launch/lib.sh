@@ -27,6 +27,23 @@ JOB_EXIT="logs/train.exit"
 say() { echo "[$(basename "$0")] $*" >&2; }
 die() { say "error: $*"; exit 2; }
 
+# A line about what happened (first argument), or in a dry run, where nothing ran and every
+# state is assumed, the line about what would happen (second argument).
+outcome() {
+  if [[ "$DRY_RUN" == 1 ]]; then say "dry run, nothing ran: $2"; else say "$1"; fi
+}
+
+# Stop (exit 2) unless every named setting is non-empty; says where settings come from.
+require() {
+  local name missing=()
+  for name in "$@"; do
+    if [[ -z "${!name:-}" ]]; then missing+=("$name"); fi
+  done
+  if (( ${#missing[@]} )); then
+    die "required setting(s) not set: ${missing[*]} (launch/settings.sh, AZR_SETTINGS or the environment)"
+  fi
+}
+
 # Print arguments as one shell-quoted line (plain words stay bare).
 quote_cmd() {
   local out=() a q="'\\''"
@@ -72,6 +89,7 @@ runtime_version() {
 }
 
 location_flags() {
+  require ZONE TPU_NAME
   LOCATION_FLAGS=("--zone=$ZONE")
   if [[ -n "$PROJECT" ]]; then LOCATION_FLAGS+=("--project=$PROJECT"); fi
 }
@@ -119,4 +137,12 @@ read_slice_state() {
 
 require_workdir() {
   [[ -n "$WORKDIR" ]] || die "WORKDIR is not set: give a gs:// bucket path or a mount every worker sees that outlives the VMs (see README, Running on TPU)"
+}
+
+# CONFIG must name a recipe of this checkout (a path or a name under configs/): the workers
+# get this checkout's code, so a typo would only show up in the job's log on the pod.
+require_config() {
+  require CONFIG
+  [[ -f "$REPO_DIR/$CONFIG" || -f "$REPO_DIR/configs/${CONFIG%.py}.py" || -f "$CONFIG" ]] \
+    || die "CONFIG=$CONFIG is not a file of this checkout (e.g. configs/qwen2_5_7b.py)"
 }

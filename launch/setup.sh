@@ -48,6 +48,8 @@ install_requirements() {
   ssh_workers "$py && $venv && $deps && $check"
 }
 
+require REMOTE_DIR PYTHON CODE_SOURCE
 push_code
 if [[ "$INSTALL" == 1 ]]; then install_requirements; fi
-say "setup done on every worker of $TPU_NAME"
+outcome "setup done on every worker of $TPU_NAME" \
+        "would put the code$([[ $INSTALL == 1 ]] && echo " and the venv") on every worker of $TPU_NAME"

@@ -25,3 +25,4 @@ delete_slice() {
 }
 
 delete_slice
+outcome "deleted $TPU_NAME; WORKDIR is kept" "would delete $TPU_NAME; WORKDIR would be kept"

@@ -40,8 +40,14 @@ start_command() {
   echo "cd $REMOTE_DIR && mkdir -p logs && if $running; then echo already running; else rm -f $JOB_EXIT; nohup setsid bash -c '$job' > /dev/null 2>&1 < /dev/null & echo \$! > $JOB_PID; fi"
 }
 
+if [[ "$ACTION" != stop ]]; then require_workdir; require_config; fi
 case "$ACTION" in
   stop) ssh_workers "$STOP" ;;
-  start) require_workdir; ssh_workers "$(start_command)" ;;
-  restart) require_workdir; ssh_workers "$STOP"; ssh_workers "$(start_command)" ;;
+  start) ssh_workers "$(start_command)" ;;
+  restart) ssh_workers "$STOP"; ssh_workers "$(start_command)" ;;
+esac
+case "$ACTION" in
+  stop) outcome "stopped the job on every worker" "would stop the job on every worker" ;;
+  *) outcome "job started on every worker of $TPU_NAME (a worker already running it kept it); follow it with launch/logs.sh -f" \
+             "would start \`azr-jax train --config $CONFIG --workdir $WORKDIR\` on every worker" ;;
 esac

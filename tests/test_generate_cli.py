@@ -79,3 +79,25 @@ def test_generate_rejects_unsupported_gguf_quantization(tmp_path, capsys):
     write_gguf(tmp_path / "q81.gguf", ref, override={"blk.0.ffn_up.weight": "Q8_1"})
     rc, _, err = run_cli(capsys, "--model", str(tmp_path / "q81.gguf"), "--prompt", "hi")
     assert rc == 2 and err.startswith("error: ") and "Q8_1" in err and err.count("\n") == 1
+
+
+def test_generate_text_and_the_cli_share_one_default(monkeypatch):
+    """Called with no settings, generate_text samples as `azr-jax generate` does: greedy."""
+    from azr_jax.checkpoints import load_model
+    from azr_jax.cli import build_parser
+    from azr_jax.sampling import text
+
+    args = build_parser("generate").parse_args(["generate", "--model", "m", "--prompt", "p"])
+    d = text.DEFAULT_SAMPLING
+    assert (args.temperature, args.max_new_tokens, args.top_p, args.top_k) == \
+        (d.temperature, d.max_new_tokens, d.top_p, d.top_k) == (0.0, 128, 1.0, 0)
+    seen = []
+
+    def spy(params, cfg, prompts, seed, sampling, mesh=None):
+        seen.append(sampling)
+        raise RuntimeError("stop after the config")
+
+    monkeypatch.setattr(text, "sample", spy)
+    with pytest.raises(RuntimeError, match="stop after"):
+        text.generate_text(load_model("tiny"), ["Hi"])
+    assert seen[0].greedy and seen[0].max_new_tokens == 128

@@ -168,3 +168,44 @@ def test_shellcheck_passes():
     files = sorted(str(p) for p in LAUNCH.glob("*.sh"))
     out = subprocess.run([str(shellcheck), "-x", *files], cwd=LAUNCH, capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+# Lines that report something done or observed; a dry run ran nothing and observed nothing.
+DONE_WORDS = ("is ready", "job running", "job finished", "setup done", "job started",
+              "deleted", "stopped")
+
+
+@pytest.mark.parametrize("script,args", [
+    ("create.sh", ()), ("setup.sh", ()), ("train.sh", ()), ("train.sh", ("--stop",)),
+    ("babysit.sh", ()), ("babysit.sh", ("--assume-job", "finished")),
+    ("babysit.sh", ("--assume-state", "PREEMPTED")), ("teardown.sh", ()),
+])
+def test_dry_run_says_what_it_would_do(script, args):
+    env = {k: v for k, v in os.environ.items() if k not in BASE_ENV and k != "AZR_SETTINGS"}
+    env.update(BASE_ENV, PATH=os.environ["PATH"])
+    out = subprocess.run([str(LAUNCH / script), "--dry-run", *args], env=env,
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    lines = out.stderr.splitlines()
+    assert lines and all("] dry run, nothing ran: " in ln and "would" in ln for ln in lines), lines
+    assert not any(w in ln.split("would", 1)[0] for ln in lines for w in DONE_WORDS), lines
+
+
+@pytest.mark.parametrize("script,setting,value", [
+    ("create.sh", "ZONE", ""), ("create.sh", "ACCELERATOR_TYPE", ""),
+    ("teardown.sh", "TPU_NAME", ""), ("logs.sh", "ZONE", ""), ("setup.sh", "PYTHON", ""),
+    ("train.sh", "CONFIG", ""), ("train.sh", "CONFIG", "configs/no_such_recipe.py"),
+    ("babysit.sh", "CONFIG", ""),
+])
+def test_a_missing_setting_exits_non_zero_before_any_command(tmp_path, script, setting, value):
+    settings = tmp_path / "mine.sh"  # settings.sh fills an empty variable with its default
+    settings.write_text(f"{setting}='{value}'\n")
+    env = {**os.environ, **BASE_ENV, "DRY_RUN": "1", "AZR_SETTINGS": str(settings)}
+    out = subprocess.run([str(LAUNCH / script)], env=env, capture_output=True, text=True,
+                         timeout=30)
+    assert out.returncode == 2 and setting in out.stderr and not out.stdout, out
+
+
+def test_a_recipe_name_is_a_valid_config():
+    (cmd,) = dry_run("train.sh", CONFIG="tiny_cpu")
+    assert "--config tiny_cpu " in remote(cmd)[1]

@@ -16,9 +16,12 @@ from azr_jax.pipeline import rollout as rollout_mod
 from azr_jax.pipeline.config import load_config
 from azr_jax.pipeline.metrics import read_metrics
 from azr_jax.pipeline.report import build_report
-from azr_jax.pipeline.tasklog import read_tasks
+from azr_jax.pipeline.tasklog import read_solves, read_tasks
 from azr_jax.pipeline.trainer import train
 from azr_jax.selfplay import GROUPS
+
+# tiny_cpu fits any device count (fsdp=-1); here every mesh axis really shards.
+MESH_222 = ["mesh.data=2", "mesh.fsdp=2", "mesh.tensor=2"]
 
 
 def _canned(prompt_text: str, row: int) -> str | None:
@@ -47,7 +50,7 @@ def responder(monkeypatch):
 
 
 def test_tiny_cpu_training_steps(tmp_path, responder):
-    cfg = load_config("tiny_cpu", ["trainer.steps=3", "sampling.max_new_tokens=128",
+    cfg = load_config("tiny_cpu", ["trainer.steps=3", "sampling.max_new_tokens=128", *MESH_222,
                                    "selfplay.seed_batch_factor=1"])
     workdir = str(tmp_path / "run")
     result = train(cfg, workdir)
@@ -78,10 +81,16 @@ def test_tiny_cpu_training_steps(tmp_path, responder):
     assert json.load(open(os.path.join(workdir, "config.json")))["model"]["preset"] == "tiny"
     html = open(build_report(workdir)).read()
     assert "x * " in html and "<svg" in html
+    # every solver rollout is logged (prompt, answer, grade) and browsable in the report
+    solves = read_solves(workdir)
+    assert len(solves) == 3 * 3 * cfg.selfplay.batch_per_group
+    assert {"passed", "failed"} <= {s["outcome"] for s in solves}
+    assert all(s["prompt"] and s["type"] in ("deduction", "abduction", "induction") for s in solves)
+    assert '<table id="solves">' in html and html.count('<tr class="good" data-type=') > 0
 
     # a longer run continues from the checkpoint, now with overlap (staleness 1): rollouts
     # of step 5 sample with the parameters from before update 4, which the update donates
-    more = load_config("tiny_cpu", ["trainer.steps=5", "sampling.max_new_tokens=128",
+    more = load_config("tiny_cpu", ["trainer.steps=5", "sampling.max_new_tokens=128", *MESH_222,
                                     "selfplay.seed_batch_factor=1",
                                     "trainer.staleness=1", "trainer.checkpoint_every=10"])
     again = train(more, workdir)

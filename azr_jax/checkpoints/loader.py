@@ -121,20 +121,28 @@ def load_model(spec: str, *, dtype=None, shardings: Shardings = None, progress: 
     dtype: parameter and compute dtype ('float32', 'bfloat16'; default: float32).
     shardings: None, a callable (param path tuple -> jax Sharding), or a tree of shardings.
     """
-    from azr_jax.models import PRESETS
-
-    spec = os.fspath(spec)
+    spec = check_model_spec(spec)
     if spec in LOCAL_PRESETS:
         return LOCAL_PRESETS[spec](dtype, shardings, progress)
-    if spec in PRESETS:
-        raise UserError(f"preset {spec!r} has no local weights; pass a HF checkpoint directory "
-                        "(config.json + safetensors) or a .gguf file as the model")
     if os.path.isdir(spec):
         from azr_jax.checkpoints.hf_dir import import_hf
 
         return import_hf(spec, shardings=shardings, dtype=dtype, progress=progress)
-    if spec.endswith(".gguf"):
-        return load_gguf(spec, dtype=dtype, shardings=shardings, progress=progress)
+    return load_gguf(spec, dtype=dtype, shardings=shardings, progress=progress)
+
+
+def check_model_spec(spec) -> str:
+    """`spec` as a string when `load_model` can try it (a local preset, a directory, a
+    .gguf path), else the UserError it would raise; reads no weights (the trainer checks
+    this before it touches the workdir)."""
+    from azr_jax.models import PRESETS
+
+    spec = os.fspath(spec)
+    if spec in LOCAL_PRESETS or os.path.isdir(spec) or spec.endswith(".gguf"):
+        return spec
+    if spec in PRESETS:
+        raise UserError(f"preset {spec!r} has no local weights; pass a HF checkpoint directory "
+                        "(config.json + safetensors) or a .gguf file as the model")
     if os.path.exists(spec):
         raise UserError(f"model {spec!r} is neither a HF checkpoint directory nor a .gguf file")
     raise UserError(f"model {spec!r} not found: expected a preset ({', '.join(LOCAL_PRESETS)}), "

@@ -14,7 +14,7 @@ def register(subparsers) -> None:
     p.add_argument("--prompt", required=True, help="the prompt text")
     p.add_argument("--chat", action="store_true",
                    help="wrap the prompt as one user message in the model's chat template")
-    p.add_argument("--max-new-tokens", type=int, default=128, help="default: 128")
+    p.add_argument("--max-new-tokens", type=int, default=128, help="new tokens at most")
     p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
     p.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling mass (default 1: off)")
     p.add_argument("--top-k", type=int, default=0, help="keep the k most likely tokens (0: off)")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 import difflib
 import importlib.util
+import inspect
 import json
 import os
 import sys
@@ -23,7 +24,7 @@ _REPO_CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
 # other difference changes what the saved state means, so resuming would be wrong.
 RESUME_SAFE = ("trainer.steps", "trainer.log_every", "trainer.checkpoint_every",
                "trainer.keep", "trainer.eval_every", "trainer.progress", "trainer.staleness",
-               "executor.", "mesh.", "eval.")
+               "executor.", "mesh.", "eval.", "logging.")
 
 
 def resolve_config_path(path_or_name: str) -> str:
@@ -37,8 +38,19 @@ def resolve_config_path(path_or_name: str) -> str:
                     f"configs/tiny_cpu.py or a recipe name under {_REPO_CONFIGS})")
 
 
+def split_config_arg(spec: str) -> tuple[str, str | None]:
+    """`configs/paper.py:3b` -> ("configs/paper.py", "3b"), the `--config=FILE:ARG` form of
+    ml_collections.config_flags; a spec without `:ARG` -> (spec, None)."""
+    head, sep, arg = spec.rpartition(":")
+    if sep and head and ("/" not in arg and os.sep not in arg):
+        return head, arg
+    return spec, None
+
+
 def load_config_file(path_or_name: str) -> ml_collections.ConfigDict:
-    """Import a recipe module by path and call its `get_config()`."""
+    """Import a recipe module by path and call its `get_config()`, or `get_config(ARG)` for
+    `FILE:ARG` (as ml_collections.config_flags does)."""
+    path_or_name, arg = split_config_arg(path_or_name)
     path = resolve_config_path(path_or_name)
     # Recipes do `from configs import base`: put the folder above configs/ on the path.
     root = os.path.dirname(os.path.dirname(path))
@@ -50,7 +62,7 @@ def load_config_file(path_or_name: str) -> ml_collections.ConfigDict:
         spec.loader.exec_module(module)
         if not hasattr(module, "get_config"):
             raise UserError(f"config file {path} has no get_config() function")
-        cfg = module.get_config()
+        cfg = module.get_config() if arg is None else _call_with_arg(module.get_config, arg, path)
     except UserError:
         raise
     except Exception as e:  # noqa: BLE001 - any mistake in the user's recipe is one line
@@ -59,6 +71,15 @@ def load_config_file(path_or_name: str) -> ml_collections.ConfigDict:
         raise UserError(f"config file {path}: get_config() returned {type(cfg).__name__}, "
                         "expected an ml_collections.ConfigDict")
     return cfg
+
+
+def _call_with_arg(get_config, arg: str, path: str):
+    try:
+        inspect.signature(get_config).bind(arg)
+    except TypeError:
+        raise UserError(f"config file {path}: get_config() takes no argument, but "
+                        f"{path}:{arg} passes {arg!r}; drop ':{arg}'") from None
+    return get_config(arg)
 
 
 def _recipe_error(e: BaseException, path: str) -> str:

@@ -70,6 +70,7 @@ RULES: dict[str, Rule] = {
     "optim.micro_batches": _ge(1),
     "executor.workers": _ge(0),  # 0 = this host's cores less a reserve
     "executor.memory_mb": _ge(1),
+    "logging.tb_samples": NON_NEGATIVE,
     "eval.limit": NON_NEGATIVE,
     "eval.max_new_tokens": _ge(1),
     "eval.batch_size": _ge(1),

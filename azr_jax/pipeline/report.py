@@ -9,7 +9,7 @@ import math
 from azr_jax.errors import UserError
 from azr_jax.pipeline import workdir_fs
 from azr_jax.pipeline.metrics import read_metrics
-from azr_jax.pipeline.tasklog import read_tasks
+from azr_jax.pipeline.tasklog import read_solves, read_tasks
 from azr_jax.pipeline.workdir_layout import CONFIG_FILE, REPORT_FILE
 
 # (title, metric-key prefixes or exact keys) for each plot; keys missing from a run are skipped.
@@ -121,12 +121,14 @@ vertical-align:top}th{background:#f3f3f3;cursor:pointer;position:sticky;top:0}
 pre{margin:0;white-space:pre-wrap;max-width:520px;font-size:11px}.bad{background:#fff3f3}
 .good{background:#f3fff3}#controls{margin:10px 0}#controls *{margin-right:8px}"""
 
-_SCRIPT = """function flt(){const q=document.getElementById('q').value.toLowerCase();
-const t=document.getElementById('t').value, v=document.getElementById('v').value;let n=0;
-for(const r of document.querySelectorAll('#tasks tbody tr')){const ok=(!q||r.innerText.toLowerCase()
-.includes(q))&&(!t||r.dataset.type===t)&&(!v||r.dataset.valid===v);r.style.display=ok?'':'none';
-n+=ok}document.getElementById('n').innerText=n+' shown'}
-function srt(c){const b=document.querySelector('#tasks tbody');const rs=[...b.rows];
+# Both browsers (proposals: id "tasks", solver rollouts: id "solves") filter by search text,
+# type and a second field (data-f: valid / outcome), and sort by a clicked column.
+_SCRIPT = """function flt(id){const g=s=>document.getElementById(id+'-'+s).value;
+const q=g('q').toLowerCase(),t=g('t'),v=g('v');let n=0;
+for(const r of document.querySelectorAll('#'+id+' tbody tr')){const ok=(!q||r.innerText.toLowerCase()
+.includes(q))&&(!t||r.dataset.type===t)&&(!v||r.dataset.f===v);r.style.display=ok?'':'none';
+n+=ok}document.getElementById(id+'-n').innerText=n+' shown'}
+function srt(id,c){const b=document.querySelector('#'+id+' tbody');const rs=[...b.rows];
 const d=b.dataset.dir=b.dataset.dir==='1'?'-1':'1';rs.sort((x,y)=>{const a=x.cells[c].dataset.k??
 x.cells[c].innerText,z=y.cells[c].dataset.k??y.cells[c].innerText;const fa=parseFloat(a),fz=parseFloat(z);
 return (isNaN(fa)||isNaN(fz)?a.localeCompare(z):fa-fz)*d});rs.forEach(r=>b.appendChild(r))}"""
@@ -157,7 +159,7 @@ def _task_rows(tasks) -> str:
         response = t.get("response", "")
         out.append(
             f'<tr class="{"good" if valid else "bad"}" data-type="{html.escape(t.get("type", ""))}" '
-            f'data-valid="{int(valid)}"><td>{t.get("step", "")}</td><td>{html.escape(t.get("type", ""))}</td>'
+            f'data-f="{int(valid)}"><td>{t.get("step", "")}</td><td>{html.escape(t.get("type", ""))}</td>'
             f'<td>{"yes" if valid else "no"}</td><td data-k="{rate if rate is not None else -1}">{rate_txt}</td>'
             f'<td>{t.get("reward", "")}</td><td><pre>{html.escape(t.get("program", ""))}</pre></td>'
             f'<td><pre>{html.escape(str(io_in))}</pre></td><td><pre>{html.escape(str(io_out))}</pre></td>'
@@ -165,6 +167,42 @@ def _task_rows(tasks) -> str:
             f'<td><details><summary>show</summary><pre>{html.escape(response)}</pre></details>'
             f'</td></tr>')
     return "".join(out)
+
+
+def _solve_rows(solves) -> str:
+    out = []
+    for s in solves:
+        outcome = str(s.get("outcome", ""))
+        cls = "good" if outcome == "passed" else "bad"
+        answer = s.get("answer") or s.get("error") or ""
+        out.append(
+            f'<tr class="{cls}" data-type="{html.escape(s.get("type", ""))}" '
+            f'data-f="{html.escape(outcome)}"><td>{s.get("step", "")}</td>'
+            f'<td>{html.escape(s.get("type", ""))}</td><td>{html.escape(outcome)}</td>'
+            f'<td>{s.get("reward", "")}</td>'
+            f'<td><details><summary>show</summary><pre>{html.escape(s.get("prompt", ""))}</pre></details></td>'
+            f'<td><pre>{html.escape(str(answer)[:600])}</pre></td>'
+            f'<td><details><summary>show</summary><pre>{html.escape(s.get("response", ""))}</pre>'
+            f'</details></td></tr>')
+    return "".join(out)
+
+
+def _controls(id_: str, what: str, types, second: list[tuple[str, str]], count: int) -> str:
+    """Search box, type menu and a second menu (value, label) above browser `id_`."""
+    options = "".join(f'<option value="{html.escape(t)}">{html.escape(t)}</option>' for t in types)
+    extra = "".join(f'<option value="{html.escape(v)}">{html.escape(label)}</option>'
+                    for v, label in second)
+    return (f'<div id="controls"><input id="{id_}-q" placeholder="search {what}..." '
+            f'oninput="flt(\'{id_}\')" size="40"><select id="{id_}-t" onchange="flt(\'{id_}\')">'
+            f'<option value="">all types</option>{options}</select><select id="{id_}-v" '
+            f'onchange="flt(\'{id_}\')">{extra}</select><span id="{id_}-n">{count} shown</span></div>')
+
+
+def _header(id_: str, names) -> str:
+    """A table head whose first `sortable` columns sort on click."""
+    cells = "".join(f'<th onclick="srt(\'{id_}\',{i})">{n}</th>' if sortable else f"<th>{n}</th>"
+                    for i, (n, sortable) in enumerate(names))
+    return f'<thead><tr>{cells}</tr></thead>'
 
 
 def _rules(config_text: str) -> str:
@@ -185,6 +223,7 @@ def build_report(workdir: str, output: str | None = None) -> str:
         raise UserError(f"workdir {workdir!r} does not exist")
     rows = read_metrics(workdir)
     tasks = read_tasks(workdir)
+    solves = read_solves(workdir)
     if not rows and not tasks:
         raise UserError(f"workdir {workdir!r} has no metrics.jsonl or tasks.jsonl; "
                         "run `azr-jax train` there first")
@@ -197,25 +236,30 @@ def build_report(workdir: str, output: str | None = None) -> str:
     cfg_path = workdir_fs.join(workdir, CONFIG_FILE)
     if workdir_fs.exists(cfg_path):
         config = workdir_fs.read_text(cfg_path)
-    types = sorted({t.get("type", "") for t in tasks})
-    options = "".join(f'<option value="{html.escape(t)}">{html.escape(t)}</option>' for t in types)
+    types = sorted({t.get("type", "") for t in tasks + solves})
     n_valid = sum(bool(t.get("valid")) for t in tasks)
+    n_passed = sum(s.get("outcome") == "passed" for s in solves)
+    outcomes = sorted({str(s.get("outcome", "")) for s in solves})
+    task_head = _header("tasks", [("step", 1), ("type", 1), ("valid", 1), ("solve rate", 1),
+                                  ("proposer reward", 1), ("program", 0), ("input(s)", 0),
+                                  ("output(s)", 0), ("error / message", 0), ("raw response", 0)])
+    solve_head = _header("solves", [("step", 1), ("type", 1), ("outcome", 1), ("reward", 1),
+                                    ("prompt", 0), ("answer / parse error", 0), ("raw response", 0)])
     doc = f"""<!DOCTYPE html><html><head><meta charset="utf-8"><title>AZR run report</title>
 <style>{_STYLE}</style><script>{_SCRIPT}</script></head><body>
 <h1>AZR run: {html.escape(workdir_fs.absolute(workdir))}</h1>
-<p>{len(rows)} logged steps; {len(tasks)} proposed tasks, {n_valid} valid.{_rules(config)}</p>
+<p>{len(rows)} logged steps; {len(tasks)} proposed tasks, {n_valid} valid; {len(solves)} solver
+rollouts, {n_passed} correct.{_rules(config)}</p>
 <h2>Training curves</h2><div class="plots">{''.join(plots) or '<p>No metrics yet.</p>'}</div>
 <h2>Last step</h2>{_summary_table(rows)}
 <h2>Proposed tasks</h2>
-<div id="controls"><input id="q" placeholder="search programs, inputs..." oninput="flt()" size="40">
-<select id="t" onchange="flt()"><option value="">all types</option>{options}</select>
-<select id="v" onchange="flt()"><option value="">valid and invalid</option><option value="1">valid</option>
-<option value="0">invalid</option></select><span id="n">{len(tasks)} shown</span></div>
-<table id="tasks"><thead><tr><th onclick="srt(0)">step</th><th onclick="srt(1)">type</th>
-<th onclick="srt(2)">valid</th><th onclick="srt(3)">solve rate</th><th onclick="srt(4)">proposer reward</th>
-<th>program</th><th>input(s)</th><th>output(s)</th><th>error / message</th>
-<th>raw response</th></tr></thead>
-<tbody>{_task_rows(tasks)}</tbody></table>
+{_controls("tasks", "programs, inputs", types,
+           [("", "valid and invalid"), ("1", "valid"), ("0", "invalid")], len(tasks))}
+<table id="tasks">{task_head}<tbody>{_task_rows(tasks)}</tbody></table>
+<h2>Solver rollouts</h2>
+{_controls("solves", "prompts, answers", types,
+           [("", "every outcome")] + [(o, o) for o in outcomes], len(solves))}
+<table id="solves">{solve_head}<tbody>{_solve_rows(solves)}</tbody></table>
 <h2>Config</h2><pre>{html.escape(config)}</pre></body></html>"""
     path = output or workdir_fs.join(workdir, REPORT_FILE)
     workdir_fs.write_text_atomic(path, doc)

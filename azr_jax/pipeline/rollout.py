@@ -18,7 +18,7 @@ import numpy as np
 
 from azr_jax import selfplay as sp
 from azr_jax.sampling import SamplingConfig, prepare_params, sample
-from azr_jax.pipeline import answer_stop
+from azr_jax.pipeline import answer_stop, tasklog
 from azr_jax.pipeline.batching import advantages_and_batch
 from azr_jax.pipeline.workdir_layout import SEEDING_FILE
 
@@ -54,6 +54,7 @@ class Rollout:
     batch: dict  # numpy arrays, the update step's batch keys
     metrics: dict
     task_rows: list  # proposals for tasks.jsonl
+    solve_rows: list = dataclasses.field(default_factory=list)  # solver rollouts, solves.jsonl
 
 
 def _render(ctx: RolloutContext, messages) -> str:
@@ -233,7 +234,9 @@ def run_rollout(ctx: RolloutContext, step: int, params) -> Rollout:
         rows = [_task_row(step, r, rates.get(i), prop_rewards[i], prop_texts[i])
                 for i, r in enumerate(results)]
     metrics["time/rollout"] = time.perf_counter() - t_start
-    return Rollout(step=step, batch=batch, metrics=metrics, task_rows=rows)
+    return Rollout(step=step, batch=batch, metrics=metrics, task_rows=rows,
+                   solve_rows=tasklog.solver_rows(step, solver_tasks, sol_texts, answers,
+                                                  outcomes, sol_rewards))
 
 
 def _learnability(ctx, params, results, key) -> dict[int, float]:

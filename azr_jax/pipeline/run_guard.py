@@ -10,7 +10,7 @@ import os
 import re
 
 from azr_jax.errors import Preempted, UserError
-from azr_jax.pipeline import preemption, workdir_lock
+from azr_jax.pipeline import preemption, setup, workdir_lock
 from azr_jax.pipeline.config_rules import validate
 
 # errno values that mean "the disk, the permissions or a path", not a bug: one line.
@@ -73,7 +73,9 @@ def close_all(*closers) -> None:
 
 
 def check_process_layout(cfg) -> None:
-    """Refuse settings that cannot work with several JAX processes, before any collective."""
+    """Refuse settings that cannot work with these JAX processes and devices, before any
+    collective: several processes need staleness 0; the mesh, the model spec and every
+    section's checks run here too (setup.preflight)."""
     import jax
 
     if jax.process_count() > 1 and cfg.trainer.staleness > 0:
@@ -81,6 +83,7 @@ def check_process_layout(cfg) -> None:
         # different hosts, which deadlocks collectives
         raise UserError("trainer.staleness > 0 is not supported with several JAX processes; "
                         "use trainer.staleness=0")
+    setup.preflight(cfg, jax.device_count())
 
 
 def guarded_run(train_fn):

@@ -104,6 +104,25 @@ def check_config(cfg):
         raise UserError(f"model.attention_block must be >= 0 (0 = off), got {cfg.model.attention_block}")
 
 
+def preflight(cfg, num_devices: int) -> None:
+    """Every check that needs no weights, run before the workdir is touched (a run that
+    cannot start leaves nothing behind): the cross-field checks, each section's own
+    validation, the mesh against the devices present, and the model spec."""
+    from azr_jax.checkpoints.loader import check_model_spec
+    from azr_jax.pipeline import wandb_logger
+    from azr_jax.rl import losses
+    from azr_jax.sharding import MeshConfig
+
+    check_config(cfg)
+    selfplay_config(cfg)
+    optim_config(cfg)
+    losses.get(loss_config(cfg).name)
+    MeshConfig(data=cfg.mesh.data, fsdp=cfg.mesh.fsdp, tensor=cfg.mesh.tensor).shape(num_devices)
+    check_model_spec(cfg.model.path or cfg.model.preset)
+    if cfg.logging.wandb:
+        wandb_logger.check(cfg.logging.wandb_mode)
+
+
 def executor_workers(requested: int, cpus: int | None = None) -> int:
     """Sandbox workers for `executor.workers`: 0 (auto) = this host's cores less a reserve
     for the trainer itself (JAX dispatch, tokenising, the rollout thread): 2 cores, or 1/16

@@ -3,7 +3,8 @@ checkpoints and automatic resume.
 
     train(cfg, workdir)   # what `azr-jax train` calls
 
-A workdir holds config.json, metrics.jsonl, tasks.jsonl, tb/ (TensorBoard) and checkpoints/.
+A workdir holds config.json, metrics.jsonl, tasks.jsonl, solves.jsonl, tb/ (TensorBoard) and
+checkpoints/ (workdir_layout.py).
 Running again on a workdir with a checkpoint resumes from it; the checkpoint holds the train
 state (params, optimizer, step, RNG) and the trainer state (buffers, seed).
 """
@@ -21,11 +22,12 @@ from azr_jax.pipeline import probe as probe_lib
 from azr_jax.pipeline import setup as setup_lib
 from azr_jax.pipeline import workdir_fs
 from azr_jax.pipeline.metrics import MetricsWriter, PhaseTimer
+from azr_jax.pipeline.wandb_logger import WandbLogger
 from azr_jax.pipeline.prefetch import DeviceActivity, RolloutQueue
 from azr_jax.pipeline.rollout import (RolloutContext, run_rollout, seed_buffers,
                                       seeding_state_path)
 from azr_jax.pipeline.run_guard import close_all, disk_error, guarded_run
-from azr_jax.pipeline.tasklog import append_tasks, truncate_tasks_after
+from azr_jax.pipeline.tasklog import append_solves, append_tasks, truncate_tasks_after
 from azr_jax.sharding import data_parallel_size
 from azr_jax.pipeline.workdir_layout import CONFIG_FILE
 
@@ -38,23 +40,36 @@ class TrainResult:
     last_metrics: dict
 
 
-def prepare_workdir(cfg, workdir: str, main: bool) -> bool:
-    """Create the workdir or check it holds a compatible run; True when resuming."""
+def check_workdir(cfg, workdir: str) -> bool:
+    """True when `workdir` holds a run that `cfg` may resume (raises when it holds an
+    incompatible one); reads only, so a run that fails before `write_config` leaves no
+    config.json that would refuse the corrected command."""
     path = workdir_fs.join(workdir, CONFIG_FILE)
-    if workdir_fs.exists(path):
-        try:
-            saved = config_lib.config_from_json(workdir_fs.read_text(path))
-        except ValueError as e:
-            raise UserError(f"{path} is not valid JSON ({e}); is this an azr-jax workdir?")
-        config_lib.check_resume_compatible(saved, cfg, workdir)
-        exists = True
-    else:
-        exists = False
-    if main:
-        workdir_fs.makedirs(workdir)
-        # refresh resume-safe fields (e.g. a longer trainer.steps)
-        workdir_fs.write_text_atomic(path, config_lib.config_to_json(cfg))
-    return exists
+    if not workdir_fs.exists(path):
+        return False
+    try:
+        saved = config_lib.config_from_json(workdir_fs.read_text(path))
+    except ValueError as e:
+        raise UserError(f"{path} is not valid JSON ({e}); is this an azr-jax workdir?")
+    config_lib.check_resume_compatible(saved, cfg, workdir)
+    return True
+
+
+def write_config(cfg, workdir: str) -> None:
+    """Create the workdir and (re)write config.json: a new run's, or a resumed run's
+    refreshed resume-safe fields (e.g. a longer trainer.steps)."""
+    workdir_fs.makedirs(workdir)
+    workdir_fs.write_text_atomic(workdir_fs.join(workdir, CONFIG_FILE),
+                                 config_lib.config_to_json(cfg))
+
+
+def make_writer(cfg, workdir: str, main: bool) -> MetricsWriter:
+    """metrics.jsonl + TensorBoard on process 0, plus W&B when `logging.wandb` is on."""
+    log = cfg.logging
+    extra = None
+    if main and log.wandb:
+        extra = WandbLogger(workdir, log.wandb_project, log.wandb_mode, log.wandb_name)
+    return MetricsWriter(workdir, enabled=main, extra=extra, samples=log.tb_samples)
 
 
 def _save(ckpt, step, state, trainer_state, workdir, final: bool):
@@ -124,15 +139,18 @@ def train(cfg, workdir: str, *, rollout_fn=run_rollout) -> TrainResult:
     from azr_jax.sharding import global_batch_from_host, is_main_process, sync_processes
 
     main, multi = is_main_process(), jax.process_count() > 1
-    resuming = prepare_workdir(cfg, workdir, main)
-    sync_processes("azr-workdir-ready")  # the others start once process 0 made the workdir
-    env = setup_lib.build(cfg, workdir)
+    resuming = check_workdir(cfg, workdir)
+    env = setup_lib.build(cfg, workdir)  # the model loads, so it can fail: config.json waits
+    if main:
+        write_config(cfg, workdir)
+    sync_processes("azr-workdir-ready")  # the others go on once process 0 wrote config.json
     tcfg = cfg.trainer
     state, buffers, start = env.train_state, env.buffers, 0
     if resuming and env.checkpointer.latest_step() is not None:
         start, state, buffers = setup_lib.restore(env)
-    writer = MetricsWriter(workdir, enabled=main)
+    writer = make_writer(cfg, workdir, main)
     writer.truncate_after(start)
+    writer.write_config(cfg.to_dict())
     if main:
         truncate_tasks_after(workdir, start - 1)
     timer, activity = PhaseTimer(), DeviceActivity()
@@ -197,8 +215,10 @@ def train(cfg, workdir: str, *, rollout_fn=run_rollout) -> TrainResult:
             m.update(probe_lib.step_metrics(probe, cfg, ctx, state.params, m, done))
             if main:  # logs first: a kill before the checkpoint lands rolls them back
                 append_tasks(workdir, rollout.task_rows)
+                append_solves(workdir, rollout.solve_rows)
                 if step % max(1, tcfg.log_every) == 0 or done == tcfg.steps:
                     writer.write(done, m)
+                    writer.write_samples(done, rollout.task_rows, rollout.solve_rows)
             stop = done < tcfg.steps and preemption.should_stop()  # same on every process
             if done % every == 0 or done == tcfg.steps or stop:
                 with timer("checkpoint"):

@@ -5,6 +5,7 @@ WORKDIR/
   config.json            the resolved config (CONFIG_FILE)
   metrics.jsonl          one row per step (METRICS_FILE)
   tasks.jsonl            every proposal, for the report's task browser (TASKS_FILE)
+  solves.jsonl           every solver rollout: prompt, answer, grade (SOLVES_FILE)
   seeding_buffers.json   buffers while seeding, so a restart resumes them (SEEDING_FILE)
   report.html            `azr-jax report` (REPORT_FILE)
   tb/                    TensorBoard events (TB_DIR)
@@ -15,6 +16,7 @@ WORKDIR/
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.jsonl"
 TASKS_FILE = "tasks.jsonl"
+SOLVES_FILE = "solves.jsonl"
 SEEDING_FILE = "seeding_buffers.json"
 REPORT_FILE = "report.html"
 TB_DIR = "tb"

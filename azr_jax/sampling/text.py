@@ -9,6 +9,11 @@ from azr_jax.sampling.config import SamplingConfig
 from azr_jax.sampling.sampler import sample
 
 
+# What `generate_text` samples with when given no settings: greedy, the same defaults as
+# `azr-jax generate` (tests/test_generate_cli.py holds the two together).
+DEFAULT_SAMPLING = SamplingConfig(max_new_tokens=128, temperature=0.0, top_p=1.0, top_k=0)
+
+
 @dataclasses.dataclass
 class TextGeneration:
     prompt_index: int
@@ -41,11 +46,12 @@ def generate_text(loaded, prompts: Sequence[str], *, chat: bool = False,
                   **sampling_fields) -> list[TextGeneration]:
     """Sample continuations of text prompts with a `LoadedModel` (config, params, tokenizer).
 
-    `sampling` (or keyword fields such as max_new_tokens=, temperature=) sets the sampler;
+    `sampling` (or keyword fields such as max_new_tokens=, temperature=) sets the sampler,
+    on top of DEFAULT_SAMPLING (greedy, 128 new tokens, as `azr-jax generate`);
     generation stops at the tokenizer's/model's end-of-sequence ids in addition to any
     `stop_token_ids` given. Returns len(prompts) * num_samples rows, prompt-major.
     """
-    sampling = (sampling or SamplingConfig()).replace(**sampling_fields)
+    sampling = (sampling or DEFAULT_SAMPLING).replace(**sampling_fields)
     tokenizer = loaded.tokenizer
     stops = tuple(dict.fromkeys(sampling.stop_token_ids + stop_ids(tokenizer, loaded.config)))
     sampling = sampling.replace(stop_token_ids=stops)

@@ -28,12 +28,22 @@ class MeshConfig:
         if sum(s == -1 for s in sizes) > 1 or any(s == 0 or s < -1 for s in sizes):
             raise UserError(f"mesh sizes {self}: each must be positive, at most one may be -1")
         known = math.prod(s for s in sizes if s != -1)
-        if num_devices % known:
-            raise UserError(f"mesh {self} does not fit {num_devices} devices")
-        sizes = [num_devices // known if s == -1 else s for s in sizes]
-        if math.prod(sizes) != num_devices:
-            raise UserError(f"mesh {self} uses {math.prod(sizes)} devices, but {num_devices} are given")
-        return tuple(sizes)
+        resolved = [num_devices // known if s == -1 else s for s in sizes]
+        if num_devices % known or math.prod(resolved) != num_devices:
+            raise UserError(self.misfit(num_devices))
+        return tuple(resolved)
+
+    def misfit(self, num_devices: int) -> str:
+        """Why this mesh cannot use `num_devices`, and the two ways out."""
+        axes = " x ".join(f"{n}={getattr(self, n)}" for n in ("data", "fsdp", "tensor"))
+        need = math.prod(s for s in (self.data, self.fsdp, self.tensor) if s != -1)
+        wants = (f"a multiple of {need}" if -1 in (self.data, self.fsdp, self.tensor)
+                 else f"exactly {need}")
+        return (f"mesh {axes} needs {wants} devices, but {num_devices} "
+                f"{'is' if num_devices == 1 else 'are'} present; set sizes that fit "
+                "(-1 = all remaining devices, e.g. --config.mesh.data=1 --config.mesh.fsdp=-1 "
+                "--config.mesh.tensor=1), or on CPU fake N devices with "
+                "XLA_FLAGS=--xla_force_host_platform_device_count=N")
 
 
 def make_mesh(config: MeshConfig = MeshConfig(), devices: Optional[Sequence] = None) -> Mesh:
