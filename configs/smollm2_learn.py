@@ -20,6 +20,11 @@ short runs; BENCHMARKS.md, "Learning"). The reward rules stay the official ones.
   for 7B models); one AdamW step per training step;
 - a fixed probe (configs/probe/probe.jsonl, our own programs, never in the buffers):
   the solver's greedy accuracy every `probe.every` steps, logged as `probe/*`.
+Measured (BENCHMARKS.md, "Learning"; 10 steps, 33 min on 2 shared cores): the goal is NOT
+met. No deduction/abduction answer was ever correct (0 of 160 samples) and no proposal valid
+(0 of 240: the model writes no ```input block after its program), so the probe and the
+valid rate stay at 0; the only group with mixed rewards, the induction solver on the lone
+identity task, learnt that task (solve rate 0.125 -> 1.0).
 """
 
 import os
