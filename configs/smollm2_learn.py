@@ -1,21 +1,30 @@
 """Self-play that learns on the bundled SmolLM2-135M-Instruct on 2 CPU cores (`make learn`).
 
 configs/smollm2_demo.py plus the levers that a 135M model needs to get a learning signal
-under the official reward rules, each chosen by short measured runs (BENCHMARKS.md,
-"Learning"):
+under the official reward rules, each chosen by measurement (benchmarks/learn_signal.py and
+short runs; BENCHMARKS.md, "Learning"). The reward rules stay the official ones.
 - `selfplay.close_answer` (azr_jax/pipeline/answer_stop.py): SmolLM2-135M writes the
   fenced blocks an answer needs, then stops (EOS) or rambles on without `</answer>`, so
   every response is a format error (-1) and every advantage is 0. With this lever each
   response is cut after the fence that completes its answer (like a stop sequence; the
   tokens after it are not trained on) and parsed as if `</answer>` followed. The official
   rule stays the default.
-- a learning rate for a 135M model (the paper's 1e-6 is for 7B models), 4 samples per
-  group, one AdamW step per training step;
+- seeds: the twelve demo programs plus sixteen one-line programs of our own
+  (configs/seeds/learn.jsonl), so some solver groups hold correct answers (a group of only
+  wrong answers has zero advantages). Never benchmark programs.
+- prompts: the compact pack with proposer prompts that spell out the answer's block order
+  (configs/prompts/learn.json).
+- sizes for speed on 2 cores: one reference per proposal, prompts <= 192 tokens and
+  responses <= 64 (prompt + response <= 256: one update shape, half the 512 of the demo);
+  8 samples per (type x role) group; a learning rate for a 135M model (the paper's 1e-6 is
+  for 7B models); one AdamW step per training step;
 - a fixed probe (configs/probe/probe.jsonl, our own programs, never in the buffers):
   the solver's greedy accuracy every `probe.every` steps, logged as `probe/*`.
-Measured (BENCHMARKS.md, "Learning"): the goal is NOT met with these levers. No sampled
-answer was ever correct and no proposal valid, so after the first update (which teaches the
-solver to close its answer block at once) every advantage is 0 and the probe stays at 0.
+Measured (BENCHMARKS.md, "Learning"; 10 steps, 33 min on 2 shared cores): the goal is NOT
+met. No deduction/abduction answer was ever correct (0 of 160 samples) and no proposal valid
+(0 of 240: the model writes no ```input block after its program), so the probe and the
+valid rate stay at 0; the only group with mixed rewards, the induction solver on the lone
+identity task, learnt that task (solve rate 0.125 -> 1.0).
 """
 
 import os
@@ -23,18 +32,25 @@ import os
 from configs import smollm2_demo
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+LEARN_SEEDS = os.path.join(HERE, "seeds", "learn.jsonl")
+LEARN_PROMPTS = os.path.join(HERE, "prompts", "learn.json")
 
 
 def get_config():
     c = smollm2_demo.get_config()
     c.selfplay.close_answer = True
-    c.selfplay.batch_per_group = 4
-    c.optim.lr = 5e-5
+    c.selfplay.seed_file = smollm2_demo.SEED_FILE + "," + LEARN_SEEDS
+    c.selfplay.prompt_file = LEARN_PROMPTS
+    c.selfplay.num_references = 1
+    c.selfplay.batch_per_group = 8
+    c.sampling.max_prompt_len = 192
+    c.sampling.max_new_tokens = 64  # prompt + response <= 256: one update shape
+    c.optim.lr = 2e-5
     c.optim.mini_batch_size = 0  # one AdamW step per training step
     c.optim.micro_batches = 4
-    c.probe.every = 3
+    c.probe.every = 2
     c.probe.file = os.path.join(HERE, "probe", "probe.jsonl")
-    c.trainer.steps = 10  # about 45 min on 2 shared CPU cores (BENCHMARKS.md)
+    c.trainer.steps = 10
     c.trainer.checkpoint_every = 5
-    c.trainer.keep = 5
+    c.trainer.keep = 2
     return c

@@ -1,0 +1,37 @@
+"""configs/smollm2_learn.py: its files load, its levers are on, its sizes keep one short
+update shape, and its seeds stay apart from the probe (no tokenizer or model needed)."""
+
+import math
+
+from azr_jax.pipeline.config import load_config
+from benchmarks.learn_signal import any_of
+from azr_jax.pipeline.probe import load_rows
+from azr_jax.selfplay import prompt_pack
+from azr_jax.selfplay.buffers import load_seed_file
+
+
+def test_learn_config_files_and_levers():
+    c = load_config("smollm2_learn", [])
+    seeds = [t for p in c.selfplay.seed_file.split(",") for t in load_seed_file(p)]
+    assert len(seeds) == 12 + 16  # the demo's programs plus the one-line learn programs
+    pack = prompt_pack.load_pack(c.selfplay.prompt_file)
+    assert "```input" in pack["propose_deduction"] and "```python" in pack["propose_deduction"]
+    assert c.selfplay.close_answer and c.probe.every > 0
+    # prompt + response fit one power-of-two update length of 256 (batching.bucket_length)
+    assert c.sampling.max_prompt_len + c.sampling.max_new_tokens == 256
+    assert c.selfplay.reward_rule == "official"
+
+
+def test_learn_seeds_are_not_probe_tasks():
+    c = load_config("smollm2_learn", [])
+    probe = {(r["program"], str(i)) for r in load_rows(c.probe.file) for i in r["inputs"]}
+    for path in c.selfplay.seed_file.split(","):
+        for t in load_seed_file(path):
+            assert (t.program, t.input) not in probe
+
+
+def test_any_of_estimator():
+    assert any_of(8, 0, 4) == 0.0 and any_of(8, 8, 1) == 1.0
+    assert math.isclose(any_of(8, 1, 4), 0.5) and math.isclose(any_of(16, 1, 1), 1 / 16)
+    assert math.isclose(any_of(5, 1, 4), 0.8)  # n - c == k: one way to miss
+    assert math.isnan(any_of(8, 1, 16))
