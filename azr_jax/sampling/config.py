@@ -47,6 +47,10 @@ class SamplingConfig:
     stop_token_ids: tuple[int, ...] = ()
     prompt_bucket: str = "pow2"
     pad_token_id: int = 0  # written after a row's stop token; `lengths` says what is real
+    # Decode slots (continuous batching, `sampling.continuous`): with more rows than this,
+    # a finished row's slot takes the next waiting prompt. 0 = all rows in one static batch.
+    max_rows_per_call: int = 0
+    decode_chunk: int = 16  # decode steps between refills (K; BENCHMARKS.md "Continuous batching")
 
     def __post_init__(self):
         if self.max_new_tokens < 1:
@@ -59,6 +63,11 @@ class SamplingConfig:
             raise UserError(f"top_k must be >= 0 (0 = off), got {self.top_k}")
         if self.num_samples < 1:
             raise UserError(f"num_samples must be >= 1, got {self.num_samples}")
+        if self.max_rows_per_call < 0:
+            raise UserError(f"max_rows_per_call must be >= 0 (0 = all rows at once), "
+                            f"got {self.max_rows_per_call}")
+        if self.decode_chunk < 1:
+            raise UserError(f"decode_chunk must be >= 1, got {self.decode_chunk}")
         if self.prompt_bucket not in BUCKET_POLICIES:
             raise UserError(f"unknown prompt_bucket {self.prompt_bucket!r}; "
                             f"expected one of {sorted(BUCKET_POLICIES)}")
@@ -73,6 +82,13 @@ class SamplingConfig:
 
     def padded_prompt_length(self, longest: int) -> int:
         return BUCKET_POLICIES[self.prompt_bucket](longest)
+
+
+def slot_cache_len(prompt_len: int, max_new: int, chunk: int) -> int:
+    """KV-cache slots of continuous batching: a live row holds at most prompt_len + max_new - 1
+    of them, and a decode chunk writes `chunk` more before the next compaction
+    (`continuous._compact`); 2 chunks of headroom make compactions rare."""
+    return prompt_len + max_new + 2 * chunk
 
 
 def padded_batch_size(rows: int, multiple: int = 1) -> int:
