@@ -135,17 +135,20 @@ class _Host:
 
 
 def generate(params, decode_params, cfg, prompt_rows, budgets, sampling: SamplingConfig, *,
-             pick, place, fetch, num_slots: int, batch_multiple: int, per_layer: bool, rules):
+             pick, place, fetch, num_slots: int, batch_multiple: int, per_layer: bool, rules,
+             progress=None):
     """Rows (token lists, one per row; row r draws with stream r) through `num_slots` slots.
 
     `place` puts a host array on the devices split over its leading axis; `fetch` brings
-    device arrays back. Returns (tokens [R, max_new], logprobs [R, max_new], lengths [R])."""
+    device arrays back; `progress(n)`, if given, hears of n more finished rows after each
+    chunk. Returns (tokens [R, max_new], logprobs [R, max_new], lengths [R])."""
     max_new, chunk, pad = sampling.max_new_tokens, sampling.decode_chunk, sampling.pad_token_id
     plen = sampling.padded_prompt_length(max(len(p) for p in prompt_rows))
     cache_len = slot_cache_len(plen, max_new, chunk)
     host = _Host(len(prompt_rows), num_slots, max_new, pad)
     waiting = collections.deque(range(len(prompt_rows)))
     index = plen  # the cache's write index, tracked on the host
+    reported = 0  # finished rows told to `progress`
     static = dict(cfg=cfg, num_slots=cache_len, per_layer=per_layer, rules=rules)
 
     def batch_of(slot_list, m):
@@ -194,4 +197,8 @@ def generate(params, decode_params, cfg, prompt_rows, budgets, sampling: Samplin
         toks, lps, count, done, steps = fetch((toks, lps, rows.count_b, rows.done_b, steps))
         host.record_chunk(toks, lps, count, done)
         index += int(steps)
+        finished = len(prompt_rows) - len(waiting) - int((~host.done).sum())
+        if progress is not None and finished > reported:
+            progress(finished - reported)
+            reported = finished
     return host.tokens, host.logprobs, host.lengths

@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import flax.linen as nn
 import jax
@@ -176,7 +176,8 @@ def _row_budgets(budgets, rows: int, max_new: int) -> np.ndarray:
 
 def sample(params, cfg: ModelConfig, prompts: Sequence[Sequence[int]], key,
            sampling: SamplingConfig = SamplingConfig(), mesh: Optional[jax.sharding.Mesh] = None,
-           budgets: Optional[Sequence[int]] = None) -> SampleOutput:
+           budgets: Optional[Sequence[int]] = None,
+           progress: Optional[Callable[[int], None]] = None) -> SampleOutput:
     """Sample continuations of token-id prompts (of any lengths).
 
     params: the model parameters (already placed on `mesh` when one is given, e.g. with
@@ -189,6 +190,8 @@ def sample(params, cfg: ModelConfig, prompts: Sequence[Sequence[int]], key,
     through that many decode slots with refill (`sampling.continuous`). With `mesh`, rows
     (slots) are split over the mesh's data axes (padded to a multiple of them) and the
     model's logical axis rules apply, with replication wherever a dimension does not divide.
+    progress: called with the number of rows newly finished (per decode chunk; once for a
+    static batch).
     """
     _check_prompts(prompts, cfg, sampling.max_new_tokens)
     multiple = mesh_lib.data_parallel_size(mesh) if mesh is not None else 1
@@ -208,7 +211,7 @@ def sample(params, cfg: ModelConfig, prompts: Sequence[Sequence[int]], key,
                 prepared.params, dict(prepared.params, **(prepared.decode_overrides or {})), cfg,
                 [prompts[i] for i in prompt_index_r], budget_r, sampling, pick=pick, place=place,
                 fetch=_fetch, num_slots=slots, batch_multiple=multiple,
-                per_layer=prepared.decode_overrides is not None, rules=rules)
+                per_layer=prepared.decode_overrides is not None, rules=rules, progress=progress)
             return SampleOutput(tokens=tokens_rn, logprobs=logprobs_rn, lengths=lengths_r,
                                 prompt_index=prompt_index_r)
         tokens_bt, valid_bt, active_b, _ = pack_prompts(prompts, sampling, multiple,
@@ -219,5 +222,7 @@ def sample(params, cfg: ModelConfig, prompts: Sequence[Sequence[int]], key,
         out = _generate(prepared.params, prepared.decode_overrides, pick, *inputs, cfg=cfg,
                         max_new=sampling.max_new_tokens, rules=rules)
     tokens_bn, logprobs_bn, lengths_b = _fetch(tuple(out))
+    if progress is not None:
+        progress(rows)
     return SampleOutput(tokens=tokens_bn[:rows], logprobs=logprobs_bn[:rows],
                         lengths=lengths_b[:rows], prompt_index=prompt_index_r)
