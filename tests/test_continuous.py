@@ -15,8 +15,9 @@ NEW = 10
 # mixed prompt lengths (1 to 12 tokens)
 PROMPTS = [[5, 6, 7], [9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20], [3], [40, 41, 42, 43],
            [70, 71], [100, 101, 102, 103, 104, 105], [8]]
-# per-row budgets: 1 (stops at once), the full NEW (never stops early), and between
+# per-prompt budgets: 1 (stops at once), the full NEW (never stops early), and between
 BUDGETS = [NEW, 1, NEW, 3, NEW, 7, 2]
+ROW_BUDGETS = np.repeat(BUDGETS, 2)  # two samples per prompt: 14 rows
 
 
 @pytest.fixture(scope="module")
@@ -32,10 +33,10 @@ def greedy(model):
     """Greedy settings whose stop token is row 2's first token (a row that stops at once
     by its stop token), with the static sampler's output as the reference."""
     cfg, params = model
-    base = SamplingConfig(max_new_tokens=NEW, temperature=0.0, decode_chunk=3)
-    first = int(sample(params, cfg, PROMPTS, 0, base).tokens[2, 0])
+    base = SamplingConfig(max_new_tokens=NEW, temperature=0.0, decode_chunk=3, num_samples=2)
+    first = int(sample(params, cfg, PROMPTS, 0, base).tokens[4, 0])
     sc = base.replace(stop_token_ids=(first,))
-    return sc, sample(params, cfg, PROMPTS, 0, sc, budgets=BUDGETS)
+    return sc, sample(params, cfg, PROMPTS, 0, sc, budgets=ROW_BUDGETS)
 
 
 def _assert_rows_equal(got, ref, atol=1e-5):
@@ -48,14 +49,15 @@ def _assert_rows_equal(got, ref, atol=1e-5):
 def test_greedy_rows_equal_the_static_sampler(model, greedy, monkeypatch):
     cfg, params = model
     sc, ref = greedy
-    assert ref.lengths[1] == 1 and ref.lengths[2] == 1 and ref.lengths[0] == NEW  # the cases
+    assert ref.lengths[2] == 1 and ref.lengths[4] == 1 and ref.lengths[0] == NEW  # the cases
+    assert (ref.lengths <= ROW_BUDGETS).all() and ref.lengths[6] == 3  # budgets hold
     compactions = []
     real = continuous._compact
     monkeypatch.setattr(continuous, "_compact",
                         lambda *a, **k: compactions.append(1) or real(*a, **k))
-    got = sample(params, cfg, PROMPTS, 0, sc.replace(max_rows_per_call=2), budgets=BUDGETS)
+    got = sample(params, cfg, PROMPTS, 0, sc.replace(max_rows_per_call=2), budgets=ROW_BUDGETS)
     _assert_rows_equal(got, ref)
-    assert compactions  # the run outlived the cache: entries were moved
+    assert compactions  # the run outlived the cache: live rows' entries were moved
 
 
 def test_sampled_rows_reproduce_whatever_the_slot_count(model):
@@ -80,7 +82,7 @@ def test_data_parallel_mesh_equals_unsharded(model, greedy):
     mesh = make_mesh(MeshConfig(data=2, fsdp=1, tensor=1), devices=jax.devices()[:2])
     sharded = shard_params(params, logical_shardings(abstract_params(cfg), mesh))
     got = sample(sharded, cfg, PROMPTS, 0, sc.replace(max_rows_per_call=3), mesh=mesh,
-                 budgets=BUDGETS)  # 3 slots -> 4, split over data=2
+                 budgets=ROW_BUDGETS)  # 3 slots -> 4, split over data=2
     _assert_rows_equal(got, ref, atol=1e-4)
 
 
