@@ -31,7 +31,7 @@ import numpy as np
 
 from azr_jax.sampling import slots
 from azr_jax.sampling.config import SamplingConfig, pow2_at_least, slot_cache_len
-from azr_jax.sampling.rows import Rows, advance, first_tokens, prefill
+from azr_jax.sampling.rows import Rows, decode_loop, first_tokens, prefill
 
 _STATIC = ("cfg", "num_slots", "per_layer", "rules")
 
@@ -92,19 +92,8 @@ def _chunk(decode_params, pick, rows: Rows, cache, *, cfg, steps, rules):
         b = rows.tok_b.shape[0]
         toks_bk = jnp.full((b, steps), pick.pad_id, jnp.int32)
         lps_bk = jnp.zeros((b, steps), jnp.float32)
-
-        def cond(carry):
-            return (carry[0] < steps) & ~jnp.all(carry[1].done_b)
-
-        def body(carry):
-            j, rows, cache, toks_bk, lps_bk = carry
-            rows, cache, tok_b, lp_b = advance(decode_params, cfg, pick, rows, cache)
-            toks_bk = jax.lax.dynamic_update_slice_in_dim(toks_bk, tok_b[:, None], j, 1)
-            lps_bk = jax.lax.dynamic_update_slice_in_dim(lps_bk, lp_b[:, None], j, 1)
-            return j + 1, rows, cache, toks_bk, lps_bk
-
-        carry = (jnp.zeros((), jnp.int32), rows, cache, toks_bk, lps_bk)
-        steps_run, rows, cache, toks_bk, lps_bk = jax.lax.while_loop(cond, body, carry)
+        steps_run, rows, cache, toks_bk, lps_bk = decode_loop(decode_params, cfg, pick, rows,
+                                                              cache, toks_bk, lps_bk)
         return rows, cache, toks_bk, lps_bk, steps_run
 
 

@@ -114,3 +114,24 @@ def picker(key, sampling) -> Picker:
                   top_k=sampling.top_k, use_top_p=sampling.top_p < 1.0,
                   stop_ids=sampling.stop_token_ids, pad_id=sampling.pad_token_id)
 
+
+def decode_loop(decode_params, cfg: ModelConfig, pick: Picker, rows: Rows, cache, toks_bn,
+                lps_bn, first: int = 0):
+    """`advance` for columns first..n-1 of toks_bn/lps_bn ([b, n]; each step writes its
+    tokens and log-probs into the next column), exiting early once every row is done.
+    Returns (steps run, rows, cache, toks_bn, lps_bn)."""
+    n = toks_bn.shape[1]
+
+    def cond(carry):
+        return (carry[0] < n) & ~jnp.all(carry[1].done_b)
+
+    def body(carry):
+        j, rows, cache, toks_bn, lps_bn = carry
+        rows, cache, tok_b, lp_b = advance(decode_params, cfg, pick, rows, cache)
+        toks_bn = jax.lax.dynamic_update_slice_in_dim(toks_bn, tok_b[:, None], j, 1)
+        lps_bn = jax.lax.dynamic_update_slice_in_dim(lps_bn, lp_b[:, None], j, 1)
+        return j + 1, rows, cache, toks_bn, lps_bn
+
+    j, rows, cache, toks_bn, lps_bn = jax.lax.while_loop(
+        cond, body, (jnp.asarray(first, jnp.int32), rows, cache, toks_bn, lps_bn))
+    return j - first, rows, cache, toks_bn, lps_bn

@@ -28,7 +28,7 @@ from azr_jax.models import ModelConfig
 from azr_jax.sampling import continuous
 from azr_jax.sampling.config import SamplingConfig, padded_batch_size
 from azr_jax.sampling.decode import cpu_layout
-from azr_jax.sampling.rows import advance, first_tokens, picker, prefill
+from azr_jax.sampling.rows import decode_loop, first_tokens, picker, prefill
 from azr_jax.sharding import mesh as mesh_lib
 
 
@@ -70,20 +70,8 @@ def _generate_body(params, decode_overrides, pick, prompt_bt, valid_bt, active_b
                                      budget_b, active_b)
     tokens_bn = jnp.full((b, max_new), pick.pad_id, jnp.int32).at[:, 0].set(tok_b)
     logprobs_bn = jnp.zeros((b, max_new), jnp.float32).at[:, 0].set(lp_b)
-
-    def cond(carry):
-        i, rows, *_ = carry
-        return (i < max_new) & ~jnp.all(rows.done_b)
-
-    def body(carry):
-        i, rows, cache, tokens_bn, logprobs_bn = carry
-        rows, cache, new_b, lp_b = advance(decode_params, cfg, pick, rows, cache)
-        tokens_bn = jax.lax.dynamic_update_slice_in_dim(tokens_bn, new_b[:, None], i, 1)
-        logprobs_bn = jax.lax.dynamic_update_slice_in_dim(logprobs_bn, lp_b[:, None], i, 1)
-        return i + 1, rows, cache, tokens_bn, logprobs_bn
-
-    carry = (jnp.ones((), jnp.int32), rows, cache, tokens_bn, logprobs_bn)
-    _, rows, _, tokens_bn, logprobs_bn = jax.lax.while_loop(cond, body, carry)
+    _, rows, _, tokens_bn, logprobs_bn = decode_loop(decode_params, cfg, pick, rows, cache,
+                                                     tokens_bn, logprobs_bn, first=1)
     return tokens_bn, logprobs_bn, rows.count_b
 
 
