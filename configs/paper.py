@@ -37,7 +37,7 @@ def paper_config(preset: str, *, fsdp: int, tensor: int, micro_batches: int, dat
     c.sampling.max_prompt_len = 6144
     c.sampling.max_new_tokens = 8096
     c.sampling.prompt_bucket = "mult64"  # pow2 would pad a 6144 prompt to 8192
-    c.sampling.max_rows_per_call = 512  # the KV cache of 512 rows fits (configs/qwen2_5_7b.py)
+    c.sampling.max_rows_per_call = 512  # 512 decode slots: their KV cache fits (configs/qwen2_5_7b.py)
     c.rl.estimator = "trr++"
     c.rl.kl_coef = 0.0  # no KL
     c.rl.entropy_coef = 0.001  # official paper branch (veRL actor.entropy_coeff)

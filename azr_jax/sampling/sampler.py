@@ -1,9 +1,12 @@
-"""The jitted sampler: one prefill over left-padded prompts, then a decode loop on device.
+"""The sampler: `sample` runs token-id prompts as one static batch, or, with more rows than
+`SamplingConfig.max_rows_per_call`, through that many decode slots with refill
+(`sampling.continuous`). Both run the same prefill and decode step (`sampling.rows`).
 
-Everything from the prefill to the last token runs in one compiled call (a `lax.while_loop`
-that exits early once every row has stopped), over a preallocated KV cache with fixed shapes:
-no host sync per token. Shapes are bucketed (prompt length by `SamplingConfig.prompt_bucket`,
-batch to a power of two), so repeated calls reuse a handful of compiled programs.
+A static batch runs from the prefill to the last token in one compiled call (a
+`lax.while_loop` that exits early once every row has stopped), over a preallocated KV cache
+with fixed shapes: no host sync per token. Shapes are bucketed (prompt length by
+`SamplingConfig.prompt_bucket`, batch to a power of two), so repeated calls reuse a handful
+of compiled programs.
 
 Returned log-probs are log softmax of the model's raw logits (temperature 1, no top-k/top-p)
 at each sampled token: the log-probability of the sample under the policy itself, which is
