@@ -11,7 +11,7 @@ each row's budget is its drawn length, so both samplers produce exactly the same
 Useful tokens/s = the drawn lengths' sum / wall time. Both run once on a warm-up subset first
 (compiles), then interleaved timed runs; the ratio is printed. Greedy outputs are compared.
 
-    .venv/bin/python benchmarks/rollout_lengths.py [--rows 256] [--slots 16] [--chunk 16]
+    .venv/bin/python benchmarks/rollout_lengths.py [--rows 256] [--slots 16] [--chunk 4]
         [--cap 512] [--median 48] [--sigma 1.0] [--repeats 1] [--threads N]
         [--sweep-chunk 8,16,32] [--sweep-slots 8,16,32]   (continuous only, tokens/s each)
 """
@@ -28,7 +28,7 @@ def parse_args():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--rows", type=int, default=256)
     p.add_argument("--slots", type=int, default=16)
-    p.add_argument("--chunk", type=int, default=16)
+    p.add_argument("--chunk", type=int, default=4)
     p.add_argument("--cap", type=int, default=512)
     p.add_argument("--median", type=float, default=48.0)
     p.add_argument("--sigma", type=float, default=1.0)

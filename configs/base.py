@@ -42,7 +42,7 @@ def get_config() -> ml_collections.ConfigDict:
         # >0: decode slots: more rows than this run through that many slots, a finished
         # row's slot taking the next prompt (continuous batching); bounds the KV cache
         max_rows_per_call=0,
-        decode_chunk=16,  # decode steps between slot refills (BENCHMARKS.md: measured)
+        decode_chunk=4,  # decode steps between slot refills (K; BENCHMARKS.md: measured on CPU)
     ))
 
     # azr_jax.selfplay.SelfPlayConfig's fields with its defaults: the official trainer's
