@@ -40,7 +40,10 @@ def get_config() -> ml_collections.ConfigDict:
         max_prompt_len=6144,  # a longer prompt is re-drawn with other references, never cut
         max_new_tokens=8096,  # the paper's max response length
         prompt_bucket="pow2",  # prompt padding policy (azr_jax.sampling BUCKET_POLICIES)
-        max_rows_per_call=0,  # >0: split sampler calls so one call's KV cache stays bounded
+        # >0: decode slots: more rows than this run through that many slots, a finished
+        # row's slot taking the next prompt (continuous batching); bounds the KV cache
+        max_rows_per_call=0,
+        decode_chunk=4,  # decode steps between slot refills (K; BENCHMARKS.md: measured on CPU)
     ))
 
     # azr_jax.selfplay.SelfPlayConfig's fields with its defaults: the official trainer's

@@ -160,9 +160,10 @@ def test_report_is_self_contained(tmp_path):
         build_report(str(tmp_path / "empty") if os.makedirs(tmp_path / "empty") is None else "")
 
 
-def test_sampler_calls_are_chunked_by_max_rows():
-    """`sampling.max_rows_per_call` splits one logical sampling into several sampler calls
-    (bounded KV cache) and stitches rows and prompt indices back in order."""
+def test_rollout_samples_through_max_rows_decode_slots():
+    """With more rows than `sampling.max_rows_per_call`, a rollout's one sampler call runs
+    that many decode slots (continuous batching); rows come back prompt-major, each equal to
+    the same rows sampled in one static batch (a row's draws depend only on key and row)."""
     import contextlib
     import types
 
@@ -177,20 +178,25 @@ def test_sampler_calls_are_chunked_by_max_rows():
     real_sample = rollout.sample
 
     def counting_sample(params, model_cfg, prompts, key, sampling, mesh=None):
-        calls.append(len(prompts) * sampling.num_samples)
+        calls.append((len(prompts) * sampling.num_samples, sampling.max_rows_per_call))
         return real_sample(params, model_cfg, prompts, key, sampling, mesh=mesh)
 
-    ctx = types.SimpleNamespace(
-        sampling=SamplingConfig(max_new_tokens=4, temperature=1.0), model_cfg=cfg, mesh=None,
-        timer=lambda name: contextlib.nullcontext(),
-        activity=types.SimpleNamespace(track=lambda fn: fn()), max_rows_per_call=4)
+    def ctx(max_rows):
+        return types.SimpleNamespace(
+            sampling=SamplingConfig(max_new_tokens=4, temperature=1.0, max_rows_per_call=max_rows,
+                                    decode_chunk=2),
+            model_cfg=cfg, mesh=None, timer=lambda name: contextlib.nullcontext(),
+            activity=types.SimpleNamespace(track=lambda fn: fn()))
+
     prompts = [[1, 5 + i, 9] for i in range(5)]
     params = init_params(cfg, jax.random.PRNGKey(0))
     rollout.sample = counting_sample
     try:
-        toks, lps, pidx = rollout._generate(ctx, params, prompts, jax.random.PRNGKey(1), num_samples=2)
+        toks, lps, pidx = rollout._generate(ctx(4), params, prompts, jax.random.PRNGKey(1), num_samples=2)
     finally:
         rollout.sample = real_sample
-    assert calls == [4, 4, 2]  # 2 prompts x 2 samples per call, then the last prompt
+    assert calls == [(10, 4)]  # one call, 4 slots for 5 prompts x 2 samples
     assert pidx.tolist() == [0, 0, 1, 1, 2, 2, 3, 3, 4, 4]
     assert len(toks) == len(lps) == 10 and all(len(t) == len(lp) for t, lp in zip(toks, lps))
+    ref_toks, _, _ = rollout._generate(ctx(0), params, prompts, jax.random.PRNGKey(1), num_samples=2)
+    assert toks == ref_toks

@@ -1,4 +1,4 @@
-"""Text in, text out over the jitted sampler, in fixed-size batches with a progress bar."""
+"""Text in, text out over the jitted sampler (fixed decode slots) with a progress bar."""
 
 from __future__ import annotations
 
@@ -21,28 +21,24 @@ def generate_texts(params, model_cfg, tokenizer, prompts: Sequence[Prompt], *, s
                    progress: bool = False, desc: str = "generating") -> list[list[str]]:
     """``sampling.num_samples`` completions per prompt (new text only, specials removed).
 
-    Prompts go to the sampler ``batch_size`` at a time (fixed batch shapes: few compiles);
-    batch b uses PRNG seed ``(seed, b)`` so a run reproduces.
+    One sampler call with ``batch_size`` x num_samples decode slots (continuous batching:
+    a finished row's slot takes the next waiting one; fixed shapes, few compiles); row r
+    draws from PRNG seed ``(seed, r)`` so a run reproduces, whatever the batch size.
     """
     import jax
     from tqdm import tqdm
 
-    from azr_jax.sampling import encode_prompt, prepare_params, sample
+    from azr_jax.sampling import prepare_params, sample
 
     stops = tuple(getattr(tokenizer, "eos_ids", ()) or ())
-    sampling = sampling.replace(stop_token_ids=tuple(sampling.stop_token_ids) + stops)
-    token_prompts = [list(p) if isinstance(p, tuple) else encode_prompt(tokenizer, p, chat)
-                     for p in prompts]
-    texts: list[list[str]] = []
-    base_key = jax.random.PRNGKey(seed)
-    params = prepare_params(params, model_cfg)  # one decode layout for every batch
-    with tqdm(total=len(prompts), desc=desc, disable=not progress, unit="prompt") as bar:
-        for b, start in enumerate(range(0, len(token_prompts), batch_size)):
-            batch = token_prompts[start:start + batch_size]
-            out = sample(params, model_cfg, batch, jax.random.fold_in(base_key, b), sampling)
-            rows = [tokenizer.decode(out.row_tokens(r), skip_special_tokens=True)
-                    for r in range(len(out.lengths))]
-            n = sampling.num_samples
-            texts.extend(rows[i * n:(i + 1) * n] for i in range(len(batch)))
-            bar.update(len(batch))
-    return texts
+    n = sampling.num_samples
+    sampling = sampling.replace(stop_token_ids=tuple(sampling.stop_token_ids) + stops,
+                                max_rows_per_call=batch_size * n)
+    token_prompts = [list(p) for p in encode_prompts(tokenizer, prompts, chat)]
+    params = prepare_params(params, model_cfg)  # one decode layout for the whole call
+    with tqdm(total=len(prompts) * n, desc=desc, disable=not progress, unit="sample") as bar:
+        out = sample(params, model_cfg, token_prompts, jax.random.PRNGKey(seed), sampling,
+                     progress=bar.update)
+    rows = [tokenizer.decode(out.row_tokens(r), skip_special_tokens=True)
+            for r in range(len(out.lengths))]
+    return [rows[i * n:(i + 1) * n] for i in range(len(prompts))]

@@ -46,6 +46,7 @@ RULES: dict[str, Rule] = {
     "sampling.max_prompt_len": _ge(1),
     "sampling.max_new_tokens": _ge(1),
     "sampling.max_rows_per_call": NON_NEGATIVE,
+    "sampling.decode_chunk": POSITIVE,
     "selfplay.batch_per_group": _ge(1),
     "selfplay.num_references": NON_NEGATIVE,
     "selfplay.num_rollouts": _ge(1),

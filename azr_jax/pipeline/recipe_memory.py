@@ -15,7 +15,8 @@ from typing import Optional
 from azr_jax.errors import UserError
 from azr_jax.models import get_preset
 from azr_jax.pipeline.config import apply_overrides, load_config_file, resolve_config_path
-from azr_jax.sampling.config import BUCKET_POLICIES, padded_batch_size
+from azr_jax.sampling.config import (BUCKET_POLICIES, SamplingConfig, padded_batch_size,
+                                     slot_cache_len)
 from azr_jax.sharding.memory import MemoryEstimate, estimate_memory, slice_chips
 from azr_jax.sharding.mesh import MeshConfig
 
@@ -31,8 +32,9 @@ def recipe_shapes(cfg, num_devices: int, rollout_rows: Optional[int] = None) -> 
     `optim.mini_batch_size` of them when smaller (one AdamW step's rows), split over the
     data-parallel devices and `optim.micro_batches`. Rollouts: the largest sampler call. The
     trainer (azr_jax.pipeline.rollout) samples every learnability rollout of a step in one
-    call, task types x batch_per_group x num_rollouts rows padded to a power of two, unless
-    the config has `sampling.max_rows_per_call`; `rollout_rows` overrides both.
+    call: task types x batch_per_group x num_rollouts rows padded to a power of two at once,
+    or, with more rows than `sampling.max_rows_per_call`, that many decode slots (continuous
+    batching) whose cache holds `slot_cache_len` slots; `rollout_rows` overrides the rows.
     """
     mesh = MeshConfig(cfg.mesh.data, cfg.mesh.fsdp, cfg.mesh.tensor).shape(num_devices)
     dp = mesh[0] * mesh[1]
@@ -46,17 +48,20 @@ def recipe_shapes(cfg, num_devices: int, rollout_rows: Optional[int] = None) -> 
         raise ValueError(f"update batch {update_rows} (a mini-batch when optim.mini_batch_size "
                          f"is set) is not a multiple of data-parallel devices ({dp}) x "
                          f"micro_batches ({micro})")
+    cap = cfg.sampling.get("max_rows_per_call", 0) if hasattr(cfg.sampling, "get") else 0
     if rollout_rows is None:
-        rollout_rows = padded_batch_size(len(cfg.selfplay.task_types) * cfg.selfplay.batch_per_group
-                                         * cfg.selfplay.num_rollouts, dp)
-        cap = cfg.sampling.get("max_rows_per_call", 0) if hasattr(cfg.sampling, "get") else 0
-        if cap:
-            rollout_rows = min(rollout_rows, padded_batch_size(cap, dp))
+        rows = len(cfg.selfplay.task_types) * cfg.selfplay.batch_per_group * cfg.selfplay.num_rollouts
+        rollout_rows = padded_batch_size(rows, dp)
+        if 0 < cap < rows:  # `cap` decode slots, refilled (sampling.continuous)
+            rollout_rows = -(-cap // dp) * dp
     prompt = BUCKET_POLICIES[cfg.sampling.prompt_bucket](cfg.sampling.max_prompt_len)
+    cache_len = prompt + cfg.sampling.max_new_tokens  # one static call
+    if cap:  # the slots' cache has room for the compaction's chunks
+        chunk = cfg.sampling.get("decode_chunk", SamplingConfig.decode_chunk)
+        cache_len = slot_cache_len(prompt, cfg.sampling.max_new_tokens, chunk)
     return dict(mesh=mesh, train_rows=update_rows // (dp * micro),
                 train_len=prompt + cfg.sampling.max_new_tokens,
-                rollout_rows=-(-rollout_rows // dp), prompt_len=prompt,
-                cache_len=prompt + cfg.sampling.max_new_tokens)
+                rollout_rows=-(-rollout_rows // dp), prompt_len=prompt, cache_len=cache_len)
 
 
 def model_config_of(cfg):

@@ -44,7 +44,6 @@ class RolloutContext:
     timer: Any  # metrics.PhaseTimer
     batch_row_multiple: int = 1  # the update step splits rows over micro-batches x data devices
     mini_batch_size: int = 0  # sequences per optimizer step (OptimConfig.mini_batch_size)
-    max_rows_per_call: int = 0  # sampler rows per call (0 = all at once)
     close_answer: bool = False  # small-model lever (selfplay.close_answer): answer_stop.py
 
 
@@ -76,24 +75,16 @@ def _fits(ctx: RolloutContext, task_type: str, role: str):
 def _generate(ctx, params, prompts, key, num_samples=1):
     """Sample; returns (responses [R] token lists, logprobs [R] arrays, prompt_index [R]).
 
-    With `max_rows_per_call` > 0 the prompts go to the sampler in chunks of at most that
-    many rows (prompts x num_samples), each with its own key: the KV cache of one call is
-    what bounds rollout memory on large models."""
+    One sampler call: with more rows (prompts x num_samples) than
+    `sampling.max_rows_per_call`, that many decode slots take the rows in turn (continuous
+    batching); the slot count is what bounds rollout memory (the KV cache) on large models."""
     cfg = ctx.sampling.replace(num_samples=num_samples)
-    per_call = len(prompts)
-    if ctx.max_rows_per_call > 0:
-        per_call = max(1, ctx.max_rows_per_call // num_samples)
-    toks, lps, pidx = [], [], []
-    for c, start in enumerate(range(0, len(prompts), per_call)):
-        chunk = prompts[start:start + per_call]
-        chunk_key = key if per_call >= len(prompts) else jax.random.fold_in(key, c)
-        with ctx.timer("sample"):
-            out = ctx.activity.track(
-                lambda: sample(params, ctx.model_cfg, chunk, chunk_key, cfg, mesh=ctx.mesh))
-        toks += [out.row_tokens(r) for r in range(len(out.lengths))]
-        lps += [out.logprobs[r, : out.lengths[r]].astype(np.float32) for r in range(len(out.lengths))]
-        pidx.append(out.prompt_index + start)
-    return toks, lps, np.concatenate(pidx)
+    with ctx.timer("sample"):
+        out = ctx.activity.track(lambda: sample(params, ctx.model_cfg, prompts, key, cfg, mesh=ctx.mesh))
+    rows = range(len(out.lengths))
+    toks = [out.row_tokens(r) for r in rows]
+    lps = [out.logprobs[r, : out.lengths[r]].astype(np.float32) for r in rows]
+    return toks, lps, out.prompt_index
 
 
 def _decode(ctx, token_lists, prefixes):

@@ -163,7 +163,6 @@ def train(cfg, workdir: str, *, rollout_fn=run_rollout) -> TrainResult:
         activity=activity, timer=timer,
         batch_row_multiple=env.optim.micro_batches * data_parallel_size(env.mesh),
         mini_batch_size=env.optim.mini_batch_size,
-        max_rows_per_call=cfg.sampling.max_rows_per_call,
         close_answer=cfg.selfplay.close_answer)
     if start == 0 and env.selfplay.seed_buffer_size > 0:
         with timer("seeding"):

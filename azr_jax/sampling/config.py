@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Callable
 
 from azr_jax.errors import UserError
@@ -47,6 +48,10 @@ class SamplingConfig:
     stop_token_ids: tuple[int, ...] = ()
     prompt_bucket: str = "pow2"
     pad_token_id: int = 0  # written after a row's stop token; `lengths` says what is real
+    # Decode slots (continuous batching, `sampling.continuous`): with more rows than this,
+    # a finished row's slot takes the next waiting prompt. 0 = all rows in one static batch.
+    max_rows_per_call: int = 0
+    decode_chunk: int = 4  # decode steps between refills (K; measured: BENCHMARKS.md "Continuous batching")
 
     def __post_init__(self):
         if self.max_new_tokens < 1:
@@ -59,6 +64,11 @@ class SamplingConfig:
             raise UserError(f"top_k must be >= 0 (0 = off), got {self.top_k}")
         if self.num_samples < 1:
             raise UserError(f"num_samples must be >= 1, got {self.num_samples}")
+        if self.max_rows_per_call < 0:
+            raise UserError(f"max_rows_per_call must be >= 0 (0 = all rows at once), "
+                            f"got {self.max_rows_per_call}")
+        if self.decode_chunk < 1:
+            raise UserError(f"decode_chunk must be >= 1, got {self.decode_chunk}")
         if self.prompt_bucket not in BUCKET_POLICIES:
             raise UserError(f"unknown prompt_bucket {self.prompt_bucket!r}; "
                             f"expected one of {sorted(BUCKET_POLICIES)}")
@@ -73,6 +83,16 @@ class SamplingConfig:
 
     def padded_prompt_length(self, longest: int) -> int:
         return BUCKET_POLICIES[self.prompt_bucket](longest)
+
+
+def slot_cache_len(prompt_len: int, max_new: int, chunk: int) -> int:
+    """KV-cache slots of continuous batching: a live row holds at most prompt_len + max_new - 1
+    of them, and a decode chunk writes `chunk` more before the next compaction
+    (`continuous.generate`). The headroom h above that trades attention over h more slots
+    every step against a compaction (~2 passes over the cache) at least every h steps:
+    h ~ sqrt(2 x row slots) minimises the sum (40 slots at 576, 170 at 14k)."""
+    rows_slots = prompt_len + max_new
+    return rows_slots + chunk + math.isqrt(2 * rows_slots)
 
 
 def padded_batch_size(rows: int, multiple: int = 1) -> int:

@@ -1,9 +1,12 @@
-"""The jitted sampler: one prefill over left-padded prompts, then a decode loop on device.
+"""The sampler: `sample` runs token-id prompts as one static batch, or, with more rows than
+`SamplingConfig.max_rows_per_call`, through that many decode slots with refill
+(`sampling.continuous`). Both run the same prefill and decode step (`sampling.rows`).
 
-Everything from the prefill to the last token runs in one compiled call (a `lax.while_loop`
-that exits early once every row has stopped), over a preallocated KV cache with fixed shapes:
-no host sync per token. Shapes are bucketed (prompt length by `SamplingConfig.prompt_bucket`,
-batch to a power of two), so repeated calls reuse a handful of compiled programs.
+A static batch runs from the prefill to the last token in one compiled call (a
+`lax.while_loop` that exits early once every row has stopped), over a preallocated KV cache
+with fixed shapes: no host sync per token. Shapes are bucketed (prompt length by
+`SamplingConfig.prompt_bucket`, batch to a power of two), so repeated calls reuse a handful
+of compiled programs.
 
 Returned log-probs are log softmax of the model's raw logits (temperature 1, no top-k/top-p)
 at each sampled token: the log-probability of the sample under the policy itself, which is
@@ -16,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import flax.linen as nn
 import jax
@@ -24,10 +27,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from azr_jax.errors import UserError
-from azr_jax.models import ModelConfig, init_cache, prefill
-from azr_jax.sampling.decode import decode_step, logits_from_hidden
+from azr_jax.models import ModelConfig
+from azr_jax.sampling import continuous
 from azr_jax.sampling.config import SamplingConfig, padded_batch_size
-from azr_jax.sampling.processors import choose_tokens, policy_logprob
+from azr_jax.sampling.rows import decode_loop, first_tokens, picker, prefill
 from azr_jax.sampling.weight_layout import cpu_layout
 from azr_jax.sharding import mesh as mesh_lib
 
@@ -52,59 +55,27 @@ def _per_layer_decode() -> bool:
     return jax.default_backend() == "cpu"
 
 
-@functools.partial(jax.jit, static_argnames=(
-    "cfg", "max_new", "greedy", "top_k", "use_top_p", "stop_ids", "pad_id", "rules"))
-def _generate(params, decode_overrides, prompt_bt, valid_bt, active_b, key, temperature, top_p, *,
-              cfg, max_new, greedy, top_k, use_top_p, stop_ids, pad_id, rules):
+@functools.partial(jax.jit, static_argnames=("cfg", "max_new", "rules"))
+def _generate(params, decode_overrides, pick, prompt_bt, valid_bt, active_b, budget_b, *,
+              cfg, max_new, rules):
     with nn.logical_axis_rules(rules):
-        return _generate_body(params, decode_overrides, prompt_bt, valid_bt, active_b, key,
-                              temperature, top_p, cfg, max_new, greedy, top_k, use_top_p,
-                              stop_ids, pad_id)
+        return _generate_body(params, decode_overrides, pick, prompt_bt, valid_bt, active_b,
+                              budget_b, cfg, max_new)
 
 
-def _generate_body(params, decode_overrides, prompt_bt, valid_bt, active_b, key, temperature,
-                   top_p, cfg, max_new, greedy, top_k, use_top_p, stop_ids, pad_id):
+def _generate_body(params, decode_overrides, pick, prompt_bt, valid_bt, active_b, budget_b,
+                   cfg, max_new):
     b, p = prompt_bt.shape
     decode_params = dict(params, **(decode_overrides or {}))
-    choose = functools.partial(choose_tokens, temperature=temperature, top_p=top_p,
-                               greedy=greedy, top_k=top_k, use_top_p=use_top_p)
-    row_keys_b = jax.vmap(jax.random.fold_in, (None, 0))(key, jnp.arange(b))
-    step_keys = lambda i: jax.vmap(jax.random.fold_in, (0, None))(row_keys_b, i)
-    stop_t = jnp.asarray(stop_ids or (-1,), jnp.int32)
-    is_stop = lambda tok_b: jnp.any(tok_b[:, None] == stop_t[None, :], axis=-1)
-
-    cache = init_cache(cfg, b, p + max_new, per_layer=decode_overrides is not None)
-    h_btd, cache = prefill(params, cfg, prompt_bt, valid_bt, cache)
-    logits_bv = logits_from_hidden(params, cfg, h_btd[:, -1])
-    tok_b = choose(logits_bv, step_keys(0))
-    lp_b = policy_logprob(logits_bv, tok_b)
-    tokens_bn = jnp.full((b, max_new), pad_id, jnp.int32).at[:, 0].set(jnp.where(active_b, tok_b, pad_id))
-    logprobs_bn = jnp.zeros((b, max_new), jnp.float32).at[:, 0].set(jnp.where(active_b, lp_b, 0.0))
-    lengths_b = active_b.astype(jnp.int32)
-    done_b = ~active_b | is_stop(tok_b)
-    prompt_len_b = jnp.sum(valid_bt, axis=-1, dtype=jnp.int32)
-
-    def cond(carry):
-        i, _, _, done_b, *_ = carry
-        return (i < max_new) & ~jnp.all(done_b)
-
-    def body(carry):
-        i, tok_b, cache, done_b, tokens_bn, logprobs_bn, lengths_b = carry
-        pos_b = prompt_len_b + i - 1  # position of tok_b, sampled at step i - 1
-        h_bd, cache = decode_step(decode_params, cfg, tok_b, pos_b, cache)
-        logits_bv = logits_from_hidden(decode_params, cfg, h_bd)
-        new_b = choose(logits_bv, step_keys(i))
-        lp_b = jnp.where(done_b, 0.0, policy_logprob(logits_bv, new_b))
-        new_b = jnp.where(done_b, pad_id, new_b)
-        tokens_bn = jax.lax.dynamic_update_slice_in_dim(tokens_bn, new_b[:, None], i, 1)
-        logprobs_bn = jax.lax.dynamic_update_slice_in_dim(logprobs_bn, lp_b[:, None], i, 1)
-        lengths_b = lengths_b + (~done_b).astype(jnp.int32)
-        done_b = done_b | is_stop(new_b)
-        return i + 1, new_b, cache, done_b, tokens_bn, logprobs_bn, lengths_b
-
-    carry = (jnp.ones((), jnp.int32), tok_b, cache, done_b, tokens_bn, logprobs_bn, lengths_b)
-    _, _, _, _, tokens_bn, logprobs_bn, lengths_b = jax.lax.while_loop(cond, body, carry)
-    return tokens_bn, logprobs_bn, lengths_b
+    h_bd, cache = prefill(params, cfg, prompt_bt, valid_bt, per_layer=decode_overrides is not None,
+                          num_slots=p, extra_slots=max_new)  # prefill needs the prompt's slots only
+    rows, tok_b, lp_b = first_tokens(params, cfg, pick, h_bd, valid_bt, jnp.arange(b, dtype=jnp.int32),
+                                     budget_b, active_b)
+    tokens_bn = jnp.full((b, max_new), pick.pad_id, jnp.int32).at[:, 0].set(tok_b)
+    logprobs_bn = jnp.zeros((b, max_new), jnp.float32).at[:, 0].set(lp_b)
+    _, rows, _, tokens_bn, logprobs_bn = decode_loop(decode_params, cfg, pick, rows, cache,
+                                                     tokens_bn, logprobs_bn, first=1)
+    return tokens_bn, logprobs_bn, rows.count_b
 
 
 def _check_prompts(prompts: Sequence[Sequence[int]], cfg: ModelConfig, max_new: int) -> int:
@@ -181,37 +152,68 @@ def prepare_params(params, cfg: ModelConfig, mesh: Optional[jax.sharding.Mesh] =
         return PreparedParams(params, cpu_layout(params, cfg))
 
 
+def _row_budgets(budgets, rows: int, max_new: int) -> np.ndarray:
+    if budgets is None:
+        return np.full(rows, max_new, np.int32)
+    budget_r = np.asarray(budgets, np.int64)
+    if budget_r.shape != (rows,):
+        raise UserError(f"budgets: one per row ({rows} = prompts x num_samples), "
+                        f"got shape {budget_r.shape}")
+    if budget_r.size and (budget_r.min() < 1 or budget_r.max() > max_new):
+        raise UserError(f"budgets must lie in [1, max_new_tokens={max_new}], got "
+                        f"{budget_r.min()}..{budget_r.max()}")
+    return budget_r.astype(np.int32)
+
+
 def sample(params, cfg: ModelConfig, prompts: Sequence[Sequence[int]], key,
-           sampling: SamplingConfig = SamplingConfig(), mesh: Optional[jax.sharding.Mesh] = None
-           ) -> SampleOutput:
-    """Sample continuations of token-id prompts (of any lengths) in one compiled call.
+           sampling: SamplingConfig = SamplingConfig(), mesh: Optional[jax.sharding.Mesh] = None,
+           budgets: Optional[Sequence[int]] = None,
+           progress: Optional[Callable[[int], None]] = None) -> SampleOutput:
+    """Sample continuations of token-id prompts (of any lengths).
 
     params: the model parameters (already placed on `mesh` when one is given, e.g. with
     `azr_jax.sharding.shard_params`; unsharded parameters are fine too), or
     `prepare_params(...)` of them to reuse their decode layout across calls. key: a PRNG key
-    or an int seed; row r's draws depend only on (key, r, step), so a seed reproduces. With
-    `mesh`, rows are split over the mesh's data axes (the batch is padded to a multiple of
-    them) and the model's logical axis rules apply, with replication wherever a dimension
-    does not divide.
+    or an int seed; row r's draws depend only on (key, r, token index), so a seed reproduces,
+    whatever the batching. budgets: optional most new tokens per row (R = prompts x
+    num_samples, prompt-major; each <= max_new_tokens). Up to `sampling.max_rows_per_call`
+    rows (or all, when it is 0) run as one static batch in one compiled call; more rows run
+    through that many decode slots with refill (`sampling.continuous`). With `mesh`, rows
+    (slots) are split over the mesh's data axes (padded to a multiple of them) and the
+    model's logical axis rules apply, with replication wherever a dimension does not divide.
+    progress: called with the number of rows newly finished (per decode chunk; once for a
+    static batch).
     """
     _check_prompts(prompts, cfg, sampling.max_new_tokens)
     multiple = mesh_lib.data_parallel_size(mesh) if mesh is not None else 1
-    tokens_bt, valid_bt, active_b, prompt_index_r = pack_prompts(
-        prompts, sampling, multiple, sampling.pad_token_id)
-    inputs = (tokens_bt, valid_bt, active_b)
-    rules, ctx = (), contextlib.nullcontext()
-    if mesh is not None:
-        inputs = tuple(jax.device_put(x, mesh_lib.batch_sharding(mesh)) for x in inputs)
-        rules, ctx = mesh_lib.model_rules(cfg, mesh), jax.set_mesh(mesh)
-    prepared = prepare_params(params, cfg, mesh)
-    with ctx:
-        out = _generate(prepared.params, prepared.decode_overrides, *inputs, as_key(key),
-                        jnp.float32(sampling.temperature or 1.0), jnp.float32(sampling.top_p),
-                        cfg=cfg, max_new=sampling.max_new_tokens,
-                        greedy=sampling.greedy, top_k=sampling.top_k,
-                        use_top_p=sampling.top_p < 1.0, stop_ids=sampling.stop_token_ids,
-                        pad_id=sampling.pad_token_id, rules=rules)
-    tokens_bn, logprobs_bn, lengths_b = _fetch(tuple(out))
+    prompt_index_r = np.repeat(np.arange(len(prompts), dtype=np.int32), sampling.num_samples)
     rows = len(prompt_index_r)
+    budget_r = _row_budgets(budgets, rows, sampling.max_new_tokens)
+    rules, ctx, place = (), contextlib.nullcontext(), jnp.asarray
+    if mesh is not None:
+        rules, ctx = mesh_lib.model_rules(cfg, mesh), jax.set_mesh(mesh)
+        place = functools.partial(jax.device_put, device=mesh_lib.batch_sharding(mesh))
+    prepared = prepare_params(params, cfg, mesh)
+    pick = picker(as_key(key), sampling)
+    slots = -(-sampling.max_rows_per_call // multiple) * multiple
+    with ctx:
+        if 0 < slots < rows:
+            tokens_rn, logprobs_rn, lengths_r = continuous.generate(
+                prepared.params, dict(prepared.params, **(prepared.decode_overrides or {})), cfg,
+                [prompts[i] for i in prompt_index_r], budget_r, sampling, pick=pick, place=place,
+                fetch=_fetch, num_slots=slots, batch_multiple=multiple,
+                per_layer=prepared.decode_overrides is not None, rules=rules, progress=progress)
+            return SampleOutput(tokens=tokens_rn, logprobs=logprobs_rn, lengths=lengths_r,
+                                prompt_index=prompt_index_r)
+        tokens_bt, valid_bt, active_b, _ = pack_prompts(prompts, sampling, multiple,
+                                                        sampling.pad_token_id)
+        budget_b = np.ones(len(active_b), np.int32)
+        budget_b[:rows] = budget_r
+        inputs = tuple(place(x) for x in (tokens_bt, valid_bt, active_b, budget_b))
+        out = _generate(prepared.params, prepared.decode_overrides, pick, *inputs, cfg=cfg,
+                        max_new=sampling.max_new_tokens, rules=rules)
+    tokens_bn, logprobs_bn, lengths_b = _fetch(tuple(out))
+    if progress is not None:
+        progress(rows)
     return SampleOutput(tokens=tokens_bn[:rows], logprobs=logprobs_bn[:rows],
                         lengths=lengths_b[:rows], prompt_index=prompt_index_r)
