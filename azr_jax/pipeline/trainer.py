@@ -141,46 +141,51 @@ def train(cfg, workdir: str, *, rollout_fn=run_rollout) -> TrainResult:
     main, multi = is_main_process(), jax.process_count() > 1
     resuming = check_workdir(cfg, workdir)
     env = setup_lib.build(cfg, workdir)  # the model loads, so it can fail: config.json waits
-    if main:
-        write_config(cfg, workdir)
-    sync_processes("azr-workdir-ready")  # the others go on once process 0 wrote config.json
-    tcfg = cfg.trainer
-    state, buffers, start = env.train_state, env.buffers, 0
-    if resuming and env.checkpointer.latest_step() is not None:
-        start, state, buffers = setup_lib.restore(env)
-    writer = make_writer(cfg, workdir, main)
-    writer.truncate_after(start)
-    writer.write_config(cfg.to_dict())
-    if main:
-        truncate_tasks_after(workdir, start - 1)
-    timer, activity = PhaseTimer(), DeviceActivity()
-    ctx = RolloutContext(
-        model_cfg=env.model_cfg, tokenizer=env.tokenizer, selfplay=env.selfplay,
-        sampling=env.sampling, max_prompt_len=cfg.sampling.max_prompt_len,
-        batch_per_group=cfg.selfplay.batch_per_group, prefixes=dict(cfg.prefix),
-        estimator=cfg.rl.estimator,
-        adv_eps=cfg.rl.adv_eps, seed=tcfg.seed, mesh=env.mesh, pool=env.pool, buffers=buffers,
-        activity=activity, timer=timer,
-        batch_row_multiple=env.optim.micro_batches * data_parallel_size(env.mesh),
-        mini_batch_size=env.optim.mini_batch_size,
-        close_answer=cfg.selfplay.close_answer)
-    if start == 0 and env.selfplay.seed_buffer_size > 0:
-        with timer("seeding"):
-            seed_buffers(ctx, state.params, progress=main and tcfg.progress,
-                         state_path=seeding_state_path(workdir))
-    probe = probe_lib.from_config(cfg, ctx)  # None unless cfg.probe.every > 0
-    every = max(1, tcfg.checkpoint_every)
-    queue = RolloutQueue(lambda s, p: rollout_fn(ctx, s, p), start, tcfg.steps, tcfg.staleness,
-                         is_boundary=lambda s: s % every == 0)
+    try:  # until the loop's `finally` owns the closers, a failure here (a full disk on
+        # config.json or the logs) must still close the pool and the checkpointer
+        if main:
+            write_config(cfg, workdir)
+        sync_processes("azr-workdir-ready")  # the others go on once process 0 wrote config.json
+        tcfg = cfg.trainer
+        state, buffers, start = env.train_state, env.buffers, 0
+        if resuming and env.checkpointer.latest_step() is not None:
+            start, state, buffers = setup_lib.restore(env)
+        writer = make_writer(cfg, workdir, main)
+        writer.truncate_after(start)
+        writer.write_config(cfg.to_dict())
+        if main:
+            truncate_tasks_after(workdir, start - 1)
+        timer, activity = PhaseTimer(), DeviceActivity()
+        ctx = RolloutContext(
+            model_cfg=env.model_cfg, tokenizer=env.tokenizer, selfplay=env.selfplay,
+            sampling=env.sampling, max_prompt_len=cfg.sampling.max_prompt_len,
+            batch_per_group=cfg.selfplay.batch_per_group, prefixes=dict(cfg.prefix),
+            estimator=cfg.rl.estimator,
+            adv_eps=cfg.rl.adv_eps, seed=tcfg.seed, mesh=env.mesh, pool=env.pool, buffers=buffers,
+            activity=activity, timer=timer,
+            batch_row_multiple=env.optim.micro_batches * data_parallel_size(env.mesh),
+            mini_batch_size=env.optim.mini_batch_size,
+            close_answer=cfg.selfplay.close_answer)
+        if start == 0 and env.selfplay.seed_buffer_size > 0:
+            with timer("seeding"):
+                seed_buffers(ctx, state.params, progress=main and tcfg.progress,
+                             state_path=seeding_state_path(workdir))
+        probe = probe_lib.from_config(cfg, ctx)  # None unless cfg.probe.every > 0
+        every = max(1, tcfg.checkpoint_every)
+        queue = RolloutQueue(lambda s, p: rollout_fn(ctx, s, p), start, tcfg.steps, tcfg.staleness,
+                             is_boundary=lambda s: s % every == 0)
 
-    def publish(params):
-        # The update donates `state`; rollouts running beside it (staleness > 0) need their
-        # own copy of the parameters they sample with.
-        return jax.tree.map(jnp.copy, params) if tcfg.staleness > 0 else params
+        def publish(params):
+            # The update donates `state`; rollouts running beside it (staleness > 0) need their
+            # own copy of the parameters they sample with.
+            return jax.tree.map(jnp.copy, params) if tcfg.staleness > 0 else params
 
-    versions = {start: publish(state.params)}
-    bar = _progress(tcfg.steps, start, main and tcfg.progress)
-    last: dict = {}
+        versions = {start: publish(state.params)}
+        bar = _progress(tcfg.steps, start, main and tcfg.progress)
+        last: dict = {}
+    except BaseException:
+        env.close()
+        raise
     try:
         for step in range(start, tcfg.steps):
             t0 = time.perf_counter()
