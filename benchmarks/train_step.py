@@ -90,7 +90,6 @@ def main():
 
     mesh = make_mesh(MeshConfig(fsdp=-1))
     optim = OptimConfig(lr=1e-6)
-    rng = np.random.default_rng(0)
     b, t = batch, args.seq
     results = {}
     for impl in args.attention_impl.split(","):
@@ -101,6 +100,7 @@ def main():
         state = create_train_state(cfg, params, optim, mesh)
         del params
         update = make_update_step(cfg, optim, LossConfig(), mesh)
+        rng = np.random.default_rng(0)  # the same batch for every implementation: losses comparable
         data = dict(tokens_bt=rng.integers(0, cfg.vocab_size, (b, t)).astype(np.int32),
                     valid_bt=np.ones((b, t), bool),
                     loss_mask_bt=(np.arange(t)[None] >= t // 4).repeat(b, 0).astype(np.float32),
