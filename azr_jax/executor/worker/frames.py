@@ -135,3 +135,13 @@ def wait_frames(rfd, want, kinds, timeout_s, nonce, max_bytes, max_chars, clock,
         if len(buf) > max_bytes + HDR:
             return frames, "result too large", False
     return frames, None, False
+
+
+def function_outcome(frames, n_inputs, reason):
+    """(compile error, per-input runs) of a function job from its checked frames, for a fresh
+    or a reused child alike: a compile-error frame ends the job; each input without a frame
+    (deadline, crash, torn reply) fails with ``reason``."""
+    if frames and frames[0][0] == "c":
+        return (frames[0][1], [])
+    runs = [f[1:] for f in frames]
+    return (None, runs + [(False, None, reason, False)] * (n_inputs - len(runs)))

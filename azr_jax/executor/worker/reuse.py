@@ -228,13 +228,7 @@ class Reused:
         end = None
         if not complete or self.buf:
             end = self.discard(timed_out)
-        if frames and frames[0][0] == "c":
-            return (frames[0][1], [])
-        runs = [f[1:] for f in frames]
-        reason = err or end or "program ended early"
-        while len(runs) < len(inputs):
-            runs.append((False, None, reason, False))
-        return (None, runs)
+        return _frames.function_outcome(frames, len(inputs), err or end or "program ended early")
 
     def _alone(self):
         """The child runs one thread (its loop) and no thread of a program could read the

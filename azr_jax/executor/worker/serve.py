@@ -181,13 +181,7 @@ class _Worker:
         else:
             end = self._finish(pid, timed_out, False)
             self._remove(wdir)
-        if frames and frames[0][0] == "c":
-            return (frames[0][1], [])
-        runs = [f[1:] for f in frames]
-        reason = err or end or "program ended early"
-        while len(runs) < len(inputs):
-            runs.append((False, None, reason, False))
-        return (None, runs)
+        return _frames.function_outcome(frames, len(inputs), err or end or "program ended early")
 
     def run_script(self, script, timeout_s):
         wdir, nonce = self._fresh_dir(), os.urandom(_frames.NONCE_BYTES)
