@@ -77,8 +77,8 @@ def f(how):
 
 # 3. Writes into the given host dirs, then into any dir its own walk finds writable.
 WRITE_DIRS = '''import os, time
-def f(dirs, walk=True):
-    wrote, tag, t0 = [], %r + os.urandom(4).hex(), time.monotonic()
+def f(dirs, walk=True, tag=None):
+    wrote, tag, t0 = [], tag or %r + os.urandom(4).hex(), time.monotonic()
     for d in dirs:
         p = os.path.join(d, tag)
         for what, make in (('file', lambda: open(p + 'f', 'w').write('x' * 4096)),
@@ -209,12 +209,12 @@ def host_world_writable_dirs(limit_s=20.0):
     return sorted(found)
 
 
-def leftovers(dirs):
-    """Entries named like the attack programs' files left in ``dirs``."""
+def leftovers(dirs, tag=TAG):
+    """Entries named like the attack programs' files (or one run's ``tag``) left in ``dirs``."""
     out = []
     for d in dirs:
         try:
-            out += [os.path.join(d, n) for n in os.listdir(d) if n.startswith(TAG)]
+            out += [os.path.join(d, n) for n in os.listdir(d) if n.startswith(tag)]
         except OSError:
             pass
     return out

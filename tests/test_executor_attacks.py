@@ -7,13 +7,12 @@ instead of hanging the suite. Shared programs live in ``executor_attack_programs
 
 import dataclasses
 import os
-import shutil
 import time
 
 import pytest
 
 from azr_jax.executor import Job, SandboxConfig, SandboxPool
-from tests.executor_attack_programs import (BENIGN, BENIGN_OUT, FORGE_FRAMES, FORK_N, IPC_CREATE,
+from tests.executor_attack_programs import (TAG, BENIGN, BENIGN_OUT, FORGE_FRAMES, FORK_N, IPC_CREATE,
                                       NAMESPACES, SEE_PROCESSES, WRITE_DIRS, ZOMBIES,
                                       host_world_writable_dirs, leftovers, sysvipc_counts)
 
@@ -136,23 +135,23 @@ def test_ipc_objects_cannot_be_created(namespaces, isolation):
 # clean up) tagged files on the host, which another variant's leftover check would count.
 @pytest.mark.xdist_group("host_writable_paths")
 def test_no_host_path_keeps_what_a_program_writes(namespaces, isolation):
-    dirs = host_world_writable_dirs()
+    dirs, tag = host_world_writable_dirs(), TAG + os.urandom(4).hex()
     assert "/run/lock" in dirs or not os.path.isdir("/run/lock")
-    for stale in leftovers(dirs):  # a killed earlier run (no pool close) may have left some
-        shutil.rmtree(stale) if os.path.isdir(stale) and not os.path.islink(stale) else os.unlink(stale)
     cfg = SandboxConfig(workers=1, timeout_s=8.0, namespaces=namespaces, isolation=isolation)
     with SandboxPool(cfg) as pool:
-        res = _run(pool, [Job(WRITE_DIRS, [repr(dirs)], repeats=1), BENIGN])
+        # This run's own tag: other variants may run at once on another xdist worker (the
+        # no-namespace ones really write, then clean up, their own tagged files).
+        res = _run(pool, [Job(WRITE_DIRS, [f"{dirs!r}, True, {tag!r}"], repeats=1), BENIGN])
         assert res[1].output == BENIGN_OUT
         if namespaces:  # every host mount is read-only in the worker: nothing was written
             assert res[0].ok and res[0].output == "[]", res[0]
         # Either way, nothing a program wrote stays on the host.
-        assert leftovers(dirs) == []
+        assert leftovers(dirs, tag) == []
         _serves(pool)
         roots = [w.sandbox_root(b) for w in pool.workers for b in ("/dev/shm", "/tmp")]
         pool.submit([Job("import time\ndef f(x):\n    time.sleep(30)", ["1"])])  # in flight
         time.sleep(0.5)
-    assert leftovers(dirs) == []
+    assert leftovers(dirs, tag) == []
     assert not any(os.path.lexists(r) for r in roots), roots  # no sandbox dirs left behind
 
 
