@@ -44,14 +44,7 @@ def any_of(n: int, c: int, k: int) -> float:
 
 
 def context(cfg, env) -> ro.RolloutContext:
-    return ro.RolloutContext(
-        model_cfg=env.model_cfg, tokenizer=env.tokenizer, selfplay=env.selfplay,
-        sampling=env.sampling, max_prompt_len=cfg.sampling.max_prompt_len,
-        batch_per_group=cfg.selfplay.batch_per_group, prefixes=dict(cfg.prefix),
-        estimator=cfg.rl.estimator, adv_eps=cfg.rl.adv_eps, seed=cfg.trainer.seed,
-        mesh=env.mesh, pool=env.pool, buffers=env.buffers, activity=DeviceActivity(),
-        timer=PhaseTimer(), max_rows_per_call=cfg.sampling.max_rows_per_call,
-        close_answer=cfg.selfplay.close_answer)
+    return ro.make_context(cfg, env, env.buffers, DeviceActivity(), PhaseTimer())
 
 
 def solve_signal(ctx, params, tasks, n: int, key) -> dict:

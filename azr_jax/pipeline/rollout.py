@@ -47,6 +47,19 @@ class RolloutContext:
     close_answer: bool = False  # small-model lever (selfplay.close_answer): answer_stop.py
 
 
+def make_context(cfg, env, buffers, activity, timer, data_parallel: int = 1) -> RolloutContext:
+    """The context a run's config and built environment (pipeline.setup.Env) give; the
+    trainer and the benchmarks build it here so that a new field reaches both."""
+    return RolloutContext(
+        model_cfg=env.model_cfg, tokenizer=env.tokenizer, selfplay=env.selfplay,
+        sampling=env.sampling, max_prompt_len=cfg.sampling.max_prompt_len,
+        batch_per_group=cfg.selfplay.batch_per_group, prefixes=dict(cfg.prefix),
+        estimator=cfg.rl.estimator, adv_eps=cfg.rl.adv_eps, seed=cfg.trainer.seed,
+        mesh=env.mesh, pool=env.pool, buffers=buffers, activity=activity, timer=timer,
+        batch_row_multiple=env.optim.micro_batches * data_parallel,
+        mini_batch_size=env.optim.mini_batch_size, close_answer=cfg.selfplay.close_answer)
+
+
 @dataclasses.dataclass
 class Rollout:
     step: int

@@ -24,7 +24,7 @@ from azr_jax.pipeline import workdir_fs
 from azr_jax.pipeline.metrics import MetricsWriter, PhaseTimer
 from azr_jax.pipeline.wandb_logger import WandbLogger
 from azr_jax.pipeline.prefetch import DeviceActivity, RolloutQueue
-from azr_jax.pipeline.rollout import (RolloutContext, run_rollout, seed_buffers,
+from azr_jax.pipeline.rollout import (make_context, run_rollout, seed_buffers,
                                       seeding_state_path)
 from azr_jax.pipeline.run_guard import close_all, disk_error, guarded_run
 from azr_jax.pipeline.tasklog import append_solves, append_tasks, truncate_tasks_after
@@ -156,16 +156,7 @@ def train(cfg, workdir: str, *, rollout_fn=run_rollout) -> TrainResult:
         if main:
             truncate_tasks_after(workdir, start - 1)
         timer, activity = PhaseTimer(), DeviceActivity()
-        ctx = RolloutContext(
-            model_cfg=env.model_cfg, tokenizer=env.tokenizer, selfplay=env.selfplay,
-            sampling=env.sampling, max_prompt_len=cfg.sampling.max_prompt_len,
-            batch_per_group=cfg.selfplay.batch_per_group, prefixes=dict(cfg.prefix),
-            estimator=cfg.rl.estimator,
-            adv_eps=cfg.rl.adv_eps, seed=tcfg.seed, mesh=env.mesh, pool=env.pool, buffers=buffers,
-            activity=activity, timer=timer,
-            batch_row_multiple=env.optim.micro_batches * data_parallel_size(env.mesh),
-            mini_batch_size=env.optim.mini_batch_size,
-            close_answer=cfg.selfplay.close_answer)
+        ctx = make_context(cfg, env, buffers, activity, timer, data_parallel_size(env.mesh))
         if start == 0 and env.selfplay.seed_buffer_size > 0:
             with timer("seeding"):
                 seed_buffers(ctx, state.params, progress=main and tcfg.progress,
