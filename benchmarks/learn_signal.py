@@ -76,11 +76,8 @@ def propose_signal(ctx, params, buffers, count: int, rng) -> dict:
     cfg, out, examples = ctx.selfplay, {}, {}
     for t in cfg.task_types:
         reqs = sp.proposer_requests(t, buffers, count, rng, cfg, fits=ro._fits(ctx, t, "propose"))
-        pre = [ro._prefix(ctx, t, "propose") for _ in reqs]
-        prompts = [ro._encode(ctx, r.messages, p) for r, p in zip(reqs, pre)]
-        toks, lps, _ = ro._generate(ctx, params, prompts, jax.random.PRNGKey(hash(t) % 2**31))
-        toks, _ = ro._stop(ctx, toks, lps, pre, [t] * len(reqs), "propose")
-        texts = ro._decode(ctx, toks, pre)
+        key = jax.random.PRNGKey(cfg.task_types.index(t))
+        _, toks, _, texts = ro._propose(ctx, params, reqs, key)  # the trainer's path, levers too
         res = sp.validate_proposals(ctx.pool, reqs, texts, cfg)
         reasons = collections.Counter(r.reason[:60] for r in res if r.outcome != sp.PASSED)
         out[t] = {"valid": float(np.mean([r.outcome == sp.PASSED for r in res])),

@@ -59,6 +59,11 @@ def get_config() -> ml_collections.ConfigDict:
     # a small model can use it to learn the answer format from its first step.
     c.prefix = ml_collections.ConfigDict(
         {f"{t}_{r}": "" for t in TASK_TYPES for r in ("propose", "solve")})
+    # Texts the rollout writes into a response, per (task type, role): the k-th right after
+    # the response closes its (k+1)-th code block, then sampling resumes (not trained on;
+    # azr_jax/pipeline/scaffold.py). Empty in the paper's setting.
+    c.scaffold = ml_collections.ConfigDict(
+        {f"{t}_{r}": () for t in TASK_TYPES for r in ("propose", "solve")})
 
     c.rl = ml_collections.ConfigDict(dict(
         estimator="trr++",  # trr++ (token whitening, official) | trr++_seq | reinforce++ | grpo

@@ -12,19 +12,20 @@ short runs; BENCHMARKS.md, "Learning"). The reward rules stay the official ones.
 - seeds: the twelve demo programs plus sixteen one-line programs of our own
   (configs/seeds/learn.jsonl), so some solver groups hold correct answers (a group of only
   wrong answers has zero advantages). Never benchmark programs.
+- scaffold (azr_jax/pipeline/scaffold.py): the 135M proposer writes its program block and
+  then never the ```input block. The rollout writes the block's opening for it after each
+  closed block (not trained on) and sampling resumes. Measured on the base model
+  (benchmarks/learn_signal.py --skip solve --proposals 16): valid proposals 0 -> 0.50
+  (deduction), 0 -> 0.50 (abduction), 0 -> 0 (induction: empty input blocks).
 - prompts: the compact pack with proposer prompts that spell out the answer's block order
   (configs/prompts/learn.json).
 - sizes for speed on 2 cores: one reference per proposal, prompts <= 192 tokens and
   responses <= 64 (prompt + response <= 256: one update shape, half the 512 of the demo);
   8 samples per (type x role) group; a learning rate for a 135M model (the paper's 1e-6 is
-  for 7B models); one AdamW step per training step;
+  for 7B models); two AdamW steps per training step (mini-batches of 24 sequences);
 - a fixed probe (configs/probe/probe.jsonl, our own programs, never in the buffers):
   the solver's greedy accuracy every `probe.every` steps, logged as `probe/*`.
-Measured (BENCHMARKS.md, "Learning"; 10 steps, 33 min on 2 shared cores): the goal is NOT
-met. No deduction/abduction answer was ever correct (0 of 160 samples) and no proposal valid
-(0 of 240: the model writes no ```input block after its program), so the probe and the
-valid rate stay at 0; the only group with mixed rewards, the induction solver on the lone
-identity task, learnt that task (solve rate 0.125 -> 1.0).
+What the runs measured is in BENCHMARKS.md, "Learning".
 """
 
 import os
@@ -39,6 +40,10 @@ LEARN_PROMPTS = os.path.join(HERE, "prompts", "learn.json")
 def get_config():
     c = smollm2_demo.get_config()
     c.selfplay.close_answer = True
+    # scaffold: open the block after each closed one (pipeline/scaffold.py)
+    inp = "\n```input\n"
+    c.scaffold.deduction_propose = c.scaffold.abduction_propose = (inp,)
+    c.scaffold.induction_propose = (inp,) * (c.selfplay.num_inputs - 1) + ("\n```message\n",)
     c.selfplay.seed_file = smollm2_demo.SEED_FILE + "," + LEARN_SEEDS
     c.selfplay.prompt_file = LEARN_PROMPTS
     c.selfplay.num_references = 1
@@ -46,11 +51,11 @@ def get_config():
     c.sampling.max_prompt_len = 192
     c.sampling.max_new_tokens = 64  # prompt + response <= 256: one update shape
     c.optim.lr = 2e-5
-    c.optim.mini_batch_size = 0  # one AdamW step per training step
+    c.optim.mini_batch_size = 24  # 48 trained sequences per step: two AdamW steps
     c.optim.micro_batches = 4
-    c.probe.every = 2
+    c.probe.every = 4
     c.probe.file = os.path.join(HERE, "probe", "probe.jsonl")
-    c.trainer.steps = 10
-    c.trainer.checkpoint_every = 5
+    c.trainer.steps = 16
+    c.trainer.checkpoint_every = 8
     c.trainer.keep = 2
     return c

@@ -11,7 +11,7 @@ def canned_sample(real_sample, respond):
     """A drop-in for `sampling.sample` (as `rollout.sample`) that scripts some rows."""
     tok = tiny_tokenizer()
 
-    def sample(params, cfg, prompts, key, sampling, mesh=None):
+    def sample(params, cfg, prompts, key, sampling, mesh=None, budgets=None):
         out = real_sample(params, cfg, prompts, key, sampling, mesh=mesh)
         out.tokens, out.logprobs, out.lengths = (np.array(x) for x in
                                                  (out.tokens, out.logprobs, out.lengths))

@@ -57,7 +57,7 @@ def scripted(monkeypatch):
     tok = tiny_tokenizer()
     lengths_by_kind: dict[str, list[int]] = {}
 
-    def sample(params, cfg, prompts, key, sampling, mesh=None):
+    def sample(params, cfg, prompts, key, sampling, mesh=None, budgets=None):
         n = sampling.num_samples
         rows = len(prompts) * n
         tokens = np.full((rows, sampling.max_new_tokens), sampling.pad_token_id, np.int32)

@@ -23,7 +23,9 @@ def build_batch(prompts: Sequence[Sequence[int]], responses: Sequence[Sequence[i
     """Rows are `prompt + response`, left-padded to a common length.
 
     loss_mask_bt marks response tokens; old_logprobs_bt holds the sampler's log-prob of each
-    response token at that token's position (what the update step compares against).
+    response token at that token's position (what the update step compares against). A NaN
+    log-prob marks a token the policy did not choose (pipeline/scaffold.py): it stays in the
+    row as context but gets no loss.
 
     Row layout (azr_jax.rl.minibatch.BatchLayout): rows are taken in order, or grouped by
     ascending `row_groups` (stable) when given, and cut into mini-batches of
@@ -53,8 +55,10 @@ def build_batch(prompts: Sequence[Sequence[int]], responses: Sequence[Sequence[i
         valid_bt[i, start:] = True
         adv_b[i] = adv_in[src]
         if len(r):
-            loss_mask_bt[i, T - len(r):] = 1.0
-            old_logprobs_bt[i, T - len(r):] = lp[: len(r)]
+            lp = np.asarray(lp[: len(r)], np.float32)
+            chosen = ~np.isnan(lp)
+            loss_mask_bt[i, T - len(r):] = chosen
+            old_logprobs_bt[i, T - len(r):] = np.where(chosen, lp, 0.0)
     return {"tokens_bt": tokens_bt, "valid_bt": valid_bt, "loss_mask_bt": loss_mask_bt,
             "advantages_b": adv_b, "old_logprobs_bt": old_logprobs_bt}
 
@@ -71,8 +75,10 @@ def advantages_and_batch(prompts: Sequence[Sequence[int]], responses: Sequence[S
     `selfplay.update_rank`, the official one. Returns (advantages float32[R] in the given
     row order, batch)."""
     groups = np.asarray(groups)
+    trained = [int(np.sum(~np.isnan(np.asarray(lp[: len(r)], np.float32))))
+               for r, lp in zip(responses, response_logprobs)]  # NaN: inserted, not trained
     advantages = np.asarray(adv_lib.get(estimator)(
-        np.asarray(rewards, np.float32), groups, lengths=[len(r) for r in responses],
+        np.asarray(rewards, np.float32), groups, lengths=trained,
         prompt_ids=adv_lib.prompt_ids(prompts), eps=eps), np.float32)
     batch = build_batch(prompts, responses, response_logprobs, advantages, length=length,
                         row_multiple=row_multiple, mini_batch_size=mini_batch_size,

@@ -18,7 +18,7 @@ import numpy as np
 
 from azr_jax import selfplay as sp
 from azr_jax.sampling import SamplingConfig, prepare_params, sample
-from azr_jax.pipeline import answer_stop, tasklog
+from azr_jax.pipeline import answer_stop, scaffold, tasklog
 from azr_jax.pipeline.batching import advantages_and_batch
 from azr_jax.pipeline.workdir_layout import SEEDING_FILE
 
@@ -45,6 +45,7 @@ class RolloutContext:
     batch_row_multiple: int = 1  # the update step splits rows over micro-batches x data devices
     mini_batch_size: int = 0  # sequences per optimizer step (OptimConfig.mini_batch_size)
     close_answer: bool = False  # small-model lever (selfplay.close_answer): answer_stop.py
+    scaffold: dict = dataclasses.field(default_factory=dict)  # lever: pipeline/scaffold.py
 
 
 def make_context(cfg, env, buffers, activity, timer, data_parallel: int = 1) -> RolloutContext:
@@ -57,7 +58,8 @@ def make_context(cfg, env, buffers, activity, timer, data_parallel: int = 1) -> 
         estimator=cfg.rl.estimator, adv_eps=cfg.rl.adv_eps, seed=cfg.trainer.seed,
         mesh=env.mesh, pool=env.pool, buffers=buffers, activity=activity, timer=timer,
         batch_row_multiple=env.optim.micro_batches * data_parallel,
-        mini_batch_size=env.optim.mini_batch_size, close_answer=cfg.selfplay.close_answer)
+        mini_batch_size=env.optim.mini_batch_size, close_answer=cfg.selfplay.close_answer,
+        scaffold={k: tuple(v) for k, v in cfg.get("scaffold", {}).items() if v})
 
 
 @dataclasses.dataclass
@@ -85,7 +87,7 @@ def _fits(ctx: RolloutContext, task_type: str, role: str):
     return lambda messages: len(_encode(ctx, messages, prefix)) <= ctx.max_prompt_len
 
 
-def _generate(ctx, params, prompts, key, num_samples=1):
+def _generate(ctx, params, prompts, key, num_samples=1, budgets=None):
     """Sample; returns (responses [R] token lists, logprobs [R] arrays, prompt_index [R]).
 
     One sampler call: with more rows (prompts x num_samples) than
@@ -93,7 +95,8 @@ def _generate(ctx, params, prompts, key, num_samples=1):
     batching); the slot count is what bounds rollout memory (the KV cache) on large models."""
     cfg = ctx.sampling.replace(num_samples=num_samples)
     with ctx.timer("sample"):
-        out = ctx.activity.track(lambda: sample(params, ctx.model_cfg, prompts, key, cfg, mesh=ctx.mesh))
+        out = ctx.activity.track(lambda: sample(params, ctx.model_cfg, prompts, key, cfg,
+                                                mesh=ctx.mesh, budgets=budgets))
     rows = range(len(out.lengths))
     toks = [out.row_tokens(r) for r in rows]
     lps = [out.logprobs[r, : out.lengths[r]].astype(np.float32) for r in rows]
@@ -118,6 +121,28 @@ def _stop(ctx, toks, lps, prefixes, types, role):
     return answer_stop.cut_responses(decode, toks, lps, prefixes, needs)
 
 
+def _propose(ctx, params, requests, key):
+    """Proposer rollouts of ``requests``: (prompt tokens, response tokens, log-probs, whole
+    turns as text), with the scaffold and close_answer levers when configured."""
+    types = [r.task_type for r in requests]
+    pre = [_prefix(ctx, t, "propose") for t in types]
+    prompts = [_encode(ctx, r.messages, p) for r, p in zip(requests, pre)]
+    scaffolds = scaffold.for_rows(ctx.scaffold, [f"{t}_propose" for t in types])
+    if any(scaffolds):
+        decode = lambda t: ctx.tokenizer.decode(t, skip_special_tokens=True)  # noqa: E731
+        encode = lambda s: ctx.tokenizer.encode(s, add_special_tokens=False)  # noqa: E731
+
+        def generate(p, k, budgets):
+            return _generate(ctx, params, p, k, budgets=budgets)[:2]
+
+        toks, lps = scaffold.scaffolded(generate, decode, encode, prompts, pre, scaffolds, key,
+                                        ctx.sampling.max_new_tokens)
+    else:
+        toks, lps, _ = _generate(ctx, params, prompts, key)
+    toks, lps = _stop(ctx, toks, lps, pre, types, "propose")
+    return prompts, toks, lps, _decode(ctx, toks, pre)
+
+
 def _prefix(ctx, task_type, role) -> str:
     return ctx.prefixes.get(f"{task_type}_{role}", "")
 
@@ -137,11 +162,7 @@ def seed_buffers(ctx: RolloutContext, params, progress: bool, state_path: str = 
     def propose(requests):
         key = jax.random.fold_in(jax.random.PRNGKey(ctx.seed), 2**31 + counter[0])  # != steps
         counter[0] += 1
-        pre = [_prefix(ctx, r.task_type, "propose") for r in requests]
-        prompts = [_encode(ctx, r.messages, p) for r, p in zip(requests, pre)]
-        toks, lps, _ = _generate(ctx, params, prompts, key)
-        toks, _ = _stop(ctx, toks, lps, pre, [r.task_type for r in requests], "propose")
-        return _decode(ctx, toks, pre)
+        return _propose(ctx, params, requests, key)[3]
 
     # one length check for all types: the propose prefixes differ only by type
     fits = lambda m: all(_fits(ctx, t, "propose")(m) for t in ctx.selfplay.task_types)  # noqa
@@ -183,12 +204,7 @@ def run_rollout(ctx: RolloutContext, step: int, params) -> Rollout:
     with ctx.timer("host_prompts"):
         requests = [r for t in types for r in sp.proposer_requests(
             t, ctx.buffers, B, rng, cfg, fits=_fits(ctx, t, "propose"))]
-        prop_pre = [_prefix(ctx, r.task_type, "propose") for r in requests]
-        prop_prompts = [_encode(ctx, r.messages, p) for r, p in zip(requests, prop_pre)]
-    prop_toks, prop_lps, _ = _generate(ctx, params, prop_prompts, k_prop)
-    prop_toks, prop_lps = _stop(ctx, prop_toks, prop_lps, prop_pre,
-                                [r.task_type for r in requests], "propose")
-    prop_texts = _decode(ctx, prop_toks, prop_pre)
+    prop_prompts, prop_toks, prop_lps, prop_texts = _propose(ctx, params, requests, k_prop)
 
     # 2. validate in the executor
     with ctx.timer("execute"):
