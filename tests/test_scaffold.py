@@ -91,3 +91,70 @@ def test_for_rows_reads_the_config_section():
     cfg = {"deduction_propose": ("\n```input\n",), "induction_propose": ()}
     assert scaffold.for_rows(cfg, ["deduction_propose", "induction_propose", "x"]) == [
         ("\n```input\n",), (), ()]
+
+
+def test_one_training_step_with_a_scaffolded_proposer(tmp_path, monkeypatch):
+    """Through the real rollout, sandbox and update step (configs/tiny_cpu.py): the
+    deduction proposer closes its program block and stops; the scaffold opens the input
+    block, the second call writes the input, and the proposal is valid. The update batch
+    trains on the sampled tokens only."""
+    from azr_jax.pipeline import rollout as rollout_mod
+    from azr_jax.pipeline.config import load_config
+    from azr_jax.pipeline.trainer import train
+    from azr_jax.sampling.sampler import SampleOutput
+    from azr_jax.tokenizer import tiny_tokenizer
+
+    tok = tiny_tokenizer()
+    inserted = "\n```input\n"
+    program = "ok</think><answer>```python\ndef f(x):\n    return x * 2\n```"
+    calls = []
+
+    def respond(prompt: str) -> str:
+        if "new deduction task" not in prompt:
+            return "no answer"  # every other row: a format error
+        return "3\n```</answer>" if prompt.endswith(inserted) else program + " and prose"
+
+    def sample(params, cfg, prompts, key, sampling, mesh=None, budgets=None):
+        calls.append(budgets)
+        n, rows = sampling.num_samples, len(prompts) * sampling.num_samples
+        tokens = np.full((rows, sampling.max_new_tokens), sampling.pad_token_id, np.int32)
+        logprobs = np.zeros((rows, sampling.max_new_tokens), np.float32)
+        lengths = np.zeros((rows,), np.int32)
+        for r in range(rows):
+            ids = tok.encode(respond(tok.decode(prompts[r // n], skip_special_tokens=False)))
+            ids = ids[: sampling.max_new_tokens if budgets is None else budgets[r]]
+            tokens[r, : len(ids)], logprobs[r, : len(ids)], lengths[r] = ids, -1.0, len(ids)
+        return SampleOutput(tokens, logprobs, lengths, np.repeat(np.arange(len(prompts)), n))
+
+    monkeypatch.setattr(rollout_mod, "sample", sample)
+    cfg = load_config("tiny_cpu", ["trainer.steps=1", "selfplay.batch_per_group=2",
+                                   "sampling.max_new_tokens=128"])
+    cfg.scaffold.deduction_propose = (inserted,)
+    captured = []
+
+    def rollout_fn(ctx, step, params):
+        captured.append(rollout_mod.run_rollout(ctx, step, params))
+        return captured[-1]
+
+    train(cfg, str(tmp_path / "run"), rollout_fn=rollout_fn)
+    (ro,) = captured
+    assert ro.metrics["valid_rate/deduction"] == 1.0  # both proposals, with their inputs
+    assert ro.metrics["valid_rate/abduction"] == 0.0
+    rows = [r for r in ro.task_rows if r["type"] == "deduction"]
+    assert all(r["input"] == "3" and "return x * 2" in r["program"] for r in rows)
+    # the second proposer call continued just the two deduction rows, within their budget
+    second = calls[1]
+    assert len(second) == 2 and all(b == 128 - len(tok.encode(program + inserted)) for b in second)
+    # in the update batch, each proposal's inserted tokens are context without loss
+    want_ids = tok.encode(program) + tok.encode(inserted) + tok.encode("3\n```</answer>")
+    batch = ro.batch
+    found = 0
+    for i in range(batch["tokens_bt"].shape[0]):
+        row = batch["tokens_bt"][i][batch["valid_bt"][i]].tolist()
+        if row[-len(want_ids):] != want_ids:
+            continue
+        found += 1
+        mask = batch["loss_mask_bt"][i][-len(want_ids):]
+        k, m = len(tok.encode(program)), len(tok.encode(inserted))
+        assert mask[:k].all() and not mask[k:k + m].any() and mask[k + m:].all()
+    assert found == 2
