@@ -13,6 +13,8 @@ import dataclasses
 
 import ml_collections
 
+from azr_jax.rl.advantages import EPS as ADV_EPS
+from azr_jax.rl.losses import LossConfig
 from azr_jax.rl.optim import OptimConfig
 from azr_jax.selfplay.config import TASK_TYPES, SelfPlayConfig
 
@@ -65,17 +67,16 @@ def get_config() -> ml_collections.ConfigDict:
     c.scaffold = ml_collections.ConfigDict(
         {f"{t}_{r}": () for t in TASK_TYPES for r in ("propose", "solve")})
 
+    # The policy loss's fields with azr_jax.rl.losses.LossConfig's defaults (the official
+    # ones, defined there once); a config holds plain numbers, so 0 means "off"/"same".
+    loss = dataclasses.asdict(LossConfig())
     c.rl = ml_collections.ConfigDict(dict(
         estimator="trr++",  # trr++ (token whitening, official) | trr++_seq | reinforce++ | grpo
-        loss="ppo_clip",
-        clip_eps=0.2,
-        clip_eps_high=0.2,
-        dual_clip=0.0,  # 0 = off; else the dual-clip constant c > 1
-        aggregation="token_mean",  # token_mean | seq_mean
-        kl_coef=0.0,
-        kl_estimator="k3",
-        entropy_coef=0.001,  # official (paper branch): bonus on the token-mean entropy
-        adv_eps=1e-8,  # trr++/reinforce++: inside sqrt(token variance + eps), as official
+        loss=loss.pop("name"),  # azr_jax.rl.losses registry
+        clip_eps_high=loss.pop("clip_eps_high") or loss["clip_eps"],
+        dual_clip=loss.pop("dual_clip") or 0.0,  # 0 = off; else the dual-clip constant c > 1
+        adv_eps=ADV_EPS,  # trr++/reinforce++: inside sqrt(token variance + eps), as official
+        **loss,  # clip_eps, aggregation, kl_coef, kl_estimator, entropy_coef
     ))
 
     # azr_jax.rl.optim.OptimConfig's fields with its defaults (AdamW, lr 1e-6, constant),

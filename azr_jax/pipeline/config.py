@@ -4,6 +4,7 @@ config_rules.py), and checking resume compatibility."""
 from __future__ import annotations
 
 import ast
+import contextlib
 import difflib
 import importlib.util
 import inspect
@@ -47,22 +48,41 @@ def split_config_arg(spec: str) -> tuple[str, str | None]:
     return spec, None
 
 
+@contextlib.contextmanager
+def _configs_package(root: str):
+    """While a recipe loads, ``import configs...`` means ``root/configs`` (recipes do ``from
+    configs import base``), even when another folder's ``configs`` was imported before; the
+    earlier modules are put back afterwards."""
+    def ours():
+        return {k: v for k, v in sys.modules.items() if k == "configs" or k.startswith("configs.")}
+
+    before = ours()
+    for name in before:
+        del sys.modules[name]
+    sys.path.insert(0, root)
+    try:
+        yield
+    finally:
+        sys.path.remove(root)
+        for name in ours():
+            del sys.modules[name]
+        sys.modules.update(before)
+
+
 def load_config_file(path_or_name: str) -> ml_collections.ConfigDict:
     """Import a recipe module by path and call its `get_config()`, or `get_config(ARG)` for
     `FILE:ARG` (as ml_collections.config_flags does)."""
     path_or_name, arg = split_config_arg(path_or_name)
     path = resolve_config_path(path_or_name)
-    # Recipes do `from configs import base`: put the folder above configs/ on the path.
-    root = os.path.dirname(os.path.dirname(path))
-    if root not in sys.path:
-        sys.path.insert(0, root)
     spec = importlib.util.spec_from_file_location(f"_azr_recipe_{abs(hash(path))}", path)
     module = importlib.util.module_from_spec(spec)
     try:
-        spec.loader.exec_module(module)
-        if not hasattr(module, "get_config"):
-            raise UserError(f"config file {path} has no get_config() function")
-        cfg = module.get_config() if arg is None else _call_with_arg(module.get_config, arg, path)
+        with _configs_package(os.path.dirname(os.path.dirname(path))):
+            spec.loader.exec_module(module)
+            if not hasattr(module, "get_config"):
+                raise UserError(f"config file {path} has no get_config() function")
+            cfg = (module.get_config() if arg is None
+                   else _call_with_arg(module.get_config, arg, path))
     except UserError:
         raise
     except Exception as e:  # noqa: BLE001 - any mistake in the user's recipe is one line
