@@ -48,12 +48,7 @@ def context(cfg, env) -> ro.RolloutContext:
 
 
 def solve_signal(ctx, params, tasks, n: int, key) -> dict:
-    pre = [ro._prefix(ctx, st.task_type, "solve") for st in tasks]
-    prompts = [ro._encode(ctx, st.messages, p) for st, p in zip(tasks, pre)]
-    toks, lps, pidx = ro._generate(ctx, params, prompts, key, num_samples=n)
-    toks, _ = ro._stop(ctx, toks, lps, [pre[p] for p in pidx],
-                       [tasks[p].task_type for p in pidx], "solve")
-    texts = ro._decode(ctx, toks, [pre[p] for p in pidx])
+    _, toks, _, texts, pidx = ro.solve_rollouts(ctx, params, tasks, key, num_samples=n)
     answers = [sp.parse_answer(tasks[p].task_type, t) for p, t in zip(pidx, texts)]
     correct = sp.grade_answers(ctx.pool, [tasks[p] for p in pidx], answers, ctx.selfplay)
     out, examples = {}, {}
@@ -77,7 +72,7 @@ def propose_signal(ctx, params, buffers, count: int, rng) -> dict:
     for t in cfg.task_types:
         reqs = sp.proposer_requests(t, buffers, count, rng, cfg, fits=ro._fits(ctx, t, "propose"))
         key = jax.random.PRNGKey(cfg.task_types.index(t))
-        _, toks, _, texts = ro._propose(ctx, params, reqs, key)  # the trainer's path, levers too
+        _, toks, _, texts = ro.propose_rollouts(ctx, params, reqs, key)  # the trainer's path, levers too
         res = sp.validate_proposals(ctx.pool, reqs, texts, cfg)
         reasons = collections.Counter(r.reason[:60] for r in res if r.outcome != sp.PASSED)
         out[t] = {"valid": float(np.mean([r.outcome == sp.PASSED for r in res])),

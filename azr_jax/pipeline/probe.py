@@ -91,12 +91,8 @@ def greedy_answer_fn(ctx, params) -> AnswerFn:
     gctx = dataclasses.replace(ctx, sampling=ctx.sampling.replace(temperature=0.0))
 
     def answer(tasks):
-        pre = [rollout._prefix(gctx, st.task_type, "solve") for st in tasks]
-        prompts = [rollout._encode(gctx, st.messages, p) for st, p in zip(tasks, pre)]
         p = prepare_params(params, gctx.model_cfg, gctx.mesh)
-        toks, lps, _ = rollout._generate(gctx, p, prompts, jax.random.PRNGKey(0))
-        toks, _ = rollout._stop(gctx, toks, lps, pre, [st.task_type for st in tasks], "solve")
-        return rollout._decode(gctx, toks, pre)
+        return rollout.solve_rollouts(gctx, p, tasks, jax.random.PRNGKey(0))[3]
 
     return answer
 

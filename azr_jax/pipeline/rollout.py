@@ -121,12 +121,13 @@ def _stop(ctx, toks, lps, prefixes, types, role):
     return answer_stop.cut_responses(decode, toks, lps, prefixes, needs)
 
 
-def _propose(ctx, params, requests, key):
+def propose_rollouts(ctx, params, requests, key):
     """Proposer rollouts of ``requests``: (prompt tokens, response tokens, log-probs, whole
     turns as text), with the scaffold and close_answer levers when configured."""
     types = [r.task_type for r in requests]
-    pre = [_prefix(ctx, t, "propose") for t in types]
-    prompts = [_encode(ctx, r.messages, p) for r, p in zip(requests, pre)]
+    with ctx.timer("host_prompts"):
+        pre = [_prefix(ctx, t, "propose") for t in types]
+        prompts = [_encode(ctx, r.messages, p) for r, p in zip(requests, pre)]
     scaffolds = scaffold.for_rows(ctx.scaffold, [f"{t}_propose" for t in types])
     if any(scaffolds):
         decode = lambda t: ctx.tokenizer.decode(t, skip_special_tokens=True)  # noqa: E731
@@ -141,6 +142,19 @@ def _propose(ctx, params, requests, key):
         toks, lps, _ = _generate(ctx, params, prompts, key)
     toks, lps = _stop(ctx, toks, lps, pre, types, "propose")
     return prompts, toks, lps, _decode(ctx, toks, pre)
+
+
+def solve_rollouts(ctx, params, tasks, key, num_samples=1):
+    """Solver rollouts of ``tasks`` (sp.SolverTask), each ``num_samples`` times (task-major):
+    (prompt tokens per task, response tokens, log-probs, whole turns as text, the task index
+    of each response), with the close_answer lever when configured."""
+    with ctx.timer("host_prompts"):
+        pre = [_prefix(ctx, st.task_type, "solve") for st in tasks]
+        prompts = [_encode(ctx, st.messages, p) for st, p in zip(tasks, pre)]
+    toks, lps, pidx = _generate(ctx, params, prompts, key, num_samples=num_samples)
+    row_pre = [pre[p] for p in pidx]
+    toks, lps = _stop(ctx, toks, lps, row_pre, [tasks[p].task_type for p in pidx], "solve")
+    return prompts, toks, lps, _decode(ctx, toks, row_pre), pidx
 
 
 def _prefix(ctx, task_type, role) -> str:
@@ -162,7 +176,7 @@ def seed_buffers(ctx: RolloutContext, params, progress: bool, state_path: str = 
     def propose(requests):
         key = jax.random.fold_in(jax.random.PRNGKey(ctx.seed), 2**31 + counter[0])  # != steps
         counter[0] += 1
-        return _propose(ctx, params, requests, key)[3]
+        return propose_rollouts(ctx, params, requests, key)[3]
 
     # one length check for all types: the propose prefixes differ only by type
     fits = lambda m: all(_fits(ctx, t, "propose")(m) for t in ctx.selfplay.task_types)  # noqa
@@ -204,7 +218,8 @@ def run_rollout(ctx: RolloutContext, step: int, params) -> Rollout:
     with ctx.timer("host_prompts"):
         requests = [r for t in types for r in sp.proposer_requests(
             t, ctx.buffers, B, rng, cfg, fits=_fits(ctx, t, "propose"))]
-    prop_prompts, prop_toks, prop_lps, prop_texts = _propose(ctx, params, requests, k_prop)
+    prop_prompts, prop_toks, prop_lps, prop_texts = propose_rollouts(ctx, params, requests,
+                                                                     k_prop)
 
     # 2. validate in the executor
     with ctx.timer("execute"):
@@ -225,12 +240,8 @@ def run_rollout(ctx: RolloutContext, step: int, params) -> Rollout:
                                   fits=lambda task: solver_fits(sp.solver_task(t, task, cfg).messages))
             solver_tasks += [sp.solver_task(t, task, cfg) for task in tasks]
         new_tasks = sp.add_valid(ctx.buffers, results)
-        sol_pre = [_prefix(ctx, st.task_type, "solve") for st in solver_tasks]
-        solve_prompts = [_encode(ctx, st.messages, p) for st, p in zip(solver_tasks, sol_pre)]
-    sol_toks, sol_lps, _ = _generate(ctx, params, solve_prompts, k_solve)
-    sol_toks, sol_lps = _stop(ctx, sol_toks, sol_lps, sol_pre,
-                              [st.task_type for st in solver_tasks], "solve")
-    sol_texts = _decode(ctx, sol_toks, sol_pre)
+    solve_prompts, sol_toks, sol_lps, sol_texts, _ = solve_rollouts(ctx, params, solver_tasks,
+                                                                    k_solve)
     with ctx.timer("execute"):
         answers = [sp.parse_answer(st.task_type, t) for st, t in zip(solver_tasks, sol_texts)]
         correct = sp.grade_answers(ctx.pool, solver_tasks, answers, cfg)
@@ -265,15 +276,9 @@ def _learnability(ctx, params, results, key) -> dict[int, float]:
     valid_idx = [i for i, r in enumerate(results) if r.outcome == sp.PASSED]
     if not valid_idx:
         return {}
-    with ctx.timer("host_prompts"):
-        stasks = [sp.solver_task(results[i].request.task_type, results[i].task, cfg)
-                  for i in valid_idx]
-        pre = [_prefix(ctx, st.task_type, "solve") for st in stasks]
-        prompts = [_encode(ctx, st.messages, p) for st, p in zip(stasks, pre)]
-    toks, lps, pidx = _generate(ctx, params, prompts, key, num_samples=cfg.num_rollouts)
-    toks, _ = _stop(ctx, toks, lps, [pre[p] for p in pidx],
-                    [stasks[p].task_type for p in pidx], "solve")
-    texts = _decode(ctx, toks, [pre[p] for p in pidx])
+    stasks = [sp.solver_task(results[i].request.task_type, results[i].task, cfg)
+              for i in valid_idx]
+    _, _, _, texts, pidx = solve_rollouts(ctx, params, stasks, key, num_samples=cfg.num_rollouts)
     with ctx.timer("execute"):
         answers = [sp.parse_answer(stasks[p].task_type, t) for p, t in zip(pidx, texts)]
         correct = sp.grade_answers(ctx.pool, [stasks[p] for p in pidx], answers, cfg)
