@@ -54,6 +54,14 @@ def test_resume_compatibility():
     bad = config_lib.load_config("tiny_cpu", ["model.preset=smollm2-135m", "optim.lr=0.5"])
     with pytest.raises(UserError, match="incompatible config.*model.preset.*optim.lr"):
         config_lib.check_resume_compatible(saved, bad, "/w")
+    # a run saved before a setting existed resumes while the setting keeps its no-op default
+    older = a.to_dict()
+    del older["scaffold"]
+    older = config_lib.config_from_json(json.dumps(older))
+    config_lib.check_resume_compatible(older, a, "/w")
+    a.scaffold.deduction_propose = ("\n```input\n",)
+    with pytest.raises(UserError, match="scaffold.deduction_propose"):
+        config_lib.check_resume_compatible(older, a, "/w")
 
 
 def test_policy_version_schedule():

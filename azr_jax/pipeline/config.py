@@ -193,6 +193,11 @@ def config_from_json(text: str) -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(json.loads(text))
 
 
+def _unset(value) -> bool:
+    """Missing from a saved config, or an empty text/tuple (a no-op default)."""
+    return value == "<missing>" or (isinstance(value, (list, tuple, str)) and not value)
+
+
 def incompatible_keys(saved: ml_collections.ConfigDict, new: ml_collections.ConfigDict) -> list:
     """Keys whose difference makes resuming `saved` with `new` meaningless."""
     a, b = flatten(saved), flatten(new)
@@ -203,6 +208,8 @@ def incompatible_keys(saved: ml_collections.ConfigDict, new: ml_collections.Conf
         va, vb = a.get(key, "<missing>"), b.get(key, "<missing>")
         if isinstance(va, (list, tuple)) and isinstance(vb, (list, tuple)):
             va, vb = list(va), list(vb)
+        if "<missing>" in (va, vb) and _unset(va) and _unset(vb):
+            continue  # a setting added since, left at its no-op default (e.g. scaffold.*)
         if va != vb:
             diffs.append((key, va, vb))
     return diffs
