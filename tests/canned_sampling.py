@@ -12,7 +12,7 @@ def canned_sample(real_sample, respond):
     tok = tiny_tokenizer()
 
     def sample(params, cfg, prompts, key, sampling, mesh=None, budgets=None):
-        out = real_sample(params, cfg, prompts, key, sampling, mesh=mesh)
+        out = real_sample(params, cfg, prompts, key, sampling, mesh=mesh, budgets=budgets)
         out.tokens, out.logprobs, out.lengths = (np.array(x) for x in
                                                  (out.tokens, out.logprobs, out.lengths))
         for r, p in enumerate(out.prompt_index):

@@ -185,9 +185,9 @@ def test_rollout_samples_through_max_rows_decode_slots():
     calls = []
     real_sample = rollout.sample
 
-    def counting_sample(params, model_cfg, prompts, key, sampling, mesh=None):
+    def counting_sample(params, model_cfg, prompts, key, sampling, mesh=None, budgets=None):
         calls.append((len(prompts) * sampling.num_samples, sampling.max_rows_per_call))
-        return real_sample(params, model_cfg, prompts, key, sampling, mesh=mesh)
+        return real_sample(params, model_cfg, prompts, key, sampling, mesh=mesh, budgets=budgets)
 
     def ctx(max_rows):
         return types.SimpleNamespace(
