@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
+
+from cpu_env import use_cpu_threads
 
 
 def parse_args():
@@ -43,10 +44,7 @@ def parse_args():
 
 def main() -> int:
     args = parse_args()
-    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
-                               f" --xla_cpu_multi_thread_eigen=true intra_op_parallelism_threads={args.threads}")
-    os.environ.setdefault("JAX_PLATFORMS", "cpu")
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    use_cpu_threads(args.threads)
     import jax
     import numpy as np
 

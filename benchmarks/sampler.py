@@ -22,6 +22,8 @@ import statistics
 import sys
 import time
 
+from cpu_env import use_cpu_threads
+
 
 def parse_args():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -36,11 +38,8 @@ def parse_args():
 
 def main() -> int:
     args = parse_args()
-    # XLA's CPU thread pool size, set before JAX starts (torch gets the same below).
-    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
-                               f" --xla_cpu_multi_thread_eigen=true intra_op_parallelism_threads={args.threads}")
-    os.environ.setdefault("JAX_PLATFORMS", "cpu")
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    # before JAX starts (torch gets the same thread count below)
+    use_cpu_threads(args.threads)
     import jax
     import numpy as np
     import torch

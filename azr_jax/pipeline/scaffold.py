@@ -67,4 +67,4 @@ def scaffolded(generate: Generate, decode, encode, prompts: Sequence[Sequence[in
 
 def for_rows(scaffold: dict, keys: Sequence[str]) -> list[tuple[str, ...]]:
     """Each row's scaffold texts from the config section (``"{type}_{role}"`` -> texts)."""
-    return [tuple(scaffold.get(k, ()) or ()) for k in keys]
+    return [tuple(scaffold.get(k, ())) for k in keys]
