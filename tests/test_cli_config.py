@@ -101,3 +101,19 @@ def test_every_subcommand_has_a_description_and_shows_its_defaults():
                 body = text.split("options:", 1)[1]  # past the usage lines
                 line = body.split(f"  {action.option_strings[-1]}", 1)[1].split("\n  -", 1)[0]
                 assert "default" in line, (name, action.option_strings, line)
+
+
+def test_each_recipe_imports_its_own_configs_package(tmp_path):
+    """A recipe's `from configs import ...` means the configs/ beside it, whichever configs
+    package this process imported before, and the project's recipes still load afterwards."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    (tmp_path / "configs").mkdir()
+    for name in ("__init__.py", "base.py"):
+        (tmp_path / "configs" / name).write_text(open(os.path.join(root, "configs", name)).read())
+    (tmp_path / "configs" / "marker.py").write_text("STEPS = 5\n")
+    (tmp_path / "configs" / "mine.py").write_text(
+        "from configs import base, marker\n\n\ndef get_config():\n    c = base.get_config()\n"
+        "    c.trainer.steps = marker.STEPS\n    return c\n")
+    assert load_config("smollm2_learn").selfplay.close_answer  # the project's configs first
+    assert load_config(str(tmp_path / "configs" / "mine.py")).trainer.steps == 5
+    assert load_config("smollm2_learn").selfplay.close_answer  # and again after the other
