@@ -48,7 +48,7 @@ def get_config():
     inp = "\n```input\n"
     c.scaffold.deduction_propose = c.scaffold.abduction_propose = (inp,)
     c.scaffold.induction_propose = (inp,) * (c.selfplay.num_inputs - 1) + ("\n```message\n",)
-    c.selfplay.seed_file = smollm2_demo.SEED_FILE + "," + LEARN_SEEDS
+    c.selfplay.seed_file = LEARN_SEEDS
     c.selfplay.prompt_file = LEARN_PROMPTS
     c.selfplay.num_references = 1
     c.selfplay.batch_per_group = 8
@@ -57,9 +57,9 @@ def get_config():
     c.optim.lr = 2e-5
     c.optim.mini_batch_size = 24  # 48 trained sequences per step: two AdamW steps
     c.optim.micro_batches = 4
-    c.probe.every = 4
-    c.probe.file = os.path.join(HERE, "probe", "probe.jsonl")
-    c.trainer.steps = 8  # the signal is spent by step 4-5 (BENCHMARKS.md, "Learning")
-    c.trainer.checkpoint_every = 8
+    c.probe.every = 2
+    c.probe.file = os.path.join(HERE, "probe", "learn.jsonl")
+    c.trainer.steps = 10
+    c.trainer.checkpoint_every = 2
     c.trainer.keep = 2
     return c

@@ -13,7 +13,7 @@ from azr_jax.selfplay.buffers import load_seed_file
 def test_learn_config_files_and_levers():
     c = load_config("smollm2_learn", [])
     seeds = [t for p in c.selfplay.seed_file.split(",") for t in load_seed_file(p)]
-    assert len(seeds) == 12 + 16  # the demo's programs plus the one-line learn programs
+    assert len(seeds) == 16  # the one-line learn programs (easy enough for a 135M solver)
     pack = prompt_pack.load_pack(c.selfplay.prompt_file)
     assert "```input" in pack["propose_deduction"] and "```python" in pack["propose_deduction"]
     assert c.selfplay.close_answer and c.probe.every > 0
@@ -28,6 +28,14 @@ def test_learn_seeds_are_not_probe_tasks():
     for path in c.selfplay.seed_file.split(","):
         for t in load_seed_file(path):
             assert (t.program, t.input) not in probe
+
+
+def test_learn_probe_is_built_from_the_seed_programs():
+    # the probe asks new inputs of the programs the run is seeded with (issue 13's recipe)
+    c = load_config("smollm2_learn", [])
+    programs = {t.program for p in c.selfplay.seed_file.split(",") for t in load_seed_file(p)}
+    rows = load_rows(c.probe.file)
+    assert len(rows) == 16 and {r["program"] for r in rows} == programs
 
 
 def test_any_of_estimator():
