@@ -48,6 +48,11 @@ def get_config():
     inp = "\n```input\n"
     c.scaffold.deduction_propose = c.scaffold.abduction_propose = (inp,)
     c.scaffold.induction_propose = (inp,) * (c.selfplay.num_inputs - 1) + ("\n```message\n",)
+    # solver answers as a Python comment on the call, an idiom a small code model completes
+    # (pipeline/rollout.py solve_prefix fills in the task's input / output)
+    think = "<think>\n</think>\n<answer>\n"
+    c.prefix.deduction_solve = think + "```python\nprint(f({input}))  # Output: "
+    c.prefix.abduction_solve = think + "```python\nprint(f(x))  # Output: {output}\n# Input: "
     c.selfplay.seed_file = LEARN_SEEDS
     c.selfplay.prompt_file = LEARN_PROMPTS
     c.selfplay.num_references = 1
