@@ -59,12 +59,12 @@ def get_config():
     c.selfplay.batch_per_group = 8
     c.sampling.max_prompt_len = 192
     c.sampling.max_new_tokens = 64  # prompt + response <= 256: one update shape
-    c.optim.lr = 2e-5
+    c.optim.lr = 4e-5
     c.optim.mini_batch_size = 24  # 48 trained sequences per step: two AdamW steps
     c.optim.micro_batches = 4
     c.probe.every = 2
     c.probe.file = os.path.join(HERE, "probe", "learn.jsonl")
-    c.trainer.steps = 10
+    c.trainer.steps = 12
     c.trainer.checkpoint_every = 2
     c.trainer.keep = 2
     return c

@@ -221,6 +221,23 @@ def test_induction_proposer_prompt():
     assert "Write 10 inputs" in text and "```message" in text and "message" in text
 
 
+def test_induction_proposer_prompt_can_show_one_call(tmp_path):
+    # {input}: the arguments of the drawn program's own task, so the proposer sees a call
+    path = tmp_path / "pack.json"
+    path.write_text(json.dumps({"propose_induction": "{program} | f({input}) | {num_inputs}"}))
+    cfg = dataclasses.replace(CFG, prompt_file=str(path))
+    bufs = Buffers.from_config(cfg)
+    bufs["deduction"].add(TRIPLETS[4])
+    reqs = proposer_requests("induction", bufs, 8, np.random.default_rng(0), cfg)
+    by_program = {t.program: t.input for t in (IDENTITY_TRIPLET, TRIPLETS[4])}
+    assert len({r.program for r in reqs}) == 2
+    for r in reqs:
+        assert f"{r.program} | f({by_program[r.program]}) | 10" in render_messages(r.messages,
+                                                                                  cfg=cfg)
+    # the draw is the one sample_programs makes: same programs, same order
+    assert [r.program for r in reqs] == bufs.sample_programs(8, np.random.default_rng(0))
+
+
 def test_induction_solver_prompt_hides_heldout_pairs():
     """Rule 7: the solver sees 5 of 10 pairs and the message."""
     task = InductionTask("def f(x):\n    return x * 7", tuple(f"{i}" for i in range(101, 111)),

@@ -102,21 +102,25 @@ class Buffers:
     def sizes(self) -> dict[str, int]:
         return {t: len(b) for t, b in self.by_type.items()}
 
+    def program_tasks(self) -> list[Task]:
+        """Tasks of the triplet buffers, duplicates kept (where induction draws its programs
+        from); an induction-only run draws from the induction buffer."""
+        tasks = [task for b in self.by_type.values() if b.task_class is Triplet for task in b]
+        return tasks or [task for b in self.by_type.values() for task in b]
+
     def programs(self) -> list[str]:
-        """Programs of the triplet buffers, duplicates kept (where induction draws from);
-        an induction-only run draws from the induction buffer."""
-        progs = [task.program for t, b in self.by_type.items() if b.task_class is Triplet
-                 for task in b]
-        if not progs:
-            progs = [task.program for b in self.by_type.values() for task in b]
-        return progs
+        return [task.program for task in self.program_tasks()]
+
+    def sample_program_tasks(self, k: int, rng: np.random.Generator) -> list[Task]:
+        """``k`` tasks whose programs seed induction proposals, uniform with replacement."""
+        tasks = self.program_tasks()
+        if not tasks:
+            raise UserError("no programs in the buffers to build induction tasks from")
+        return [tasks[i] for i in rng.choice(len(tasks), size=k, replace=True)]
 
     def sample_programs(self, k: int, rng: np.random.Generator) -> list[str]:
         """``k`` programs for induction proposals, uniform with replacement."""
-        progs = self.programs()
-        if not progs:
-            raise UserError("no programs in the buffers to build induction tasks from")
-        return [progs[i] for i in rng.choice(len(progs), size=k, replace=True)]
+        return [task.program for task in self.sample_program_tasks(k, rng)]
 
     def add_tasks(self, tasks: Iterable[Task]) -> int:
         """Add each task to every buffer that holds its kind (a seed triplet goes to both

@@ -12,7 +12,8 @@ wrapper             {prompt}: the task text (R1 format only; must end the assist
 reference           {index}, {program}, {input}, {output}: one reference snippet block
 propose_deduction   {references} (the reference blocks), {num_references}, {banned}
 propose_abduction   same as propose_deduction
-propose_induction   {program}, {num_inputs}, {banned}
+propose_induction   {program}, {num_inputs}, {banned}, {input} (the arguments of one call of
+                    the program, from the task it was drawn with)
 solve_deduction     {program}, {input}
 solve_abduction     {program}, {output}
 solve_induction     {message}, {pairs} (the shown input/output blocks), {banned}
@@ -116,7 +117,7 @@ PLACEHOLDERS: dict[str, frozenset[str]] = {
     "reference": frozenset({"index", "program", "input", "output"}),
     "propose_deduction": frozenset({"references", "num_references", "banned"}),
     "propose_abduction": frozenset({"references", "num_references", "banned"}),
-    "propose_induction": frozenset({"program", "num_inputs", "banned"}),
+    "propose_induction": frozenset({"program", "num_inputs", "banned", "input"}),
     "solve_deduction": frozenset({"program", "input"}),
     "solve_abduction": frozenset({"program", "output"}),
     "solve_induction": frozenset({"message", "pairs", "banned"}),
