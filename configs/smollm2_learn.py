@@ -9,9 +9,14 @@ short runs; BENCHMARKS.md, "Learning"). The reward rules stay the official ones.
   response is cut after the fence that completes its answer (like a stop sequence; the
   tokens after it are not trained on) and parsed as if `</answer>` followed. The official
   rule stays the default.
-- seeds: the twelve demo programs plus sixteen one-line programs of our own
-  (configs/seeds/learn.jsonl), so some solver groups hold correct answers (a group of only
-  wrong answers has zero advantages). Never benchmark programs.
+- seeds: sixteen one-line programs of our own (configs/seeds/learn.jsonl), so some
+  solver groups hold correct answers (a group of only wrong answers has zero
+  advantages). The demo's twelve programs were never solved. Never benchmark programs.
+- solver answers as a Python comment on the call (`prefix.deduction_solve`:
+  ```python / print(f(<input>))  # Output: ...; abduction: # Output: <output> / # Input: ...),
+  read by the official `# Output:` / `# Input:` fallbacks. Measured on the base model:
+  deduction greedy 0 -> 4/16, pass@1 0.03 -> 0.14; with ```output the model closes an
+  empty block.
 - scaffold (azr_jax/pipeline/scaffold.py): the 135M proposer writes its program block and
   then never the ```input block. The rollout writes the block's opening for it after each
   closed block (not trained on) and sampling resumes. Measured on the base model
@@ -23,8 +28,9 @@ short runs; BENCHMARKS.md, "Learning"). The reward rules stay the official ones.
   responses <= 64 (prompt + response <= 256: one update shape, half the 512 of the demo);
   8 samples per (type x role) group; a learning rate for a 135M model (the paper's 1e-6 is
   for 7B models); two AdamW steps per training step (mini-batches of 24 sequences);
-- a fixed probe (configs/probe/probe.jsonl, our own programs, never in the buffers):
-  the solver's greedy accuracy every `probe.every` steps, logged as `probe/*`.
+- a fixed probe (configs/probe/learn.jsonl: the seed programs with four new inputs each,
+  never in the buffers): the solver's greedy accuracy every `probe.every` steps, logged as
+  `probe/*`.
 Measured (BENCHMARKS.md, "Learning"; attempt 3, 8 steps, 36 min on 2 CPU cores): the goal is
 NOT met. The proposer's valid rate rises (deduction 0.50 -> 1.00, abduction 0.88 -> 1.00 by
 step 4), but 109 of the 120 valid proposals are verbatim copies of a seed (program, input);
@@ -59,12 +65,12 @@ def get_config():
     c.selfplay.batch_per_group = 8
     c.sampling.max_prompt_len = 192
     c.sampling.max_new_tokens = 64  # prompt + response <= 256: one update shape
-    c.optim.lr = 4e-5
+    c.optim.lr = 2e-5
     c.optim.mini_batch_size = 24  # 48 trained sequences per step: two AdamW steps
     c.optim.micro_batches = 4
     c.probe.every = 2
     c.probe.file = os.path.join(HERE, "probe", "learn.jsonl")
-    c.trainer.steps = 12
+    c.trainer.steps = 10
     c.trainer.checkpoint_every = 2
     c.trainer.keep = 2
     return c

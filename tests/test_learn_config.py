@@ -13,7 +13,7 @@ from azr_jax.selfplay.buffers import load_seed_file
 def test_learn_config_files_and_levers():
     c = load_config("smollm2_learn", [])
     seeds = [t for p in c.selfplay.seed_file.split(",") for t in load_seed_file(p)]
-    assert len(seeds) == 48  # 16 one-line programs x 3 inputs (easy enough for a 135M solver)
+    assert len(seeds) == 16  # one-line programs (easy enough for a 135M solver)
     assert len({t.program for t in seeds}) == 16
     pack = prompt_pack.load_pack(c.selfplay.prompt_file)
     assert "```input" in pack["propose_deduction"] and "```python" in pack["propose_deduction"]
