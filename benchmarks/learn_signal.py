@@ -5,7 +5,7 @@
 
 Group-relative advantages need, inside one group, some rewarded and some unrewarded samples.
 This samples the run's own prompts, prefixes and levers at the training temperature:
-- solver: each probe task (configs/probe/probe.jsonl, first K rows per type) ``--samples``
+- solver: each probe task (the config's `probe.file`, first K rows per type) ``--samples``
   times; per type the pass@1 estimate, the share of tasks with >= 1 correct of N for
   N = 4, 8, 16 (unbiased estimator from the n samples), and the format-error rate;
 - proposer: ``--proposals`` requests per type from the seeded buffers; per type the

@@ -1,11 +1,13 @@
 """The bundled SmolLM2-135M-Instruct on CPU: a short real self-play run (what `make demo` runs).
 
 Sized to finish in minutes on a 2-core machine: 2 samples per (task type x role) group,
-responses up to 96 tokens, 3 steps. The official rules as in configs/base.py (reward rule
+responses up to 96 tokens, 3 steps. The official rewards as in configs/base.py (reward rule
 "official", banned list, parsing). Being an instruct model it gets its chat template
 (`prompt_format="chat"`) and the compact prompt pack (configs/prompts/compact.json), and
 each answer is started in the expected format (`prefix`: an empty think block, then the
-answer's opening), which a 135M model rarely finds unaided. The buffers start from the
+answer's opening), which a 135M model rarely finds unaided. Two small-model levers are on
+(both off by default): `selfplay.close_answer` (without it every SmolLM2 turn is a format
+error, as it never writes `</answer>`) and the proposer `scaffold`. The buffers start from the
 identity seed plus twelve small programs (configs/seeds/demo.jsonl), so the references it
 imitates are varied. Temperature 0.8 (the paper uses 1.0) so it writes well-formed answers
 more often. Everything else follows configs/base.py.
@@ -40,10 +42,19 @@ def get_config():
     think = "<think>\n</think>\n<answer>\n"
     for t in ("deduction", "abduction"):
         c.prefix[f"{t}_propose"] = think + "```python\ndef f("
-    c.prefix.deduction_solve = think + "```output\n"
-    c.prefix.abduction_solve = think + "```input\n"
+    # Solver answers as the comment after the call, an idiom a small code model completes
+    # (with a ```output block it writes an empty block); rollout.solve_prefix fills {input}.
+    c.prefix.deduction_solve = think + "```python\nprint(f({input}))  # Output: "
+    c.prefix.abduction_solve = think + "```python\nprint(f(x))  # Output: {output}\n# Input: "
     c.prefix.induction_propose = think + "```input\n"
     c.prefix.induction_solve = think + "```python\ndef f("
+    # Small-model levers (default off; BENCHMARKS.md, "Learning"): end each answer at the
+    # fence that completes it (pipeline/answer_stop.py), and open the proposer's next block
+    # after each closed one (pipeline/scaffold.py; those tokens are not trained on).
+    c.selfplay.close_answer = True
+    inp = "\n```input\n"
+    c.scaffold.deduction_propose = c.scaffold.abduction_propose = (inp,)
+    c.scaffold.induction_propose = (inp,) * (c.selfplay.num_inputs - 1) + ("\n```message\n",)
     c.optim.lr = 1e-6
     c.optim.micro_batches = 2
     c.executor.workers = 1

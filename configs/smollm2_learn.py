@@ -31,11 +31,12 @@ short runs; BENCHMARKS.md, "Learning"). The reward rules stay the official ones.
 - a fixed probe (configs/probe/learn.jsonl: the seed programs with four new inputs each,
   never in the buffers): the solver's greedy accuracy every `probe.every` steps, logged as
   `probe/*`.
-Measured (BENCHMARKS.md, "Learning"; attempt 3, 8 steps, 36 min on 2 CPU cores): the goal is
-NOT met. The proposer's valid rate rises (deduction 0.50 -> 1.00, abduction 0.88 -> 1.00 by
-step 4), but 109 of the 120 valid proposals are verbatim copies of a seed (program, input);
-induction proposals stay invalid (empty input blocks); no deduction/abduction answer is ever
-right, so the probe stays at 0 and the solver only learns the identity induction task.
+Measured (BENCHMARKS.md, "Learning"; attempt 4, 10 steps, 37.5 min on 2 CPU cores): the goal
+is NOT met. The solver gets deduction answers right in training (27 of 80 samples, from 0),
+but only on the seed tasks that the proposer copies verbatim (144 of 153 valid proposals);
+the probe asks new inputs and stays at 0.083 (best 0.104). Abduction is never solved, and
+induction proposals stay invalid (empty input blocks). More seed inputs with lr 4e-5
+(attempt 5) lowered the probe to 0.062.
 """
 
 import os
@@ -48,17 +49,7 @@ LEARN_PROMPTS = os.path.join(HERE, "prompts", "learn.json")
 
 
 def get_config():
-    c = smollm2_demo.get_config()
-    c.selfplay.close_answer = True
-    # scaffold: open the block after each closed one (pipeline/scaffold.py)
-    inp = "\n```input\n"
-    c.scaffold.deduction_propose = c.scaffold.abduction_propose = (inp,)
-    c.scaffold.induction_propose = (inp,) * (c.selfplay.num_inputs - 1) + ("\n```message\n",)
-    # solver answers as a Python comment on the call, an idiom a small code model completes
-    # (pipeline/rollout.py solve_prefix fills in the task's input / output)
-    think = "<think>\n</think>\n<answer>\n"
-    c.prefix.deduction_solve = think + "```python\nprint(f({input}))  # Output: "
-    c.prefix.abduction_solve = think + "```python\nprint(f(x))  # Output: {output}\n# Input: "
+    c = smollm2_demo.get_config()  # with its levers: close_answer, scaffold, solver prefixes
     c.selfplay.seed_file = LEARN_SEEDS
     c.selfplay.prompt_file = LEARN_PROMPTS
     c.selfplay.num_references = 1

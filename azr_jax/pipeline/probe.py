@@ -3,12 +3,13 @@
     probe = build_probe(pool, path, selfplay_cfg, task_types)   # once, before step 1
     metrics = probe_metrics(probe, answer_fn, pool, selfplay_cfg)
 
-The probe file (configs/probe/probe.jsonl) holds our own small programs, each with a few
-inputs and a message. Each row becomes one task per type: deduction on its first input,
-abduction on its second, induction on all of them (outputs computed by the executor). The
-tasks never enter the buffers, so the policy is never trained on them. Metrics:
-``probe/<type>_acc``, ``probe/acc`` (all tasks), and ``probe/valid_rate`` (the step's
-proposals that passed validation, averaged over types; see ``valid_rate``).
+The probe file (`probe.file`; configs/probe/learn.jsonl for `make learn`) holds our own
+small programs, each with a few inputs and a message. Each row becomes one task per type:
+deduction on its first input, abduction on its second, induction on all of them (outputs
+computed by the executor). The tasks never enter the buffers, so the policy is never
+trained on them. Metrics: ``probe/<type>_acc``, ``probe/acc`` (all tasks), and
+``probe/valid_rate`` (the step's proposals that passed validation, averaged over types; see
+``valid_rate``).
 """
 
 from __future__ import annotations
