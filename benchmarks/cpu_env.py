@@ -13,3 +13,30 @@ def use_cpu_threads(threads: int) -> None:
                                f" intra_op_parallelism_threads={threads}")
     os.environ.setdefault("JAX_PLATFORMS", "cpu")
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def machine_figures(n: int = 1024, mem_mb: int = 256) -> str:
+    """This host's f32 matmul rate (jnp.dot, n x n, best of 5) and memory bandwidth (a
+    numpy copy of ``mem_mb`` MiB, read + write, best of 5): these VMs vary from day to day,
+    so a benchmark's numbers are read against the figures printed beside them."""
+    import time
+
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    a = jnp.ones((n, n), jnp.float32)
+    dot = jax.jit(jnp.dot)
+    dot(a, a).block_until_ready()  # compile
+    best_dot = best_copy = float("inf")
+    src = np.ones(mem_mb * 2**20 // 4, np.float32)
+    dst = np.empty_like(src)
+    for _ in range(5):
+        t = time.perf_counter()
+        dot(a, a).block_until_ready()
+        best_dot = min(best_dot, time.perf_counter() - t)
+        t = time.perf_counter()
+        np.copyto(dst, src)
+        best_copy = min(best_copy, time.perf_counter() - t)
+    return (f"machine: f32 matmul {2 * n**3 / best_dot / 1e9:.0f} GFLOP/s ({n}x{n} jnp.dot), "
+            f"memory copy {2 * src.nbytes / best_copy / 1e9:.1f} GB/s (read + write)")

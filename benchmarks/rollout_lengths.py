@@ -22,7 +22,7 @@ import argparse
 import os
 import time
 
-from cpu_env import use_cpu_threads
+from cpu_env import machine_figures, use_cpu_threads
 
 
 def parse_args():
@@ -65,6 +65,7 @@ def main() -> int:
     print(f"{args.rows} rows, lengths: median {np.median(lengths):.0f}, mean {lengths.mean():.1f}, "
           f"max {lengths.max()}, sum {useful}; slots {args.slots}, K {args.chunk}, "
           f"threads {args.threads}, backend {jax.default_backend()}")
+    print(machine_figures(), flush=True)
 
     def static(rows=slice(None), slots=args.slots, lengths=lengths):
         ps, ls = prompts[rows], lengths[rows]

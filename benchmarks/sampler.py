@@ -22,7 +22,7 @@ import statistics
 import sys
 import time
 
-from cpu_env import use_cpu_threads
+from cpu_env import machine_figures, use_cpu_threads
 
 
 def parse_args():
@@ -115,6 +115,7 @@ def main() -> int:
     med_theirs = tokens_total / statistics.median(theirs_s)
     print(f"SmolLM2-135M f32, batch {args.batch}, prompt {args.prompt_len}, {args.new} new tokens, "
           f"{mode}, {args.threads} threads, {args.repeats} runs each")
+    print(machine_figures())
     print(f"azr_jax sample:        best {best_ours:8.1f} tok/s   median {med_ours:8.1f} tok/s")
     print(f"transformers generate: best {best_theirs:8.1f} tok/s   median {med_theirs:8.1f} tok/s")
     print(f"ratio (ours / transformers): best {best_ours / best_theirs:.2f}x   "
