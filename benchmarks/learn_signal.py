@@ -1,7 +1,7 @@
 """Is there a learning signal? Measure the base policy before training (issue 13).
 
     python benchmarks/learn_signal.py [--config smollm2_learn] [--samples 16] [--proposals 32]
-        [--rows K] [--json OUT] [--config.key=value ...]
+        [--rows K] [--json OUT] [--params WORKDIR[@STEP]] [--config.key=value ...]
 
 Group-relative advantages need, inside one group, some rewarded and some unrewarded samples.
 This samples the run's own prompts, prefixes and levers at the training temperature:
@@ -92,13 +92,21 @@ def main(argv=None) -> int:
     ap.add_argument("--rows", type=int, default=0, help="probe rows per type (0 = all)")
     ap.add_argument("--skip", default="", help="'solve' or 'propose' to skip that part")
     ap.add_argument("--json", default="")
+    ap.add_argument("--params", default="", help="WORKDIR[@STEP]: a training run's "
+                    "parameters instead of the config's model (same architecture)")
     args, extra = ap.parse_known_args(argv)
     cfg = load_config(args.config, config_overrides(extra))
     t0 = time.time()
     env = setup_lib.build(cfg, tempfile.mkdtemp(prefix="learn_signal_"))
     ctx = context(cfg, env)
-    params = prepare_params(env.train_state.params, env.model_cfg, env.mesh)
-    result = {"config": args.config, "overrides": extra, "samples": args.samples}
+    params = env.train_state.params
+    if args.params:  # e.g. the trained policy of `make learn`, against the base model
+        from azr_jax.pipeline.workdir_model import load_model_spec
+
+        params = load_model_spec(args.params).params
+    params = prepare_params(params, env.model_cfg, env.mesh)
+    result = {"config": args.config, "overrides": extra, "samples": args.samples,
+              "params": args.params or "base"}
     if args.skip != "solve":
         probe = probe_lib.build_probe(env.pool, cfg.probe.file, env.selfplay,
                                       list(env.selfplay.task_types))
