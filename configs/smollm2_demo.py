@@ -43,7 +43,7 @@ def get_config():
     for t in ("deduction", "abduction"):
         c.prefix[f"{t}_propose"] = think + "```python\ndef f("
     # Solver answers as the comment after the call, an idiom a small code model completes
-    # (with a ```output block it writes an empty block); rollout.solve_prefix fills {input}.
+    # (with a ```output block it writes an empty block); selfplay.solve_prefix fills {input}.
     c.prefix.deduction_solve = think + "```python\nprint(f({input}))  # Output: "
     c.prefix.abduction_solve = think + "```python\nprint(f(x))  # Output: {output}\n# Input: "
     c.prefix.induction_propose = think + "```input\n"

@@ -5,7 +5,9 @@ import pytest
 
 from azr_jax import selfplay as sp
 from azr_jax.errors import UserError
-from azr_jax.pipeline.rollout import check_solve_prefixes, solve_prefix
+from azr_jax.pipeline.setup import check_config
+from azr_jax.pipeline.config import load_config
+from azr_jax.selfplay.prompts import check_prefixes, solve_prefix
 
 TASK = sp.Triplet(program="def f(x):\n    return {'k': x}", input="4", output="{'k': 4}")
 
@@ -28,9 +30,16 @@ def test_placeholders_take_the_shown_value_and_code_braces_stay():
 ])
 def test_a_prefix_naming_the_answer_is_refused(key, text):
     with pytest.raises(UserError, match=f"prefix.{key}"):
-        check_solve_prefixes({key: text})
+        check_prefixes({key: text})
 
 
 def test_the_allowed_placeholders_pass():
-    check_solve_prefixes({"deduction_solve": "print(f({input}))",
+    check_prefixes({"deduction_solve": "print(f({input}))",
                           "abduction_solve": "# Output: {output}", "induction_solve": "def f("})
+
+
+def test_a_run_naming_the_answer_stops_before_it_starts():
+    # setup.check_config (preflight, before the workdir is touched) runs the check
+    cfg = load_config("tiny_cpu", ["--config.prefix.deduction_solve=x {output}"])
+    with pytest.raises(UserError, match="prefix.deduction_solve"):
+        check_config(cfg)

@@ -17,7 +17,6 @@ import jax
 import numpy as np
 
 from azr_jax import selfplay as sp
-from azr_jax.errors import UserError
 from azr_jax.sampling import SamplingConfig, prepare_params, sample
 from azr_jax.pipeline import answer_stop, scaffold, tasklog
 from azr_jax.pipeline.batching import advantages_and_batch
@@ -52,7 +51,6 @@ class RolloutContext:
 def make_context(cfg, env, buffers, activity, timer, data_parallel: int = 1) -> RolloutContext:
     """The context a run's config and built environment (pipeline.setup.Env) give; the
     trainer and the benchmarks build it here so that a new field reaches both."""
-    check_solve_prefixes(dict(cfg.prefix))
     return RolloutContext(
         model_cfg=env.model_cfg, tokenizer=env.tokenizer, selfplay=env.selfplay,
         sampling=env.sampling, max_prompt_len=cfg.sampling.max_prompt_len,
@@ -151,7 +149,7 @@ def solve_rollouts(ctx, params, tasks, key, num_samples=1):
     (prompt tokens per task, response tokens, log-probs, whole turns as text, the task index
     of each response), with the close_answer lever when configured."""
     with ctx.timer("host_prompts"):
-        pre = [solve_prefix(_prefix(ctx, st.task_type, "solve"), st.task_type, st.task)
+        pre = [sp.solve_prefix(_prefix(ctx, st.task_type, "solve"), st.task_type, st.task)
                for st in tasks]
         prompts = [_encode(ctx, st.messages, p) for st, p in zip(tasks, pre)]
     toks, lps, pidx = _generate(ctx, params, prompts, key, num_samples=num_samples)
@@ -163,30 +161,6 @@ def solve_rollouts(ctx, params, tasks, key, num_samples=1):
 def _prefix(ctx, task_type, role) -> str:
     return ctx.prefixes.get(f"{task_type}_{role}", "")
 
-
-# Solver-prefix placeholders per task type: only values the solver's prompt already shows
-# (a deduction prefix may restate the call, ``print(f({input}))``; never the gold answer).
-PREFIX_FIELDS = {"deduction": ("input",), "abduction": ("output",)}
-_PLACEHOLDERS = ("input", "output")
-
-
-def check_solve_prefixes(prefixes: dict) -> None:
-    """Refuse a solver prefix that names a value the solver must find (its answer)."""
-    for key, text in prefixes.items():
-        task_type, _, role = key.rpartition("_")
-        allowed = PREFIX_FIELDS.get(task_type, ()) if role == "solve" else ()
-        for name in _PLACEHOLDERS:
-            if "{" + name + "}" in text and name not in allowed:
-                raise UserError(f"prefix.{key} names {{{name}}}: a prefix may name only what "
-                                f"its prompt shows ({', '.join(allowed) or 'nothing'} here)")
-
-
-def solve_prefix(template: str, task_type: str, task) -> str:
-    """A solver prefix with its placeholders (PREFIX_FIELDS) replaced by the task's values.
-    Plain replacement, not str.format: prefixes hold code, whose braces stay as written."""
-    for name in PREFIX_FIELDS.get(task_type, ()):
-        template = template.replace("{" + name + "}", str(getattr(task, name)))
-    return template
 
 
 def seeding_state_path(workdir: str) -> str:

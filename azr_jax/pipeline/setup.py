@@ -102,6 +102,9 @@ def check_config(cfg):
                             f"got {cfg.executor.get(key)!r}")
     if cfg.model.get("attention_block", 0) < 0:
         raise UserError(f"model.attention_block must be >= 0 (0 = off), got {cfg.model.attention_block}")
+    from azr_jax.selfplay.prompts import check_prefixes
+
+    check_prefixes(cfg.prefix)  # a solver prefix must not name its answer
 
 
 def preflight(cfg, num_devices: int) -> None:

@@ -7,8 +7,9 @@ from azr_jax.selfplay.buffers import (IDENTITY_INDUCTION, IDENTITY_TRIPLET, Buff
                                       load_seed_file)
 from azr_jax.selfplay.config import REWARD_RULES, TASK_TYPES, SelfPlayConfig
 from azr_jax.selfplay.parsing import FormatError, Proposal, parse_answer, parse_proposal
-from azr_jax.selfplay.prompts import (ProposerRequest, proposer_requests, render_messages,
-                                      response_start, solver_task)
+from azr_jax.selfplay.prompts import (ProposerRequest, check_prefixes, proposer_requests,
+                                      render_messages, response_start, solve_prefix,
+                                      solver_task)
 from azr_jax.selfplay.rewards import (FAILED, FORMAT_ERROR, PASSED, composite_reward,
                                       learnability, proposer_composite, proposer_rewards,
                                       solve_rate, solver_composite, solver_rewards)

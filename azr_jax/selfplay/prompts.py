@@ -19,7 +19,7 @@ import numpy as np
 
 from azr_jax.errors import UserError
 from azr_jax.selfplay.config import SelfPlayConfig
-from azr_jax.selfplay.prompt_pack import load_pack
+from azr_jax.selfplay.prompt_pack import PLACEHOLDERS, load_pack
 from azr_jax.selfplay.registry import get
 from azr_jax.selfplay.tasks import SolverTask, Triplet
 
@@ -44,6 +44,36 @@ def messages_for(cfg: SelfPlayConfig, user: str) -> Messages:
 def response_start(cfg: SelfPlayConfig) -> str:
     """What the prompt opened the assistant turn with (part of the text to parse)."""
     return "<think>" if cfg.prompt_format == "r1" else ""
+
+
+# Task values a configured prefix may name: a solver prefix only those its type's solve
+# prompt may show ({input} for deduction, {output} for abduction; never the answer).
+_PREFIX_VALUES = ("input", "output")
+
+
+def prefix_fields(key: str) -> tuple[str, ...]:
+    """The placeholders the prefix ``"{type}_{role}"`` may use."""
+    task_type, _, role = key.rpartition("_")
+    shown = PLACEHOLDERS.get(f"solve_{task_type}", frozenset()) if role == "solve" else ()
+    return tuple(name for name in _PREFIX_VALUES if name in shown)
+
+
+def check_prefixes(prefixes) -> None:
+    """Refuse a prefix that names a value its prompt does not show (a solver's answer)."""
+    for key, text in prefixes.items():
+        allowed = prefix_fields(key)
+        for name in _PREFIX_VALUES:
+            if "{" + name + "}" in text and name not in allowed:
+                raise UserError(f"prefix.{key} names {{{name}}}: a prefix may name only what "
+                                f"its prompt shows ({', '.join(allowed) or 'nothing'} here)")
+
+
+def solve_prefix(template: str, task_type: str, task) -> str:
+    """A solver prefix with its placeholders (``prefix_fields``) replaced by the task's
+    values. Plain replacement, not str.format: prefixes hold code, whose braces stay."""
+    for name in prefix_fields(f"{task_type}_solve"):
+        template = template.replace("{" + name + "}", str(getattr(task, name)))
+    return template
 
 
 def render_messages(messages: Sequence[dict[str, str]], render: Render | None = None,

@@ -12,7 +12,7 @@ from azr_jax.selfplay.parsing import (CODE_LANGS, FormatError, Proposal, answer_
 from azr_jax.selfplay.prompts import ProposerRequest, banned_text, messages_for
 from azr_jax.selfplay.task_types.base import TaskType, register
 from azr_jax.selfplay.task_types.triplet import IDENTITY_PROGRAM
-from azr_jax.selfplay.tasks import InductionTask, SolverTask, Triplet
+from azr_jax.selfplay.tasks import InductionTask, SolverTask
 
 # The official induction seed (azr_ray_trainer.py): the identity on six values.
 _IDENTITY_VALUES = ('"Hello world"', "1", "dict(a=1, b=2)", "(1.1, 1.2, 1.3)",
@@ -30,11 +30,10 @@ class Induction(TaskType):
 
     def proposer_request(self, buffers, rng: np.random.Generator, cfg) -> ProposerRequest:
         source = buffers.sample_program_tasks(1, rng)[0]  # uniform, duplicates kept
-        program = source.program
-        example = source.input if isinstance(source, Triplet) else source.inputs[0]
         user = self.template(cfg, "propose").format(  # {input}: one call's arguments
-            program=program, input=example, num_inputs=cfg.num_inputs, banned=banned_text(cfg))
-        return ProposerRequest(self.name, messages_for(cfg, user), program=program)
+            program=source.program, input=source.call_inputs[0], num_inputs=cfg.num_inputs,
+            banned=banned_text(cfg))
+        return ProposerRequest(self.name, messages_for(cfg, user), program=source.program)
 
     def parse_proposal(self, text: str, num_inputs: int) -> Proposal | FormatError:
         # at least N input fences, the last N kept (duplicates allowed), and a message
