@@ -45,12 +45,14 @@ from configs import smollm2_demo
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 LEARN_SEEDS = os.path.join(HERE, "seeds", "learn.jsonl")
+# the same programs as induction tasks (the official *_code_f_seed_io.jsonl role)
+LEARN_INDUCTION_SEEDS = os.path.join(HERE, "seeds", "learn_induction.jsonl")
 LEARN_PROMPTS = os.path.join(HERE, "prompts", "learn.json")
 
 
 def get_config():
     c = smollm2_demo.get_config()  # with its levers: close_answer, scaffold, solver prefixes
-    c.selfplay.seed_file = LEARN_SEEDS
+    c.selfplay.seed_file = f"{LEARN_SEEDS},{LEARN_INDUCTION_SEEDS}"
     c.selfplay.prompt_file = LEARN_PROMPTS
     c.selfplay.num_references = 1
     c.selfplay.batch_per_group = 8
@@ -61,7 +63,7 @@ def get_config():
     c.optim.micro_batches = 4
     c.probe.every = 2
     c.probe.file = os.path.join(HERE, "probe", "learn.jsonl")
-    c.trainer.steps = 10
+    c.trainer.steps = 12
     c.trainer.checkpoint_every = 2
     c.trainer.keep = 2
     return c

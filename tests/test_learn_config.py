@@ -8,13 +8,18 @@ from benchmarks.learn_signal import any_of
 from azr_jax.pipeline.probe import load_rows
 from azr_jax.selfplay import prompt_pack
 from azr_jax.selfplay.buffers import load_seed_file
+from azr_jax.selfplay.tasks import InductionTask
 
 
 def test_learn_config_files_and_levers():
     c = load_config("smollm2_learn", [])
     seeds = [t for p in c.selfplay.seed_file.split(",") for t in load_seed_file(p)]
-    assert len(seeds) == 16  # one-line programs (easy enough for a 135M solver)
-    assert len({t.program for t in seeds}) == 16
+    triplets = [t for t in seeds if not isinstance(t, InductionTask)]
+    induction = [t for t in seeds if isinstance(t, InductionTask)]
+    # one-line programs (easy enough for a 135M solver), each also an induction seed
+    assert len(triplets) == 16 and len({t.program for t in triplets}) == 16
+    assert {t.program for t in induction} == {t.program for t in triplets}
+    assert all(len(t.inputs) == c.selfplay.num_inputs for t in induction)
     pack = prompt_pack.load_pack(c.selfplay.prompt_file)
     assert "```input" in pack["propose_deduction"] and "```python" in pack["propose_deduction"]
     assert c.selfplay.close_answer and c.probe.every > 0
@@ -28,7 +33,8 @@ def test_learn_seeds_are_not_probe_tasks():
     probe = {(r["program"], str(i)) for r in load_rows(c.probe.file) for i in r["inputs"]}
     for path in c.selfplay.seed_file.split(","):
         for t in load_seed_file(path):
-            assert (t.program, t.input) not in probe
+            for call in t.call_inputs:  # triplets: one call; induction seeds: several
+                assert (t.program, call) not in probe
 
 
 def test_learn_probe_is_built_from_the_seed_programs():
