@@ -22,14 +22,16 @@ CURVES = ("probe/acc", "probe/deduction_acc", "probe/abduction_acc", "probe/indu
 
 
 def curve_ends(rows, prefixes=("probe/", "valid_rate/", "format_error/")) -> dict:
-    """name -> (first step, first value, last step, last value, mean over the first 5 steps)."""
+    """name -> (first step, first value, last step, last value, mean over the first 5 steps,
+    best value)."""
     names = sorted({k for r in rows for k in r if k.startswith(tuple(prefixes))})
     out = {}
     for name in names:
         pts = [(r["step"], r[name]) for r in rows if name in r]
         first5 = [v for s, v in pts if s <= 5]
         out[name] = (pts[0][0], pts[0][1], pts[-1][0], pts[-1][1],
-                     sum(first5) / len(first5) if first5 else float("nan"))
+                     sum(first5) / len(first5) if first5 else float("nan"),
+                     max(v for _, v in pts))
     return out
 
 
@@ -42,11 +44,29 @@ def summarize(workdir: str) -> str:
     ends = curve_ends(rows)
     lines = [f"{'curve':<34} {'start':>14} {'end':>14} {'first-5 mean':>13}"]
     for name in [c for c in CURVES if c in ends] + [n for n in ends if n not in CURVES]:
-        s0, v0, s1, v1, m5 = ends[name]
+        s0, v0, s1, v1, m5, _ = ends[name]
         lines.append(f"{name:<34} {v0:>7.3f} @{s0:<5} {v1:>7.3f} @{s1:<5} {m5:>13.3f}")
-    secs = sum(r.get("time/step", 0) for r in rows)
-    lines.append(f"{len(rows)} steps logged, {secs / 60:.1f} min of step time")
+    lines += goal_lines(ends)
+    steps = [r for r in rows if r["step"] >= 1]  # step 0: the probe before any update
+    secs = sum(r.get("time/step", 0) for r in steps)
+    lines.append(f"{len(steps)} steps logged, {secs / 60:.1f} min of step time")
     return "\n".join(lines)
+
+
+def goal_lines(ends: dict) -> list[str]:
+    """Issue 13's goal read off the curves: the probe's accuracy rises >= 10 points over the
+    run, and the valid rate reaches 3x its mean over the first 5 steps."""
+    out = []
+    if "probe/acc" in ends:
+        s0, v0, _, v1, _, best = ends["probe/acc"]
+        out.append(f"goal: probe/acc {100 * (v1 - v0):+.1f} points at the end, "
+                   f"{100 * (best - v0):+.1f} at best, from {v0:.3f} @{s0} (goal +10)")
+    if "probe/valid_rate" in ends:
+        m5, peak = ends["probe/valid_rate"][4:]
+        ratio = f"{peak / m5:.2f}x" if m5 > 0 else "inf x"
+        out.append(f"goal: probe/valid_rate peak {peak:.3f} = {ratio} its first-5 mean "
+                   f"{m5:.3f} (goal 3x)")
+    return out
 
 
 def main(argv=None) -> int:

@@ -33,11 +33,14 @@ def workdir(tmp_path_factory):
 def test_probe_metrics_logged_and_probe_kept_out_of_buffers(workdir):
     from azr_jax.pipeline.metrics import read_metrics
 
-    (row,) = read_metrics(workdir)
-    for k in ("probe/acc", "probe/deduction_acc", "probe/abduction_acc", "probe/induction_acc",
-              "probe/valid_rate"):
+    base, row = read_metrics(workdir)  # step 0: the probe before any update
+    assert base["step"] == 0 and row["step"] == 1
+    accs = ("probe/acc", "probe/deduction_acc", "probe/abduction_acc", "probe/induction_acc")
+    for k in accs + ("probe/valid_rate",):
         assert 0.0 <= row[k] <= 1.0, k
-    assert row["probe/deduction_format_error"] == 1.0  # a random model never writes the format
+    assert set(accs) <= set(base) and "probe/valid_rate" not in base and "loss" not in base
+    for r in (base, row):  # a random model never writes the format
+        assert r["probe/deduction_format_error"] == 1.0
     probe_inputs = {json.dumps(i) for r in map(json.loads, open(PROBE_FILE)) for i in r["inputs"]}
     with open(os.path.join(workdir, "tasks.jsonl")) as f:
         logged = [json.loads(line) for line in f]
@@ -51,7 +54,7 @@ def test_probe_metrics_logged_and_probe_kept_out_of_buffers(workdir):
         < curves.index("Valid-proposal rate per task type") < curves.index("Format-error rate") \
         < curves.index("Reward per group")  # the learning curves come first
     svg = learning_svg(workdir)
-    assert svg.startswith("<svg") and "probe/acc step 1" in svg and "format_error/" in svg
+    assert svg.startswith("<svg") and "probe/acc step 0" in svg and "format_error/" in svg
 
 
 def _eval(model, tmp_path, name):
@@ -124,5 +127,7 @@ def test_make_learn_entry_point_reports_the_curves(workdir, capsys):
                      f"--config.probe.file={PROBE_FILE}"])
     out = capsys.readouterr().out
     assert rc == 0 and "probe/acc" in out, out
+    assert "1 steps logged" in out  # the step-0 probe row is not a step
+    assert "goal: probe/acc +0.0 points at the end" in out and "(goal 3x)" in out
     assert os.path.getsize(os.path.join(workdir, "learning.svg")) > 0
     assert os.path.exists(os.path.join(workdir, "report.html"))

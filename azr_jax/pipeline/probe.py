@@ -1,7 +1,7 @@
 """A fixed probe of what self-play teaches: the solver's greedy accuracy on held-out tasks.
 
     probe = build_probe(pool, path, selfplay_cfg, task_types)   # once, before step 1
-    metrics = probe_metrics(probe, answer_fn, pool, selfplay_cfg)
+    metrics = probe_metrics(probe, answer_fn, pool, selfplay_cfg)  # step 0, then every few
 
 The probe file (`probe.file`; configs/probe/learn.jsonl for `make learn`) holds our own
 small programs, each with a few inputs and a message. Each row becomes one task per type:
@@ -106,13 +106,20 @@ def from_config(cfg, ctx) -> Probe | None:
     return build_probe(ctx.pool, pcfg.file, ctx.selfplay, list(ctx.selfplay.task_types))
 
 
+def base_metrics(probe: Probe | None, ctx, params) -> dict:
+    """The probe's accuracy before the first update (the run's step-0 row: where its
+    curves start, the base model's own score); {} without a probe."""
+    if probe is None:
+        return {}
+    return probe_metrics(probe, greedy_answer_fn(ctx, params), ctx.pool, ctx.selfplay)
+
+
 def step_metrics(probe: Probe | None, cfg, ctx, params, step_metrics: dict, done: int) -> dict:
     """The probe's metrics after update ``done`` (accuracy every ``probe.every`` steps and
-    after the first, the valid-proposal rate every step); {} without a probe."""
+    after the last, the valid-proposal rate every step); {} without a probe."""
     if probe is None:
         return {}
     out = {"probe/valid_rate": valid_rate(step_metrics)}
-    every = cfg.probe.every
-    if done % every == 0 or done == 1 or done == cfg.trainer.steps:
+    if done % cfg.probe.every == 0 or done == cfg.trainer.steps:
         out.update(probe_metrics(probe, greedy_answer_fn(ctx, params), ctx.pool, ctx.selfplay))
     return out

@@ -248,7 +248,7 @@ def build_report(workdir: str, output: str | None = None) -> str:
     doc = f"""<!DOCTYPE html><html><head><meta charset="utf-8"><title>AZR run report</title>
 <style>{_STYLE}</style><script>{_SCRIPT}</script></head><body>
 <h1>AZR run: {html.escape(workdir_fs.absolute(workdir))}</h1>
-<p>{len(rows)} logged steps; {len(tasks)} proposed tasks, {n_valid} valid; {len(solves)} solver
+<p>{sum(r['step'] >= 1 for r in rows)} logged steps; {len(tasks)} proposed tasks, {n_valid} valid; {len(solves)} solver
 rollouts, {n_passed} correct.{_rules(config)}</p>
 <h2>Training curves</h2><div class="plots">{''.join(plots) or '<p>No metrics yet.</p>'}</div>
 <h2>Last step</h2>{_summary_table(rows)}

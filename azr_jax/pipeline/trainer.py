@@ -151,7 +151,7 @@ def train(cfg, workdir: str, *, rollout_fn=run_rollout) -> TrainResult:
         if resuming and env.checkpointer.latest_step() is not None:
             start, state, buffers = setup_lib.restore(env)
         writer = make_writer(cfg, workdir, main)
-        writer.truncate_after(start)
+        writer.truncate_after(start if start else -1)  # a fresh run rewrites its step-0 row
         writer.write_config(cfg.to_dict())
         if main:
             truncate_tasks_after(workdir, start - 1)
@@ -162,6 +162,11 @@ def train(cfg, workdir: str, *, rollout_fn=run_rollout) -> TrainResult:
                 seed_buffers(ctx, state.params, progress=main and tcfg.progress,
                              state_path=seeding_state_path(workdir))
         probe = probe_lib.from_config(cfg, ctx)  # None unless cfg.probe.every > 0
+        if start == 0 and probe is not None:  # every process samples; the main one logs
+            t_probe = time.perf_counter()
+            base = probe_lib.base_metrics(probe, ctx, state.params)
+            if main:
+                writer.write(0, {**base, "time/probe": time.perf_counter() - t_probe})
         every = max(1, tcfg.checkpoint_every)
         queue = RolloutQueue(lambda s, p: rollout_fn(ctx, s, p), start, tcfg.steps, tcfg.staleness,
                              is_boundary=lambda s: s % every == 0)
