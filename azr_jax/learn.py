@@ -14,6 +14,7 @@ import argparse
 import os
 import sys
 import time
+from typing import NamedTuple
 
 from azr_jax.errors import UserError
 
@@ -21,22 +22,30 @@ CURVES = ("probe/acc", "probe/deduction_acc", "probe/abduction_acc", "probe/indu
           "probe/valid_rate")
 
 
-def curve_ends(rows, prefixes=("probe/", "valid_rate/", "format_error/")) -> dict:
-    """name -> (first step, first value, last step, last value, mean over the first 5 steps,
-    best value)."""
+class Curve(NamedTuple):
+    first_step: int
+    first: float
+    last_step: int
+    last: float
+    first5_mean: float  # over steps <= 5 (nan without any)
+    best: float
+
+
+def curve_ends(rows, prefixes=("probe/", "valid_rate/", "format_error/")) -> dict[str, Curve]:
+    """name -> its Curve, for every metric under ``prefixes``."""
     names = sorted({k for r in rows for k in r if k.startswith(tuple(prefixes))})
     out = {}
     for name in names:
         pts = [(r["step"], r[name]) for r in rows if name in r]
         first5 = [v for s, v in pts if s <= 5]
-        out[name] = (pts[0][0], pts[0][1], pts[-1][0], pts[-1][1],
-                     sum(first5) / len(first5) if first5 else float("nan"),
-                     max(v for _, v in pts))
+        out[name] = Curve(pts[0][0], pts[0][1], pts[-1][0], pts[-1][1],
+                          sum(first5) / len(first5) if first5 else float("nan"),
+                          max(v for _, v in pts))
     return out
 
 
 def summarize(workdir: str) -> str:
-    from azr_jax.pipeline.metrics import read_metrics
+    from azr_jax.pipeline.metrics import read_metrics, update_rows
 
     rows = read_metrics(workdir)
     if not rows:
@@ -44,28 +53,30 @@ def summarize(workdir: str) -> str:
     ends = curve_ends(rows)
     lines = [f"{'curve':<34} {'start':>14} {'end':>14} {'first-5 mean':>13}"]
     for name in [c for c in CURVES if c in ends] + [n for n in ends if n not in CURVES]:
-        s0, v0, s1, v1, m5, _ = ends[name]
-        lines.append(f"{name:<34} {v0:>7.3f} @{s0:<5} {v1:>7.3f} @{s1:<5} {m5:>13.3f}")
+        c = ends[name]
+        lines.append(f"{name:<34} {c.first:>7.3f} @{c.first_step:<5} {c.last:>7.3f} "
+                     f"@{c.last_step:<5} {c.first5_mean:>13.3f}")
     lines += goal_lines(ends)
-    steps = [r for r in rows if r["step"] >= 1]  # step 0: the probe before any update
+    steps = update_rows(rows)
     secs = sum(r.get("time/step", 0) for r in steps)
     lines.append(f"{len(steps)} steps logged, {secs / 60:.1f} min of step time")
     return "\n".join(lines)
 
 
-def goal_lines(ends: dict) -> list[str]:
+def goal_lines(ends: dict[str, Curve]) -> list[str]:
     """Issue 13's goal read off the curves: the probe's accuracy rises >= 10 points over the
     run, and the valid rate reaches 3x its mean over the first 5 steps."""
     out = []
     if "probe/acc" in ends:
-        s0, v0, _, v1, _, best = ends["probe/acc"]
-        out.append(f"goal: probe/acc {100 * (v1 - v0):+.1f} points at the end, "
-                   f"{100 * (best - v0):+.1f} at best, from {v0:.3f} @{s0} (goal +10)")
+        c = ends["probe/acc"]
+        out.append(f"goal: probe/acc {100 * (c.last - c.first):+.1f} points at the end, "
+                   f"{100 * (c.best - c.first):+.1f} at best, from {c.first:.3f} "
+                   f"@{c.first_step} (goal +10)")
     if "probe/valid_rate" in ends:
-        m5, peak = ends["probe/valid_rate"][4:]
-        ratio = f"{peak / m5:.2f}x" if m5 > 0 else "inf x"
-        out.append(f"goal: probe/valid_rate peak {peak:.3f} = {ratio} its first-5 mean "
-                   f"{m5:.3f} (goal 3x)")
+        c = ends["probe/valid_rate"]
+        ratio = f"{c.best / c.first5_mean:.2f}x" if c.first5_mean > 0 else "inf x"
+        out.append(f"goal: probe/valid_rate peak {c.best:.3f} = {ratio} its first-5 mean "
+                   f"{c.first5_mean:.3f} (goal 3x)")
     return out
 
 

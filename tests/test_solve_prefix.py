@@ -35,7 +35,7 @@ def test_a_prefix_naming_the_answer_is_refused(key, text):
 
 def test_the_allowed_placeholders_pass():
     check_prefixes({"deduction_solve": "print(f({input}))",
-                          "abduction_solve": "# Output: {output}", "induction_solve": "def f("})
+                    "abduction_solve": "# Output: {output}", "induction_solve": "def f("})
 
 
 def test_a_run_naming_the_answer_stops_before_it_starts():

@@ -131,6 +131,12 @@ def read_metrics(workdir: str) -> list[dict]:
     return workdir_fs.read_log(workdir_fs.join(workdir, METRICS_FILE))
 
 
+def update_rows(rows: list[dict]) -> list[dict]:
+    """The rows of training steps (step >= 1); a step-0 row holds only the probe taken before
+    the first update."""
+    return [r for r in rows if r["step"] >= 1]
+
+
 class PhaseTimer:
     """Accumulates wall seconds per named phase; thread-safe; `pop()` returns and resets."""
 

@@ -106,9 +106,9 @@ def from_config(cfg, ctx) -> Probe | None:
     return build_probe(ctx.pool, pcfg.file, ctx.selfplay, list(ctx.selfplay.task_types))
 
 
-def base_metrics(probe: Probe | None, ctx, params) -> dict:
-    """The probe's accuracy before the first update (the run's step-0 row: where its
-    curves start, the base model's own score); {} without a probe."""
+def accuracy_metrics(probe: Probe | None, ctx, params) -> dict:
+    """The greedy accuracies of the policy ``params`` (the trainer logs them before the
+    first update, as the step-0 row, and every ``probe.every`` steps); {} without a probe."""
     if probe is None:
         return {}
     return probe_metrics(probe, greedy_answer_fn(ctx, params), ctx.pool, ctx.selfplay)
@@ -121,5 +121,5 @@ def step_metrics(probe: Probe | None, cfg, ctx, params, step_metrics: dict, done
         return {}
     out = {"probe/valid_rate": valid_rate(step_metrics)}
     if done % cfg.probe.every == 0 or done == cfg.trainer.steps:
-        out.update(probe_metrics(probe, greedy_answer_fn(ctx, params), ctx.pool, ctx.selfplay))
+        out.update(accuracy_metrics(probe, ctx, params))
     return out

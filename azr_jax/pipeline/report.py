@@ -8,7 +8,7 @@ import math
 
 from azr_jax.errors import UserError
 from azr_jax.pipeline import workdir_fs
-from azr_jax.pipeline.metrics import read_metrics
+from azr_jax.pipeline.metrics import read_metrics, update_rows
 from azr_jax.pipeline.tasklog import read_solves, read_tasks
 from azr_jax.pipeline.workdir_layout import CONFIG_FILE, REPORT_FILE
 
@@ -248,7 +248,7 @@ def build_report(workdir: str, output: str | None = None) -> str:
     doc = f"""<!DOCTYPE html><html><head><meta charset="utf-8"><title>AZR run report</title>
 <style>{_STYLE}</style><script>{_SCRIPT}</script></head><body>
 <h1>AZR run: {html.escape(workdir_fs.absolute(workdir))}</h1>
-<p>{sum(r['step'] >= 1 for r in rows)} logged steps; {len(tasks)} proposed tasks, {n_valid} valid; {len(solves)} solver
+<p>{len(update_rows(rows))} logged steps; {len(tasks)} proposed tasks, {n_valid} valid; {len(solves)} solver
 rollouts, {n_passed} correct.{_rules(config)}</p>
 <h2>Training curves</h2><div class="plots">{''.join(plots) or '<p>No metrics yet.</p>'}</div>
 <h2>Last step</h2>{_summary_table(rows)}

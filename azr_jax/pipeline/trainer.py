@@ -164,7 +164,7 @@ def train(cfg, workdir: str, *, rollout_fn=run_rollout) -> TrainResult:
         probe = probe_lib.from_config(cfg, ctx)  # None unless cfg.probe.every > 0
         if start == 0 and probe is not None:  # every process samples; the main one logs
             t_probe = time.perf_counter()
-            base = probe_lib.base_metrics(probe, ctx, state.params)
+            base = probe_lib.accuracy_metrics(probe, ctx, state.params)
             if main:
                 writer.write(0, {**base, "time/probe": time.perf_counter() - t_probe})
         every = max(1, tcfg.checkpoint_every)
