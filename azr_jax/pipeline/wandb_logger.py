@@ -61,4 +61,7 @@ class WandbLogger:
                 self.run.log({key: table}, step=int(step))
 
     def close(self):
+        # In offline mode finish() returns before wandb's service has written the run file;
+        # teardown() waits for it, so WORKDIR/wandb/ is complete when the trainer returns.
         self.run.finish()
+        self._wandb.teardown()
