@@ -22,9 +22,11 @@ def _outputs(nb, kind):
     return out
 
 
-def test_quickstart_notebook_executes(monkeypatch):
+def test_quickstart_notebook_executes(monkeypatch, tmp_path):
     nb = nbformat.read(NOTEBOOK, as_version=4)
-    # The kernel inherits this environment: CPU JAX with 8 fake devices, the tests' compile cache.
+    # The kernel inherits this environment: CPU JAX with 8 fake devices, the tests' compile cache,
+    # and TMPDIR, so the notebook's tempfile.mkdtemp workdir lands in pytest's cleaned tmp_path.
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
     monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", str(CACHE))
     monkeypatch.setenv("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
     client = NotebookClient(nb, timeout=600, kernel_name="python3",
@@ -34,7 +36,7 @@ def test_quickstart_notebook_executes(monkeypatch):
     assert "devices:" in text and "parameters;" in text
     assert "output: 'DLROW OLLEH'" in text and "deterministic: True" in text
     assert "infinite loop -> ok: False" in text
-    assert "trained steps 0 -> 2" in text and "plotted 2 steps" in text
+    assert "trained steps 0 -> 2 in " + str(tmp_path) in text and "plotted 2 steps" in text
     assert "12 proposals logged, 12 solver rollouts" in text
     *_, plots, tables = _outputs(nb, "data")
     assert "image/png" in plots and "text/html" in tables
