@@ -17,9 +17,9 @@ import time
 from typing import NamedTuple
 
 from azr_jax.errors import UserError
+from azr_jax.pipeline.report import PROBE_ACC
 
-CURVES = ("probe/acc", "probe/deduction_acc", "probe/abduction_acc", "probe/induction_acc",
-          "probe/valid_rate")
+CURVES = PROBE_ACC + ("probe/valid_rate",)  # printed first, in this order
 
 
 class Curve(NamedTuple):

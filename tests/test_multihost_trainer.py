@@ -35,6 +35,16 @@ def _free_port():
         return s.getsockname()[1]
 
 
+def _probe_file(tmp_path):
+    """A held-out probe the responder answers: identity programs, so a scripted row's
+    'Hello World' (deduction) and `return x` (induction) are right and the model's own wrong."""
+    path = tmp_path / "probe.jsonl"
+    rows = [{"program": "def f(x):\n    return x", "inputs": ["'Hello World'", f"'{w}'"],
+             "message": "same"} for w in ("hi", "yo")]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return ("probe.every=1", f"probe.file={path}")
+
+
 def _start(workdir, records, steps, processes, *extra, overrides=()):
     env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=ROOT,
                XLA_FLAGS=f"--xla_force_host_platform_device_count={8 // processes}",
@@ -80,14 +90,16 @@ def _assert_same_metrics(rows_a, rows_b):
     for a, b in zip(rows_a, rows_b):
         (ea, fa), (eb, fb) = _split(a), _split(b)
         assert ea == eb  # rewards, advantages, outcomes, buffers: exactly
-        assert fa.keys() == fb.keys() and "loss" in fa
+        assert fa.keys() == fb.keys() and ("loss" in fa or a["step"] == 0)  # 0: probe only
         for k in fa:
             np.testing.assert_allclose(fa[k], fb[k], rtol=1e-4, atol=1e-6, err_msg=k)
 
 
 def test_two_processes_match_one_and_resume_across_counts(tmp_path):
     two, one = tmp_path / "two", tmp_path / "one"
-    _wait(_start(two, tmp_path / "rec_two", 2, 2), _start(one, tmp_path / "rec_one", 2, 1))
+    probe = _probe_file(tmp_path)  # every process samples the probe; the graded jobs are shared
+    _wait(_start(two, tmp_path / "rec_two", 2, 2, overrides=probe),
+          _start(one, tmp_path / "rec_one", 2, 1, overrides=probe))
 
     # both hosts of the 2-process run saw the same rollouts; process 0 alone wrote logs
     assert _records(tmp_path / "rec_two", 0) == _records(tmp_path / "rec_two", 1)
@@ -96,18 +108,24 @@ def test_two_processes_match_one_and_resume_across_counts(tmp_path):
     assert tasks_two == (one / "tasks.jsonl").read_text().splitlines()
     # the executor ran programs (valid and invalid) that the hosts graded in shares
     assert any(json.loads(t)["valid"] for t in tasks_two)
-    _assert_same_metrics(read_metrics(str(two)), read_metrics(str(one)))
+    rows_two = read_metrics(str(two))
+    _assert_same_metrics(rows_two, read_metrics(str(one)))
+    assert [r["step"] for r in rows_two] == [0, 1, 2]  # the probe's step-0 row, then updates
+    assert all(0 < r["probe/acc"] < 1 for r in rows_two), rows_two  # scripted rows pass
+    assert all("probe/valid_rate" in r for r in rows_two[1:])
 
     # resume with the other process count: 2 -> 1 and 1 -> 2 (same 8-device global mesh);
     # in the 1 -> 2 run process 1's sandbox times out the slow proposals process 0's passes
     # (the 1 -> 2 run also moves to a data-parallel layout of the same 8 devices: on CPU every
     # collective of a multi-process run goes over TCP, and this layout has no per-token ones)
+    # (the resumed runs drop the probe: a measurement, so resuming may change it)
     _wait(_start(two, tmp_path / "rec_two_resumed", 3, 1),
           _start(one, tmp_path / "rec_one_resumed", 3, 2, "--slow",
                  overrides=("mesh.data=8", "mesh.fsdp=1", "mesh.tensor=1")))
     for workdir in (two, one):
         rows = read_metrics(str(workdir))
-        assert [r["step"] for r in rows] == [1, 2, 3]
+        assert [r["step"] for r in rows] == [0, 1, 2, 3]
+        assert "probe/acc" not in rows[-1]
         assert np.isfinite(rows[-1]["loss"])
 
     host0, host1 = (_records(tmp_path / "rec_one_resumed", i) for i in (0, 1))

@@ -49,7 +49,8 @@ def test_missing_config_file():
 def test_resume_compatibility():
     a = config_lib.load_config("tiny_cpu")
     saved = config_lib.config_from_json(config_lib.config_to_json(a))
-    ok = config_lib.load_config("tiny_cpu", ["trainer.steps=9", "executor.workers=3", "mesh.data=1"])
+    ok = config_lib.load_config("tiny_cpu", ["trainer.steps=9", "executor.workers=3", "mesh.data=1",
+                                            "probe.every=2"])
     config_lib.check_resume_compatible(saved, ok, "/w")  # resume-safe changes only
     bad = config_lib.load_config("tiny_cpu", ["model.preset=smollm2-135m", "optim.lr=0.5"])
     with pytest.raises(UserError, match="incompatible config.*model.preset.*optim.lr"):

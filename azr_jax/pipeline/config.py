@@ -25,7 +25,7 @@ _REPO_CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
 # other difference changes what the saved state means, so resuming would be wrong.
 RESUME_SAFE = ("trainer.steps", "trainer.log_every", "trainer.checkpoint_every",
                "trainer.keep", "trainer.eval_every", "trainer.progress", "trainer.staleness",
-               "executor.", "mesh.", "eval.", "logging.")
+               "executor.", "mesh.", "eval.", "logging.", "probe.")  # probe: measures only
 
 
 def resolve_config_path(path_or_name: str) -> str:
