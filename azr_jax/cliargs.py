@@ -89,3 +89,24 @@ def config_overrides(extra: list[str]) -> list[str]:
         else:
             raise UserError(f"config override {arg!r} has no value")
     return out
+
+
+def recipe_parser(doc: str, config: str, workdir: str | None) -> argparse.ArgumentParser:
+    """The flags of the one-command entry points (`make demo`, `make learn`): --config,
+    --workdir, --steps; the rest are --config.section.key=value overrides."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--config", default=config)
+    parser.add_argument("--workdir", default=workdir,
+                        help=f"default: {workdir or 'runs/demo-<time>'}")
+    parser.add_argument("--steps", type=positive_int, default=None)
+    return parser
+
+
+def recipe_config(args: argparse.Namespace, extra: list[str]):
+    """The config of a `recipe_parser` command line (raises UserError on a bad override)."""
+    from azr_jax.pipeline.config import load_config  # heavy: only once the flags parsed
+
+    overrides = config_overrides(extra)
+    if args.steps is not None:
+        overrides.append(f"trainer.steps={args.steps}")
+    return load_config(args.config, overrides)

@@ -9,11 +9,11 @@ happened and the path of the run's report.html.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import time
 
+from azr_jax import cliargs
 from azr_jax.errors import UserError
 
 
@@ -63,21 +63,12 @@ def summarize(workdir: str) -> str:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", default="smollm2_demo")
-    parser.add_argument("--workdir", default=None, help="default: runs/demo-<time>")
-    parser.add_argument("--steps", type=int, default=None)
-    args, extra = parser.parse_known_args(argv)
-    from azr_jax.cliargs import config_overrides
-    from azr_jax.pipeline.config import load_config
+    args, extra = cliargs.recipe_parser(__doc__, "smollm2_demo", None).parse_known_args(argv)
     from azr_jax.pipeline.report import build_report
     from azr_jax.pipeline.trainer import train
 
     try:
-        overrides = config_overrides(extra)
-        if args.steps is not None:
-            overrides.append(f"trainer.steps={args.steps}")
-        cfg = load_config(args.config, overrides)
+        cfg = cliargs.recipe_config(args, extra)
         workdir = args.workdir or os.path.join("runs", time.strftime("demo-%Y%m%d-%H%M%S"))
         print(f"AZR self-play demo: {cfg.model.preset} on CPU, {cfg.trainer.steps} steps, "
               f"{cfg.selfplay.batch_per_group} samples per (task type x role) group, "

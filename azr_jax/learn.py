@@ -10,12 +10,12 @@ curves as DIR/learning.svg. Compare the base and the trained model afterwards wi
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import time
 from typing import NamedTuple
 
+from azr_jax import cliargs
 from azr_jax.errors import UserError
 from azr_jax.pipeline.report import PROBE_ACC
 
@@ -81,21 +81,13 @@ def goal_lines(ends: dict[str, Curve]) -> list[str]:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", default="smollm2_learn")
-    parser.add_argument("--workdir", default="runs/learn", help="default: runs/learn")
-    parser.add_argument("--steps", type=int, default=None)
+    parser = cliargs.recipe_parser(__doc__, "smollm2_learn", "runs/learn")
     args, extra = parser.parse_known_args(argv)
-    from azr_jax.cliargs import config_overrides
-    from azr_jax.pipeline.config import load_config
     from azr_jax.pipeline.report import build_report, learning_svg
     from azr_jax.pipeline.trainer import train
 
     try:
-        overrides = config_overrides(extra)
-        if args.steps is not None:
-            overrides.append(f"trainer.steps={args.steps}")
-        cfg = load_config(args.config, overrides)
+        cfg = cliargs.recipe_config(args, extra)
         print(f"AZR self-play that learns: {cfg.model.preset} on CPU, {cfg.trainer.steps} steps, "
               f"{cfg.selfplay.batch_per_group} samples per group, lr {cfg.optim.lr}, probe every "
               f"{cfg.probe.every} steps; workdir {args.workdir}", flush=True)
