@@ -102,11 +102,9 @@ def recipe_parser(doc: str, config: str, workdir: str | None) -> argparse.Argume
     return parser
 
 
-def recipe_config(args: argparse.Namespace, extra: list[str]):
-    """The config of a `recipe_parser` command line (raises UserError on a bad override)."""
-    from azr_jax.pipeline.config import load_config  # heavy: only once the flags parsed
-
+def recipe_overrides(args: argparse.Namespace, extra: list[str]) -> list[str]:
+    """The config overrides of a `recipe_parser` command line (--steps included)."""
     overrides = config_overrides(extra)
     if args.steps is not None:
         overrides.append(f"trainer.steps={args.steps}")
-    return load_config(args.config, overrides)
+    return overrides

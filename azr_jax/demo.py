@@ -64,11 +64,12 @@ def summarize(workdir: str) -> str:
 
 def main(argv=None) -> int:
     args, extra = cliargs.recipe_parser(__doc__, "smollm2_demo", None).parse_known_args(argv)
+    from azr_jax.pipeline.config import load_config
     from azr_jax.pipeline.report import build_report
     from azr_jax.pipeline.trainer import train
 
     try:
-        cfg = cliargs.recipe_config(args, extra)
+        cfg = load_config(args.config, cliargs.recipe_overrides(args, extra))
         workdir = args.workdir or os.path.join("runs", time.strftime("demo-%Y%m%d-%H%M%S"))
         print(f"AZR self-play demo: {cfg.model.preset} on CPU, {cfg.trainer.steps} steps, "
               f"{cfg.selfplay.batch_per_group} samples per (task type x role) group, "

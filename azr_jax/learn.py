@@ -83,11 +83,12 @@ def goal_lines(ends: dict[str, Curve]) -> list[str]:
 def main(argv=None) -> int:
     parser = cliargs.recipe_parser(__doc__, "smollm2_learn", "runs/learn")
     args, extra = parser.parse_known_args(argv)
+    from azr_jax.pipeline.config import load_config
     from azr_jax.pipeline.report import build_report, learning_svg
     from azr_jax.pipeline.trainer import train
 
     try:
-        cfg = cliargs.recipe_config(args, extra)
+        cfg = load_config(args.config, cliargs.recipe_overrides(args, extra))
         print(f"AZR self-play that learns: {cfg.model.preset} on CPU, {cfg.trainer.steps} steps, "
               f"{cfg.selfplay.batch_per_group} samples per group, lr {cfg.optim.lr}, probe every "
               f"{cfg.probe.every} steps; workdir {args.workdir}", flush=True)
