@@ -114,6 +114,8 @@ def test_eval_workdir_mistakes_are_one_line(workdir, tmp_path, capsys):
     (empty / "config.json").write_text(open(os.path.join(workdir, "config.json")).read())
     assert _eval(str(empty), tmp_path, "x")[0] == 2
     assert "has no checkpoint yet" in capsys.readouterr().err
+    assert _eval(str(tmp_path / "nowhere@3"), tmp_path, "x")[0] == 2  # a mistyped workdir
+    assert "or a training workdir (WORKDIR or WORKDIR@STEP)" in capsys.readouterr().err
 
 
 def test_make_learn_entry_point_reports_the_curves(workdir, capsys):

@@ -96,7 +96,12 @@ def load_model_spec(spec: str, *, progress: bool = False):
     parsed = parse_workdir_spec(os.fspath(spec))
     if parsed is None:
         from azr_jax.checkpoints import load_model
+        from azr_jax.checkpoints.loader import check_model_spec
 
+        try:
+            check_model_spec(spec)
+        except UserError as e:  # name the form this reader adds, too
+            raise UserError(f"{e}, or a training workdir (WORKDIR or WORKDIR@STEP)") from None
         return load_model(spec, progress=progress)
     loaded, _ = load_workdir(*parsed, progress=progress)
     return loaded
