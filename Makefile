@@ -26,7 +26,7 @@ venv-dev: $(VENV)/.dev
 demo: $(VENV)/.core
 	$(PY) -m azr_jax.demo
 
-# About an hour on 2 CPU cores: SmolLM2-135M self-play with a held-out probe (runs/learn).
+# About 35 minutes on 2 CPU cores: SmolLM2-135M self-play with a held-out probe (runs/learn).
 learn: $(VENV)/.core
 	$(PY) -m azr_jax.learn
 
