@@ -91,13 +91,14 @@ def config_overrides(extra: list[str]) -> list[str]:
     return out
 
 
-def recipe_parser(doc: str, config: str, workdir: str | None) -> argparse.ArgumentParser:
+def recipe_parser(doc: str, config: str, workdir: str | None,
+                  workdir_help: str = "") -> argparse.ArgumentParser:
     """The flags of the one-command entry points (`make demo`, `make learn`): --config,
-    --workdir, --steps; the rest are --config.section.key=value overrides."""
+    --workdir, --steps; the rest are --config.section.key=value overrides. A caller whose
+    workdir default is made at run time (workdir None) says what it will be in workdir_help."""
     parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--config", default=config)
-    parser.add_argument("--workdir", default=workdir,
-                        help=f"default: {workdir or 'runs/demo-<time>'}")
+    parser.add_argument("--workdir", default=workdir, help=workdir_help or f"default: {workdir}")
     parser.add_argument("--steps", type=positive_int, default=None)
     return parser
 

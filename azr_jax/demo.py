@@ -63,7 +63,8 @@ def summarize(workdir: str) -> str:
 
 
 def main(argv=None) -> int:
-    args, extra = cliargs.recipe_parser(__doc__, "smollm2_demo", None).parse_known_args(argv)
+    parser = cliargs.recipe_parser(__doc__, "smollm2_demo", None, "default: runs/demo-<time>")
+    args, extra = parser.parse_known_args(argv)
     from azr_jax.pipeline.config import load_config
     from azr_jax.pipeline.report import build_report
     from azr_jax.pipeline.trainer import train
