@@ -27,7 +27,7 @@ SCRIPT = {
                           "```input\n1\n```\n```message\nm\n```"],         # 1 of 4 inputs: -1
     # 2. learnability (2 rollouts per valid proposal)
     "learn_deduction": ["```output\n6\n```", "```output\n7\n```"],        # s = 1/2 -> 0.5
-    "learn_abduction": ["```input\n1\n```", "```input\n0 + 1\n```"],      # s = 1 -> -0.5
+    "learn_abduction": ["```input\n1\n```", "```input\nx=1\n```"],        # s = 1 -> -0.5
     "learn_induction": ["```python\ndef f(x):\n    return 0\n```"] * 2,    # s = 0 -> -0.5
     # 3. solver batch: nothing new last step, so both tasks are the identity seed
     "solve_deduction": ["```output\n'Hello world'\n```", "```output\n'bye'\n```"],  # 1, -0.5

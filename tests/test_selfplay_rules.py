@@ -69,15 +69,23 @@ def test_timeout_default_is_ten_seconds():
     assert sp.SelfPlayConfig().timeout_s == 10.0
 
 
-def test_deduction_compares_eval_in_the_sandbox(pool):
+def test_deduction_answers_are_values(pool):
     prog = "def f(x):\n    return [x] * 3"
-    items = [(prog, "[2, 2, 2]", "[2, 2, 2]"),      # literal
-             (prog, "[2] * 3", "[2, 2, 2]"),        # an expression counts
-             (prog, "f(2)", "[2, 2, 2]"),           # the program's names are in scope
+    items = [(prog, "[2, 2, 2]", "[2, 2, 2]"),      # a value
+             (prog, "[2] * 3", "[2, 2, 2]"),        # an expression is not a value
+             (prog, "f(2)", "[2, 2, 2]"),           # nor a call of the program
              (prog, "[2, 2]", "[2, 2, 2]"),         # wrong
-             (prog, "1 / 0", "[2, 2, 2]"),          # raises: wrong
-             (prog, "__import__('os').getpid()", "[2, 2, 2]")]  # runs sandboxed, just wrong
-    assert grade_deductions(pool, items) == [True, True, True, False, False, False]
+             (prog, "1 / 0", "[2, 2, 2]"),
+             (prog, "__import__('os').getpid()", "[2, 2, 2]")]  # never run
+    assert grade_deductions(pool, items) == [True, False, False, False, False, False]
+    # the official check: eval(gold) == eval(answer), no program names in scope
+    assert grade_deductions(pool, items, check="official") == \
+        [True, True, False, False, False, False]
+    st = sp.solver_task("deduction", sp.Triplet(prog, "2", "[2, 2, 2]"), CFG)
+    answer = sp.parse_answer("deduction", ans("```output\n[2] * 3\n```"))
+    assert sp.grade_answers(pool, [st], [answer], CFG) == [False]
+    official = dataclasses.replace(CFG, answer_check="official")
+    assert sp.grade_answers(pool, [st], [answer], official) == [True]
 
 
 def test_long_outputs_are_cut_and_unsolvable(pool):

@@ -9,9 +9,10 @@ Outputs are ``repr`` of ``f(<input text>)``, cut to 200 + "..." + 200 characters
 longer than 400 (``truncate_output``, as the official executor does). A cut gold answer is
 compared as it is, so such tasks cannot be solved (the official effect). Validation jobs run
 in the pool's ``isolation`` tier, grading jobs in its ``grading_isolation`` tier; a job
-with several inputs (induction's hidden pairs) runs in one child either way. Deduction answers are compared as
-``eval(gold) == eval(answer)`` inside the sandbox with the program's names in scope, after a
-safe literal fast path in the trainer process.
+with several inputs (induction's hidden pairs) runs in one child either way. Deduction and
+abduction answers are values by default (``answers.py``: read with ``ast``, never run as
+code); ``check="official"`` keeps the official checks, ``eval(gold) == eval(answer)`` in the
+sandbox with no program in scope and the answer pasted into ``f(...)``.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from __future__ import annotations
 import ast
 import dataclasses
 
+from azr_jax.executor.answers import (ANSWER_CHECKS, NotAValue, canonical_call_args,
+                                      parse_value, values_equal)
 from azr_jax.executor.pool import Job, SandboxPool
 
 # The official list (paper branch, utils/code_utils/checks.py + 7b.sh): import statements
@@ -41,7 +44,6 @@ DEFAULT_BANNED_CALLS: frozenset[str] = frozenset({
     "__import__", "eval", "exec", "compile", "open", "input", "breakpoint", "globals",
     "locals", "vars", "exit", "quit", "help", "memoryview",
 })
-MAX_LITERAL_CHARS = 100_000
 OUTPUT_KEEP_CHARS = 200  # an output repr over 2x this is cut to head + "..." + tail
 
 
@@ -129,28 +131,19 @@ def truncate_output(text: str) -> str:
     return text if len(text) <= 2 * k else text[:k] + "..." + text[-k:]
 
 
-def _literal(text: str):
-    """(True, value) if ``text`` is a Python literal, else (False, None). Never evaluates code."""
-    if not isinstance(text, str) or len(text) > MAX_LITERAL_CHARS:
-        return False, None
-    try:
-        return True, ast.literal_eval(text.strip())
-    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
-        return False, None
-
-
 def outputs_equal(predicted_text: str, gold_text: str) -> bool:
-    """Value equality of two output texts (literals); exact text match otherwise."""
+    """Two output texts (reprs the executor wrote) are equal: as values when both are
+    (``answers.parse_value``: set order and spacing do not matter), else as text."""
     if not isinstance(predicted_text, str) or not isinstance(gold_text, str):
         return False
-    ok_p, value_p = _literal(predicted_text)
-    ok_g, value_g = _literal(gold_text)
-    if ok_p and ok_g:
-        try:
-            return bool(value_p == value_g)
-        except Exception:  # noqa: BLE001 - exotic comparisons
-            return False
-    return predicted_text.strip() == gold_text.strip()
+    try:
+        predicted, gold = parse_value(predicted_text), parse_value(gold_text)
+    except NotAValue:
+        return predicted_text.strip() == gold_text.strip()
+    try:
+        return bool(predicted == gold)
+    except (RecursionError, MemoryError):
+        return False
 
 
 def validate_tasks(pool: SandboxPool, items: list[tuple[str, list[str]]], repeats: int = 2,
@@ -186,43 +179,72 @@ def _grading(pool) -> str | None:
 
 
 def grade_deduction(predicted_output_text: str, gold_output_text: str) -> bool:
-    """Deduction fast path: equal as literals (no code runs; ``grade_deductions`` does the rest)."""
-    return outputs_equal(predicted_output_text, gold_output_text)
+    """Deduction as values: the answer and the gold output are values and equal (no code
+    runs; ``answers.values_equal``)."""
+    return values_equal(predicted_output_text, gold_output_text)
 
 
+# The official check: both texts evaluated with builtins only, no program in scope.
 _DEDUCTION_CHECK = """
 def __azr_deduction_check():
-    return bool(eval({gold!r}) == eval({answer!r}))
+    return bool(eval({gold!r}, {{}}) == eval({answer!r}, {{}}))
 """
 
 
+def _check_mode(check: str) -> str:
+    if check not in ANSWER_CHECKS:
+        raise ValueError(f"check={check!r} is not one of {', '.join(ANSWER_CHECKS)}")
+    return check
+
+
 def grade_deductions(pool: SandboxPool, items: list[tuple[str, str, str]],
-                     timeout: float | None = None) -> list[bool]:
-    """Deduction ``(code, predicted_output_text, gold_output_text)``: correct iff
-    ``eval(gold) == eval(answer)`` with the program's names in scope (the official rule:
-    expressions count), run in the sandbox; equal literals are decided here without it."""
-    grades = [False] * len(items)
-    jobs, where = [], []
-    for i, (code, pred, gold) in enumerate(items):
-        if grade_deduction(pred, gold):
-            grades[i] = True
-            continue
-        jobs.append(Job(code + "\n" + _DEDUCTION_CHECK.format(gold=gold, answer=pred), [""],
-                        repeats=1, entry="__azr_deduction_check", isolation=_grading(pool)))
-        where.append(i)
+                     timeout: float | None = None, *, check: str = "values") -> list[bool]:
+    """Deduction ``(code, predicted_output_text, gold_output_text)``.
+
+    ``check="values"`` (the default): right iff the answer is a value equal to the gold
+    output (``grade_deduction``; nothing runs). ``check="official"``: right iff
+    ``eval(gold) == eval(answer)`` with builtins only and no program names in scope, run in
+    the sandbox (the official rule, holes included: an object equal to everything passes);
+    equal values are decided here without it. ``code`` is not run in either."""
+    values = [grade_deduction(pred, gold) for _, pred, gold in items]
+    if _check_mode(check) == "values":
+        return values
+    grades, jobs, where = list(values), [], []
+    for i, (_, pred, gold) in enumerate(items):
+        if not grades[i] and isinstance(pred, str) and isinstance(gold, str):
+            jobs.append(Job(_DEDUCTION_CHECK.format(gold=gold, answer=pred), [""], repeats=1,
+                            entry="__azr_deduction_check", isolation=_grading(pool)))
+            where.append(i)
     for i, res in zip(where, pool.run(jobs, timeout=timeout)):
         grades[i] = bool(res.runs and res.runs[0].ok and res.runs[0].output == "True")
     return grades
 
 
 def grade_abduction(pool: SandboxPool, items: list[tuple[str, str, str]],
-                    timeout: float | None = None) -> list[bool]:
-    """Abduction: run ``code`` on the predicted input; correct iff the output equals gold."""
-    jobs = [Job(code, [pred_input], repeats=1, isolation=_grading(pool))
-            for code, pred_input, _ in items]
-    results = pool.run(jobs, timeout=timeout)
-    return [bool(r.runs and r.runs[0].ok and outputs_equal(r.runs[0].output, gold))
-            for r, (_, _, gold) in zip(results, items)]
+                    timeout: float | None = None, *, check: str = "values") -> list[bool]:
+    """Abduction ``(code, predicted_input_text, gold_output_text)``: run ``code`` on the
+    predicted input; right iff the output equals gold (any input that gives it counts).
+
+    ``check="values"`` (the default): the answer must be the argument list of one call of
+    ``f`` whose arguments are values (``answers.canonical_call_args``), and what runs is
+    rebuilt from its tree; anything else is wrong without running. ``check="official"``:
+    the answer text is pasted into ``f(...)`` as it is (the official template)."""
+    calls: list[str | None] = []
+    for _, pred, _ in items:
+        if _check_mode(check) == "official":
+            calls.append(pred if isinstance(pred, str) else None)
+            continue
+        try:
+            calls.append(canonical_call_args(pred))
+        except NotAValue:
+            calls.append(None)
+    where = [i for i, c in enumerate(calls) if c is not None]
+    jobs = [Job(items[i][0], [calls[i]], repeats=1, isolation=_grading(pool)) for i in where]
+    grades = [False] * len(items)
+    for i, r in zip(where, pool.run(jobs, timeout=timeout)):
+        grades[i] = bool(r.runs and r.runs[0].ok and outputs_equal(r.runs[0].output,
+                                                                   items[i][2]))
+    return grades
 
 
 def grade_induction(pool: SandboxPool, items: list[tuple[str, list[str], list[str]]],

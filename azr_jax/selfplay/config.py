@@ -33,6 +33,9 @@ class SelfPlayConfig:
     format_error_reward: float = -1.0  # unparsable response (official: also invalid proposal)
     failure_reward: float = -0.5       # wrong answer; official: valid proposal, learnability 0
     correct_reward: float = 1.0        # solver answer graded correct
+    answer_check: str = "values"     # "values": answers are values, read with ast (no code
+                                     # runs); "official": eval(gold) == eval(answer) and the
+                                     # answer pasted into f(...), holes included (FIDELITY.md)
     banned: str = "official"         # a list in azr_jax.executor.azr.BAN_LISTS
     banned_extra: tuple[str, ...] = ()  # more modules to ban on top of ``banned``
     timeout_s: float = 10.0          # per-program execution deadline (official: 10 s)
@@ -70,9 +73,11 @@ class SelfPlayConfig:
         if self.num_inputs < 2:
             raise UserError("selfplay.num_inputs must be >= 2 (one pair shown, one held out), "
                             f"got {self.num_inputs}")
+        from azr_jax.executor.answers import ANSWER_CHECKS
         from azr_jax.executor.azr import BAN_LISTS
 
         for name, value, known in (("reward_rule", self.reward_rule, REWARD_RULES),
+                                   ("answer_check", self.answer_check, ANSWER_CHECKS),
                                    ("banned", self.banned, tuple(BAN_LISTS)),
                                    ("prompt_format", self.prompt_format, PROMPT_FORMATS)):
             if value not in known:

@@ -22,7 +22,8 @@ class Abduction(TripletType):
         from azr_jax.executor.azr import grade_abduction
 
         return grade_abduction(pool, [(st.task.program, a, st.task.output)
-                                      for st, a in zip(tasks, answers)])
+                                      for st, a in zip(tasks, answers)],
+                               check=cfg.answer_check)
 
 
 ABDUCTION = register(Abduction())

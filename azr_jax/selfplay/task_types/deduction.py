@@ -18,11 +18,12 @@ class Deduction(TripletType):
         return content if isinstance(content, FormatError) else lenient_value(content, "output")
 
     def grade(self, pool, tasks, answers, cfg) -> list[bool]:
-        # eval(gold) == eval(answer) in the sandbox, with the program's names in scope
+        # a value equal to the gold output (or the official eval(gold) == eval(answer))
         from azr_jax.executor.azr import grade_deductions
 
         return grade_deductions(pool, [(st.task.program, a, st.task.output)
-                                       for st, a in zip(tasks, answers)])
+                                       for st, a in zip(tasks, answers)],
+                                check=cfg.answer_check)
 
 
 DEDUCTION = register(Deduction())
