@@ -35,6 +35,7 @@ def test_solver_rows_hold_prompt_answer_and_grade():
     assert (ok["answer"], ok["outcome"], ok["reward"]) == ("2", "passed", 1.0)
     assert (bad["answer"], bad["error"], bad["outcome"]) == ("", "no <answer> tag", "format_error")
     assert bad["response"] == "I think 3"
+    assert ok["task"] == {"program": "def f(x):\n    return x + 1", "input": "1", "output": "2"}
 
 
 def test_solver_rollouts_are_logged_truncated_and_browsable(tmp_path):

@@ -33,7 +33,8 @@ def truncate_tasks_after(workdir: str, step: int):
 def solver_rows(step: int, solver_tasks: Sequence, responses: Sequence[str],
                 answers: Sequence, outcomes: Sequence[str], rewards: Sequence[float]) -> list[dict]:
     """One solves.jsonl row per solver rollout of a step: {step, type, prompt (the user turn),
-    response, answer (the parsed answer, "" when unparsable), outcome, reward, error}."""
+    response, answer (the parsed answer, "" when unparsable), outcome, reward, error, task
+    (the task's program and gold pairs: a logged answer can be graded again)}."""
     rows = []
     for st, response, answer, outcome, reward in zip(solver_tasks, responses, answers,
                                                      outcomes, rewards):
@@ -44,7 +45,8 @@ def solver_rows(step: int, solver_tasks: Sequence, responses: Sequence[str],
                      "response": response[:RESPONSE_CHARS],
                      "answer": "" if unparsable else str(answer),
                      "error": answer.reason if unparsable else "",
-                     "outcome": outcome, "reward": round(float(reward), 4)})
+                     "outcome": outcome, "reward": round(float(reward), 4),
+                     "task": st.task.to_dict()})
     return rows
 
 
