@@ -45,8 +45,12 @@ def paper_config(preset: str, *, tensor: int, micro_batches: int, data: int = 1)
     c.rl.entropy_coef = 0.001  # official paper branch (veRL actor.entropy_coeff)
     c.rl.clip_eps = c.rl.clip_eps_high = 0.2  # PPO clip on both sides
     c.rl.adv_eps = 1e-8  # TRR++ token whitening: sqrt(var + 1e-8)
+    c.rl.aggregation = "micro_token_mean"  # veRL dp_actor: token mean per micro-batch / count
+    c.rl.micro_rows = 16  # official ppo_micro_batch_size_per_gpu (scripts/selfplay/*.sh)
+    c.rl.old_logprobs = "recompute"  # official: the trainer's model, before the update
     c.optim.lr = 1e-6  # AdamW
-    c.optim.weight_decay = 0.0
+    c.optim.weight_decay = 0.01  # veRL's AdamW default (fsdp_workers.py), every parameter
+    c.optim.decay_mask = "all"
     c.optim.mini_batch_size = 128  # official ppo_mini_batch_size: 384 rows = 3 AdamW steps
     c.optim.micro_batches = micro_batches  # per mini-batch: the activation memory knob
     c.executor.workers = 0  # every host's cores less a reserve (TPU VM hosts: 100-240 vCPUs)

@@ -63,6 +63,9 @@ def get_config():
     c.sampling.max_new_tokens = 64  # prompt + response <= 256: one update shape
     c.optim.lr = 2e-5
     c.optim.mini_batch_size = 24  # 48 trained sequences per step: two AdamW steps
+    # as measured (BENCHMARKS.md): one token mean per mini-batch; the official's micro-batches
+    # of 16 rows would cut its 8-row groups unevenly (16 + 8)
+    c.rl.aggregation = "token_mean"
     c.optim.micro_batches = 4
     c.probe.every = 2
     c.probe.file = os.path.join(HERE, "probe", "learn.jsonl")

@@ -36,11 +36,7 @@ def _np_reference(new, old, adv, mask, cfg: LossConfig, ref=None, ent=None):
         capped = (adv < 0) & (pg > l3)
         pg = np.where(capped, l3, pg)
         dpg = np.where(capped, 0.0, dpg)
-    if cfg.aggregation == "token_mean":
-        w = mask / max(mask.sum(), 1)
-    else:
-        n_seq = (mask.sum(1) > 0).sum()
-        w = mask / np.maximum(mask.sum(1, keepdims=True), 1) / max(n_seq, 1)
+    w = mask * _np_row_weights(mask, cfg)[:, None]
     loss, grad = (pg * w).sum(), dpg * w
     if ref is not None:
         if cfg.kl_estimator == "k1":
@@ -52,12 +48,27 @@ def _np_reference(new, old, adv, mask, cfg: LossConfig, ref=None, ent=None):
         grad = grad + cfg.kl_coef * dkl * w
     if ent is not None:
         loss -= cfg.entropy_coef * (ent * w).sum()
-    clipfrac = ((l2 > l1) * mask).sum() / max(mask.sum(), 1)
+    clipfrac = ((l2 > l1) * w).sum()  # aggregated like the loss, as veRL's micro-batch means
     return loss, grad, clipfrac
+
+
+def _np_row_weights(mask, cfg: LossConfig):
+    """Each row's token weight, case by case (veRL: loss = token mean of each micro-batch of
+    micro_rows consecutive rows / number of micro-batches)."""
+    n_b = mask.sum(1)
+    if cfg.aggregation == "token_mean":
+        return np.full(len(mask), 1 / max(mask.sum(), 1))
+    if cfg.aggregation == "seq_mean":
+        return 1 / np.maximum(n_b, 1) / max((n_b > 0).sum(), 1)
+    chunks = [n_b[i:i + cfg.micro_rows].sum() for i in range(0, len(mask), cfg.micro_rows)]
+    count = sum(c > 0 for c in chunks)
+    return np.array([1 / max(chunks[i // cfg.micro_rows], 1) / count for i in range(len(mask))])
 
 
 CASES = [
     LossConfig(),
+    LossConfig(aggregation="token_mean"),
+    LossConfig(micro_rows=2, dual_clip=3.0, entropy_coef=0.05),
     LossConfig(clip_eps=0.1, clip_eps_high=0.28),
     LossConfig(dual_clip=3.0),
     LossConfig(aggregation="seq_mean"),
@@ -66,7 +77,7 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("cfg", CASES, ids=lambda c: f"{c.aggregation}-dual{c.dual_clip}-kl{c.kl_coef}")
+@pytest.mark.parametrize("cfg", CASES, ids=lambda c: f"{c.aggregation}{c.micro_rows}-dual{c.dual_clip}-kl{c.kl_coef}")
 def test_ppo_clip_matches_numpy(cfg):
     new, old, adv, mask, ref, ent = _data()
     use_ref = ref if cfg.kl_coef else None
@@ -107,17 +118,35 @@ def test_masked_tokens_do_not_matter():
     np.testing.assert_allclose(float(a), float(b), rtol=1e-6)
 
 
-def test_split_normalisers_add_up():
-    """Micro-batch losses with the full batch's normalisers sum to the full-batch loss."""
+def test_split_row_weights_add_up():
+    """Micro-batch losses with the full batch's row weights sum to the full-batch loss."""
     new, old, adv, mask, _, ent = _data(3, b=8)
     fn = losses.get("ppo_clip")
-    for agg in ("token_mean", "seq_mean"):
-        cfg = LossConfig(aggregation=agg, entropy_coef=0.05)
+    for agg in losses.AGGREGATIONS:
+        cfg = LossConfig(aggregation=agg, micro_rows=3, entropy_coef=0.05)
         full, _ = fn(new, old, adv, mask, cfg, entropy_bt=ent)
-        nt, ns = losses.normalisers(mask)
+        w = losses.row_weights(jnp.asarray(mask), agg, cfg.micro_rows)
         parts = [fn(new[i::2], old[i::2], adv[i::2], mask[i::2], cfg, entropy_bt=ent[i::2],
-                    num_tokens=nt, num_seqs=ns)[0] for i in range(2)]
+                    weight_b=w[i::2])[0] for i in range(2)]
         np.testing.assert_allclose(float(sum(parts)), float(full), rtol=1e-5)
+
+
+def test_official_aggregation_gives_each_micro_batch_an_equal_share():
+    """Rule (veRL dp_actor, paper branch): each micro-batch's token mean / micro-batch count.
+    Two micro-batches of 2 rows, one with 2 tokens, one with 20: the policy-gradient loss
+    is the mean of the two micro-batches' token means, so each token of the short one weighs
+    10 times one of the long one; the whole-batch token mean would weigh them alike."""
+    t = 10
+    mask = np.zeros((4, t), np.float32)
+    mask[0, :1] = mask[1, :1] = 1  # micro-batch 0: 2 tokens
+    mask[2:, :] = 1  # micro-batch 1: 20 tokens
+    lp = np.zeros((4, t), np.float32)
+    adv = np.array([[1.0], [1.0], [-1.0], [-1.0]], np.float32)
+    cfg = LossConfig(micro_rows=2, entropy_coef=0.0)
+    grad = np.asarray(jax.grad(lambda x: losses.get("ppo_clip")(x, lp, adv, mask, cfg)[0])(lp))
+    want = -adv * mask * np.array([1 / 2, 1 / 2, 1 / 20, 1 / 20])[:, None] / 2
+    np.testing.assert_allclose(grad, want, rtol=1e-6)
+    assert LossConfig().aggregation == "micro_token_mean" and LossConfig().micro_rows == 16
 
 
 def test_pg_loss_and_registry_errors():
@@ -142,8 +171,9 @@ def test_official_loss_defaults_in_loss_config_base_and_recipes():
         ("ppo_clip", 0.2, None, 0.0, 0.001)
     for name in ("base", "qwen2_5_7b", "qwen2_5_coder_3b", "llama3_1_8b"):
         c = loss_config(load_config(name))
-        assert (c.name, c.clip_eps, c.clip_eps_high, c.kl_coef, c.entropy_coef,
-                c.aggregation) == ("ppo_clip", 0.2, 0.2, 0.0, 0.001, "token_mean"), name
+        assert (c.name, c.clip_eps, c.clip_eps_high, c.kl_coef, c.entropy_coef, c.aggregation,
+                c.micro_rows, c.old_logprobs) == ("ppo_clip", 0.2, 0.2, 0.0, 0.001,
+                                                  "micro_token_mean", 16, "recompute"), name
 
 
 def test_entropy_bonus_is_a_token_mean_and_is_subtracted():

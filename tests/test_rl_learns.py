@@ -46,7 +46,7 @@ def train(sign: float, steps: int = STEPS):
     mesh = make_mesh(MeshConfig(data=2, fsdp=1), devices=jax.devices()[:2])
     params = jax.device_get(init_params(CFG, jax.random.PRNGKey(0)))
     state = create_train_state(CFG, params, OPTIM, mesh)
-    update = make_update_step(CFG, OPTIM, LossConfig(), mesh)
+    update = make_update_step(CFG, OPTIM, LossConfig(old_logprobs="sampler"), mesh)
     rng = np.random.default_rng(0)
     prompts = [rng.integers(1, VOCAB, 4).tolist() for _ in range(PROMPTS)]
     sampling = SamplingConfig(max_new_tokens=MAX_NEW, num_samples=SAMPLES,
@@ -63,7 +63,7 @@ def train(sign: float, steps: int = STEPS):
             row_multiple=update.layout.row_multiple, mini_batch_size=OPTIM.mini_batch_size)
         state, m = update(state, batch)
         assert m["mini_batches"] == 2
-        history.append((float(rewards.mean()), float(m["logprob_diff_max"])))
+        history.append((float(rewards.mean()), float(m["logprob/sampler_vs_recomputed_max"])))
     return np.array(history)
 
 

@@ -19,7 +19,7 @@ def bucket_length(n: int, minimum: int = 64) -> int:
 def build_batch(prompts: Sequence[Sequence[int]], responses: Sequence[Sequence[int]],
                 response_logprobs: Sequence[np.ndarray], advantages_b: np.ndarray,
                 length: int | None = None, row_multiple: int = 1, mini_batch_size: int = 0,
-                row_groups: Optional[Sequence[int]] = None) -> dict:
+                row_groups: Optional[Sequence[int]] = None, micro_rows: int = 0) -> dict:
     """Rows are `prompt + response`, left-padded to a common length.
 
     loss_mask_bt marks response tokens; old_logprobs_bt holds the sampler's log-prob of each
@@ -34,10 +34,13 @@ def build_batch(prompts: Sequence[Sequence[int]], responses: Sequence[Sequence[i
     the loss or its normalisers) to a multiple of `row_multiple` (micro-batches x
     data-parallel devices) and interleaved so the update step finds it without moving rows
     between devices. With one mini-batch the rows simply stay in order, padding last.
+    With `micro_rows` (the loss's micro-batch, LossConfig.micro_rows) each group's rows are
+    ordered into micro-batches of near-equal length (prompt + response tokens), as veRL
+    balances them (BatchLayout.physical_rows).
     """
     layout = BatchLayout(mini_batch_size, row_multiple)
-    source_r = layout.physical_rows(len(prompts), row_groups)
     total = [len(p) + len(r) for p, r in zip(prompts, responses)]
+    source_r = layout.physical_rows(len(prompts), row_groups, total, micro_rows)
     T = length or bucket_length(max(total))
     rows = len(source_r)
     tokens_bt = np.zeros((rows, T), np.int32)
@@ -68,7 +71,7 @@ def advantages_and_batch(prompts: Sequence[Sequence[int]], responses: Sequence[S
                          estimator: str = "trr++", eps: float = adv_lib.EPS,
                          row_multiple: int = 1, mini_batch_size: int = 0,
                          length: int | None = None,
-                         row_order=None) -> tuple[np.ndarray, dict]:
+                         row_order=None, micro_rows: int = 0) -> tuple[np.ndarray, dict]:
     """Rewards -> advantages (`estimator` over `groups`, with the responses' lengths and
     prompt ids) -> the update batch, rows sorted (stably) by ascending `row_order` (default:
     the group id), the order the mini-batches follow; the trainer passes
@@ -82,5 +85,6 @@ def advantages_and_batch(prompts: Sequence[Sequence[int]], responses: Sequence[S
         prompt_ids=adv_lib.prompt_ids(prompts), eps=eps), np.float32)
     batch = build_batch(prompts, responses, response_logprobs, advantages, length=length,
                         row_multiple=row_multiple, mini_batch_size=mini_batch_size,
-                        row_groups=groups if row_order is None else np.asarray(row_order))
+                        row_groups=groups if row_order is None else np.asarray(row_order),
+                        micro_rows=micro_rows)
     return advantages, batch

@@ -27,6 +27,10 @@ RESUME_SAFE = ("trainer.steps", "trainer.log_every", "trainer.checkpoint_every",
                "trainer.keep", "trainer.eval_every", "trainer.progress", "trainer.staleness",
                "executor.", "mesh.", "eval.", "logging.", "probe.")  # probe: measures only
 
+# Keys added after workdirs were written -> the behaviour a saved config without the key
+# had: such a saved config compares as holding this value (resuming it needs these values).
+ADDED_KEYS = {"rl.micro_rows": 16, "rl.old_logprobs": "sampler", "optim.decay_mask": "matrices"}
+
 
 def resolve_config_path(path_or_name: str) -> str:
     """A config file path, or a bare recipe name under configs/ ("tiny_cpu")."""
@@ -205,7 +209,7 @@ def incompatible_keys(saved: ml_collections.ConfigDict, new: ml_collections.Conf
     for key in sorted(set(a) | set(b)):
         if any(key == s or (s.endswith(".") and key.startswith(s)) for s in RESUME_SAFE):
             continue
-        va, vb = a.get(key, "<missing>"), b.get(key, "<missing>")
+        va, vb = a.get(key, ADDED_KEYS.get(key, "<missing>")), b.get(key, "<missing>")
         if isinstance(va, (list, tuple)) and isinstance(vb, (list, tuple)):
             va, vb = list(va), list(vb)
         if "<missing>" in (va, vb) and _unset(va) and _unset(vb):

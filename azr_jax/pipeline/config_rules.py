@@ -60,6 +60,7 @@ RULES: dict[str, Rule] = {
     "rl.dual_clip": Rule(lambda v: v == 0 or v > 1, "0 (off) or > 1"),
     "rl.kl_coef": NON_NEGATIVE,
     "rl.adv_eps": NON_NEGATIVE,
+    "rl.micro_rows": _ge(1),
     "optim.lr": POSITIVE,
     "optim.warmup_steps": NON_NEGATIVE,
     "optim.end_lr_fraction": _between(0, 1),

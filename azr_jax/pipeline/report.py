@@ -27,7 +27,8 @@ PLOTS = LEARNING_PLOTS + (
     ("Buffer sizes", "buffer/"),
     ("Mean response length (tokens)", "response_len/"),
     ("Policy loss, clipping and log-prob mismatch",
-     ("loss", "clip_fraction", "approx_kl", "logprob_diff_mean", "logprob_diff_max")),
+     ("loss", "clip_fraction", "approx_kl", "logprob/sampler_vs_recomputed_abs",
+      "logprob/sampler_vs_recomputed_max")),
     ("Seconds per step by phase", "time/"),
     ("Device idle fraction (waiting for host)", ("device_idle_frac",)),
 )

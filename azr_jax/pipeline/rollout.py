@@ -44,6 +44,7 @@ class RolloutContext:
     timer: Any  # metrics.PhaseTimer
     batch_row_multiple: int = 1  # the update step splits rows over micro-batches x data devices
     mini_batch_size: int = 0  # sequences per optimizer step (OptimConfig.mini_batch_size)
+    loss_micro_rows: int = 0  # rows balanced into the loss's micro-batches (LossConfig.micro_rows)
     close_answer: bool = False  # small-model lever (selfplay.close_answer): answer_stop.py
     scaffold: dict = dataclasses.field(default_factory=dict)  # lever: pipeline/scaffold.py
 
@@ -59,6 +60,7 @@ def make_context(cfg, env, buffers, activity, timer, data_parallel: int = 1) -> 
         mesh=env.mesh, pool=env.pool, buffers=buffers, activity=activity, timer=timer,
         batch_row_multiple=env.optim.micro_batches * data_parallel,
         mini_batch_size=env.optim.mini_batch_size, close_answer=cfg.selfplay.close_answer,
+        loss_micro_rows=cfg.rl.get("micro_rows", 0),
         scaffold={k: tuple(v) for k, v in cfg.get("scaffold", {}).items() if v})
 
 
@@ -261,7 +263,8 @@ def run_rollout(ctx: RolloutContext, step: int, params) -> Rollout:
             prop_prompts + solve_prompts, prop_toks + sol_toks, prop_lps + sol_lps, rewards,
             groups, estimator=ctx.estimator, eps=ctx.adv_eps,
             row_multiple=ctx.batch_row_multiple, mini_batch_size=ctx.mini_batch_size,
-            row_order=[sp.update_rank(t, role) for t, role in roles])  # the official order
+            row_order=[sp.update_rank(t, role) for t, role in roles],  # the official order
+            micro_rows=ctx.loss_micro_rows)
         metrics = _metrics(types, results, rates, solver_tasks, outcomes, rewards, advantages,
                            groups, prop_toks, sol_toks, ctx.buffers, new_tasks)
         rows = [_task_row(step, r, rates.get(i), prop_rewards[i], prop_texts[i])

@@ -193,18 +193,26 @@ def train(cfg, workdir: str, *, rollout_fn=run_rollout) -> TrainResult:
             if multi:
                 batch = global_batch_from_host(batch, env.mesh)
 
+            def old_logprobs(params=versions[queue.needed_version(step)], batch=batch):
+                # the parameters this step's rollout sampled with (official: recomputed
+                # right after generation); a no-op for rl.old_logprobs=sampler
+                batch, m = env.update.old_logprobs(params, batch)
+                return jax.block_until_ready(batch), jax.device_get(m)
+
             def do_update(st=state, batch=batch):
                 new_state, m = env.update(st, batch)
                 return new_state, jax.device_get(m)
 
+            with timer("old_logprobs"):
+                batch, old_metrics = activity.track(old_logprobs)
             with timer("device_update"):
-                state, update_metrics = activity.track(do_update)
+                state, update_metrics = activity.track(do_update, batch=batch)
             done = step + 1
             versions = {v: p for v, p in versions.items() if v >= queue.needed_version(done)}
             versions[done] = publish(state.params)
             t1 = time.perf_counter()
             m = dict(rollout.metrics)
-            m.update({k: float(v) for k, v in update_metrics.items()})
+            m.update({k: float(v) for k, v in {**old_metrics, **update_metrics}.items()})
             m.update({f"time/{k}": v for k, v in timer.pop().items()})
             m["time/step"] = t1 - t0
             m["device_idle_frac"] = activity.idle_fraction(t0, t1)

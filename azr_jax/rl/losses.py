@@ -3,12 +3,14 @@
 Every loss has the signature
 
     loss_fn(logprobs_bt, old_logprobs_bt, advantages_bt, mask_bt, cfg,
-            ref_logprobs_bt=None, entropy_bt=None, num_tokens=None, num_seqs=None)
-        -> (loss, metrics)
+            ref_logprobs_bt=None, entropy_bt=None, weight_b=None) -> (loss, metrics)
 
-`num_tokens` / `num_seqs` are the normalisers of the *whole* batch (default: this batch's);
-passing the full batch's values to each micro-batch makes the micro-batch losses and metrics
-add up exactly to the full-batch ones (gradient accumulation). Pure jnp, jit-compatible.
+How per-token terms become one number is the aggregation (`LossConfig.aggregation`, the
+`AGGREGATIONS` registry). Every aggregation is a weighted sum sum_bt x_bt * mask_bt *
+weight_b[b], with one weight per row computed over a whole mini-batch (`row_weights`); the
+update step computes the weights once per mini-batch and hands each micro-batch its rows'
+weights, so micro-batch losses add up exactly to the mini-batch's (gradient accumulation),
+whatever the aggregation. `weight_b=None`: this batch's own weights. Pure jnp, jit-compatible.
 """
 
 from __future__ import annotations
@@ -16,11 +18,11 @@ from __future__ import annotations
 import dataclasses
 from typing import Callable, Optional
 
+import jax
 import jax.numpy as jnp
 
 from azr_jax.errors import UserError
 
-AGGREGATIONS = ("token_mean", "seq_mean")
 KL_ESTIMATORS = ("k1", "k3")
 
 
@@ -34,14 +36,29 @@ class LossConfig:
     clip_eps: float = 0.2  # lower clip: ratio >= 1 - clip_eps
     clip_eps_high: Optional[float] = None  # upper clip (None: same as clip_eps)
     dual_clip: Optional[float] = None  # c > 1: bound the loss of negative-advantage tokens
-    aggregation: str = "token_mean"  # token_mean | seq_mean (mean over seqs of token means)
+    # AGGREGATIONS: micro_token_mean (official: veRL's dp_actor takes the token mean of each
+    # micro-batch of `micro_rows` rows and divides by the micro-batch count) | token_mean |
+    # seq_mean (mean over sequences of their token means)
+    aggregation: str = "micro_token_mean"
+    micro_rows: int = 16  # official ppo_micro_batch_size_per_gpu (scripts/selfplay/*.sh)
+    # where the PPO ratio's old log-probs come from (rl/old_logprobs.py SOURCES): "recompute"
+    # (official: the trainer's model before the update) | "sampler" (the sampler's, free)
+    old_logprobs: str = "recompute"
     kl_coef: float = 0.0
     kl_estimator: str = "k3"
     entropy_coef: float = 0.001
 
     def __post_init__(self):
         if self.aggregation not in AGGREGATIONS:
-            raise UserError(f"loss aggregation {self.aggregation!r}; expected one of {AGGREGATIONS}")
+            raise UserError(f"loss aggregation {self.aggregation!r}; expected one of "
+                            f"{', '.join(AGGREGATIONS)}")
+        if self.micro_rows < 1:
+            raise UserError(f"micro_rows={self.micro_rows} must be >= 1")
+        from azr_jax.rl.old_logprobs import SOURCES  # the registry lives with the pass
+
+        if self.old_logprobs not in SOURCES:
+            raise UserError(f"old_logprobs {self.old_logprobs!r}; expected one of "
+                            f"{', '.join(SOURCES)}")
         if self.kl_estimator not in KL_ESTIMATORS:
             raise UserError(f"kl_estimator {self.kl_estimator!r}; expected one of {KL_ESTIMATORS}")
         if self.dual_clip is not None and self.dual_clip <= 1.0:
@@ -73,16 +90,46 @@ def normalisers(mask_bt):
     return mask.sum(), (mask.sum(-1) > 0).sum().astype(jnp.float32)
 
 
-def aggregate(x_bt, mask_bt, mode: str, num_tokens=None, num_seqs=None):
-    """Masked mean of per-token values: over all tokens, or per sequence then over sequences."""
-    mask = mask_bt.astype(jnp.float32)
-    local_tokens, local_seqs = normalisers(mask)
-    if mode == "token_mean":
-        denom = local_tokens if num_tokens is None else num_tokens
-        return (x_bt * mask).sum() / jnp.maximum(denom, 1.0)
-    per_seq = (x_bt * mask).sum(-1) / jnp.maximum(mask.sum(-1), 1.0)
-    denom = local_seqs if num_seqs is None else num_seqs
-    return per_seq.sum() / jnp.maximum(denom, 1.0)
+def _token_mean(mask_bt, micro_rows: int):
+    """Every token of the batch weighs the same: 1 / tokens."""
+    return jnp.full(mask_bt.shape[:1], 1.0 / jnp.maximum(mask_bt.sum(), 1.0))
+
+
+def _seq_mean(mask_bt, micro_rows: int):
+    """Token mean of each sequence, then the mean over sequences with a token."""
+    n_b = mask_bt.sum(-1)
+    return 1.0 / (jnp.maximum(n_b, 1.0) * jnp.maximum((n_b > 0).sum(), 1))
+
+
+def _micro_token_mean(mask_bt, micro_rows: int):
+    """veRL's dp_actor: rows in consecutive micro-batches of `micro_rows`; the loss is each
+    micro-batch's token mean divided by the number of micro-batches (its gradient
+    accumulation count), so every micro-batch weighs the same whatever its token count.
+    Micro-batches without a trained token (padding rows) are not counted."""
+    n_b = mask_bt.sum(-1)
+    seg_b = jnp.arange(n_b.shape[0]) // micro_rows
+    n_g = jax.ops.segment_sum(n_b, seg_b, num_segments=-(-n_b.shape[0] // micro_rows))
+    groups = jnp.maximum((n_g > 0).sum(), 1)
+    return 1.0 / (jnp.maximum(n_g[seg_b], 1.0) * groups)
+
+
+# name -> (mask_bt f32 [B,T], micro_rows) -> weight_b f32 [B]: each of row b's tokens counts
+# weight_b[b] in the aggregate.
+AGGREGATIONS: dict[str, Callable] = {
+    "micro_token_mean": _micro_token_mean,
+    "token_mean": _token_mean,
+    "seq_mean": _seq_mean,
+}
+
+
+def row_weights(mask_bt, aggregation: str, micro_rows: int = 16):
+    """f32 [B]: the weight of each of a row's tokens in the aggregate of a (mini-)batch."""
+    return AGGREGATIONS[aggregation](mask_bt.astype(jnp.float32), micro_rows).astype(jnp.float32)
+
+
+def aggregate(x_bt, mask_bt, weight_b):
+    """sum_bt x_bt * mask_bt * weight_b[b]: the aggregate of per-token values."""
+    return (x_bt * mask_bt * weight_b[:, None]).sum()
 
 
 def kl_penalty(logprobs_bt, ref_logprobs_bt, estimator: str):
@@ -94,6 +141,7 @@ def kl_penalty(logprobs_bt, ref_logprobs_bt, estimator: str):
 
 
 def _regularise(loss, metrics, logprobs_bt, mask_bt, cfg, ref_logprobs_bt, entropy_bt, agg):
+    # KL and entropy are aggregated like the loss (veRL: masked_mean per micro-batch)
     if ref_logprobs_bt is not None:
         kl = agg(kl_penalty(logprobs_bt, ref_logprobs_bt, cfg.kl_estimator))
         metrics["kl"] = kl
@@ -108,7 +156,7 @@ def _regularise(loss, metrics, logprobs_bt, mask_bt, cfg, ref_logprobs_bt, entro
 
 @register("ppo_clip")
 def ppo_clip_loss(logprobs_bt, old_logprobs_bt, advantages_bt, mask_bt, cfg: LossConfig,
-                  ref_logprobs_bt=None, entropy_bt=None, num_tokens=None, num_seqs=None):
+                  ref_logprobs_bt=None, entropy_bt=None, weight_b=None):
     """PPO clipped surrogate on tokens, optional dual clip (Ye et al. 2020), KL and entropy."""
     mask = mask_bt.astype(jnp.float32)
     adv_bt = jnp.broadcast_to(advantages_bt, logprobs_bt.shape).astype(jnp.float32)
@@ -126,35 +174,35 @@ def ppo_clip_loss(logprobs_bt, old_logprobs_bt, advantages_bt, mask_bt, cfg: Los
         pg_bt = jnp.where(adv_bt < 0, jnp.minimum(pg_bt, loss3_bt), pg_bt)
         clipped_bt = jnp.maximum(clipped_bt, dual_bt.astype(jnp.float32))
 
-    def agg(x_bt):
-        return aggregate(x_bt, mask, cfg.aggregation, num_tokens, num_seqs)
+    w_b = row_weights(mask, cfg.aggregation, cfg.micro_rows) if weight_b is None else weight_b
 
-    def token_mean(x_bt):
-        return aggregate(x_bt, mask, "token_mean", num_tokens, num_seqs)
+    def agg(x_bt):
+        return aggregate(x_bt, mask, w_b)
 
     pg_loss = agg(pg_bt)
-    metrics = {
+    metrics = {  # aggregated like the loss, as veRL averages its micro-batch metrics
         "pg_loss": pg_loss,
-        "clip_fraction": token_mean(clipped_bt),
+        "clip_fraction": agg(clipped_bt),
         # k3 estimate of KL(old || new): >= 0, ~0.5 * E[log_ratio^2] near on-policy.
-        "approx_kl": token_mean(ratio_bt - 1.0 - log_ratio_bt),
+        "approx_kl": agg(ratio_bt - 1.0 - log_ratio_bt),
     }
     return _regularise(pg_loss, metrics, logprobs_bt, mask, cfg, ref_logprobs_bt, entropy_bt, agg)
 
 
 @register("pg")
 def policy_gradient_loss(logprobs_bt, old_logprobs_bt, advantages_bt, mask_bt, cfg: LossConfig,
-                         ref_logprobs_bt=None, entropy_bt=None, num_tokens=None, num_seqs=None):
+                         ref_logprobs_bt=None, entropy_bt=None, weight_b=None):
     """Plain REINFORCE surrogate -A * log p (no ratio, no clipping): a baseline for comparison."""
     mask = mask_bt.astype(jnp.float32)
     adv_bt = jnp.broadcast_to(advantages_bt, logprobs_bt.shape).astype(jnp.float32)
 
+    w_b = row_weights(mask, cfg.aggregation, cfg.micro_rows) if weight_b is None else weight_b
+
     def agg(x_bt):
-        return aggregate(x_bt, mask, cfg.aggregation, num_tokens, num_seqs)
+        return aggregate(x_bt, mask, w_b)
 
     pg_loss = agg(-adv_bt * logprobs_bt)
     log_ratio_bt = jnp.where(mask > 0, logprobs_bt - old_logprobs_bt, 0.0)
     metrics = {"pg_loss": pg_loss, "clip_fraction": jnp.zeros((), jnp.float32),
-               "approx_kl": aggregate(jnp.exp(log_ratio_bt) - 1.0 - log_ratio_bt, mask,
-                                      "token_mean", num_tokens, num_seqs)}
+               "approx_kl": agg(jnp.exp(log_ratio_bt) - 1.0 - log_ratio_bt)}
     return _regularise(pg_loss, metrics, logprobs_bt, mask, cfg, ref_logprobs_bt, entropy_bt, agg)

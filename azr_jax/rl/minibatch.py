@@ -57,15 +57,23 @@ class BatchLayout:
                             f"pipeline.batching.build_batch(..., mini_batch_size=, row_multiple=)")
         return rows // slot
 
-    def physical_rows(self, n: int, row_groups: Optional[Sequence[int]] = None) -> np.ndarray:
+    def physical_rows(self, n: int, row_groups: Optional[Sequence[int]] = None,
+                      lengths: Optional[Sequence[int]] = None, micro_rows: int = 0) -> np.ndarray:
         """int64[R]: the logical row that physical row r holds, -1 for an empty row.
 
         Logical order is the given one, or stable by `row_groups` (ascending) when given:
-        all of a group's rows together, so consecutive mini-batches take whole groups."""
+        all of a group's rows together, so consecutive mini-batches take whole groups. With
+        `lengths` and `micro_rows`, a group of k * micro_rows rows (k > 1) is reordered into k
+        runs of micro_rows rows with near-equal total length (`balanced_order`), as veRL's
+        `_balance_batch` partitions each (type, role) batch before the update; the loss
+        aggregation's micro-batches are these runs."""
         order = np.arange(n) if row_groups is None else np.argsort(
             np.asarray(row_groups).reshape(-1), kind="stable")
         if len(order) != n:
             raise ValueError(f"{n} rows but {len(order)} row groups")
+        if lengths is not None and micro_rows > 0 and row_groups is not None:
+            order = _balance_groups(order, np.asarray(row_groups).reshape(-1),
+                                    np.asarray(lengths).reshape(-1), micro_rows)
         size = self.mini_batch_size
         m = 1 if size == 0 or n <= size else -(-n // size)
         if m == 1:
@@ -79,6 +87,36 @@ class BatchLayout:
             slots_ms[k, :len(part)] = part
         # physical row s * m + k holds slot s of mini-batch k (see split_rows)
         return slots_ms.T.reshape(-1)
+
+
+def balanced_order(lengths: Sequence[int], parts: int) -> np.ndarray:
+    """Indices of `lengths` as `parts` consecutive runs of equal size whose total lengths are
+    near-equal (greedy: longest first into the lightest run with room), each run in index
+    order (veRL's get_seqlen_balanced_partitions with equal_size, by a simpler heuristic)."""
+    lengths = np.asarray(lengths)
+    size = len(lengths) // parts
+    runs: list[list[int]] = [[] for _ in range(parts)]
+    totals = np.zeros(parts)
+    for i in np.argsort(-lengths, kind="stable"):
+        open_runs = [p for p in range(parts) if len(runs[p]) < size]
+        p = min(open_runs, key=lambda q: (totals[q], q))
+        runs[p].append(int(i))
+        totals[p] += lengths[i]
+    return np.concatenate([sorted(r) for r in runs]).astype(np.int64)
+
+
+def _balance_groups(order, groups, lengths, micro_rows: int) -> np.ndarray:
+    out, start = order.copy(), 0
+    while start < len(order):
+        end = start
+        while end < len(order) and groups[order[end]] == groups[order[start]]:
+            end += 1
+        n = end - start
+        if n % micro_rows == 0 and n > micro_rows:
+            rows = order[start:end]
+            out[start:end] = rows[balanced_order(lengths[rows], n // micro_rows)]
+        start = end
+    return out
 
 
 def split_rows(x, parts: int):

@@ -12,14 +12,18 @@ from azr_jax.errors import UserError
 
 @dataclasses.dataclass(frozen=True)
 class OptimConfig:
-    """Optimiser settings (paper: AdamW, lr 1e-6, constant schedule)."""
+    """Optimiser settings (paper: AdamW, lr 1e-6, constant schedule; veRL's AdamW weight
+    decay 0.01 on every parameter: fsdp_workers.py `optim.AdamW(actor_module_fsdp.
+    parameters(), ..., weight_decay=optim_config.get('weight_decay', 1e-2))`, no parameter
+    groups, and the AZR trainer yaml sets no weight_decay)."""
 
     lr: float = 1e-6
     warmup_steps: int = 0
     schedule: str = "constant"  # constant | cosine
     total_steps: int = 1000  # cosine decays to end_lr_fraction * lr at this step
     end_lr_fraction: float = 0.0
-    weight_decay: float = 0.0
+    weight_decay: float = 0.01
+    decay_mask: str = "all"  # DECAY_MASKS: all (official) | matrices (no norm scales, biases)
     b1: float = 0.9
     b2: float = 0.999
     eps: float = 1e-8
@@ -30,6 +34,9 @@ class OptimConfig:
     mini_batch_size: int = 0
 
     def __post_init__(self):
+        if self.decay_mask not in DECAY_MASKS:
+            raise UserError(f"decay_mask {self.decay_mask!r}; expected one of "
+                            f"{', '.join(DECAY_MASKS)}")
         if self.schedule not in SCHEDULES:
             raise UserError(f"schedule {self.schedule!r}; expected one of {sorted(SCHEDULES)}")
         if self.micro_batches < 1:
@@ -62,12 +69,22 @@ def make_schedule(cfg: OptimConfig):
     return SCHEDULES[cfg.schedule](cfg)
 
 
-def _decay_mask(params):
+def _decay_matrices(params):
     """Decay matrices only: no weight decay on norm scales and biases (stacked [L, D] too)."""
     def keep(path, _):
         name = str(getattr(path[-1], "key", path[-1]))
         return not (name == "scale" or name.endswith("bias"))
     return jax.tree_util.tree_map_with_path(keep, params)
+
+
+def _decay_all(params):
+    """Every parameter decays, as torch's AdamW over `model.parameters()` (veRL)."""
+    return jax.tree.map(lambda _: True, params)
+
+
+# name -> params -> bool tree (True: decayed). Always a mask, so the optimizer state has one
+# structure whichever is chosen (checkpoints restore across the choice).
+DECAY_MASKS = {"all": _decay_all, "matrices": _decay_matrices}
 
 
 def make_optimizer(cfg: OptimConfig, updates_per_step: int = 1) -> optax.GradientTransformation:
@@ -79,7 +96,7 @@ def make_optimizer(cfg: OptimConfig, updates_per_step: int = 1) -> optax.Gradien
         base = schedule
         schedule = lambda count: base(count // updates_per_step)  # noqa: E731
     adamw = optax.adamw(schedule, b1=cfg.b1, b2=cfg.b2, eps=cfg.eps,
-                        weight_decay=cfg.weight_decay, mask=_decay_mask)
+                        weight_decay=cfg.weight_decay, mask=DECAY_MASKS[cfg.decay_mask])
     if cfg.grad_clip and cfg.grad_clip > 0:
         return optax.chain(optax.clip_by_global_norm(cfg.grad_clip), adamw)
     return adamw

@@ -3,7 +3,7 @@
 One call is one training step: the batch is cut into mini-batches (`OptimConfig.
 mini_batch_size`; the official recipe takes 3 AdamW steps of 128 of its 384 sequences), and
 for each in turn it recomputes the policy's token log-probs, applies the registered policy
-loss, accumulates gradients over micro-batches, clips, and applies AdamW. Parameters and
+loss (aggregated as `LossConfig.aggregation` says, over the mini-batch), accumulates gradients over micro-batches, clips, and applies AdamW. Parameters and
 optimizer state stay in their storage dtype (f32); the forward pass computes in ModelConfig.dtype
 (bf16 for mixed precision) and remats per layer as ModelConfig.remat says.
 
@@ -13,7 +13,8 @@ pipeline.batching.build_batch: with M mini-batches, mini-batch k is rows k, k + 
   valid_bt bool [B,T]      real tokens
   loss_mask_bt [B,T]       1 on response tokens that are trained on
   advantages_b f32 [B]     one advantage per sequence, broadcast over its tokens
-  old_logprobs_bt f32 [B,T] sampler's log p(tokens_bt[:, t] | earlier), 0 where masked
+  old_logprobs_bt f32 [B,T] old log p(tokens_bt[:, t] | earlier), 0 where masked: the
+                           sampler's, or the trainer's from `update.old_logprobs`
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from jax.sharding import Mesh, NamedSharding
 
 from azr_jax.errors import UserError
 from azr_jax.models import ModelConfig, abstract_params
-from azr_jax.rl import losses
+from azr_jax.rl import losses, old_logprobs
 from azr_jax.rl.logprobs import token_logprobs_and_entropy
 from azr_jax.rl.minibatch import BatchLayout, split_rows
 from azr_jax.rl.optim import OptimConfig, make_optimizer, make_schedule
@@ -89,15 +90,15 @@ def create_train_state(model_cfg: ModelConfig, params, optim_cfg: OptimConfig, m
 
 
 def make_loss_and_grad(model_cfg: ModelConfig, loss_cfg: losses.LossConfig):
-    """(params, micro_batch, num_tokens, num_seqs) -> ((loss, aux), grads)."""
+    """(params, micro_batch with "loss_weight_b") -> ((loss, aux), grads)."""
     loss_fn = losses.get(loss_cfg.name)
 
-    def objective(params, mb, num_tokens, num_seqs):
+    def objective(params, mb):
         mask_bt = mb["loss_mask_bt"].astype(jnp.float32) * mb["valid_bt"]
         lp_bt, ent_bt = token_logprobs_and_entropy(params, model_cfg, mb["tokens_bt"], mb["valid_bt"])
         old_bt = mb["old_logprobs_bt"].astype(jnp.float32)
         loss, metrics = loss_fn(lp_bt, old_bt, mb["advantages_b"][:, None], mask_bt, loss_cfg,
-                                entropy_bt=ent_bt, num_tokens=num_tokens, num_seqs=num_seqs)
+                                entropy_bt=ent_bt, weight_b=mb["loss_weight_b"])
         diff_bt = jnp.abs(jax.lax.stop_gradient(lp_bt) - old_bt) * mask_bt
         metrics = dict(metrics, logprob_diff_sum=diff_bt.sum(), logprob_diff_max=diff_bt.max())
         return loss, metrics
@@ -105,46 +106,51 @@ def make_loss_and_grad(model_cfg: ModelConfig, loss_cfg: losses.LossConfig):
     return jax.value_and_grad(objective, has_aux=True)
 
 
-def _accumulate(grad_fn, params, batch, micro: int):
+def _accumulate(grad_fn, params, batch, micro: int, loss_cfg: losses.LossConfig):
+    """Gradient of one mini-batch's loss, summed over `micro` micro-batches (strided rows,
+    minibatch.split_rows). The aggregation's row weights come from the whole mini-batch, in
+    its row order, so the sum is the mini-batch's loss whatever `micro` is."""
     mask_bt = batch["loss_mask_bt"].astype(jnp.float32) * batch["valid_bt"]
-    num_tokens, num_seqs = losses.normalisers(mask_bt)
+    num_tokens, _ = losses.normalisers(mask_bt)
+    batch = dict(batch, loss_weight_b=losses.row_weights(mask_bt, loss_cfg.aggregation,
+                                                         loss_cfg.micro_rows))
     if micro == 1:
-        (_, metrics), grads = grad_fn(params, batch, num_tokens, num_seqs)
+        (_, metrics), grads = grad_fn(params, batch)
         return grads, metrics, num_tokens
     split = jax.tree.map(lambda x: split_rows(x, micro), batch)
 
     def body(carry, mb):
         g_acc, m_acc = carry
-        (_, m), g = grad_fn(params, mb, num_tokens, num_seqs)
+        (_, m), g = grad_fn(params, mb)
         g_acc = jax.tree.map(jnp.add, g_acc, g)
         m_acc = {k: (jnp.maximum if k.endswith("_max") else jnp.add)(m_acc[k], v) for k, v in m.items()}
         return (g_acc, m_acc), None
 
     g0 = jax.tree.map(lambda p: jnp.zeros(p.shape, jnp.float32), params)
     mb0 = jax.tree.map(lambda x: x[0], split)
-    m_shapes = jax.eval_shape(lambda: grad_fn(params, mb0, num_tokens, num_seqs)[0][1])
+    m_shapes = jax.eval_shape(lambda: grad_fn(params, mb0)[0][1])
     m0 = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), m_shapes)
     (grads, metrics), _ = jax.lax.scan(body, (g0, m0), split)
     return grads, metrics, num_tokens
 
 
-
-def _reduce_over_mini_batches(m_k: dict) -> dict:
+def _reduce_over_mini_batches(m_k: dict, diff_name: str) -> dict:
     """Stacked [M] metrics of M optimizer steps -> one value each: maxima of `*_max`, sums of
     token counts, the first mini-batch's log-prob diffs (later ones follow updated
-    parameters, so they would mix policy change into the sampler/trainer mismatch), means
-    of the rest."""
+    parameters, so they would mix policy change into the old/trainer mismatch) as
+    `{diff_name}_abs` / `{diff_name}_max`, means of the rest."""
     out = {}
     for k, v in m_k.items():
         if k.startswith("logprob_diff"):
-            out[k] = v[0]
+            continue
         elif k.endswith("_max"):
             out[k] = v.max()
         elif k == "num_tokens":
             out[k] = v.sum()
         else:
             out[k] = v.mean()
-    out["logprob_diff_mean"] = out.pop("logprob_diff_sum") / jnp.maximum(m_k["num_tokens"][0], 1.0)
+    out[f"{diff_name}_abs"] = m_k["logprob_diff_sum"][0] / jnp.maximum(m_k["num_tokens"][0], 1.0)
+    out[f"{diff_name}_max"] = m_k["logprob_diff_max"][0]
     return out
 
 
@@ -160,9 +166,15 @@ def make_update_step(model_cfg: ModelConfig, optim_cfg: OptimConfig,
     row_multiple)` produces). The lr schedule counts training steps (`state.step`), as the
     official trainer's scheduler does. Metrics are replicated f32 scalars averaged over the
     mini-batches: loss, pg_loss, clip_fraction, approx_kl, entropy, grad_norm (maxima for
-    *_max), lr, num_tokens (all of them), mini_batches, logprob_diff_mean /
-    logprob_diff_max (|sampler - recomputed| over the first mini-batch's tokens)."""
+    *_max), lr, num_tokens (all of them), mini_batches, and the first mini-batch's mean / max
+    |old - trainer| log-prob diff before any AdamW step, named by the old log-probs' source
+    (rl/old_logprobs.py: `logprob/sampler_vs_recomputed_*` when they are the sampler's).
+
+    `update.old_logprobs(params, batch) -> (batch, metrics)` is the pass that gives the
+    batch its old log-probs (`loss_cfg.old_logprobs`); call it before `update`, with the
+    parameters the batch was sampled with."""
     losses.get(loss_cfg.name)  # fail early on an unknown name
+    diff_name = old_logprobs.SOURCES[loss_cfg.old_logprobs].update_diff_metric
     schedule = make_schedule(optim_cfg)
     grad_fn = make_loss_and_grad(model_cfg, loss_cfg)
     micro = optim_cfg.micro_batches
@@ -175,7 +187,7 @@ def make_update_step(model_cfg: ModelConfig, optim_cfg: OptimConfig,
 
         def one_step(carry, mini):
             params, opt_state = carry
-            grads, metrics, num_tokens = _accumulate(grad_fn, params, mini, micro)
+            grads, metrics, num_tokens = _accumulate(grad_fn, params, mini, micro, loss_cfg)
             updates, opt_state = tx.update(grads, opt_state, params)
             metrics = dict(metrics, grad_norm=optax.global_norm(grads), num_tokens=num_tokens)
             return (optax.apply_updates(params, updates), opt_state), metrics
@@ -187,7 +199,7 @@ def make_update_step(model_cfg: ModelConfig, optim_cfg: OptimConfig,
         else:
             minis = jax.tree.map(lambda x: split_rows(x, m), batch)
             (params, opt_state), m_k = jax.lax.scan(one_step, carry, minis)
-        metrics = dict(_reduce_over_mini_batches(m_k), lr=schedule(state.step),
+        metrics = dict(_reduce_over_mini_batches(m_k, diff_name), lr=schedule(state.step),
                        mini_batches=jnp.float32(m))
         new_state = TrainState(params=params, opt_state=opt_state, step=state.step + 1,
                                rng=jax.random.fold_in(state.rng, state.step).astype(jnp.uint32))
@@ -213,6 +225,8 @@ def make_update_step(model_cfg: ModelConfig, optim_cfg: OptimConfig,
             return jitted(state, {k: batch[k] for k in BATCH_KEYS})
 
     update.jitted = jitted
+    update.old_logprobs = old_logprobs.make_old_logprobs(model_cfg, loss_cfg.old_logprobs,
+                                                         layout, micro, mesh)
     update.rules = rules
     update.layout = layout
     return update
