@@ -1,7 +1,8 @@
 """Is there a learning signal? Measure the base policy before training (issue 13).
 
     python benchmarks/learn_signal.py [--config smollm2_learn] [--samples 16] [--proposals 32]
-        [--rows K] [--json OUT] [--params WORKDIR[@STEP]] [--config.key=value ...]
+        [--rows K] [--json OUT] [--params WORKDIR[@STEP]] [--official-prompts CHECKOUT]
+        [--config.key=value ...]
 
 Group-relative advantages need, inside one group, some rewarded and some unrewarded samples.
 This samples the run's own prompts, prefixes and levers at the training temperature:
@@ -10,6 +11,10 @@ This samples the run's own prompts, prefixes and levers at the training temperat
   N = 4, 8, 16 (unbiased estimator from the n samples), and the format-error rate;
 - proposer: ``--proposals`` requests per type from the seeded buffers; per type the
   valid / failed / format-error rates and the most common failure reasons.
+Both report mean prompt and response lengths (tokens). ``--official-prompts`` points to a
+checkout of the official repository (paper branch): its prompt texts, read at run time
+(benchmarks/official_pack.py), replace the pack, to compare them with ours on one model;
+``--config.selfplay.prompt_file=`` (empty) measures our built-in pack instead of a recipe's.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import argparse
 import collections
 import json
 import math
+import os
 import sys
 import tempfile
 import time
@@ -48,7 +54,7 @@ def context(cfg, env) -> ro.RolloutContext:
 
 
 def solve_signal(ctx, params, tasks, n: int, key) -> dict:
-    _, toks, _, texts, pidx = ro.solve_rollouts(ctx, params, tasks, key, num_samples=n)
+    prompts, toks, _, texts, pidx = ro.solve_rollouts(ctx, params, tasks, key, num_samples=n)
     answers = [sp.parse_answer(tasks[p].task_type, t) for p, t in zip(pidx, texts)]
     correct = sp.grade_answers(ctx.pool, [tasks[p] for p in pidx], answers, ctx.selfplay)
     out, examples = {}, {}
@@ -62,6 +68,7 @@ def solve_signal(ctx, params, tasks, n: int, key) -> dict:
         for k in (4, 8, 16):
             row[f"any_of_{k}"] = float(np.mean([any_of(len(c), sum(c), k) for c in per_task]))
         row["mean_len"] = float(np.mean([len(x) for x, p in zip(toks, pidx) if p in idx]))
+        row["prompt_len"] = float(np.mean([len(prompts[j]) for j in idx]))
         out[t] = row
         examples[t] = [texts[i] for i, p in enumerate(pidx) if p in idx][:3]
     return {"solve": out, "solve_examples": examples}
@@ -72,13 +79,14 @@ def propose_signal(ctx, params, buffers, count: int, rng) -> dict:
     for t in cfg.task_types:
         reqs = sp.proposer_requests(t, buffers, count, rng, cfg, fits=ro._fits(ctx, t, "propose"))
         key = jax.random.PRNGKey(cfg.task_types.index(t))
-        _, toks, _, texts = ro.propose_rollouts(ctx, params, reqs, key)  # the trainer's path, levers too
+        prompts, toks, _, texts = ro.propose_rollouts(ctx, params, reqs, key)  # trainer's path
         res = sp.validate_proposals(ctx.pool, reqs, texts, cfg)
         reasons = collections.Counter(r.reason[:60] for r in res if r.outcome != sp.PASSED)
         out[t] = {"valid": float(np.mean([r.outcome == sp.PASSED for r in res])),
                   "format_error": float(np.mean([r.outcome == sp.FORMAT_ERROR for r in res])),
                   "failed": float(np.mean([r.outcome == sp.FAILED for r in res])),
                   "mean_len": float(np.mean([len(x) for x in toks])),
+                  "prompt_len": float(np.mean([len(x) for x in prompts])),
                   "reasons": reasons.most_common(4)}
         examples[t] = texts[:2]
     return {"propose": out, "propose_examples": examples}
@@ -94,8 +102,17 @@ def main(argv=None) -> int:
     ap.add_argument("--json", default="")
     ap.add_argument("--params", default="", help="WORKDIR[@STEP]: a training run's "
                     "parameters instead of the config's model (same architecture)")
+    ap.add_argument("--official-prompts", default="", metavar="CHECKOUT",
+                    help="a checkout of LeapLabTHU/Absolute-Zero-Reasoner (paper branch): "
+                    "use its prompt texts, read at run time, instead of the pack")
     args, extra = ap.parse_known_args(argv)
-    cfg = load_config(args.config, config_overrides(extra))
+    overrides = config_overrides(extra)
+    if args.official_prompts:  # last, so it wins over a prompt_file override
+        sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        from benchmarks.official_pack import write_official_pack
+
+        overrides.append(f"selfplay.prompt_file={write_official_pack(args.official_prompts)}")
+    cfg = load_config(args.config, overrides)
     t0 = time.time()
     env = setup_lib.build(cfg, tempfile.mkdtemp(prefix="learn_signal_"))
     ctx = context(cfg, env)
@@ -106,7 +123,8 @@ def main(argv=None) -> int:
         params = load_model_spec(args.params).params
     params = prepare_params(params, env.model_cfg, env.mesh)
     result = {"config": args.config, "overrides": extra, "samples": args.samples,
-              "params": args.params or "base"}
+              "params": args.params or "base", "prompts": args.official_prompts and "official"
+              or cfg.selfplay.prompt_file or "built-in"}
     if args.skip != "solve":
         probe = probe_lib.build_probe(env.pool, cfg.probe.file, env.selfplay,
                                       list(env.selfplay.task_types))

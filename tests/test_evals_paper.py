@@ -112,7 +112,8 @@ def test_azr_style_uses_the_trainer_solver_prompt_and_grading(monkeypatch, tmp_p
     assert out["samples"][3]["format_error"] and out["metrics"]["format_error_rate"] == 0.25
     assert out["metrics"]["pass@1"] == 0.5 and out["metrics"]["pass@2"] == 1.0
     prompt = fake.prompts[0]  # the pack's deduction prompt in the R1 wrapper, no chat template
-    assert "## Predict the output" in prompt and "def f(s):\n    return s + 'a'" in prompt
+    assert "# Your task: work out what a Python program returns" in prompt
+    assert "def f(s):\n    return s + 'a'" in prompt
     assert "```input\n'x'\n```" in prompt and prompt.endswith("Assistant: <think>")
 
 
@@ -121,7 +122,8 @@ def test_azr_style_input_prediction_any_input_counts(monkeypatch, tmp_path):
                  [_answer("input", "3"), _answer("input", "n=3")]]
     out, fake = _evaluate(monkeypatch, tmp_path, "cruxeval-i", CRUX_ROWS, responses)
     assert [s["passed"] for s in out["samples"]] == [True, False, True, True]
-    assert "## Find an input" in fake.prompts[1] and "```output\n[3, 3]\n```" in fake.prompts[1]
+    assert "# Your task: give one input" in fake.prompts[1]
+    assert "```output\n[3, 3]\n```" in fake.prompts[1]
 
 
 def test_azr_style_follows_the_runs_chat_format(monkeypatch, tmp_path):

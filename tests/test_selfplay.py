@@ -159,34 +159,33 @@ def test_round_trip_plain_data():
 # ---- prompts ----
 
 def test_proposer_prompt_shows_k_references_as_snippet_blocks():
-    """Rule 4: references as snippet blocks with their input and output, and every
-    requirement the official prompts state."""
+    """Rule 4: references as numbered snippet blocks with their input and output (every
+    requirement of the official prompts: tests/test_prompt_pack.py)."""
     bufs = Buffers.from_config(CFG)
     bufs["deduction"].extend(TRIPLETS)
     (req,) = proposer_requests("deduction", bufs, 1, np.random.default_rng(0), CFG)
     assert len(req.references) == 6 and len(set(req.references)) == 6
     text = render_messages(req.messages, cfg=CFG)
-    for i, ref in enumerate(req.references, 1):
-        assert (f"Task {i}:\n```python\n{ref.program}\n```\n```input\n{ref.input}\n```\n"
-                f"```output\n{ref.output}\n```") in text
-    assert "Task 7" not in text
-    for need in ("exactly one function, named `f`", "no other `def`", "no randomness",
-                 "Do not import bcrypt, calendar, datetime", "never call `input()`",
-                 "arguments of a single call `f(<input>)`", "```python", "```input",
-                 "<answer>", "predict", "different from all of them"):
+    for i, ref in enumerate(req.references):
+        assert (f"<reference_{i}>\n```python\n{ref.program}\n```\n```input\n{ref.input}\n```\n"
+                f"```output\n{ref.output}\n```\n</reference_{i}>") in text
+    assert "<reference_6>" not in text
+    for need in ("called `f`", "deterministic", "comments included: bcrypt, calendar, datetime",
+                 "`input()`", "Separate several arguments with commas", "```python", "```input",
+                 "<answer>", "work out the output", "clearly different from the reference"):
         assert need in text, need
     # With fewer tasks than K the proposer sees all of them once.
     (req,) = proposer_requests("abduction", Buffers.from_config(CFG), 1,
                                np.random.default_rng(0), CFG)
     assert req.references == (IDENTITY_TRIPLET,)
-    assert "find an input" in render_messages(req.messages, cfg=CFG)
+    assert "find any input" in render_messages(req.messages, cfg=CFG)
 
 
 def test_r1_prompt_format_for_base_models():
     """Rule 4: plain-text conversation, no chat template, assistant opens with <think>."""
     msgs = solver_task("deduction", IDENTITY_TRIPLET, CFG).messages
     text = render_messages(msgs, lambda m: "<chat template>", CFG)
-    assert text.endswith("\nAssistant: <think>") and "\nUser: ## Predict the output" in text
+    assert text.endswith("\nAssistant: <think>") and "\nUser: \n# Your task: work out" in text
     assert "<think>" in text.split("User:")[0] and "<answer>" in text.split("User:")[0]
     assert "<chat template>" not in text and "<|im_start|>" not in text
     # the parsed turn starts with what the prompt opened it with
@@ -217,8 +216,8 @@ def test_induction_proposer_prompt():
     reqs = proposer_requests("induction", bufs, 8, np.random.default_rng(0), CFG)
     assert {r.program for r in reqs} == {IDENTITY_TRIPLET.program, TRIPLETS[4].program}
     text = render_messages(reqs[0].messages, cfg=CFG)
-    assert f"```python\n{reqs[0].program}\n```" in text
-    assert "Write 10 inputs" in text and "```message" in text and "message" in text
+    assert f"```python\n{reqs[0].program}\nf(<<your input goes here>>)\n```" in text
+    assert "write 10 inputs" in text and "```message" in text
 
 
 def test_induction_proposer_prompt_can_show_one_call(tmp_path):
@@ -247,8 +246,8 @@ def test_induction_solver_prompt_hides_heldout_pairs():
     assert st.visible == tuple(zip(task.inputs, task.outputs))[:5]  # official: first half
     text = render_messages(st.messages, cfg=CFG)
     assert "Multiplies by seven." in text and "return x * 7" not in text
-    for i, o in st.visible:
-        assert f"```input\n{i}\n```\n```output\n{o}\n```" in text
+    for n, (i, o) in enumerate(st.visible):  # numbered blocks, as the official prompt's
+        assert f"```input_{n}\n{i}\n```\n```output_{n}\n{o}\n```" in text
     for i, o in st.heldout:
         assert i not in text and o not in text
     st3 = solver_task("induction", task, dataclasses.replace(CFG, induction_visible_fraction=0.3))

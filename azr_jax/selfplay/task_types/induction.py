@@ -9,7 +9,7 @@ import numpy as np
 
 from azr_jax.selfplay.parsing import (CODE_LANGS, FormatError, Proposal, answer_content,
                                       blocks_of)
-from azr_jax.selfplay.prompts import ProposerRequest, banned_text, messages_for
+from azr_jax.selfplay.prompts import ProposerRequest, banned_text, messages_for, pack_of
 from azr_jax.selfplay.task_types.base import TaskType, register
 from azr_jax.selfplay.task_types.triplet import IDENTITY_PROGRAM
 from azr_jax.selfplay.tasks import InductionTask, SolverTask
@@ -61,7 +61,10 @@ class Induction(TaskType):
         pairs = tuple(zip(task.inputs, task.outputs))
         k = cfg.num_visible(len(pairs))  # official: len // 2 shown, the rest hidden
         visible, heldout = pairs[:k], pairs[k:]
-        shown = "\n".join(f"```input\n{i}\n```\n```output\n{o}\n```" for i, o in visible)
+        # the shown pairs as numbered blocks (the pack's "pair"; official: ```input_0, ...)
+        pair = pack_of(cfg)["pair"]
+        shown = "\n".join(pair.format(index=n, input=i, output=o)
+                           for n, (i, o) in enumerate(visible))
         user = self.template(cfg, "solve").format(message=task.message.strip(), pairs=shown,
                                                   banned=banned_text(cfg))
         return SolverTask(self.name, task, messages_for(cfg, user), visible=visible,

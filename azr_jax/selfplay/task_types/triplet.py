@@ -22,10 +22,11 @@ class TripletType(TaskType):
     triplet = True
 
     def proposer_request(self, buffers, rng: np.random.Generator, cfg) -> ProposerRequest:
-        # K references, uniform without replacement over the whole buffer (duplicates kept)
+        # K references, uniform without replacement over the whole buffer (duplicates kept),
+        # each a block numbered from 0 as the official snippet blocks are
         refs = tuple(buffers[self.name].sample(cfg.num_references, rng))
         pack = pack_of(cfg)
-        blocks = "\n\n".join(pack["reference"].format(index=i + 1, program=t.program,
+        blocks = "\n\n".join(pack["reference"].format(index=i, program=t.program,
                                                       input=t.input, output=t.output)
                              for i, t in enumerate(refs))
         user = self.template(cfg, "propose").format(
