@@ -1,25 +1,29 @@
-"""``isolation="reuse"``: one sandboxed child runs many programs in turn, and is discarded as
-soon as a program changed anything it can see. Loaded by ``serve.py`` (stdlib only).
+"""``isolation="reuse"``: one sandboxed child runs job after job while every job is closed
+(``state.closed``); a job that is not closed runs in it too, and it is discarded after that
+job. Loaded by ``serve.py`` (stdlib only).
 
 The child is forked and isolated exactly like a per-program child (``child._enter_child``:
 own session, fds closed, sandbox dir, rlimits, sandbox uid; the worker's namespaces and
-seccomp filter are inherited). It then loops: read a request from its request pipe, run the
-program (``child._run_function``, frames streamed to the worker as usual), and after it:
-  1. block every signal, collect garbage (the program's finalizers run while the audit
-     latch is armed), switch the collector off: no handler, finalizer or gc callback of
-     the program runs during the check;
+seccomp filter are inherited), with one more limit set while still root: the latch
+(``state.LATCH`` at ``state.ARMED``), which only goes down. It then loops: read a request
+from its request pipe, run the program (``child._run_function``, frames streamed to the
+worker as usual); every code object (the program, each call text) is checked by
+``state.closed`` before it runs, and one that is not closed lowers the latch at once, so
+nothing the program does afterwards can take the decision back. While a job runs, an audit
+hook lowers the latch on any event but the harness's compile/exec. After the job:
+  1. block every signal, collect garbage (a generator's ``finally`` runs while armed),
+     disarm, switch the collector off, flush stdout/stderr (a closed program may print);
   2. kill every other process of its sandbox uid (its own: the worker's uid +
-     ``reuse_uid_offset``, so the worker's per-program children are never hit); send the
-     held-back last frame (as a per-program child does); if a process or thread was
+     ``reuse_uid_offset``); send the held-back last frame; if a process or thread was
      left, exit (no verdict);
-  3. compare against the ``state.Baseline`` and keep the verdict;
-  4. with the next request the worker sends a one-time token (nothing of the last program
-     runs any more that could read it first); the child answers
+  3. with the next request the worker sends a one-time token; the child answers
      ``token | keep (u8) | len (u16) | why`` and, if it stays, runs the new program.
-The worker hands the child the new program only on a verdict with its token and ``keep``
-set; a crash, deadline, forged frame, missing verdict or any change discards it and the new
-program goes to a fresh child. A child also retires after ``MAX_PROGRAMS`` programs,
-half its CPU budget, or ``MAX_RSS_GROWTH_KB`` of peak memory growth.
+The worker reads the latch itself (``prlimit`` on the child) before it sends the next job,
+and discards the child if it is down, whatever the child would answer; a crash, deadline,
+forged frame, missing verdict or a verdict to go discards it too, and the new job goes to a
+fresh child. A child also retires after ``MAX_PROGRAMS`` programs, half its CPU budget, or
+``MAX_RSS_GROWTH_KB`` of peak memory growth. Rows that share a program never share state:
+a closed program cannot keep any, and any other is alone in its child's last job.
 """
 
 import gc
@@ -38,7 +42,6 @@ LIFETIME_CPU_S = 3600
 MAX_RSS_GROWTH_KB = 256 << 10
 _VERDICT = struct.Struct("<BH")
 _child = _frames = _messages = _state = None  # sibling modules, set by ``bind``
-_WATCH = None  # state.watched([sys.modules]), found once in the worker by ``prepare``
 
 
 def bind(child, frames, messages, state):
@@ -47,21 +50,46 @@ def bind(child, frames, messages, state):
     _child, _frames, _messages, _state = child, frames, messages, state
 
 
-def prepare():
-    """In the worker, before it forks anything: find what reused children will watch."""
-    global _WATCH
-    _state.warm_abc_caches()
-    _WATCH = _state.watched([sys.modules])
-
-
 def _hide_worker_modules():
     """Programs must not reach the worker's code by name: drop it from ``sys.modules`` and
-    give them an empty ``__main__``. Returns what the child must watch on top (the new
-    ``__main__`` and its dict); the hidden modules stay watched (found before hiding)."""
+    give them an empty ``__main__``."""
     for name in [n for n in sys.modules if n.startswith("_azr_worker_")]:
         del sys.modules[name]
-    main = sys.modules["__main__"] = types.ModuleType("__main__")
-    return [main, main.__dict__]
+    sys.modules["__main__"] = types.ModuleType("__main__")
+
+
+def may_stay_closed(code, inputs):
+    """False for a job that names an import in its text: it cannot be closed, so the
+    worker gives it a fresh per-program child and keeps the reused one for the next job."""
+    return "import" not in code and not any("import" in i for i in inputs)
+
+
+def _others_of_uid(uid, _listdir=os.listdir, _stat=os.stat, _waitpid=os.waitpid):
+    """Whether a process of ``uid`` other than us is left (after kill(-1): reap our own
+    killed children first). Not kill's result: kill(-1) also counts the processes it may
+    not signal (the worker's per-program children, exiting in the same PID namespace)."""
+    try:
+        while _waitpid(-1, os.WNOHANG)[0]:
+            pass
+    except ChildProcessError:
+        pass
+    me = str(os.getpid())
+    for name in _listdir("/proc"):  # with the worker's namespaces (hidepid=2): ours only
+        if name.isdigit() and name != me:
+            try:
+                if _stat("/proc/" + name).st_uid == uid:
+                    return True
+            except OSError:
+                pass
+    return False
+
+
+def _flush_std():
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except BaseException:  # noqa: BLE001 - /dev/null; nothing to report
+            pass
 
 
 def serve_programs(cfg, wdir, req_fd, rep_fd):
@@ -70,13 +98,14 @@ def serve_programs(cfg, wdir, req_fd, rep_fd):
     collect, getrusage, setrlimit = gc.collect, resource.getrusage, resource.setrlimit
     verdict, cpu, self_ = _VERDICT.pack, resource.RLIMIT_CPU, resource.RUSAGE_SELF
     max_chars, hard = cfg["max_output_chars"], resource.getrlimit(resource.RLIMIT_CPU)[1]
-    extra = _hide_worker_modules()
+    uid = cfg["uid"]
+    _hide_worker_modules()
     read_request, run_function = _messages.Conn(req_fd, -1).read, _child._run_function
     block, all_signals = signal.pthread_sigmask, signal.valid_signals()
     gc_enable, gc_disable, gc_isenabled = gc.enable, gc.disable, gc.isenabled
     mask0, gc_on = block(signal.SIG_BLOCK, all_signals), gc_isenabled()
-    gc_disable()  # the baseline is taken as every check runs: signals blocked, gc off
-    base = _state.Baseline(wdir, req_fd, _WATCH, extra)
+    gc_disable()
+    latch = _state.Latch()
     gc.collect()
     gc.freeze()  # later collections only scan what programs made
     rss0, programs, why = getrusage(self_).ru_maxrss, 0, None
@@ -97,11 +126,12 @@ def serve_programs(cfg, wdir, req_fd, rep_fd):
             nonce, code, inputs, repeats, entry, cpu_s = req
             use = getrusage(self_)
             setrlimit(cpu, (min(hard, int(use.ru_utime + use.ru_stime) + cpu_s + 1), hard))
-            is_closed = [b"import" not in code.encode("utf-8", "replace")]
+            is_closed = [True]
 
-            def inspect(co, is_closed=is_closed, closed=_state.closed):
-                if is_closed[0] and not closed(co):
+            def inspect(co, is_closed=is_closed, closed=_state.closed, lower=latch.lower):
+                if is_closed[0] and not closed(co):  # before any of ``co`` runs
                     is_closed[0] = False
+                    lower()
 
             writer, held = _frames.FrameWriter(rep_fd, nonce), []
 
@@ -110,26 +140,29 @@ def serve_programs(cfg, wdir, req_fd, rep_fd):
                     write(held.pop())
                 held.append(frame)
 
-            base.arm()
+            latch.arm()
             run_function(emit, code, inputs, repeats, entry, max_chars, inspect)
             mask = block(signal.SIG_BLOCK, all_signals)  # no handler runs until the verdict
             gc_was = gc_isenabled()
-            collect()  # the program's finalizers run now, with the latch armed
+            collect()  # what the program left runs now (a generator's finally), still armed
+            latch.disarm()
             gc_disable()  # and no collection (so no gc callback) runs during the check
+            _flush_std()
             try:
                 kill(-1, signal.SIGKILL)  # every process of the sandbox uid but us
-                left = True
             except OSError:
-                left = len(listdir("/proc/self/task")) != 1
+                pass
+            left = len(listdir("/proc/self/task")) != 1 or _others_of_uid(uid)
             for frame in held:
                 writer.write(frame)
             if left:  # a process or thread: no verdict (the worker also counts our threads)
                 exit_(0)
-            try:
-                why = "signal mask or gc switch changed" if mask != mask0 or gc_was != gc_on \
-                    else base.changed(not is_closed[0])
-            except BaseException as e:  # noqa: BLE001 - a broken state is a changed one
-                why = "state check failed: %s" % type(e).__name__
+            if not is_closed[0]:
+                why = "not closed (imports, or names reflection, dunders or private names)"
+            elif latch.is_down():
+                why = "an audit event (an import, ctypes, frames, ...)"
+            elif mask != mask0 or gc_was != gc_on:
+                why = "signal mask or gc switch changed"
             programs += 1
             use = getrusage(self_)
             if why is None and (programs >= MAX_PROGRAMS or use.ru_utime + use.ru_stime > hard / 2
@@ -155,8 +188,6 @@ class Reused:
 
     def _start(self):
         w = self.worker
-        if _WATCH is None:
-            prepare()
         self.wdir = w._fresh_dir()
         os.chown(self.wdir, self.uid, self.uid)
         req_r, req_w = os.pipe()
@@ -165,6 +196,7 @@ class Reused:
         if pid == 0:
             try:
                 cfg = dict(w.cfg, uid=self.uid)
+                resource.setrlimit(_state.LATCH, _state.ARMED)  # as root: may raise it
                 _child._enter_child(cfg, self.wdir, rep_w, -1, -1, LIFETIME_CPU_S, req_r)
                 serve_programs(cfg, self.wdir, req_r, rep_w)
             finally:
@@ -197,11 +229,13 @@ class Reused:
         """Hand ``request`` to a child that may run it: the current one if its verdict on the
         last program says it stays, else a fresh one. False if no child takes it."""
         if self.pid is not None and self.ran:
-            token = os.urandom(TOKEN_BYTES)
-            if self._alone() and self._send(token + request, timeout_s) and \
-                    self._verdict(token, timeout_s):
-                return True
-            self.discard(False, exited=self.why is not None)
+            if not (self._alone() and self._latch_up()):
+                self.discard(False)
+            else:
+                token = os.urandom(TOKEN_BYTES)
+                if self._send(token + request, timeout_s) and self._verdict(token, timeout_s):
+                    return True
+                self.discard(False, exited=self.why is not None)
         elif self.pid is not None:
             if self._send(request, timeout_s):
                 return True
@@ -237,6 +271,20 @@ class Reused:
             return len(os.listdir("/proc/%d/task" % self.pid)) == 1
         except OSError:
             return False
+
+    def _latch_up(self):
+        """Read from outside the child (``/proc/PID/limits``: ``prlimit`` would need
+        CAP_SYS_RESOURCE): the latch goes down before any code that is not closed runs and
+        on any audit event, and no program can raise it again."""
+        try:
+            with open("/proc/%d/limits" % self.pid, "rb") as fh:
+                line = next(ln for ln in fh if ln.startswith(b"Max locked memory"))
+            up = [int(v) for v in line.split()[3:5]] == list(_state.ARMED)
+        except (OSError, StopIteration, ValueError):
+            up = False
+        if not up:
+            self.why = "latch down (a job not closed, or an audit event)"
+        return up
 
     def _verdict(self, token, timeout_s):
         """True if the child answers ``token`` with a verdict that it stays. Reads exactly

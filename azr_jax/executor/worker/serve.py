@@ -275,7 +275,8 @@ class _Worker:
             task_id, kind = msg[0], msg[1]
             try:
                 if kind == "f":  # the last field: the job's isolation tier
-                    reuse = msg[-1] == "reuse" and self.reused is not None
+                    reuse = msg[-1] == "reuse" and self.reused is not None and \
+                        _reuse.may_stay_closed(msg[2], msg[3])
                     reply = (self.reused.run if reuse else self.run_function)(*msg[2:-1])
                 elif kind == "s":
                     reply = self.run_script(*msg[2:])
@@ -349,8 +350,6 @@ def main():
             setup._use_exposed_stdlib(new_path, mapping)
     _warm_up(cfg)
     worker = _Worker(_Conn(rfd, wfd), cfg)
-    if cfg["isolation"] == "reuse":
-        _reuse.prepare()  # else on the first job that asks for it
     gc.collect()
     gc.freeze()  # children's collections skip the worker's objects: fewer copy-on-write faults
     worker.serve()
