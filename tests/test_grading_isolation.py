@@ -204,14 +204,19 @@ def test_rows_sharing_a_program_do_not_see_each_other(pool, store):
     assert [r.output for r in results] == ["None"] * 3, results
 
 
-def test_grading_calls_cannot_poison_later_grading():
-    """Across separate grading calls (the trainer's default config's grading tier): an
-    induction program that rewrites ``repr(False)`` cannot make a later wrong abduction
-    answer grade right."""
+@pytest.mark.parametrize("tier", ["default", "reuse"])
+def test_grading_calls_cannot_poison_later_grading(tier):
+    """Across separate grading calls (the trainer's default config's grading tier, which is
+    "process", and "reuse"): an induction program that rewrites ``repr(False)`` cannot make
+    a later wrong abduction answer grade right."""
     from azr_jax.executor.azr import BAN_LISTS, grade_abduction, grade_induction
     from configs.base import get_config
 
-    tier = get_config().executor.grading_isolation
+    if tier == "default":
+        tier = get_config().executor.grading_isolation
+        assert tier == "process"
+    elif not ROOT:
+        pytest.skip("reuse needs the sandbox uid (root)")
     cfg = SandboxConfig(workers=1, timeout_s=3.0, isolation="process", grading_isolation=tier)
     with SandboxPool(cfg) as pool:
         code = "def f(x):\n    return x > 5"
