@@ -268,3 +268,52 @@ def test_ordinary_programs_are_closed(code):
     from azr_jax.executor.worker import state
 
     assert state.closed(compile(code, "<program>", "exec"))
+
+
+@pytest.mark.parametrize("tier", ["process", pytest.param("reuse", marks=pytest.mark.skipif(
+    not ROOT, reason="reuse needs the sandbox uid (root)"))])
+def test_cli_execute_isolation(tmp_path, capsys, tier):
+    """``azr-jax execute --isolation``: rows after an attack row (keys exchanged in builtins,
+    a row sharing a program that keeps its input in a staticmethod's ``__dict__``) come out
+    as in a fresh process."""
+    import json
+
+    from azr_jax.cli import main
+
+    attack = _attack(_SWAP + "import builtins", "_swap(builtins.__dict__, 'min', 'max')")
+    keep = "def f(x):\n    d = vars(str.__dict__['maketrans'])\n    prev = d.get('k')\n    d['k'] = x\n    return prev"
+    rows = [{"id": 0, "code": attack.code, "input": "1"},
+            {"id": 1, "code": MIN_MAX[0].code, "input": "[3, 1, 2]"},
+            {"id": 2, "code": keep, "input": "'first row'"},
+            {"id": 3, "code": keep, "input": "'second row'"},
+            {"id": 4, "code": "def f(x):\n    return min(x), max(x)", "input": "[3, 1, 2]"}]
+    src, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    rc = main(["execute", "--input", str(src), "--output", str(out), "--workers", "1",
+               "--timeout", "3", "--isolation", tier])
+    assert rc == 0, capsys.readouterr().err
+    got = [json.loads(line)["output"] for line in out.read_text().splitlines()]
+    assert got == ["'done'", MIN_MAX[1], "None", "None", "(1, 3)"]
+
+
+def test_cli_execute_isolation_default_and_choices(tmp_path, capsys, monkeypatch):
+    import json
+
+    from azr_jax.cli import main
+    from azr_jax.executor import pool as pool_mod
+
+    seen = []
+
+    class Recording(pool_mod.SandboxPool):
+        def __init__(self, config=None):
+            seen.append(config.isolation)
+            super().__init__(config)
+
+    monkeypatch.setattr(pool_mod, "SandboxPool", Recording)
+    src, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    src.write_text(json.dumps({"id": 0, "code": "def f(x):\n    return x", "input": "1"}) + "\n")
+    assert main(["execute", "--input", str(src), "--output", str(out), "--workers", "1"]) == 0
+    assert seen == ["process"]
+    capsys.readouterr()
+    assert main(["execute", "--input", str(src), "--output", str(out), "--isolation", "thread"]) == 2
+    assert "--isolation" in capsys.readouterr().err

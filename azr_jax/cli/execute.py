@@ -10,6 +10,7 @@ import sys
 from azr_jax import cliargs, jsonl, userfiles
 from azr_jax.errors import UserError
 from azr_jax.executor.rows import execute_rows, read_execute_rows
+from azr_jax.executor.sandbox_types import ISOLATION_TIERS
 
 
 def register(subparsers) -> None:
@@ -22,6 +23,9 @@ def register(subparsers) -> None:
                    help="seconds per execution")
     p.add_argument("--repeats", type=cliargs.positive_int, default=2,
                    help="runs per input (determinism check)")
+    p.add_argument("--isolation", choices=ISOLATION_TIERS, default="process",
+                   help='"process": a fresh sandboxed child per row (default); "reuse": one '
+                        'child runs closed rows in turn (README "Isolation tiers")')
     p.set_defaults(func=execute_command)
 
     p = subparsers.add_parser("score-cruxeval", help="score CRUXEval generations (pass@1, pass@5)")
@@ -43,7 +47,8 @@ def execute_command(args: argparse.Namespace) -> int:
     rows, problems = read_execute_rows(args.input)
     for msg in problems:
         print(f"error: {msg}", file=sys.stderr)
-    with SandboxPool(SandboxConfig(workers=args.workers, timeout_s=args.timeout)) as pool:
+    cfg = SandboxConfig(workers=args.workers, timeout_s=args.timeout, isolation=args.isolation)
+    with SandboxPool(cfg) as pool:
         results = execute_rows(pool, rows, repeats=args.repeats)
     jsonl.write_rows(args.output, results)
     ok = sum(r["ok"] for r in results)

@@ -27,8 +27,9 @@ def read_execute_rows(path: str) -> tuple[list[dict], list[str]]:
 
 
 def execute_rows(pool, rows: list[dict], repeats: int = 2, progress: bool = True) -> list[dict]:
-    """Run each row's f(<input>), every row in its own sandboxed child: rows that share a
-    program must not see each other's inputs, state or crashes."""
+    """Run each row's f(<input>), each row its own job in the pool's tier: rows that share
+    a program must not see each other's inputs, state or crashes (``"process"``: a fresh
+    child per row; ``"reuse"``: a child that ran a row is kept only if the row was closed)."""
     out: list[dict] = []
     bar = None
     if progress and len(rows) > 256:
