@@ -33,15 +33,15 @@ F_TAIL = [("avoid randomness", "randomness of any kind"),
           ("avoid I/O", "input or output: files, the network, `input()`"),
           ("avoid printing/logging", "printing or logging"),
           ("avoid external state", "state kept outside the function"),
-          ("10 s limit", "within 10 seconds"),
-          ("imports and classes at the top", "Every import and every class definition sits at "
-                                             "the very top"),
+          ("10 s limit", "in under 10 seconds"),
+          ("imports and classes first", "Every import and every class definition comes "
+                                        "first"),
           ("ends with f's return", "ends with the `return` of `f`; anything written after")]
 
 
 def _triplet_proposer(goal: str, hard: str) -> list[tuple[str, str]]:
     return ([("task: a program and one input", "write a new Python program"),
-             ("classes allowed, at the top", "your own classes are welcome, defined at the top"),
+             ("classes allowed, at the top", "your own classes are welcome, declared before `f`"),
              ("references as examples", "Taking the reference programs at the end as examples"),
              ("new and unique", "invent a new program, unlike any of them"),
              ("deep reasoning (task direction)", goal),
@@ -49,14 +49,14 @@ def _triplet_proposer(goal: str, hard: str) -> list[tuple[str, str]]:
             + F_HEAD + STATE + F_TAIL
             + [("exactly one input", "Give exactly one test input"),
                ("arguments with commas", "Separate several arguments with commas"),
-               ("quotes around strings", "Put quotes around string arguments"),
+               ("quotes around strings", "Write string arguments with their quotes"),
                ("python fence layout", "```python\ndef f(...):\n    # the code\n    return ...\n```"),
                ("input fence layout", "```input\narg1, arg2, ...\n```"),
                ("example format", "### Example of the layout\n```python\ndef f("),
                ("judged: executes", "the program executes on your input without error"),
                ("judged: difficulty (task direction)", hard),
-               ("judged: data structures / control flow", "(trees, heaps, stacks, queues, "
-                                                          "graphs, ...)"),
+               ("judged: data structures / control flow", "(graphs, trees, heaps, queues, "
+                                                          "stacks, ...)"),
                ("", "dynamic programming, recursion, divide and conquer, greedy choices, "
                     "backtracking"),
                ("judged: different from references", "clearly different from the reference"),
@@ -70,7 +70,7 @@ def _triplet_proposer(goal: str, hard: str) -> list[tuple[str, str]]:
 ORDER = {
     "propose_deduction": _triplet_proposer(
         "deducing its output from its input takes deep algorithmic reasoning",
-        "predicting the output from your program and input"),
+        "working out the output from your program and input"),
     "propose_abduction": _triplet_proposer(
         "deducing an input from its output takes deep algorithmic reasoning",
         "finding an input from your program and the output it returns"),
@@ -82,7 +82,7 @@ ORDER = {
         ("a helpful message", "leave that person a message"),
         ("N inputs that run", "Give 10 inputs on which the program runs"),
         ("arguments with commas", "separate several arguments with commas"),
-        ("quotes around strings", "Put quotes around string arguments"),
+        ("quotes around strings", "Write string arguments with their quotes"),
         ("each input its own fence", "Put each input in its own ```input block"),
         ("message helps", "Write a message that helps the reader"),
         ("message fence", "Put it in a ```message block"),
@@ -103,8 +103,8 @@ ORDER = {
         ("task: the output", "work out what a Python program returns for a given input"),
         ("step by step", "reason it through step by step"),
         ("output fence", "Write that output in an ```output block"),
-        ("strings keep quotes", "If the output is a string, keep its quotes"),
-        ("several values as a tuple", "write them as a tuple"),
+        ("strings keep quotes", "A string output keeps its quotes"),
+        ("several values as a tuple", "Several returned values are written as a tuple"),
         ("program fence", "# Program:\n```python\ndef f(x):"),
         ("input fence", "# Input:\n```input\n'ab'\n```"),
         ("example output", "# Example answer:\n```output\n"),
@@ -114,8 +114,8 @@ ORDER = {
                             "output"),
         ("step by step", "reason step by step"),
         ("input fence", "Write the input in an ```input block"),
-        ("quotes and commas", "Keep quotes around string arguments, and separate several "
-                              "arguments with commas"),
+        ("quotes and commas", "Write string arguments with their quotes, and several "
+                              "arguments separated by commas"),
         ("program fence", "# Program:\n```python\ndef f(x):"),
         ("output fence", "# Output:\n```output\n'abab'\n```"),
         ("answer layout", "# Answer layout:\n```input\narg1, arg2, ...\n```"),
@@ -124,7 +124,7 @@ ORDER = {
     "solve_induction": (
         [("task: recover the function", "recover the function that turned the inputs into the "
                                         "outputs"),
-         ("pairs and a message", "You get some input/output pairs and a message"),
+         ("pairs and a message", "example inputs with their outputs, and a message"),
          ("hidden inputs", "maps the hidden inputs to their hidden outputs"),
          ("python fence", "Your final answer goes in a ```python block"),
          ("check each pair, revise", "check your function against each pair in turn"),
@@ -232,3 +232,32 @@ def test_every_default_template_uses_only_its_placeholders():
     for key, template in DEFAULT_PACK.items():
         used = set(re.findall(r"(?<!\{)\{(\w+)\}(?!\})", template))
         assert used <= PLACEHOLDERS[key], key
+
+
+def test_official_pack_is_built_from_a_checkout(tmp_path):
+    """benchmarks/official_pack.py: the official variable names and placeholders (stand-in
+    texts here; the real ones are read from a user's checkout at run time) become a pack."""
+    from benchmarks.official_pack import official_pack, write_official_pack
+
+    d = tmp_path / "absolute_zero_reasoner" / "data_construction"
+    d.mkdir(parents=True)
+    gen = ("GEN {remove_input_from_snippet_prompt}{remove_after_return_prompt} {{'k': 1}} "
+           "<|BANNED_KEYWORDS|>\n")
+    (d / "prompts.py").write_text("\n".join([
+        f"code_input_prompt = {'I' + gen!r}", f"code_output_prompt = {'O' + gen!r}",
+        "code_function_prompt = 'F {num_inputs}\\n```python\\n{snippet}\\n```'",
+        "code_suffix = '\\nf(<|HERE|>)'",
+        "code_input_predictor_prompt = 'PI {snippet} {output}'",
+        "code_output_predictor_prompt = 'PO {snippet} {input_args} {{1: 2}}'",
+        "code_function_predictor_prompt = 'PF {input_output_pairs} {message}'",
+        "composite = 'x' + 'y'"]))
+    (d / "process_data.py").write_text("import verl\ninstruction_following = 'W {}\\nA: <think>'\n")
+    pack = official_pack(str(tmp_path))
+    assert pack["propose_deduction"] == "OGEN \n {{'k': 1}} {banned}\n{references}\n"
+    assert pack["propose_induction"] == "F {num_inputs}\n```python\n{program}\nf(<|HERE|>)\n```"
+    assert pack["solve_deduction"] == "PO {program} {input} {{1: 2}}"
+    assert pack["wrapper"] == "W {prompt}\nA: <think>"
+    cfg = SelfPlayConfig(prompt_file=write_official_pack(str(tmp_path))).validate()
+    text = render_messages(solver_task("induction", INDUCTION, cfg).messages, cfg=cfg)
+    assert text.startswith("W PF ```input_0\n101\n```\n```output_0\n707\n```")
+    assert _prompt("propose_abduction", cfg).startswith("W IGEN \n {'k': 1} bcrypt, ")

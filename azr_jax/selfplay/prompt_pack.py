@@ -52,14 +52,14 @@ _F_TAIL = """- Do not use:
   * input or output: files, the network, `input()`
   * printing or logging
   * state kept outside the function
-- It finishes within 10 seconds on a current CPU
-- Every import and every class definition sits at the very top of the code
+- It runs in under 10 seconds on a current CPU
+- Every import and every class definition comes first, before the rest of the code
 - The code ends with the `return` of `f`; anything written after it is dropped
 """
 _EXAMPLE_ARGS = "['pear', 'fig'], {{'max': 3, 'min': 1}}"
 
 _PROPOSE_TRIPLET = """
-## Your task: write a new Python program (your own classes are welcome, defined at the top of the code) and one input for it
+## Your task: write a new Python program (your own classes are welcome, declared before `f`) and one input for it
 
 Taking the reference programs at the end as examples, invent a new program, unlike any of them, {goal} Hand in the program and one test input: the input is passed to the program, which returns the output. {subject} Think of it as an intelligence test.
 
@@ -68,7 +68,7 @@ Taking the reference programs at the end as examples, invent a new program, unli
 ### The input
 - Give exactly one test input
 - Separate several arguments with commas
-- Put quotes around string arguments
+- Write string arguments with their quotes
 
 ### Layout
 - The program goes in a block like this:
@@ -95,11 +95,11 @@ def f(words: list, limits: dict):
 
 ### How the task is judged
 - It runs: the program executes on your input without error
-- It is hard: {hard} Aim for algorithmic depth or intricate logic, e.g. your own data structures as classes (trees, heaps, stacks, queues, graphs, ...) or involved control flow (dynamic programming, recursion, divide and conquer, greedy choices, backtracking, ...)
+- It is hard: {hard} Aim for algorithmic depth or intricate logic, e.g. your own data structures as classes (graphs, trees, heaps, queues, stacks, ...) or involved control flow (dynamic programming, recursion, divide and conquer, greedy choices, backtracking, ...)
 - It is new: clearly different from the reference programs
 - It avoids forbidden words: none of these words may appear anywhere in any form, comments included: {banned}
 
-Start with a careful plan: what will make your program hard, how it differs from the references, what is original about it. Then write the final program and its input. Reason inside <think> </think>; your answer inside <answer> </answer> holds the ```python block and then the ```input block.
+Start with a careful plan: what will make your program hard, how it differs from the references, what is original about it. After that, set down the finished program and its input. Reason inside <think> </think>; your answer inside <answer> </answer> holds the ```python block and then the ```input block.
 
 ### Reference programs
 {references}
@@ -122,7 +122,7 @@ For the program shown at the end, choose {num_inputs} inputs that, passed to it,
 ### The inputs
 - Give {num_inputs} inputs on which the program runs
 - Within each input, separate several arguments with commas
-- Put quotes around string arguments
+- Write string arguments with their quotes
 - Put each input in its own ```input block
 
 ### The message
@@ -150,7 +150,7 @@ arg1, arg2, ...
 - Coverage: together, the inputs and their outputs span the program's input space, so that the program can be recovered from them
 - Variety: the inputs clearly differ from one another
 - Difficulty: inputs and message together make a hard puzzle for the reader, but a solvable one
-Start with a careful plan: understand the program, then decide how your inputs cover it well and why they make a hard and original puzzle. Then write the inputs and the message. Reason inside <think> </think>; your answer inside <answer> </answer> holds each input in its own ```input block and the message in a ```message block.
+Start with a careful plan: understand the program, then decide how your inputs cover it well and why they make a hard and original puzzle. After that, write out the inputs and the message. Reason inside <think> </think>; your answer inside <answer> </answer> holds each input in its own ```input block and the message in a ```message block.
 
 ### The program
 ```python
@@ -161,7 +161,7 @@ f(<<your input goes here>>)
 
 _SOLVE_DEDUCTION = """
 # Your task: work out what a Python program returns for a given input
-Read the program and the input below, reason it through step by step, then give the output the program returns when the input is passed to it. Write that output in an ```output block. If the output is a string, keep its quotes. If the function returns several values, write them as a tuple.
+Read the program and the input below, reason it through step by step, then give the output the program returns when the input is passed to it. Write that output in an ```output block. A string output keeps its quotes. Several returned values are written as a tuple.
 
 # Program:
 ```python
@@ -182,7 +182,7 @@ Reason inside <think> </think>, then put the ```output block inside <answer> </a
 
 _SOLVE_ABDUCTION = """
 # Your task: give one input of a Python program, knowing the program and its output
-Read the program and the output below, reason step by step, then give one input for which the program returns that output. Write the input in an ```input block. Keep quotes around string arguments, and separate several arguments with commas.
+Read the program and the output below, reason step by step, then give one input for which the program returns that output. Write the input in an ```input block. Write string arguments with their quotes, and several arguments separated by commas.
 
 # Program:
 ```python
@@ -207,7 +207,7 @@ Reason inside <think> </think>, then put the ```input block inside <answer> </an
 
 _SOLVE_INDUCTION = """
 # Your task: recover the function that turned the inputs into the outputs
-You get some input/output pairs and a message describing the function. Reason step by step towards a general program that also maps the hidden inputs to their hidden outputs, as the program that made the pairs does. Your final answer goes in a ```python block. It helps to check your function against each pair in turn; when one does not come out right, fix the function and check again. Only the program in the ```python block is graded.
+You are given example inputs with their outputs, and a message describing the function. Reason step by step towards a general program that also maps the hidden inputs to their hidden outputs, as the program that made the pairs does. Your final answer goes in a ```python block. It helps to check your function against each pair in turn; when one does not come out right, fix the function and check again. Only the program in the ```python block is graded.
 
 # The program
 """ + _F_HEAD + _F_TAIL + """
@@ -242,7 +242,7 @@ DEFAULT_PACK: dict[str, str] = {
         goal="such that deducing its output from its input takes deep algorithmic reasoning.",
         subject="Someone will later be shown your program and input and must work out the "
                 "output.",
-        hard="predicting the output from your program and input takes real work."),
+        hard="working out the output from your program and input takes real work."),
     "propose_abduction": _triplet_prompt(
         goal="such that deducing an input from its output takes deep algorithmic reasoning.",
         subject="Someone will later be shown your program and that output and must find any "
