@@ -4,7 +4,7 @@ Builds a corpus of small deterministic CRUXEval-like programs (strings, lists, d
 seeded generator, then measures validated programs/s (determinism check: two runs each) for
   (a) SandboxPool on all cores, per isolation tier: "process" (every program in its own
       forked, resource-limited child) and "reuse" (a sandboxed child runs program after
-      program, discarded on any change);
+      program while they are closed; a program that imports gets a fresh child);
   (f) the bare forked floor: minimal interpreters (python -I -S) that fork one child per
       program (exec twice, repr back through a pipe, waitpid; no limits, no isolation);
   (b) the official AZR executor as its trainer uses it (benchmarks/azr_official_executor.py:
