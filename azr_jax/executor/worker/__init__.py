@@ -2,7 +2,7 @@
 script), ``child`` (the forked child that runs one program), ``setup`` with ``namespaces``
 and ``seccomp`` (entering the sandbox), ``frames`` (the child -> worker reply frames),
 ``fs`` (work directories), ``reuse`` with ``state`` (the reused child of
-``isolation="reuse"`` and its check between programs), ``messages`` (the pool <-> worker
+``isolation="reuse"`` and the closed rule that decides whether it stays), ``messages`` (the pool <-> worker
 codec).
 
 It runs as a script from a copy of this folder under ``python -S`` (stdlib only): its
