@@ -216,3 +216,19 @@ def test_jobs_choose_their_tier_and_grading_uses_grading_isolation():
         assert stats["reused_child"] == 1 and stats["reuse_discards"] == before, stats
         with pytest.raises(ValueError, match="isolation"):
             pool.run([Job(code, ["1"], isolation="threads")])
+
+
+def test_without_a_latch_that_can_go_down_every_job_gets_a_fresh_child():
+    """A worker whose locked-memory hard limit is already 0 has no latch: "reuse" is
+    "process" (a reused child could not signal a job that is not closed)."""
+    import subprocess
+    import sys
+
+    script = ("import resource\nresource.setrlimit(resource.RLIMIT_MEMLOCK, (0, 0))\n"
+              "from azr_jax.executor import Job, SandboxConfig, SandboxPool\n"
+              "with SandboxPool(SandboxConfig(workers=1, timeout_s=2.0, isolation='reuse')) as p:\n"
+              "    print(p.info()[0]['isolation'], p.run([Job('def f(x):\\n    return x', ['7'])])[0].output)\n")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = subprocess.run([sys.executable, "-c", script], cwd=root, capture_output=True, text=True,
+                         timeout=120)
+    assert out.stdout.split() == ["process", "7"], out.stderr

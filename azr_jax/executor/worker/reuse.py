@@ -1,11 +1,12 @@
 """``isolation="reuse"``: one sandboxed child runs job after job while every job is closed
 (``state.closed``); a job that is not closed runs in it too, and it is discarded after that
-job. Loaded by ``serve.py`` (stdlib only).
+job. A job whose text names an import cannot be closed: the worker gives it a per-program
+child instead (``may_stay_closed``), and the reused child stays. Loaded by ``serve.py``.
 
 The child is forked and isolated exactly like a per-program child (``child._enter_child``:
 own session, fds closed, sandbox dir, rlimits, sandbox uid; the worker's namespaces and
-seccomp filter are inherited), with one more limit set while still root: the latch
-(``state.LATCH`` at ``state.ARMED``), which only goes down. It then loops: read a request
+seccomp filter are inherited), with one more limit: the latch (``state.LATCH`` at
+``state.armed_limit()``), which only goes down. It then loops: read a request
 from its request pipe, run the program (``child._run_function``, frames streamed to the
 worker as usual); every code object (the program, each call text) is checked by
 ``state.closed`` before it runs, and one that is not closed lowers the latch at once, so
@@ -185,6 +186,13 @@ class Reused:
         self.discards = 0  # children discarded so far (reported by stats)
         self.last_why = None  # why the last child was discarded
         self.why = None  # what the current child's last verdict said
+        self.armed = _state.armed_limit()  # the latch's value while up
+
+    @staticmethod
+    def available(cfg):
+        """The tier needs the sandbox uid (processes left are found by it) and a latch
+        that can go down; without them every job gets a fresh child."""
+        return cfg["uid"] is not None and _state.armed_limit() is not None
 
     def _start(self):
         w = self.worker
@@ -196,7 +204,7 @@ class Reused:
         if pid == 0:
             try:
                 cfg = dict(w.cfg, uid=self.uid)
-                resource.setrlimit(_state.LATCH, _state.ARMED)  # as root: may raise it
+                resource.setrlimit(_state.LATCH, self.armed)
                 _child._enter_child(cfg, self.wdir, rep_w, -1, -1, LIFETIME_CPU_S, req_r)
                 serve_programs(cfg, self.wdir, req_r, rep_w)
             finally:
@@ -279,7 +287,7 @@ class Reused:
         try:
             with open("/proc/%d/limits" % self.pid, "rb") as fh:
                 line = next(ln for ln in fh if ln.startswith(b"Max locked memory"))
-            up = [int(v) for v in line.split()[3:5]] == list(_state.ARMED)
+            up = tuple(int(v) for v in line.split()[3:5]) == self.armed
         except (OSError, StopIteration, ValueError):
             up = False
         if not up:

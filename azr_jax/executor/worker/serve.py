@@ -64,9 +64,9 @@ class _Worker:
         base = cfg["sbx_base"] or ("/dev/shm" if os.access("/dev/shm", os.W_OK) else "/tmp")
         self.root = "%s/azr-sbx-%d" % (base, cfg["uid"] or os.getpid())
         os.makedirs(self.root, mode=0o755, exist_ok=True)
-        # "reuse" needs the sandbox uid: its own uid is how processes left are found.
-        # Without one, every job gets a fresh child (the tier a request names is ignored).
-        self.reused = _reuse.Reused(self) if cfg["uid"] is not None else None
+        # "reuse" needs the sandbox uid and a latch (``Reused.available``); without them,
+        # every job gets a fresh child (the tier a request names is ignored).
+        self.reused = _reuse.Reused(self) if _reuse.Reused.available(cfg) else None
         if self.reused is None:
             cfg["isolation"] = "process"
         uids = [cfg["uid"]] + ([self.reused.uid] if self.reused else [])

@@ -30,7 +30,7 @@ import sys
 import types
 
 LATCH = resource.RLIMIT_MEMLOCK
-ARMED = (1 << 16, 1 << 16)  # a reused child's latch until it goes down (set as root)
+_ARMED_BYTES = 1 << 16
 DOWN = (0, 0)
 _HARNESS_EVENTS = frozenset({"compile", "exec"})  # the child's own compile/exec/eval
 
@@ -86,12 +86,22 @@ def closed(code):
     return True
 
 
+def armed_limit():
+    """The latch's value while up, within the worker's own hard limit (a child without
+    CAP_SYS_RESOURCE cannot raise it); None when it cannot go down (a hard limit of 0)."""
+    hard = resource.getrlimit(LATCH)[1]
+    if hard == resource.RLIM_INFINITY or hard >= _ARMED_BYTES:
+        return (_ARMED_BYTES, _ARMED_BYTES)
+    return (hard, hard) if hard > 0 else None
+
+
 class Latch:
     """One per reused child. ``arm()`` before a job, ``disarm()`` after its last code ran;
     ``lower()`` (also called by the audit hook on any event while armed, other than the
     harness's own compile/exec) puts the limit down for good."""
 
     def __init__(self):
+        self.up = resource.getrlimit(LATCH)
         self.armed = [False]
         setrlimit, armed, allowed = resource.setrlimit, self.armed, _HARNESS_EVENTS
 
@@ -112,6 +122,5 @@ class Latch:
     def disarm(self):
         self.armed[0] = False
 
-    @staticmethod
-    def is_down(_getrlimit=resource.getrlimit):
-        return _getrlimit(LATCH) != ARMED
+    def is_down(self, _getrlimit=resource.getrlimit):
+        return _getrlimit(LATCH) != self.up
