@@ -232,3 +232,18 @@ def test_without_a_latch_that_can_go_down_every_job_gets_a_fresh_child():
     out = subprocess.run([sys.executable, "-c", script], cwd=root, capture_output=True, text=True,
                          timeout=120)
     assert out.stdout.split() == ["process", "7"], out.stderr
+
+
+def test_an_audit_event_in_a_closed_job_discards_its_child(pool, pristine):
+    """Closed by its names, but a codec lookup imports ``encodings.idna`` (an "import"
+    audit event): the latch goes down and the next job gets a fresh child."""
+    from azr_jax.executor.worker import state
+
+    code = "def f(x):\n    return x.encode('idna')"
+    assert state.closed(compile(code, "<program>", "exec"))
+    pool.run([CLOSED])
+    before = pool.stats()[0]["reuse_discards"]
+    res = pool.run([Job(code, ["'ab'"], repeats=1), CLOSED])
+    assert [r.output for r in res] == ["b'ab'", "[1, 2]"], res
+    stats = pool.stats()[0]
+    assert stats["reuse_discards"] == before + 1 and "latch" in stats["reuse_last_why"], stats
