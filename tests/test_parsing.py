@@ -5,7 +5,8 @@ Every text below is a whole assistant turn (the R1 prompt's `<think>` included).
 import pytest
 
 from azr_jax.errors import UserError
-from azr_jax.selfplay.parsing import FormatError, Proposal, parse_answer, parse_proposal
+from azr_jax.selfplay.parsing import (FormatError, Proposal, parse_answer, parse_proposal,
+                                      read_proposal)
 
 PROG = "def f(s):\n    return s[::-1]"
 
@@ -43,6 +44,13 @@ GOOD_PROPOSALS = [
     ("induction", turn("```input\n1\n```\n" * 10 + "```message\nsame\n```"), "", ("1",) * 10, "same"),
     ("induction", turn("```input\n1\n```\n" * 10 + "<message> a hint </message>"), "",
      ("1",) * 10, "a hint"),
+    ("induction", turn("```input\n1\n```\n" * 10 + "# Message: a hint"), "", ("1",) * 10,
+     "a hint"),
+    # a `# Input:` line stands in for a missing input fence (parse_code_input_output)
+    ("abduction", turn(f"```python\n{PROG}\n```\n# Input: 'ab'"), PROG, ("'ab'",), ""),
+    # the turn ends at the next "Assistant:" (the official splitter): a second turn is not read
+    ("deduction", prop(PROG, "1") + "\nAssistant: <think>x</think><answer>```python\n"
+     "def g(x):\n    return 0\n```\n```input\n2\n```</answer>", PROG, ("1",), ""),
 ]
 
 
@@ -53,11 +61,9 @@ def test_good_proposals(task_type, text, program, inputs, message):
 
 
 BAD_PROPOSALS = [
-    # think-then-answer is required
-    ("deduction", f"<answer>```python\n{PROG}\n```\n```input\n1\n```</answer>", "<think>"),
-    ("deduction", f"```python\n{PROG}\n```\n```input\n1\n```", "<think>"),
-    ("deduction", f"<think>x</think> preface <answer>```python\n{PROG}\n```\n```input\n1\n```",
-     "<think>"),
+    # with no <answer> at all the content is empty (extract_answer), whatever the fences
+    ("deduction", f"```python\n{PROG}\n```\n```input\n1\n```", "no ```python"),
+    ("deduction", f"<think>```python\n{PROG}\n```\n```input\n1\n```</think>", "no ```python"),
     ("deduction", turn("```input\n1\n```"), "no ```python"),
     ("deduction", turn(f"```python\n{PROG}\n```"), "no ```input"),
     ("abduction", turn("```python\nx = 1\n```\n```input\n1\n```"), "defines no function"),
@@ -76,6 +82,35 @@ def test_bad_proposals(task_type, text, reason):
     assert isinstance(p, FormatError) and reason in p.reason, p
 
 
+CODE = f"```python\n{PROG}\n```\n```input\n'ab'\n```"
+FORMAT_BROKEN = [  # the code is read from the last <answer>; only the format flag says no
+    f"<answer>{CODE}</answer>",                                   # no <think>
+    f"<think>x</think> preface <answer>{CODE}</answer>",           # text between
+    f"<think>x <answer>{CODE}</answer>",                           # </think> missing
+    f"<think>x</think><answer>{CODE}",                             # </answer> missing
+]
+
+
+@pytest.mark.parametrize("text", FORMAT_BROKEN)
+def test_format_broken_proposals_are_still_read(text):
+    """Issue 29.2 (reward_managers.py, gen block): the code is parsed and validated whatever
+    the format; the format decides only the reward."""
+    assert read_proposal("deduction", text) == (Proposal("deduction", program=PROG,
+                                                         inputs=("'ab'",)), False)
+    assert read_proposal("deduction", turn(CODE))[1] is True
+
+
+def test_seeding_reads_the_whole_turn():
+    """Issue 29.7: the seeding phase parses the decoded response itself (no <answer>, no
+    format check): fences inside <think> count."""
+    text = f"<think>{CODE}</think>"
+    assert isinstance(parse_proposal("deduction", text), FormatError)
+    assert read_proposal("deduction", text, seeding=True)[0] == Proposal(
+        "deduction", program=PROG, inputs=("'ab'",))
+    ind = "<think>" + "```input\n1\n```\n" * 10 + "```message\nm\n```"
+    assert read_proposal("induction", ind, seeding=True)[0].inputs == ("1",) * 10
+
+
 GOOD_ANSWERS = [
     # deduction/abduction: lenient, never a format error once the format holds
     ("deduction", turn("```output\n[1, 2]\n```"), "[1, 2]"),
@@ -89,10 +124,15 @@ GOOD_ANSWERS = [
     ("abduction", turn("# Input: [3]"), "[3]"),
     ("abduction", turn("so input('ab') it is"), "'ab'"),
     ("deduction", turn("draft") + "<answer>\n```output\n5\n```\n</answer>", "5"),  # last <answer>
-    # induction: a fence is required; the last one wins
+    ("deduction", turn("```output\n5\n```") + "\nAssistant: <answer>6</answer>", "5"),
+    # induction: a fence is required; the last one of any language wins, read as the
+    # official pattern reads it (a leading `python` dropped, another language name kept)
     ("induction", turn(f"```python\n{PROG}\n```"), PROG),
     ("induction", turn(f"```python\ndef f(s):\n    return s\n```\n```python\n{PROG}\n```"), PROG),
     ("induction", turn(f"```\n{PROG}\n```"), PROG),
+    ("induction", turn(f"```python\n{PROG}\n```\n```output\n'cba'\n```"), "output\n'cba'"),
+    ("induction", turn(f"```py\n{PROG}\n```"), f"py\n{PROG}"),
+    ("induction", turn(f"```python3\n{PROG}\n```"), f"3\n{PROG}"),
 ]
 
 
@@ -114,6 +154,21 @@ BAD_ANSWERS = [
 def test_bad_answers(task_type, text, reason):
     a = parse_answer(task_type, text)
     assert isinstance(a, FormatError) and reason in a.reason, a
+
+
+LEARNABILITY = [  # issue 29.3: read from the last <answer>, no format check, no splitter
+    ("deduction", "<answer>```output\n[1, 2]\n```</answer>", "[1, 2]"),
+    ("abduction", "I guess <answer>'x', 2", "'x', 2"),
+    ("deduction", "no answer tags at all: 5", ""),
+    ("deduction", "<think>a</think><answer>Assistant: 7</answer>", "Assistant: 7"),
+    ("induction", f"<answer>```python\n{PROG}\n```</answer>", PROG),
+]
+
+
+@pytest.mark.parametrize("task_type,text,answer", LEARNABILITY)
+def test_learnability_rollouts_need_no_format(task_type, text, answer):
+    assert parse_answer(task_type, text, check_format=False) == answer
+    assert isinstance(parse_answer(task_type, text), FormatError)  # the solver's own rule
 
 
 def test_at_least_30_cases():

@@ -55,7 +55,8 @@ def test_one_round(pool):
                       prop("def f(x):\n    return 1 // x", "0"),     # raises
                       prop("import os\ndef f(x):\n    return len(os.sep) + x", "1")],  # official: ok
         "abduction": [prop(MUL, "3, 4"),                              # valid
-                      "<answer>" + prop(MUL, "1, 1")],                # no think first: format
+                      "<answer>" + prop(MUL, "1, 1")],                # no think first: valid,
+                                                                      # but a format failure
         "induction": [inputs("5", "12", "40", "5"),                   # valid, duplicate kept
                       inputs("7", "8", "9"),                          # 3 of 4 inputs: format
                       inputs("1", "2", "'a'", "3")],                  # 'a' % 7 fails: invalid
@@ -64,9 +65,14 @@ def test_one_round(pool):
     outcomes = {t: [r.outcome for r in results[t]] for t in results}
     assert outcomes == {
         "deduction": [sp.PASSED, sp.FORMAT_ERROR, sp.FAILED, sp.FAILED, sp.PASSED],
-        "abduction": [sp.PASSED, sp.FORMAT_ERROR],
+        "abduction": [sp.PASSED, sp.PASSED],
         "induction": [sp.PASSED, sp.FORMAT_ERROR, sp.FAILED],
     }, {t: [r.reason for r in rs] for t, rs in results.items()}
+    # issue 29.2: the format-broken proposal is validated and kept; only its reward pays
+    assert [r.formatted for r in results["abduction"]] == [True, False]
+    assert results["abduction"][1].task == sp.Triplet(MUL, "1, 1", "2")
+    reward_outcomes = {t: [r.reward_outcome for r in results[t]] for t in results}
+    assert reward_outcomes["abduction"] == [sp.PASSED, sp.FORMAT_ERROR]
     assert results["deduction"][0].task == sp.Triplet(SORT, "[3, 1, 2]", "[3, 2, 1]")
     assert results["abduction"][0].task == sp.Triplet(MUL, "3, 4", "13")
     ind_task = results["induction"][0].task
@@ -84,7 +90,7 @@ def test_one_round(pool):
         "deduction": [solve_all("deduction", results["deduction"][0].task,
                                 [ans("[3, 2, 1]"), ans("[1, 2, 3]")]), [], [], [],
                       solve_all("deduction", results["deduction"][4].task,
-                                [ans("2"), ans("```output\n1 + 1\n```")])],  # expressions count
+                                [ans("2"), ans("```output\n1 + 1\n```")])],  # not a value: wrong
         "abduction": [solve_all("abduction", results["abduction"][0].task,
                                 [ans("2, 6"), ans("```input\n4, 3\n```")]), []],
         "induction": [solve_all("induction", ind_task,
@@ -92,12 +98,13 @@ def test_one_round(pool):
                                  ans("```python\ndef f(x):\n    return None\n```")]), [], []],
     }
     assert rollouts["deduction"][0] == [True, False]
-    assert rollouts["deduction"][4] == [True, True]
+    assert rollouts["deduction"][4] == [True, False]  # selfplay.answer_check="values"
     assert rollouts["abduction"][0] == [True, True]   # any input giving 13 counts
     assert rollouts["induction"][0] == [True, False]
-    prop_rewards = {t: sp.proposer_rewards(outcomes[t], rollouts[t], CFG) for t in results}
+    prop_rewards = {t: sp.proposer_rewards(reward_outcomes[t], rollouts[t], CFG)
+                    for t in results}
     # official: invalid or unparsable -1; learnability 0 (always solved) -0.5; else 1 - s
-    assert prop_rewards == {"deduction": [0.5, -1.0, -1.0, -1.0, -0.5],
+    assert prop_rewards == {"deduction": [0.5, -1.0, -1.0, -1.0, 0.5],
                             "abduction": [-0.5, -1.0],
                             "induction": [0.5, -1.0, -1.0]}
 
@@ -106,7 +113,7 @@ def test_one_round(pool):
         before = sp.fill_tasks(t, buffers, CFG.batch_per_group, rng)
         assert all(task in buffers[t] for task in before)  # nothing new yet: all from buffer
     sizes = buffers.sizes()
-    assert sum(sp.add_valid(buffers, results[t]) for t in results) == 4
+    assert sum(sp.add_valid(buffers, results[t]) for t in results) == 5  # format aside
     assert sp.add_valid(buffers, results["deduction"]) == 2  # duplicates are kept
     assert buffers.sizes()["deduction"] == sizes["deduction"] + 4
     solver_tasks, answers = [], []

@@ -192,7 +192,8 @@ def seed_buffers(ctx: RolloutContext, params, progress: bool, state_path: str = 
 def _task_row(step, result, rate, reward, response):
     task = result.task
     row = {"step": step, "type": result.request.task_type, "valid": result.outcome == sp.PASSED,
-           "outcome": result.outcome, "error": result.reason, "reward": round(float(reward), 4),
+           "formatted": result.formatted, "outcome": result.outcome, "error": result.reason,
+           "reward": round(float(reward), 4),
            "solve_rate": rate, "response": response[:2000]}
     parsed = result.parsed
     if task is not None and isinstance(task, sp.InductionTask):
@@ -231,7 +232,7 @@ def run_rollout(ctx: RolloutContext, step: int, params) -> Rollout:
 
     # 3. learnability: n solver rollouts per valid proposal
     rates = _learnability(ctx, params, results, k_learn)
-    prop_rewards = [sp.proposer_composite(r.outcome, rates.get(i), cfg)
+    prop_rewards = [sp.proposer_composite(r.reward_outcome, rates.get(i), cfg)
                     for i, r in enumerate(results)]
 
     # 4. solver batch per type: the previous step's new tasks first, the rest from the
@@ -276,7 +277,9 @@ def run_rollout(ctx: RolloutContext, step: int, params) -> Rollout:
 
 
 def _learnability(ctx, params, results, key) -> dict[int, float]:
-    """Solve rate of each valid proposal from ``num_rollouts`` solver samples (not trained)."""
+    """Solve rate of each valid proposal from ``num_rollouts`` solver samples (not trained).
+    A valid task counts whatever its proposal's format; the samples are read from their
+    last ``<answer>`` with no format check (reward_managers.py, "Estimating Accuracy")."""
     cfg = ctx.selfplay
     valid_idx = [i for i, r in enumerate(results) if r.outcome == sp.PASSED]
     if not valid_idx:
@@ -285,7 +288,8 @@ def _learnability(ctx, params, results, key) -> dict[int, float]:
               for i in valid_idx]
     _, _, _, texts, pidx = solve_rollouts(ctx, params, stasks, key, num_samples=cfg.num_rollouts)
     with ctx.timer("execute"):
-        answers = [sp.parse_answer(stasks[p].task_type, t) for p, t in zip(pidx, texts)]
+        answers = [sp.parse_answer(stasks[p].task_type, t, check_format=False)
+                   for p, t in zip(pidx, texts)]
         correct = sp.grade_answers(ctx.pool, [stasks[p] for p in pidx], answers, cfg)
     return {i: sp.solve_rate([c for c, p in zip(correct, pidx) if p == j])
             for j, i in enumerate(valid_idx)}
@@ -307,7 +311,8 @@ def _metrics(types, results, rates, solver_tasks, outcomes, rewards, advantages,
             m[f"adv_std/{t}_{role}"] = float(np.std(advantages[g])) if g.any() else 0.0
         mine = [r for r in results if r.request.task_type == t]
         m[f"valid_rate/{t}"] = _mean([r.outcome == sp.PASSED for r in mine])
-        m[f"format_error/{t}_propose"] = _mean([r.outcome == sp.FORMAT_ERROR for r in mine])
+        m[f"format_error/{t}_propose"] = _mean([r.reward_outcome == sp.FORMAT_ERROR
+                                                for r in mine])
         o = [oc for st, oc in zip(solver_tasks, outcomes) if st.task_type == t]
         m[f"solve_rate/{t}"] = _mean([x == sp.PASSED for x in o])
         m[f"format_error/{t}_solve"] = _mean([x == sp.FORMAT_ERROR for x in o])

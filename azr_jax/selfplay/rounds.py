@@ -5,7 +5,7 @@ task type's registry entry (``task_types/``). The pipeline samples the model bet
 these steps:
 
     reqs = proposer_requests(t, buffers, B, rng, cfg)          # prompts.py
-    results = validate_proposals(pool, reqs, responses, cfg)   # here
+    results = validate_proposals(pool, reqs, responses, cfg)   # here (format apart)
     tasks = fill_tasks(t, buffers, B, rng)                     # last round's new tasks first
     add_valid(buffers, results)                                # -> buffers and .recent
     stasks = [solver_task(t, task, cfg) for task in tasks]
@@ -23,7 +23,7 @@ import numpy as np
 
 from azr_jax.errors import UserError
 from azr_jax.selfplay.config import SelfPlayConfig
-from azr_jax.selfplay.parsing import FormatError, Proposal
+from azr_jax.selfplay.parsing import FormatError, Proposal, read_proposal
 from azr_jax.selfplay.prompts import ProposerRequest
 from azr_jax.selfplay.rewards import FAILED, FORMAT_ERROR, PASSED
 from azr_jax.selfplay.registry import get
@@ -35,41 +35,56 @@ if TYPE_CHECKING:  # rounds only annotate with it; buffers validate seeds with r
 
 @dataclasses.dataclass(frozen=True)
 class ProposalResult:
-    """A proposer response after parsing and executor validation."""
+    """A proposer response after parsing and executor validation.
+
+    ``outcome`` is the task's validity; ``formatted`` whether the turn passed the
+    think-then-answer check. The official keeps the two apart (reward_managers.py, gen
+    block): a valid task enters the buffer and gets its learnability estimate whatever the
+    format, and only the reward (``reward_outcome``) pays for a format failure."""
 
     request: ProposerRequest
     parsed: Proposal | FormatError
-    outcome: str            # rewards.FORMAT_ERROR | FAILED | PASSED
+    outcome: str            # rewards.FORMAT_ERROR (unparsable) | FAILED | PASSED
     task: Task | None = None  # the validated task (gold outputs from the executor)
     reason: str = ""
+    formatted: bool = True
+
+    @property
+    def reward_outcome(self) -> str:
+        """The outcome the proposer's reward is computed from: a format failure is one."""
+        return self.outcome if self.formatted else FORMAT_ERROR
 
 
 def validate_proposals(pool, requests: Sequence[ProposerRequest], responses: Sequence[str],
-                       cfg: SelfPlayConfig) -> list[ProposalResult]:
-    """Parse each response with its type's parser and run its validation job in the
-    executor (``cfg.bans()``, determinism, ``cfg.timeout_s`` via the pool): every input
-    must run, twice, with equal outputs."""
+                       cfg: SelfPlayConfig, *, seeding: bool = False) -> list[ProposalResult]:
+    """Parse each response with its type's parser (``parsing.read_proposal``; ``seeding``
+    reads the whole turn) and run its validation job in the executor (``cfg.bans()``,
+    determinism, ``cfg.timeout_s`` via the pool): every input must run, twice, with equal
+    outputs."""
     from azr_jax.executor.azr import validate_tasks
 
     if len(requests) != len(responses):
         raise ValueError(f"{len(requests)} requests but {len(responses)} responses")
     results: list[ProposalResult | None] = [None] * len(requests)
     jobs: list[tuple[int, Proposal, tuple[str, list[str]]]] = []
+    formatted = [True] * len(requests)
     for i, (req, text) in enumerate(zip(requests, responses)):
-        tt = get(req.task_type)
-        parsed = tt.parse_proposal(text, cfg.num_inputs)
+        parsed, formatted[i] = read_proposal(req.task_type, text, cfg.num_inputs,
+                                             seeding=seeding)
         if isinstance(parsed, FormatError):
-            results[i] = ProposalResult(req, parsed, FORMAT_ERROR, reason=parsed.reason)
+            results[i] = ProposalResult(req, parsed, FORMAT_ERROR, reason=parsed.reason,
+                                        formatted=formatted[i])
             continue
-        jobs.append((i, parsed, tt.validation_job(parsed, req)))
+        jobs.append((i, parsed, get(req.task_type).validation_job(parsed, req)))
     checks = validate_tasks(pool, [job for _, _, job in jobs], bans=cfg.bans()) if jobs else []
     for (i, parsed, _), v in zip(jobs, checks):
         req = requests[i]
         if not v.ok:
-            results[i] = ProposalResult(req, parsed, FAILED, reason=v.reason or "invalid")
+            results[i] = ProposalResult(req, parsed, FAILED, reason=v.reason or "invalid",
+                                        formatted=formatted[i])
         else:
             task = get(req.task_type).make_task(parsed, req, v.outputs)
-            results[i] = ProposalResult(req, parsed, PASSED, task=task)
+            results[i] = ProposalResult(req, parsed, PASSED, task=task, formatted=formatted[i])
     return results  # type: ignore[return-value]
 
 

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import re
 from typing import Sequence
 
 import numpy as np
 
-from azr_jax.selfplay.parsing import (CODE_LANGS, FormatError, Proposal, answer_content,
-                                      blocks_of)
+from azr_jax.selfplay.parsing import (FormatError, Proposal, answer_content, blocks_of, marked,
+                                      official_code)
+from azr_jax.selfplay.scan import fences, first_tagged
 from azr_jax.selfplay.prompts import ProposerRequest, banned_text, messages_for, pack_of
 from azr_jax.selfplay.task_types.base import TaskType, register
 from azr_jax.selfplay.task_types.triplet import IDENTITY_PROGRAM
@@ -21,7 +21,6 @@ _IDENTITY_OUTPUTS = ("'Hello world'", "1", "{'a': 1, 'b': 2}", "(1.1, 1.2, 1.3)"
                      "'[[1, 0, 0], [0, 0, 0], [0, 0, 0]]'", "1001101100010001")
 IDENTITY_INDUCTION = InductionTask(IDENTITY_PROGRAM, _IDENTITY_VALUES, _IDENTITY_OUTPUTS,
                                    "Write a function that returns whatever you input")
-_MESSAGE_FALLBACKS = (r"<message>\s*(.*?)\s*</message>", r"# Message:\s*(.*?)(?=\n```|$)")
 
 
 class Induction(TaskType):
@@ -36,20 +35,21 @@ class Induction(TaskType):
         return ProposerRequest(self.name, messages_for(cfg, user), program=source.program)
 
     def parse_proposal(self, text: str, num_inputs: int) -> Proposal | FormatError:
-        # at least N input fences, the last N kept (duplicates allowed), and a message
-        content = answer_content(text)
-        if isinstance(content, FormatError):
-            return content
-        inputs = blocks_of(content, ("input",))
+        # text: the answer content (the whole turn when seeding). At least N input fences,
+        # the last N kept (duplicates allowed), and the first message: a ```message fence,
+        # else <message> tags, else a `# Message:` line (code_reward.py
+        # parse_inputs_message; its `# Input:` fallback never runs: finditer is truthy)
+        inputs = blocks_of(text, ("input",))
         if len(inputs) < num_inputs:
             return FormatError(f"{len(inputs)} ```input blocks, {num_inputs} required")
-        messages = blocks_of(content, ("message",))
-        for pattern in _MESSAGE_FALLBACKS:
-            messages = messages or re.findall(pattern, content, re.DOTALL | re.IGNORECASE)
-        if not messages:
+        message = next(iter(blocks_of(text, ("message",))), None)
+        if message is None:
+            message = first_tagged(text, "message")
+        if message is None:
+            message = next(iter(marked(text, "Message")), None)
+        if message is None:
             return FormatError("no ```message block in the answer")
-        return Proposal(self.name, inputs=tuple(inputs[-num_inputs:]),
-                        message=messages[0].strip())
+        return Proposal(self.name, inputs=tuple(inputs[-num_inputs:]), message=message.strip())
 
     def validation_job(self, proposal: Proposal, request) -> tuple[str, list[str]]:
         return request.program, list(proposal.inputs)  # every input must run
@@ -71,11 +71,15 @@ class Induction(TaskType):
                           heldout=heldout)
 
     def parse_answer(self, text: str) -> str | FormatError:
+        # the last fence of any language (code_reward.py parse_code_function: its pattern
+        # drops a leading `python`; another language's name stays, as the code's first line)
         content = answer_content(text)
         if isinstance(content, FormatError):
             return content
-        codes = blocks_of(content, CODE_LANGS)
-        return codes[-1] if codes else FormatError("no ```python block in the answer")
+        found = fences(content)
+        if not found:
+            return FormatError("no ```python block in the answer")
+        return official_code(found[-1])
 
     def grade(self, pool, tasks, answers, cfg) -> list[bool]:
         # binary: every hidden pair must come out right

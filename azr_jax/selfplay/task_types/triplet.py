@@ -6,8 +6,8 @@ from typing import Sequence
 
 import numpy as np
 
-from azr_jax.selfplay.parsing import (CODE_LANGS, FormatError, Proposal, answer_content,
-                                      blocks_of, program_as_f)
+from azr_jax.selfplay.parsing import (CODE_LANGS, FormatError, Proposal, blocks_of, marked,
+                                      program_as_f)
 from azr_jax.selfplay.prompts import (ProposerRequest, banned_text, messages_for, pack_of)
 from azr_jax.selfplay.task_types.base import TaskType
 from azr_jax.selfplay.tasks import SolverTask, Triplet
@@ -34,19 +34,19 @@ class TripletType(TaskType):
         return ProposerRequest(self.name, messages_for(cfg, user), references=refs)
 
     def parse_proposal(self, text: str, num_inputs: int) -> Proposal | FormatError:
-        # the first code fence and the first input fence; other fences are ignored
-        content = answer_content(text)
-        if isinstance(content, FormatError):
-            return content
-        codes, inputs = blocks_of(content, CODE_LANGS), blocks_of(content, ("input",))
+        # text: what parsing.read_proposal reads (the answer content, or the whole turn
+        # when seeding). The first code fence and the first input fence, else the first
+        # `# Input:` line (code_reward.py parse_code_input_output); other fences are ignored
+        codes = blocks_of(text, CODE_LANGS)
+        inputs = blocks_of(text, ("input",)) or marked(text, "Input")[:1]
         if not codes:
             return FormatError("no ```python block in the answer")
         if not inputs:
-            return FormatError("no ```input block in the answer")
+            return FormatError("no ```input block (or # Input: line) in the answer")
         program = program_as_f(codes[0])
         if isinstance(program, FormatError):
             return program
-        return Proposal(self.name, program=program, inputs=(inputs[0],))
+        return Proposal(self.name, program=program, inputs=(inputs[0].strip(),))
 
     def validation_job(self, proposal: Proposal, request) -> tuple[str, list[str]]:
         return proposal.program, [proposal.input]
