@@ -232,3 +232,20 @@ def test_cli_score_cruxeval(tmp_path, capsys):
         bad = tmp_path / "bad.jsonl"
         bad.write_text('{"code": "x"}\n')
         cruxeval.read_dataset(str(bad))
+
+
+def test_identical_jobs_run_once(pool):
+    class Counting:
+        config, jobs = pool.config, []
+
+        def run(self, jobs, timeout=None):
+            self.jobs.append(len(jobs))
+            return pool.run(jobs, timeout=timeout)
+
+    counting = Counting()
+    items = [(REV, "'cba'", "'abc'")] * 4 + [(REV, "'xyz'", "'abc'"), (REV, "'cba' ", "'abc'")]
+    assert grade_abduction(counting, items) == [True] * 4 + [False, True]
+    assert counting.jobs == [2]  # 'cba' and 'cba ' rebuild to the same call
+    induction = [(REV, ["'ab'"], ["'ba'"])] * 3 + [("def f(x):\n    return x", ["'ab'"], ["'ba'"])]
+    assert grade_induction(counting, induction) == [True, True, True, False]
+    assert counting.jobs == [2, 2]

@@ -120,7 +120,7 @@ def test_bad_check_name(pool):
 
 # every prompt gets this turn (the R1 prompt opened it with <think>): proposals have no
 # program (unparsable), deduction solvers read the last ```output, abduction the last
-# ```input, induction finds no ```python (unparsable)
+# ```input
 HACK_TURNS = [
     "ok</think><answer>```output\nf('Hello world')\n```\n"
     "```input\n0) if 0 else ('Hello world'\n```</answer>",
@@ -169,4 +169,3 @@ def test_training_step_gives_hacks_the_failure_reward(tmp_path, monkeypatch, ans
     # the solver batch is the identity seed (def f(a): return a on 'Hello world') twice
     assert m["reward/deduction_solve"] == deduction
     assert m["reward/abduction_solve"] == abduction
-    assert m["reward/induction_solve"] == -1.0

@@ -146,6 +146,21 @@ def outputs_equal(predicted_text: str, gold_text: str) -> bool:
         return False
 
 
+def run_unique(pool: SandboxPool, jobs: list[Job], timeout: float | None = None) -> list:
+    """``pool.run(jobs)``, each distinct job run once and its result shared by its copies.
+    A job runs in a fresh child (or a reused child no earlier program could touch), so
+    copies would get the same result: a deterministic program on the same inputs. The n
+    rollouts of one task repeat answers often, and proposals repeat their references."""
+    first: dict = {}
+    keys = [(j.code, tuple(j.inputs), j.repeats, j.entry, j.isolation) for j in jobs]
+    unique = [first.setdefault(k, len(first)) for k in keys]
+    distinct = [None] * len(first)
+    for job, u in zip(jobs, unique):
+        distinct[u] = distinct[u] or job
+    results = pool.run(distinct, timeout=timeout) if distinct else []
+    return [results[u] for u in unique]
+
+
 def validate_tasks(pool: SandboxPool, items: list[tuple[str, list[str]]], repeats: int = 2,
                    bans: BanList = BAN_LISTS["strict"],
                    timeout: float | None = None) -> list[Validation]:
@@ -163,7 +178,7 @@ def validate_tasks(pool: SandboxPool, items: list[tuple[str, list[str]]], repeat
             continue
         jobs.append(Job(code, list(inputs), repeats=repeats))
         where.append(i)
-    for i, res in zip(where, pool.run(jobs, timeout=timeout)):
+    for i, res in zip(where, run_unique(pool, jobs, timeout)):
         if res.ok:
             results[i] = Validation(True, [truncate_output(r.output) for r in res.runs], None)
         else:
@@ -215,7 +230,7 @@ def grade_deductions(pool: SandboxPool, items: list[tuple[str, str, str]],
             jobs.append(Job(_DEDUCTION_CHECK.format(gold=gold, answer=pred), [""], repeats=1,
                             entry="__azr_deduction_check", isolation=_grading(pool)))
             where.append(i)
-    for i, res in zip(where, pool.run(jobs, timeout=timeout)):
+    for i, res in zip(where, run_unique(pool, jobs, timeout)):
         grades[i] = bool(res.runs and res.runs[0].ok and res.runs[0].output == "True")
     return grades
 
@@ -241,7 +256,7 @@ def grade_abduction(pool: SandboxPool, items: list[tuple[str, str, str]],
     where = [i for i, c in enumerate(calls) if c is not None]
     jobs = [Job(items[i][0], [calls[i]], repeats=1, isolation=_grading(pool)) for i in where]
     grades = [False] * len(items)
-    for i, r in zip(where, pool.run(jobs, timeout=timeout)):
+    for i, r in zip(where, run_unique(pool, jobs, timeout)):
         grades[i] = bool(r.runs and r.runs[0].ok and outputs_equal(r.runs[0].output,
                                                                    items[i][2]))
     return grades
@@ -259,7 +274,7 @@ def grade_induction(pool: SandboxPool, items: list[tuple[str, list[str], list[st
             continue
         jobs.append(Job(code, list(inputs), repeats=1, isolation=_grading(pool)))
         where.append(i)
-    for i, res in zip(where, pool.run(jobs, timeout=timeout)):
+    for i, res in zip(where, run_unique(pool, jobs, timeout)):
         golds = items[i][2]
         grades[i] = all(r.ok and outputs_equal(r.output, g)
                         for r, g in zip(res.runs, golds))
