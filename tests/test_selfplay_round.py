@@ -152,7 +152,7 @@ def test_bad_program_is_failed_and_gets_minus_one(pool):
     assert [sp.proposer_composite(r.outcome, None, paper) for r in res] == [-0.5] * 3
 
 
-def test_seed_file_validated_by_the_executor(pool, tmp_path):
+def test_seed_file_rows_without_outputs_run_in_the_executor(pool, tmp_path):
     path = tmp_path / "seeds.jsonl"
     path.write_text('{"snippet": "def f(x):\\n    return x * 3", "input": "2"}\n'
                     '{"code": "def f(s):\\n    return s.upper()", "input": "\'ab\'", '
@@ -165,12 +165,16 @@ def test_seed_file_validated_by_the_executor(pool, tmp_path):
                                            sp.Triplet("def f(s):\n    return s.upper()", "'ab'", "'AB'")]
     assert bufs["induction"].tasks[1] == sp.InductionTask("def f(a):\n    return a + 1",
                                                           ("1", "2"), ("2", "3"), "add one")
-    path.write_text('{"program": "def f(x):\\n    return x * 3", "input": "2", "output": "7"}\n')
-    with pytest.raises(UserError, match="says output '7' but the program returns 6"):
-        sp.Buffers.from_config(cfg, pool)
+    path.write_text('{"program": "def f(x):\\n    return x * 3", "inputs": ["1", "2"], '
+                    '"outputs": ["4", ""], "message": "m"}\n')
+    with pytest.raises(UserError, match="says output '4' but the program returns 3"):
+        sp.Buffers.from_config(cfg, pool)  # a row missing an output is checked whole
     path.write_text('{"program": "import time\\ndef f(x):\\n    return x", "input": "2"}\n')
     with pytest.raises(UserError, match="banned import: time"):
         sp.Buffers.from_config(cfg, pool)
+    # a row with its outputs is taken as given, as the official loads its seed files
+    path.write_text('{"program": "def f(x):\\n    return x * 3", "input": "2", "output": "7"}\n')
+    assert sp.Buffers.from_config(cfg, pool)["deduction"].tasks[1].output == "7"
 
 
 def test_too_long_prompt_is_redrawn_never_cut():

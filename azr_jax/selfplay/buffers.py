@@ -64,6 +64,10 @@ class TaskBuffer:
         """Append many; returns how many were kept."""
         return sum(self.add(t) for t in tasks)
 
+    def truncate(self, size: int) -> None:
+        """Keep the first ``size`` tasks (the official seeding's ``truncate_datasets``)."""
+        del self._tasks[size:]
+
     def sample(self, k: int, rng: np.random.Generator, *, replace: bool = False) -> list[Task]:
         """``k`` tasks uniformly; without replacement at most ``len`` come back.
 
@@ -131,9 +135,13 @@ class Buffers:
         return n
 
     def seed(self, tasks: Iterable[Task] = ()) -> None:
-        """Add each type's identity seed, then ``tasks`` (triplets and induction tasks)."""
+        """Add each type's identity seed, then ``tasks`` (triplets and induction tasks). An
+        identity seed that ``tasks`` already hold (same program and inputs; the official
+        seed files start with it) is not added twice."""
+        tasks = list(tasks)
         for t, b in self.by_type.items():
-            b.extend(get_type(t).seeds())
+            given = {(x.program, x.call_inputs) for x in tasks if isinstance(x, b.task_class)}
+            b.extend(s for s in get_type(t).seeds() if (s.program, s.call_inputs) not in given)
         self.add_tasks(tasks)
 
     def to_dict(self) -> dict[str, Any]:
@@ -153,17 +161,20 @@ class Buffers:
         """Seeded buffers: identity seeds plus the tasks of ``cfg.seed_file`` (one path or
         several separated by commas) when set.
 
-        With an executor ``pool`` the seed tasks are validated and their outputs computed
-        (rows may then omit outputs); without one they are trusted as given.
+        A row with its outputs is taken as given, as the official trainer loads its seed
+        files (no program runs: the official files hold programs that import numpy, and
+        outputs in the order of another process's string hashes). A row without outputs
+        needs the executor ``pool``: it is validated and its outputs computed.
         """
         bufs = cls(cfg.task_types, cfg.buffer_capacity)
         seeds = [t for path in cfg.seed_file.split(",") if path.strip()
                  for t in load_seed_file(path.strip())]
-        if pool is not None and seeds:
-            seeds = validate_seeds(pool, seeds, cfg)
-        elif any(not all(t.call_outputs) for t in seeds):
+        todo = [i for i, t in enumerate(seeds) if not all(t.call_outputs)]
+        if todo and pool is None:
             raise UserError(f"seed file {cfg.seed_file!r} has rows without outputs; "
                             "pass an executor pool so they can be computed")
+        for i, t in zip(todo, validate_seeds(pool, [seeds[i] for i in todo], cfg) if todo else []):
+            seeds[i] = t
         bufs.seed(seeds)
         return bufs
 

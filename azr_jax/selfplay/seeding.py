@@ -1,10 +1,15 @@
 """The seeding phase (official ``seed_batch_factor``): before step 1 the initial policy
 proposes tasks from the identity seed until each buffer holds batch x factor tasks.
 
-As in the official trainer, the triplet types share one seed pool (a valid deduction or
-abduction proposal seeds both buffers) and run first; induction then proposes from the
-seeded programs. With ``state_path`` the buffers are written there (atomically) after
-every round and read back on a restart, so a preempted seeding phase resumes where it was.
+As in the official trainer (azr_ray_trainer.py ``_init_seed_dataset``): the triplet types
+share one seed pool (a valid deduction or abduction proposal seeds both buffers) and run
+first; induction then proposes from the seeded programs. A response is parsed whole, with
+no format check (``parse_code_input_output`` / ``parse_inputs_message`` on the decoded
+response); a triplet equal to one already in the pool is dropped (``update_seed``; the
+code_f pool keeps duplicates, ``add_problem_batch``); at the end every buffer is cut to its
+first batch x factor tasks (``truncate_datasets``), seed-file tasks included. With
+``state_path`` the buffers are written there (atomically) after every round and read back
+on a restart, so a preempted seeding phase resumes where it was.
 """
 
 from __future__ import annotations
@@ -45,6 +50,15 @@ def save_state(path: str, buffers: Buffers) -> None:
     os.replace(tmp, path)
 
 
+def _new_to_pool(buffers: Buffers, task_type: str, tasks: list) -> list:
+    """The official triplet seed pool drops a task equal to one it already holds (not to
+    one earlier in the same batch); the induction pool keeps every valid task."""
+    if not get(task_type).triplet:
+        return tasks
+    held = set(buffers[task_type])
+    return [task for task in tasks if task not in held]
+
+
 def seed_buffers(pool, buffers: Buffers, propose: ProposeFn, cfg: SelfPlayConfig,
                  rng: np.random.Generator, *, batch_size: int | None = None,
                  max_rounds: int = 100, progress: bool = True, state_path: str = "",
@@ -69,14 +83,19 @@ def seed_buffers(pool, buffers: Buffers, propose: ProposeFn, cfg: SelfPlayConfig
         if get(short[0]).triplet:  # triplets first; induction needs their programs
             short = [t for t in short if get(t).triplet]
         for t in short:
+            if len(buffers[t]) >= target:  # the shared triplet pool filled up this round
+                continue
             reqs = proposer_requests(t, buffers, batch_size, rng, cfg, fits=fits)
-            results = validate_proposals(pool, reqs, propose(reqs), cfg)
+            results = validate_proposals(pool, reqs, propose(reqs), cfg, seeding=True)
             before = done()
-            buffers.add_tasks(r.task for r in results if r.outcome == PASSED)
+            valid = [r.task for r in results if r.outcome == PASSED]
+            buffers.add_tasks(_new_to_pool(buffers, t, valid))
             bar.update(done() - before)
         if state_path:
             save_state(state_path, buffers)
     bar.close()
+    for t in types:
+        buffers[t].truncate(target)
     buffers.recent = {t: [] for t in buffers.by_type}  # seeds are not "new" for step 1
     sizes = buffers.sizes()
     short = {t: sizes[t] for t in types if sizes[t] < target}
