@@ -64,6 +64,11 @@ def test_tiny_cpu_training_steps(tmp_path, responder):
         for t, role in GROUPS:
             assert f"reward/{t}_{role}" in r and np.isfinite(r[f"adv_mean/{t}_{role}"])
         assert np.isfinite(r["loss"]) and r["num_tokens"] > 0
+        # rl.old_logprobs=recompute (official): the trainer's pass, its cost and the mismatch
+        # with the sampler's log-probs (large here: the canned rows carry log-prob -1, which
+        # the recompute replaces), and the update's own forward agrees with the recomputed ones
+        assert r["time/old_logprobs"] > 0 and r["logprob/sampler_vs_recomputed_abs"] > 0.1
+        assert r["logprob/recomputed_vs_update_abs"] < 1e-5
         assert 0.0 <= r["device_idle_frac"] <= 1.0 and r["time/sample"] > 0
     tasks = read_tasks(workdir)
     # every group got rewards that differ between samples, hence non-zero advantages
