@@ -50,7 +50,8 @@ def test_official_seed_files_load_as_given_and_are_cut(pool, tmp_path):
         {**_row("import numpy as np\ndef f(x):\n    return float(np.sqrt(x))", "4", "2.0"),
          "imports": ["import numpy as np"]},
         _row("def f(s):\n    return list({s, s + 'x'})", "'a'", "['ax', 'a']"),
-        _row("def f(x):\n    return x + 1", "1", "2"),
+        # an empty gold: the official accepted a program that raised StopIteration
+        _row("def f(x):\n    return next(iter(x))", "[]", ""),
         _row("def f(x):\n    return x * 2", "1", "2"),  # row 5: past 2 x 2, cut
     ])
     ind = _write(tmp_path / "7b_code_f_seed_io.jsonl", [
@@ -75,7 +76,7 @@ def test_official_seed_files_load_as_given_and_are_cut(pool, tmp_path):
     sizes = sp.seed_buffers(pool, bufs, no_proposals, cfg, np.random.default_rng(0),
                             progress=False)
     assert sizes == {"deduction": 4, "abduction": 4, "induction": 4}
-    assert bufs["deduction"].tasks[-1].program == "def f(x):\n    return x + 1"  # rows[:4]
+    assert bufs["deduction"].tasks[-1].output == ""  # rows[:4]
     assert [t.message for t in bufs["induction"]][1:] == ["m0", "m1", "m2"]
 
 

@@ -165,10 +165,6 @@ def test_seed_file_rows_without_outputs_run_in_the_executor(pool, tmp_path):
                                            sp.Triplet("def f(s):\n    return s.upper()", "'ab'", "'AB'")]
     assert bufs["induction"].tasks[1] == sp.InductionTask("def f(a):\n    return a + 1",
                                                           ("1", "2"), ("2", "3"), "add one")
-    path.write_text('{"program": "def f(x):\\n    return x * 3", "inputs": ["1", "2"], '
-                    '"outputs": ["4", ""], "message": "m"}\n')
-    with pytest.raises(UserError, match="says output '4' but the program returns 3"):
-        sp.Buffers.from_config(cfg, pool)  # a row missing an output is checked whole
     path.write_text('{"program": "import time\\ndef f(x):\\n    return x", "input": "2"}\n')
     with pytest.raises(UserError, match="banned import: time"):
         sp.Buffers.from_config(cfg, pool)

@@ -167,9 +167,10 @@ class Buffers:
         needs the executor ``pool``: it is validated and its outputs computed.
         """
         bufs = cls(cfg.task_types, cfg.buffer_capacity)
-        seeds = [t for path in cfg.seed_file.split(",") if path.strip()
-                 for t in load_seed_file(path.strip())]
-        todo = [i for i, t in enumerate(seeds) if not all(t.call_outputs)]
+        rows = [row for path in cfg.seed_file.split(",") if path.strip()
+                for row in _seed_rows(path.strip())]
+        seeds = [task for task, _ in rows]
+        todo = [i for i, (_, given) in enumerate(rows) if not given]
         if todo and pool is None:
             raise UserError(f"seed file {cfg.seed_file!r} has rows without outputs; "
                             "pass an executor pool so they can be computed")
@@ -183,10 +184,17 @@ def load_seed_file(path: str) -> list[Task]:
     """Tasks from a JSONL file (``tasks.task_from_seed_row``: ours and the official
     ``*_seed_io.jsonl`` / ``*_code_f_seed_io.jsonl`` rows); a missing output is left
     empty for ``rounds.validate_seeds`` to compute."""
+    return [task for task, _ in _seed_rows(path)]
+
+
+def _seed_rows(path: str) -> list[tuple[Task, bool]]:
+    """(task, whether the row gives its outputs). An empty output that a row gives stays:
+    the official files hold some (a program that raised an exception whose name lacks
+    "error" passed the official check with gold '')."""
     out = []
     for lineno, row in jsonl.iter_objects(path, missing="seed file {path!r} does not exist"):
         try:
-            out.append(task_from_seed_row(row))
+            out.append((task_from_seed_row(row), "outputs" in row or "output" in row))
         except (KeyError, TypeError, ValueError) as e:
             raise UserError(f"{jsonl.where(path, lineno)}: expected a JSON object with program "
                             f"(or snippet/code) and input, or inputs[, outputs] and message "
