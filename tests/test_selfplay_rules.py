@@ -48,7 +48,8 @@ def test_ban_lists(code, official, strict):
 
 
 def test_validation_and_grading_use_the_runs_list(pool):
-    """Rules 8 and 12: validation and induction grading obey the configured list."""
+    """Rules 8 and 12: validation obeys the configured list; induction answers only its
+    texts."""
     reqs = sp.proposer_requests("deduction", sp.Buffers.from_config(CFG), 1,
                                 np.random.default_rng(0), CFG)
     os_prog = prop("import os\ndef f(x):\n    return len(os.sep) + x", "1")
@@ -59,8 +60,16 @@ def test_validation_and_grading_use_the_runs_list(pool):
     st = sp.solver_task("induction", task, CFG)
     answer = sp.parse_answer("induction", ans("```python\nimport math\ndef f(x):\n    return x + 1\n```"))
     assert sp.grade_answers(pool, [st], [answer], CFG) == [True]
-    no_math = dataclasses.replace(CFG, banned_extra=("math",))
-    assert sp.grade_answers(pool, [st], [answer], no_math) == [False]
+    # issue 29.8: a solver's program gets no ban check (official eval_input_prediction),
+    # except the texts the official executor refuses in any code ("input(")
+    for cfg in (dataclasses.replace(CFG, banned_extra=("math",)), strict):
+        assert sp.grade_answers(pool, [st], [answer], cfg) == [True]
+    rand = sp.parse_answer("induction", ans("```python\nimport random\ndef f(x):\n"
+                                            "    return x + 1\n```"))
+    assert sp.grade_answers(pool, [st], [rand], CFG) == [True]
+    reads = sp.parse_answer("induction", ans("```python\ndef f(x):\n    input\n"
+                                             "    return x + 1 if 'input(' else 0\n```"))
+    assert sp.grade_answers(pool, [st], [reads], CFG) == [False]
 
 
 # ---- rule 9: executor rules ----

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Sequence
 
 import numpy as np
@@ -82,12 +83,15 @@ class Induction(TaskType):
         return official_code(found[-1])
 
     def grade(self, pool, tasks, answers, cfg) -> list[bool]:
-        # binary: every hidden pair must come out right
+        # binary: every hidden pair must come out right. The official runs the answer with
+        # no ban check (eval_input_prediction); only the list's texts ("input(") fail it,
+        # since its executor refuses any code containing one. The ban list is for tasks.
         from azr_jax.executor.azr import grade_induction
 
         items = [(a, [x for x, _ in st.heldout], [y for _, y in st.heldout])
                  for st, a in zip(tasks, answers)]
-        return grade_induction(pool, items, bans=cfg.bans())
+        text_only = dataclasses.replace(cfg.bans(), modules=frozenset(), calls=frozenset())
+        return grade_induction(pool, items, bans=text_only)
 
     def seeds(self) -> list[InductionTask]:
         return [IDENTITY_INDUCTION]
