@@ -1,4 +1,5 @@
-"""Tiny random transformers models (Llama, Qwen2; tied/untied; f32) and their azr_jax params.
+"""Tiny random transformers models (Llama, Qwen2, Gemma 2; tied/untied; f32) and their azr_jax
+params.
 
 Used by parity tests (checkpoints, sampler). Weights are re-drawn with a larger spread than
 transformers' init (std 0.02 gives near-zero logits that would hide layout bugs), and norm
@@ -18,12 +19,23 @@ import dataclasses
 import numpy as np
 
 VOCAB, HIDDEN, FFN, LAYERS, HEADS, KV_HEADS = 512, 64, 128, 2, 4, 2
+# Gemma 2's own settings: 4 layers (local, global, local, global) with a 4-token window,
+# head_dim 24 != hidden / heads, a query scalar != head_dim, soft-caps small enough to bind
+# on these random weights (the parity test checks that they do).
+GEMMA2 = dict(num_hidden_layers=4, head_dim=24, query_pre_attn_scalar=20, sliding_window=4,
+              attn_logit_softcapping=4.0, final_logit_softcapping=6.0)
+
+
+def _classes(arch: str):
+    import transformers as tf
+
+    return {"llama": (tf.LlamaConfig, tf.LlamaForCausalLM),
+            "qwen2": (tf.Qwen2Config, tf.Qwen2ForCausalLM),
+            "gemma2": (tf.Gemma2Config, tf.Gemma2ForCausalLM)}[arch]
 
 
 def hf_config(arch: str, tied: bool, rope_scaling: bool = False, **overrides):
-    """A transformers config for a tiny model of `arch` ("llama" or "qwen2")."""
-    from transformers import LlamaConfig, Qwen2Config
-
+    """A transformers config for a tiny model of `arch` ("llama", "qwen2" or "gemma2")."""
     kwargs = dict(vocab_size=VOCAB, hidden_size=HIDDEN, intermediate_size=FFN,
                   num_hidden_layers=LAYERS, num_attention_heads=HEADS,
                   num_key_value_heads=KV_HEADS, max_position_embeddings=16384,
@@ -34,9 +46,10 @@ def hf_config(arch: str, tied: bool, rope_scaling: bool = False, **overrides):
                 "low_freq_factor": 1.0, "high_freq_factor": 4.0,
                 "original_max_position_embeddings": 64}
     kwargs["rope_parameters"] = rope
+    if arch == "gemma2":
+        kwargs.update(GEMMA2, pad_token_id=0)
     kwargs.update(overrides)
-    cls = {"llama": LlamaConfig, "qwen2": Qwen2Config}[arch]
-    config = cls(**kwargs)
+    config = _classes(arch)[0](**kwargs)
     config._attn_implementation = "eager"
     return config
 
@@ -61,12 +74,10 @@ def build_hf_model(arch: str = "llama", tied: bool = False, seed: int = 0,
                    rope_scaling: bool = False, **overrides):
     """A randomized tiny transformers causal LM in eval mode (f32)."""
     import torch
-    from transformers import LlamaForCausalLM, Qwen2ForCausalLM
 
     torch.manual_seed(seed)
     config = hf_config(arch, tied, rope_scaling, **overrides)
-    cls = {"llama": LlamaForCausalLM, "qwen2": Qwen2ForCausalLM}[arch]
-    model = cls(config).to(torch.float32).eval()
+    model = _classes(arch)[1](config).to(torch.float32).eval()
     randomize_(model, seed)
     if tied:
         model.tie_weights()

@@ -1,6 +1,7 @@
 """The hand-written VJP of the chunked vocab projection equals autodiff of its plain
 reference next to it (`logprobs_from_hidden_reference`: whole log-softmax + entropy): both
-cotangents non-zero, ragged chunks, f32 and bf16 compute."""
+cotangents non-zero, ragged chunks, with and without a final-logit soft-cap (Gemma 2), f32
+and bf16 compute."""
 
 import jax
 import jax.numpy as jnp
@@ -10,8 +11,8 @@ import pytest
 from azr_jax.rl.logprobs import logprobs_from_hidden, logprobs_from_hidden_reference
 
 
-def naive(h_btd, w_dv, tokens_bt):
-    return logprobs_from_hidden_reference(h_btd, w_dv.T, tokens_bt)
+def naive(h_btd, w_dv, tokens_bt, softcap=0.0):
+    return logprobs_from_hidden_reference(h_btd, w_dv.T, tokens_bt, softcap)
 
 
 def make(b=2, t=11, d=16, v=37, seed=0):
@@ -31,15 +32,19 @@ def objective(fn, g_lp, g_ent):
     return f
 
 
+@pytest.mark.parametrize("softcap", [0.0, 2.5])
 @pytest.mark.parametrize("chunk", [4, 11, 256])
-def test_values_and_grads_match_autodiff(chunk):
+def test_values_and_grads_match_autodiff(chunk, softcap):
     h, w, tokens, g_lp, g_ent = make()
-    ours = jax.jit(lambda h, w, tk: logprobs_from_hidden(h, w.T, tk, jnp.float32, chunk))
-    got, want = ours(h, w, tokens), naive(h, w, tokens)
+    ours = jax.jit(lambda h, w, tk: logprobs_from_hidden(h, w.T, tk, jnp.float32, chunk, softcap))
+    ref = lambda h, w, tk: naive(h, w, tk, softcap)  # noqa: E731
+    got, want = ours(h, w, tokens), ref(h, w, tokens)
     for a, b in zip(got, want):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=2e-5)
+    if softcap:  # the cap binds: the log-probs differ from the uncapped ones
+        assert np.abs(np.asarray(got[0]) - np.asarray(naive(h, w, tokens)[0])).max() > 0.1
     g_ours = jax.jit(jax.grad(objective(ours, g_lp, g_ent), argnums=(0, 1)))(h, w, tokens)
-    g_ref = jax.grad(objective(naive, g_lp, g_ent), argnums=(0, 1))(h, w, tokens)
+    g_ref = jax.grad(objective(ref, g_lp, g_ent), argnums=(0, 1))(h, w, tokens)
     for a, b in zip(g_ours, g_ref):
         assert float(jnp.abs(b).max()) > 1e-3  # the check below is not vacuous
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=2e-5, rtol=1e-4)

@@ -1,6 +1,6 @@
-"""The model's hand-written VJPs (GQA attention core, SwiGLU, RMSNorm) equal autodiff of the plain
-references next to them in the library: values and gradients, with padding (incl. fully
-masked rows), f32 and bf16."""
+"""The model's hand-written VJPs (GQA attention core with its scale and logit soft-cap, the
+gated MLP as SwiGLU and GeGLU, RMSNorm) equal autodiff of the plain references next to them in
+the library: values and gradients, with padding (incl. fully masked rows), f32 and bf16."""
 
 import functools
 
@@ -11,7 +11,7 @@ import pytest
 
 from azr_jax.models.attention import gqa_attention, gqa_attention_reference
 from azr_jax.models.norm import rms_norm, rms_norm_reference
-from azr_jax.models.swiglu import swiglu, swiglu_reference
+from azr_jax.models.swiglu import gated_mlp, gated_mlp_reference
 
 
 def grads(fn, args, cot, argnums):
@@ -39,18 +39,23 @@ def attention_inputs(dtype, b=2, t=7, s=9, n=6, k=2, h=8):
     return (q, kk, v, mask), cot
 
 
+@pytest.mark.parametrize("scale,softcap", [(None, 0.0), (0.6, 1.5)])  # Gemma 2: both set
 @pytest.mark.parametrize("block", [0, 3, 1])  # 3: 7 queries padded to 9 in 3 blocks
 @pytest.mark.parametrize("dtype,tol", [(jnp.float32, 1e-5), (jnp.bfloat16, 3e-2)])
-def test_attention_matches_autodiff(dtype, tol, block):
+def test_attention_matches_autodiff(dtype, tol, block, scale, softcap):
     args, cot = attention_inputs(dtype)
-    attend = functools.partial(gqa_attention, block=block)
+    attend = functools.partial(gqa_attention, block=block, scale=scale, softcap=softcap)
+    reference = functools.partial(gqa_attention_reference, scale=scale, softcap=softcap)
     got = jax.jit(attend)(*args)
     assert got.dtype == dtype
     keep = np.asarray(args[3].any(-1))  # fully masked rows: any finite answer is fine
     np.testing.assert_allclose(np.asarray(got, np.float32)[keep],
-                               np.asarray(gqa_attention_reference(*args))[keep], atol=tol * 4)
+                               np.asarray(reference(*args))[keep], atol=tol * 4)
+    if softcap:  # the cap binds: without it the output differs
+        uncapped = np.asarray(gqa_attention_reference(*args, scale=scale))[keep]
+        assert np.abs(uncapped - np.asarray(reference(*args))[keep]).max() > 0.05
     g_got = jax.jit(lambda *a: grads(attend, a, cot, (0, 1, 2)))(*args)
-    g_ref = grads(gqa_attention_reference, args, cot, (0, 1, 2))
+    g_ref = grads(reference, args, cot, (0, 1, 2))
     for g in g_got:
         assert np.isfinite(np.asarray(g, np.float32)).all()
     g_got = (g_got[0] * keep[..., None, None],) + g_got[1:]
@@ -72,8 +77,12 @@ def test_blocked_attention_bounds_score_memory():
     assert whole > 2 * scores and blocked < scores / 2, (whole, blocked)
 
 
+@pytest.mark.parametrize("activation", ["silu", "gelu_tanh"])
 @pytest.mark.parametrize("dtype,tol", [(jnp.float32, 1e-5), (jnp.bfloat16, 3e-2)])
-def test_swiglu_matches_autodiff(dtype, tol):
+def test_gated_mlp_matches_autodiff(dtype, tol, activation):
+    """SwiGLU and GeGLU: the hand-written VJP (its activation derivative) against autodiff."""
+    swiglu = functools.partial(gated_mlp, activation=activation)
+    swiglu_reference = functools.partial(gated_mlp_reference, activation=activation)
     ks = jax.random.split(jax.random.PRNGKey(1), 5)
     d, f = 12, 20
     args = (jax.random.normal(ks[0], (2, 5, d)).astype(dtype),

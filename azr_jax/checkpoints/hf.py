@@ -1,6 +1,7 @@
-"""Hugging Face <-> azr_jax conversion: config.json and parameter names/layouts (Llama, Qwen2).
+"""Hugging Face <-> azr_jax conversion: config.json and parameter names/layouts (Llama, Qwen2,
+Gemma 2; what differs per family is a row of `hf_families.FAMILIES`).
 
-One table (`_LAYER_TENSORS`) says, for every stacked layer parameter, which HF tensor it comes
+One table (`_layer_tensors`) says, for every stacked layer parameter, which HF tensor it comes
 from and how the layout changes; import, streaming import and export all read that table.
 HF linear weights are [out, in]; ours are [in, ...] with heads split out (`[D, N, H]`).
 """
@@ -12,11 +13,14 @@ from typing import Callable, Iterator, Mapping, Optional
 
 import numpy as np
 
+from azr_jax.checkpoints.hf_families import ACTIVATIONS, FAMILIES, HF_ACTIVATION, SLIDING
 from azr_jax.errors import UserError
-from azr_jax.models.config import ModelConfig, RopeScaling
+from azr_jax.models.config import GLOBAL, ModelConfig, RopeScaling
 
 # HF model_type -> HF architectures entry. Only these are supported.
-ARCHITECTURES: dict[str, str] = {"llama": "LlamaForCausalLM", "qwen2": "Qwen2ForCausalLM"}
+ARCHITECTURES: dict[str, str] = {name: f.hf_class for name, f in FAMILIES.items()}
+# ModelConfig fields of how the model runs, not what it is (export ignores them)
+_RUNTIME_FIELDS = ("dtype", "param_dtype", "remat", "attention_block", "attention_impl")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -53,12 +57,25 @@ def _rope(config_json: dict) -> tuple[float, Optional[RopeScaling]]:
         original_max_position_embeddings=int(params["original_max_position_embeddings"]))
 
 
+def _windows(config_json: dict, family, num_layers: int) -> tuple[int, ...]:
+    """attention_windows from HF layer_types + sliding_window (() when every layer is global)."""
+    types = config_json.get("layer_types")
+    if types is None and family.default_layer_types and config_json.get("sliding_window"):
+        types = family.default_layer_types(num_layers)
+    if not types or SLIDING not in types:
+        return ()
+    window = int(config_json["sliding_window"])
+    return tuple(window if kind == SLIDING else GLOBAL for kind in types)
+
+
 def config_from_hf(config_json: dict) -> ModelConfig:
-    """ModelConfig from a HF config.json dict (Llama or Qwen2 architectures)."""
+    """ModelConfig from a HF config.json dict (an architecture of `hf_families.FAMILIES`)."""
     model_type = _model_type(config_json)
-    act = config_json.get("hidden_act", "silu")
-    if act != "silu":
-        raise UserError(f"unsupported hidden_act {act!r} in config.json; expected 'silu'")
+    family = FAMILIES[model_type]
+    act = config_json.get("hidden_activation") or config_json.get("hidden_act", "silu")
+    if act not in ACTIVATIONS:
+        raise UserError(f"unsupported hidden_act {act!r} in config.json; expected one of "
+                        f"{', '.join(ACTIVATIONS)}")
     if config_json.get("mlp_bias"):
         raise UserError("unsupported mlp_bias=true in config.json")
     if config_json.get("use_sliding_window"):
@@ -67,25 +84,34 @@ def config_from_hf(config_json: dict) -> ModelConfig:
     d, n = config_json["hidden_size"], config_json["num_attention_heads"]
     eos = config_json.get("eos_token_id")
     eos_ids = tuple(eos) if isinstance(eos, (list, tuple)) else (() if eos is None else (eos,))
-    qkv_bias = True if model_type == "qwen2" else bool(config_json.get("attention_bias", False))
+    fields = {"qkv_bias": bool(config_json.get("attention_bias", False)), **family.implied}
+    layers = config_json["num_hidden_layers"]
     return ModelConfig(
         vocab_size=config_json["vocab_size"], hidden_size=d,
         intermediate_size=config_json["intermediate_size"],
-        num_layers=config_json["num_hidden_layers"], num_heads=n,
+        num_layers=layers, num_heads=n,
         num_kv_heads=config_json.get("num_key_value_heads") or n,
         head_dim=config_json.get("head_dim") or d // n,
         rope_theta=theta, rope_scaling=scaling,
         rms_norm_eps=float(config_json.get("rms_norm_eps", 1e-6)),
         tie_embeddings=bool(config_json.get("tie_word_embeddings", False)),
-        qkv_bias=qkv_bias, max_seq_len=int(config_json.get("max_position_embeddings", 8192)),
+        max_seq_len=int(config_json.get("max_position_embeddings", 8192)),
+        mlp_activation=ACTIVATIONS[act], attention_windows=_windows(config_json, family, layers),
+        attn_logit_softcap=float(config_json.get("attn_logit_softcapping") or 0.0),
+        final_logit_softcap=float(config_json.get("final_logit_softcapping") or 0.0),
+        query_pre_attn_scalar=float(config_json.get("query_pre_attn_scalar") or 0.0),
         architecture=model_type, bos_token_id=config_json.get("bos_token_id"),
-        eos_token_ids=eos_ids)
+        eos_token_ids=eos_ids, **fields)
 
 
 def hf_config_from_model_config(cfg: ModelConfig) -> dict:
-    """A config.json dict that transformers loads as the same architecture."""
+    """A config.json dict that transformers loads as the same architecture. Fails when the
+    family cannot express `cfg` (e.g. a soft-cap on a Llama): reading the dict back must give
+    `cfg` again."""
     if cfg.architecture not in ARCHITECTURES:
         raise UserError(f"cannot export architecture {cfg.architecture!r} to HF format")
+    if cfg.mlp_activation not in HF_ACTIVATION:
+        raise UserError(f"cannot export mlp_activation {cfg.mlp_activation!r} to HF format")
     rope: dict = {"rope_type": "default", "rope_theta": cfg.rope_theta}
     if cfg.rope_scaling is not None:
         rope.update(rope_type="llama3", **dataclasses.asdict(cfg.rope_scaling))
@@ -100,7 +126,7 @@ def hf_config_from_model_config(cfg: ModelConfig) -> dict:
         "num_attention_heads": cfg.num_heads,
         "num_key_value_heads": cfg.num_kv_heads,
         "head_dim": cfg.head_dim,
-        "hidden_act": "silu",
+        "hidden_act": HF_ACTIVATION[cfg.mlp_activation],
         "max_position_embeddings": cfg.max_seq_len,
         "rms_norm_eps": cfg.rms_norm_eps,
         "rope_theta": cfg.rope_theta,
@@ -110,14 +136,14 @@ def hf_config_from_model_config(cfg: ModelConfig) -> dict:
         "eos_token_id": eos[0] if len(eos) == 1 else (eos or None),
         "dtype": cfg.param_dtype,
         "use_cache": True,
+        **FAMILIES[cfg.architecture].export_keys(cfg),
     }
-    if cfg.architecture == "llama":
-        # Llama's attention_bias also adds an o_proj bias; export writes it as zeros.
-        out.update(attention_bias=cfg.qkv_bias, mlp_bias=False)
-    elif not cfg.qkv_bias:
-        raise UserError("Qwen2 export needs qkv_bias=True (Qwen2 always has q/k/v biases)")
-    else:
-        out.update(use_sliding_window=False, sliding_window=None)
+    back = config_from_hf(out)
+    differ = [f.name for f in dataclasses.fields(cfg) if f.name not in _RUNTIME_FIELDS
+              and getattr(back, f.name) != getattr(cfg, f.name)]
+    if differ:
+        raise UserError(f"HF {ARCHITECTURES[cfg.architecture]} cannot express this model's "
+                        f"{', '.join(differ)}")
     return out
 
 
@@ -153,12 +179,13 @@ def _layer_tensors(cfg: ModelConfig) -> list[tuple[tuple[str, ...], str, Callabl
         (("attn", "v_proj"), "self_attn.v_proj.weight", *heads_in(k)),
         (("attn", "o_proj"), "self_attn.o_proj.weight",
          lambda w: w.T.reshape(n, h, d), lambda w: w.reshape(n * h, d).T),
-        (("attn_norm", "scale"), "input_layernorm.weight", *same),
         (("mlp", "gate_proj"), "mlp.gate_proj.weight", *transpose),
         (("mlp", "up_proj"), "mlp.up_proj.weight", *transpose),
         (("mlp", "down_proj"), "mlp.down_proj.weight", *transpose),
-        (("mlp_norm", "scale"), "post_attention_layernorm.weight", *same),
     ]
+    # Norm weights are stored as HF has them (Gemma's w of (1 + w): ModelConfig.norm_offset).
+    table += [((ours, "scale"), f"{theirs}.weight", *same)
+              for ours, theirs in FAMILIES[cfg.architecture].norms.items()]
     if cfg.qkv_bias:
         table += [
             (("attn", "q_bias"), "self_attn.q_proj.bias", *bias(n)),

@@ -1,6 +1,7 @@
-"""Llama-family decoder (Llama 3/3.1, Qwen2/2.5, SmolLM2): pure layer math, the Flax
-parameter declarations, the KV cache and presets. A new model family touches `models/` (and
-its weight names in `checkpoints/`) only."""
+"""Pre-norm RoPE decoder (Llama 3/3.1, Qwen2/2.5, SmolLM2, Gemma 2): pure layer math, the Flax
+parameter declarations, the KV cache and presets. A model family is a `ModelConfig` (sliding
+windows per layer, soft-caps, the MLP's activation, norm placement) that every path reads; a
+new family adds a preset here and its HF names in `checkpoints/hf_families.py`."""
 
 from azr_jax.models.attention import NEG_INF, attention_mask
 from azr_jax.models.cache import BATCH_AXIS, KVCache, init_cache

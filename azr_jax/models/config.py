@@ -10,6 +10,8 @@ import jax.numpy as jnp
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
 REMAT_POLICIES = ("none", "full", "dots", "dots_with_no_batch_dims")
 ATTENTION_IMPLS = ("xla", "cudnn", "splash", "auto")  # "auto": cudnn on GPU, splash on TPU, else xla
+MLP_ACTIVATIONS = ("silu", "gelu_tanh")  # the gate's activation: SwiGLU, GeGLU (tanh approximation)
+GLOBAL = 0  # an entry of `attention_windows`: the layer attends to every earlier token
 
 
 @dataclasses.dataclass(frozen=True)
@@ -24,7 +26,11 @@ class RopeScaling:
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
-    """A Llama-family decoder (Llama 3/3.1, Qwen2/2.5, SmolLM2)."""
+    """A pre-norm decoder with RoPE and grouped-query attention. The Llama family (Llama 3/3.1,
+    Qwen2/2.5, SmolLM2) uses the defaults; the fields from `mlp_activation` on describe other
+    families (Gemma 2: GeGLU, alternating sliding-window layers, soft-capped logits, (1 + w)
+    norms around both sub-layers, embeddings scaled by sqrt(d)). Every path reads them: the
+    layer math, the fused kernels, decode, the log-prob VJP and the memory estimate."""
 
     vocab_size: int
     hidden_size: int
@@ -46,7 +52,16 @@ class ModelConfig:
     # attention's [queries, keys] scores at [block, keys] per head, forward and backward
     attention_impl: str = "xla"  # one of ATTENTION_IMPLS: the kernel of self-attention in the
     # update step and prefill (models/attention_kernels.py); decode always uses the XLA core
-    architecture: str = "llama"  # "llama" or "qwen2": only changes HF export names
+    mlp_activation: str = "silu"  # one of MLP_ACTIVATIONS
+    attention_windows: tuple[int, ...] = ()  # per layer: a sliding window of this many tokens
+    # (the query and the window - 1 tokens before it), or GLOBAL; () = every layer global
+    attn_logit_softcap: float = 0.0  # scores -> cap * tanh(scores / cap) before the softmax; 0 = off
+    final_logit_softcap: float = 0.0  # the same on the output logits; 0 = off
+    query_pre_attn_scalar: float = 0.0  # scores scaled by this ** -0.5; 0 = head_dim
+    norm_offset: float = 0.0  # RMSNorm multiplies by (offset + scale): Gemma stores w for (1 + w)
+    post_norms: bool = False  # also normalise each sub-layer's output before the residual add
+    scale_embeddings: bool = False  # multiply the token embeddings by sqrt(hidden_size)
+    architecture: str = "llama"  # "llama", "qwen2" or "gemma2": only changes HF names
     bos_token_id: Optional[int] = None
     eos_token_ids: tuple[int, ...] = ()
 
@@ -63,6 +78,15 @@ class ModelConfig:
             raise ValueError(f"attention_impl={self.attention_impl!r}; expected one of {ATTENTION_IMPLS}")
         if self.attention_block < 0:
             raise ValueError(f"attention_block must be >= 0 (0 = off), got {self.attention_block}")
+        if self.mlp_activation not in MLP_ACTIVATIONS:
+            raise ValueError(f"mlp_activation={self.mlp_activation!r}; expected one of {MLP_ACTIVATIONS}")
+        if self.attention_windows and (len(self.attention_windows) != self.num_layers
+                                       or min(self.attention_windows) < 0):
+            raise ValueError(f"attention_windows needs one window >= 0 per layer ({self.num_layers}), "
+                             f"got {self.attention_windows}")
+        if min(self.attn_logit_softcap, self.final_logit_softcap, self.query_pre_attn_scalar) < 0:
+            raise ValueError("attn_logit_softcap, final_logit_softcap and query_pre_attn_scalar "
+                             "must be >= 0 (0 = off / default)")
 
     @property
     def compute_dtype(self):
@@ -72,6 +96,16 @@ class ModelConfig:
     def params_dtype(self):
         return DTYPES[self.param_dtype]
 
+    @property
+    def attention_scale(self) -> float:
+        """The factor of the q.k scores."""
+        return float(self.query_pre_attn_scalar or self.head_dim) ** -0.5
+
+    @property
+    def sliding_windows(self) -> tuple[int, ...]:
+        """The distinct windows of the layers that have one, ascending (() = all global)."""
+        return tuple(sorted(set(self.attention_windows) - {GLOBAL}))
+
     def replace(self, **changes) -> "ModelConfig":
         return dataclasses.replace(self, **changes)
 
@@ -80,6 +114,6 @@ class ModelConfig:
         d, f, v, h = self.hidden_size, self.intermediate_size, self.vocab_size, self.head_dim
         q, kv = self.num_heads * h, self.num_kv_heads * h
         attn = d * q + 2 * d * kv + q * d + (q + 2 * kv if self.qkv_bias else 0)
-        layer = attn + 3 * d * f + 2 * d
+        layer = attn + 3 * d * f + (4 if self.post_norms else 2) * d
         embed = v * d * (1 if self.tie_embeddings else 2)
         return self.num_layers * layer + embed + d

@@ -4,8 +4,11 @@ The update step and prefill run them inside the Flax `Transformer` (which only d
 parameters, see `transformer.py`); decode (`sampling/decode.py`) runs them on one token per
 row over the KV cache. A layer's parameters are the tree `params["layers"]` holds per layer:
 {"attn_norm": {"scale"}, "attn": {"q_proj", "k_proj", "v_proj", "o_proj"[, biases]},
-"mlp_norm": {"scale"}, "mlp": {"gate_proj", "up_proj", "down_proj"}}. Activations carry
-logical sharding constraints (no-ops without axis rules).
+"mlp_norm": {"scale"}, "mlp": {"gate_proj", "up_proj", "down_proj"}}, plus "attn_post_norm"
+and "mlp_post_norm" with `post_norms`. Activations carry logical sharding constraints (no-ops
+without axis rules). Family differences are `ModelConfig` fields read here, never the
+family's name; a layer's sliding window is a traced value (`layer_windows`), so the layers
+stay one scanned body.
 """
 
 from __future__ import annotations
@@ -18,10 +21,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from azr_jax.models.attention_kernels import SlotMask, attend
-from azr_jax.models.config import ModelConfig, RopeScaling
+from azr_jax.models.attention_kernels import NO_WINDOW, SlotMask, attend
+from azr_jax.models.config import GLOBAL, ModelConfig, RopeScaling
 from azr_jax.models.norm import rms_norm
-from azr_jax.models.swiglu import swiglu
+from azr_jax.models.swiglu import gated_mlp
 
 # kv_window(k_btkh, v_btkh) -> (k_bksh, v_bksh): stores the new keys and values (in a cache,
 # or nowhere) and returns the key slots the queries attend to, in the cache layout.
@@ -80,31 +83,52 @@ def project_out(p_attn, out_btnh, cfg: ModelConfig):
     return out_btnh.reshape(b, t, n * h) @ w_o
 
 
-def attention(p_attn, x_btd, positions_bt, mask: SlotMask, kv_window: KVWindow, cfg: ModelConfig):
+def attention(p_attn, x_btd, positions_bt, mask: SlotMask, kv_window: KVWindow, cfg: ModelConfig,
+              window=None):
     """Grouped-query self-attention of x over the key slots `kv_window` returns, by the
-    kernel `cfg.attention_impl` names (`attention_kernels`)."""
+    kernel `cfg.attention_impl` names (`attention_kernels`), within the layer's `window`."""
     q_btnh, k_btkh, v_btkh = project_qkv(p_attn, x_btd, positions_bt, cfg)
     k_bksh, v_bksh = kv_window(k_btkh, v_btkh)
-    out_btnh = attend(q_btnh, k_bksh, v_bksh, mask, cfg.attention_impl, cfg.attention_block)
+    out_btnh = attend(q_btnh, k_bksh, v_bksh, mask, cfg, window)
     return project_out(p_attn, out_btnh, cfg)
 
 
 def mlp(p_mlp, x_btd, cfg: ModelConfig):
-    """SwiGLU: down(silu(gate(x)) * up(x))."""
+    """Gated MLP: down(act(gate(x)) * up(x)), act = cfg.mlp_activation (SwiGLU, GeGLU)."""
     dt = cfg.compute_dtype
-    return swiglu(x_btd.astype(dt), p_mlp["gate_proj"].astype(dt), p_mlp["up_proj"].astype(dt),
-                  p_mlp["down_proj"].astype(dt))
+    return gated_mlp(x_btd.astype(dt), p_mlp["gate_proj"].astype(dt), p_mlp["up_proj"].astype(dt),
+                     p_mlp["down_proj"].astype(dt), cfg.mlp_activation)
 
 
 def norm(p_norm, x_btd, cfg: ModelConfig):
-    return rms_norm(x_btd, p_norm["scale"], cfg.rms_norm_eps, cfg.compute_dtype)
+    scale_d = p_norm["scale"]
+    if cfg.norm_offset:  # Gemma's (1 + w), formed in f32 as HF does
+        scale_d = scale_d.astype(jnp.float32) + cfg.norm_offset
+    return rms_norm(x_btd, scale_d, cfg.rms_norm_eps, cfg.compute_dtype)
 
 
-def decoder_layer(p, x_btd, positions_bt, mask: SlotMask, kv_window: KVWindow, cfg: ModelConfig):
-    """One pre-norm decoder layer: x + attn(norm(x)), then + mlp(norm(.))."""
-    h_btd = norm(p["attn_norm"], x_btd, cfg)
-    x_btd = x_btd + attention(p["attn"], h_btd, positions_bt, mask, kv_window, cfg)
-    x_btd = x_btd + mlp(p["mlp"], norm(p["mlp_norm"], x_btd, cfg), cfg)
+def layer_windows(cfg: ModelConfig):
+    """Every layer's sliding window as int32 [L] (NO_WINDOW for global layers), or None
+    when no layer has one (then nothing per layer is passed and no mask is narrowed)."""
+    if not cfg.sliding_windows:
+        return None
+    return jnp.asarray([NO_WINDOW if w == GLOBAL else w for w in cfg.attention_windows], jnp.int32)
+
+
+def decoder_layer(p, x_btd, positions_bt, mask: SlotMask, kv_window: KVWindow, cfg: ModelConfig,
+                  window=None):
+    """One pre-norm decoder layer: x + attn(norm(x)), then + mlp(norm(.)); with
+    `cfg.post_norms` each sub-layer's output is normalised too (Gemma 2's four norms).
+    window: this layer's entry of `layer_windows` (None: no sliding layers)."""
+    h_btd = attention(p["attn"], norm(p["attn_norm"], x_btd, cfg), positions_bt, mask, kv_window,
+                      cfg, window)
+    if cfg.post_norms:
+        h_btd = norm(p["attn_post_norm"], h_btd, cfg)
+    x_btd = x_btd + h_btd
+    h_btd = mlp(p["mlp"], norm(p["mlp_norm"], x_btd, cfg), cfg)
+    if cfg.post_norms:
+        h_btd = norm(p["mlp_post_norm"], h_btd, cfg)
+    x_btd = x_btd + h_btd
     return nn.with_logical_constraint(x_btd, ("batch", "length", "act_embed"))
 
 
@@ -113,11 +137,16 @@ def no_cache(k_btkh, v_btkh):
     return k_btkh.transpose(0, 2, 1, 3), v_btkh.transpose(0, 2, 1, 3)
 
 
-def embed_tokens(embedding_vd, tokens, dtype):
-    """Row lookup. The table is gathered whole along vocab first: a lookup into a
+def embed_tokens(embedding_vd, tokens, cfg: ModelConfig):
+    """Row lookup (times sqrt(d) with `cfg.scale_embeddings`, the factor rounded to the compute
+    dtype as HF does). The table is gathered whole along vocab first: a lookup into a
     vocab-sharded table makes the SPMD partitioner replicate the gather's output."""
+    dtype = cfg.compute_dtype
     table_vd = nn.with_logical_constraint(embedding_vd.astype(dtype), (None, "act_embed"))
-    return jnp.take(table_vd, tokens, axis=0)
+    x = jnp.take(table_vd, tokens, axis=0)
+    if cfg.scale_embeddings:
+        x = x * jnp.asarray(math.sqrt(cfg.hidden_size), dtype)
+    return x
 
 
 def unembedding_vd(params):
@@ -125,13 +154,19 @@ def unembedding_vd(params):
     return params["lm_head"].T if "lm_head" in params else params["embedding"]
 
 
+def softcap_logits(logits, cap: float):
+    """cap * tanh(logits / cap) (Gemma 2's final soft-cap); logits as they are when cap is 0."""
+    return cap * jnp.tanh(logits / cap) if cap else logits
+
+
 def unembed(params, h_xd, cfg: ModelConfig):
-    """f32 logits [..., V] of final hidden states. Uses `lm_head` [D, V] when present (untied,
-    or the sampler's CPU copy of a tied embedding), else contracts with the [V, D] embedding
-    directly (no transposed copy of the largest matrix)."""
+    """f32 logits [..., V] of final hidden states, soft-capped by `cfg.final_logit_softcap`.
+    Uses `lm_head` [D, V] when present (untied, or the sampler's CPU copy of a tied
+    embedding), else contracts with the [V, D] embedding directly (no transposed copy of the
+    largest matrix)."""
     dt = cfg.compute_dtype
     if "lm_head" in params:
         logits = jnp.einsum("...d,dv->...v", h_xd.astype(dt), params["lm_head"].astype(dt))
     else:
         logits = jnp.einsum("...d,vd->...v", h_xd.astype(dt), params["embedding"].astype(dt))
-    return logits.astype(jnp.float32)
+    return softcap_logits(logits.astype(jnp.float32), cfg.final_logit_softcap)

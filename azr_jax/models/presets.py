@@ -9,6 +9,19 @@ _QWEN = dict(rope_theta=1_000_000.0, rms_norm_eps=1e-6, qkv_bias=True, architect
              max_seq_len=32768, bos_token_id=None, eos_token_ids=(151643, 151645))
 
 
+def _gemma2(d, f, layers, heads, kv, head_dim, query_scalar):
+    """Gemma 2: GeGLU, even layers sliding (4096 tokens), odd global, soft-caps 50 / 30."""
+    return ModelConfig(vocab_size=256000, hidden_size=d, intermediate_size=f, num_layers=layers,
+                       num_heads=heads, num_kv_heads=kv, head_dim=head_dim, rope_theta=10000.0,
+                       rms_norm_eps=1e-6, tie_embeddings=True, max_seq_len=8192,
+                       mlp_activation="gelu_tanh",
+                       attention_windows=tuple(4096 if i % 2 == 0 else 0 for i in range(layers)),
+                       attn_logit_softcap=50.0, final_logit_softcap=30.0,
+                       query_pre_attn_scalar=query_scalar, norm_offset=1.0, post_norms=True,
+                       scale_embeddings=True, architecture="gemma2", bos_token_id=2,
+                       eos_token_ids=(1, 107))
+
+
 def _qwen(vocab, d, f, layers, heads, kv, tie, eps=1e-6):
     return ModelConfig(vocab_size=vocab, hidden_size=d, intermediate_size=f, num_layers=layers,
                        num_heads=heads, num_kv_heads=kv, head_dim=d // heads,
@@ -37,6 +50,10 @@ PRESETS: dict[str, ModelConfig] = {
                                rope_theta=500000.0, rope_scaling=RopeScaling(),
                                rms_norm_eps=1e-5, tie_embeddings=False, max_seq_len=131072,
                                bos_token_id=128000, eos_token_ids=(128001, 128008, 128009)),
+    # eos: <eos> and the chat turns' <end_of_turn>
+    "gemma2-2b": _gemma2(2304, 9216, 26, 8, 4, 256, 256.0),
+    "gemma2-9b": _gemma2(3584, 14336, 42, 16, 8, 256, 256.0),
+    "gemma2-27b": _gemma2(4608, 36864, 46, 32, 16, 128, 144.0),
 }
 
 

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 from azr_jax.models.attention_kernels import self_attention_mask
 from azr_jax.models.cache import KVCache, write_prompt
 from azr_jax.models.config import ModelConfig
-from azr_jax.models.layers import decoder_layer, embed_tokens, no_cache, norm, unembed
+from azr_jax.models.layers import decoder_layer, embed_tokens, layer_windows, no_cache, norm, unembed
 
 _REMAT_POLICIES = {
     "full": None,
@@ -75,23 +75,27 @@ class MLPParams(nn.Module):
 
 class DecoderLayer(nn.Module):
     """Scanned over layers: x_btd is the carry; the output per layer is its (k_bkth, v_bkth)
-    when return_kv (prefill), else None."""
+    when return_kv (prefill), else None. window: the layer's sliding window, scanned over
+    (`layers.layer_windows`), or None when no layer has one."""
 
     config: ModelConfig
     return_kv: bool = False
 
     @nn.compact
-    def __call__(self, x_btd, positions_bt, mask):
+    def __call__(self, x_btd, positions_bt, mask, window=None):
         c = self.config
         p = {"attn_norm": NormParams(c, name="attn_norm")(), "attn": AttentionParams(c, name="attn")(),
              "mlp_norm": NormParams(c, name="mlp_norm")(), "mlp": MLPParams(c, name="mlp")()}
+        if c.post_norms:
+            p["attn_post_norm"] = NormParams(c, name="attn_post_norm")()
+            p["mlp_post_norm"] = NormParams(c, name="mlp_post_norm")()
         kv = []
 
-        def window(k_btkh, v_btkh):
+        def kv_window(k_btkh, v_btkh):
             kv.append(no_cache(k_btkh, v_btkh))
             return kv[-1]
 
-        x_btd = decoder_layer(p, x_btd, positions_bt, mask, window, c)
+        x_btd = decoder_layer(p, x_btd, positions_bt, mask, kv_window, c, window)
         return x_btd, (kv[0] if self.return_kv else None)
 
 
@@ -105,22 +109,24 @@ class Transformer(nn.Module):
         values [L, b, k, t, h] if return_kv, else None)."""
         c = self.config
         embedding_vd = _param(self, "embedding", (c.vocab_size, c.hidden_size), ("vocab", "embed"))
-        x_btd = embed_tokens(embedding_vd, tokens_bt, c.compute_dtype)
+        x_btd = embed_tokens(embedding_vd, tokens_bt, c)
         x_btd = nn.with_logical_constraint(x_btd, ("batch", "length", "act_embed"))
         mask = self_attention_mask(valid_bt, c.attention_impl)
 
         layer_cls = DecoderLayer
         if c.remat != "none":
             layer_cls = nn.remat(layer_cls, prevent_cse=False, policy=_REMAT_POLICIES[c.remat])
+        windows_l = layer_windows(c)  # per-layer inputs only when layers differ
+        per_layer = () if windows_l is None else (windows_l,)
         layers = nn.scan(
             layer_cls,
             variable_axes={"params": 0},
             split_rngs={"params": True},
-            in_axes=(nn.broadcast, nn.broadcast),
+            in_axes=(nn.broadcast, nn.broadcast) + (0,) * len(per_layer),
             length=c.num_layers,
             metadata_params={nn.PARTITION_NAME: "layers"},
         )(c, return_kv, name="layers")
-        x_btd, kv = layers(x_btd, positions_bt, mask)
+        x_btd, kv = layers(x_btd, positions_bt, mask, *per_layer)
         h_btd = norm(NormParams(c, name="final_norm")(), x_btd, c)
         if return_hidden:
             return h_btd, kv

@@ -5,7 +5,8 @@ input and write a new stacked cache as its output, so inside the sampler's while
 would copy the whole KV cache on every token. Here the layers run in a `fori_loop` over
 stacked weights and a stacked cache (GPU/TPU), or unrolled over per-layer weights and cache
 buffers (XLA:CPU, see `weight_layout.py` and `models.cache`), and each layer writes this
-token's slot in place. The math is `models.layers.decoder_layer`, as in training.
+token's slot in place. The math is `models.layers.decoder_layer`, as in training, with the
+layer's sliding window (`layers.layer_windows`) narrowing its mask when the model has some.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import jax.numpy as jnp
 from azr_jax.models import KVCache, ModelConfig, attention_mask, embed_tokens, unembed
 from azr_jax.models.attention_kernels import SlotMask
 from azr_jax.models.cache import write_layer
-from azr_jax.models.layers import decoder_layer, norm
+from azr_jax.models.layers import decoder_layer, layer_windows, norm
 
 
 def _layer_params(layers, i):
@@ -31,9 +32,11 @@ def decode_step(params, cfg: ModelConfig, tok_b, pos_b, cache: KVCache):
     Returns (hidden_bd after the final norm, the updated cache)."""
     index = cache.index
     b = tok_b.shape[0]
-    x_b1d = embed_tokens(params["embedding"], tok_b[:, None], cfg.compute_dtype)
+    x_b1d = embed_tokens(params["embedding"], tok_b[:, None], cfg)
     valid_bs = jax.lax.dynamic_update_slice_in_dim(cache.valid_bs, jnp.ones((b, 1), bool), index, 1)
-    mask = SlotMask(valid_bs, attention_mask(valid_bs, index, 1))  # dense: the XLA single-query core
+    # dense: the XLA single-query core
+    mask = SlotMask(valid_bs, attention_mask(valid_bs, index, 1), first_query_slot=index)
+    windows_l = layer_windows(cfg)
 
     def layer(i, carry):
         x_b1d, keys, values = carry
@@ -45,7 +48,8 @@ def decode_step(params, cfg: ModelConfig, tok_b, pos_b, cache: KVCache):
             return k_bksh, v_bksh
 
         p = _layer_params(params["layers"], i)
-        x_b1d = decoder_layer(p, x_b1d, pos_b[:, None], mask, window, cfg)
+        window_i = None if windows_l is None else windows_l[i]
+        x_b1d = decoder_layer(p, x_b1d, pos_b[:, None], mask, window, cfg, window_i)
         return x_b1d, written["k"], written["v"]
 
     carry = (x_b1d, cache.keys, cache.values)

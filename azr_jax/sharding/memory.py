@@ -10,14 +10,19 @@ fallback as `spec_for`). Activations follow what the code actually materialises:
   recomputes that layer (its weights all-gathered over fsdp), whose largest tensors are the attention scores (f32), the softmax
   probabilities (compute dtype) and the score gradients (f32): rows*heads*q*t*(4+a+4) bytes,
   q = t, or `attention_block` query tokens when the model computes attention in blocks (then
-  this stops being the term that limits the sequence length). A fused kernel
-  (`model.attention_impl` cudnn or splash, or auto on GPU/TPU) keeps no scores: only
-  per-query softmax statistics, rows*heads*t*8 bytes.
+  this stops being the term that limits the sequence length); a logit soft-cap adds the
+  f32 derivative of its tanh (+4). Sliding-window layers mask the same [q, t] scores. A fused
+  kernel (`model.attention_impl` cudnn or splash, or auto on GPU/TPU, where a soft-capped model
+  gets splash or XLA: cuDNN has no soft-cap) keeps no scores: only per-query softmax
+  statistics, rows*heads*t*8 bytes. The gated MLP (SwiGLU or GeGLU alike) keeps its gate and
+  up projections; `post_norms` adds two normalised [rows, t, d] outputs per layer.
   remat "none" keeps every layer's intermediates; "dots*" keeps the matmul outputs (the
   scores included). The vocabulary projection runs in chunks of 256 positions
-  (azr_jax.rl.logprobs), so logits cost rows*256*vocab*4 bytes a few times over.
+  (azr_jax.rl.logprobs), so logits cost rows*256*vocab*4 bytes a few times over (once more
+  with a final-logit soft-cap: its tanh).
 - rollouts (one sampler call of `rows` sequences): the KV cache
-  layers*rows*slots*kv_heads*head_dim*2 (k and v) in the compute dtype, plus the prefill
+  layers*rows*slots*kv_heads*head_dim*2 (k and v) in the compute dtype (sliding-window
+  layers too: the cache keeps every slot for every layer), plus the prefill
   of the padded prompt (scores and probabilities of one layer or block), plus a compute-dtype copy of
   the weights when they are stored in another dtype.
 - parameters, gradients (parameter dtype) and AdamW's two moments (parameter dtype; optax's
@@ -173,17 +178,19 @@ def estimate_memory(model_cfg, mesh_sizes: tuple[int, int, int], *, train_rows: 
 
     b, t = train_rows, train_len
     block = c.attention_block or t  # query tokens whose scores exist at once
-    fused = resolve_impl(c.attention_impl, backend) != "xla"
-    attn_sq = b * heads * min(block, t) * t * (4 + a + 4)  # scores f32, probs, their gradient f32
+    fused = resolve_impl(c.attention_impl, backend, c.attn_logit_softcap) != "xla"
+    capped = 4 if c.attn_logit_softcap else 0  # the soft-cap's tanh derivative, f32
+    attn_sq = b * heads * min(block, t) * t * (4 + a + 4 + capped)  # scores, probs, gradient
     if fused:  # flash-style kernels: softmax statistics per query, no [t, s] scores
         attn_sq = b * heads * t * 8
     qkvo = b * t * (2 * heads + 2 * kv) * h * a * 2  # q, k, v, attention output + grads
-    mlp_act = b * t * mlp * a * 3 * 2  # gate, up, silu*up + grads
+    mlp_act = b * t * mlp * a * 3 * 2  # gate, up, act(gate)*up + grads (SwiGLU, GeGLU)
     residual = b * t * d * a
+    norms_out = (4 if c.post_norms else 2) * residual  # each norm's output (and its input kept)
     # FSDP all-gathers one layer's weights (stored and compute dtype) and holds its gradient.
     layer_weights = -(-(n_params - c.vocab_size * d * (1 if c.tie_embeddings else 2)) // L // tensor)
     gathered = layer_weights * (2 * p_bytes + a)
-    layer = attn_sq + qkvo + mlp_act + 4 * residual + gathered
+    layer = attn_sq + qkvo + mlp_act + 2 * residual + norms_out + gathered
     notes = []
     if c.remat == "none":
         saved = L * (layer - gathered)
@@ -194,7 +201,7 @@ def estimate_memory(model_cfg, mesh_sizes: tuple[int, int, int], *, train_rows: 
         saved = L * (scores + qkvo // 2 + b * t * mlp * a * 2 + residual)
         if not fused:
             notes.append(f"remat={c.remat!r} keeps the attention scores of every layer")
-    logits = b * min(LOGIT_CHUNK, t) * vocab * 4 * 4
+    logits = b * min(LOGIT_CHUNK, t) * vocab * 4 * (5 if c.final_logit_softcap else 4)
 
     r = rollout_rows
     kv_cache = L * r * cache_len * kv * h * a * 2 + r * cache_len
