@@ -8,6 +8,7 @@ the bad shapes parse in well under a second."""
 
 import random
 import re
+import signal
 import time
 
 import pytest
@@ -97,9 +98,25 @@ ADVERSARIAL = {
 }
 
 
-def _timed(fn):
+class _TooSlow(Exception):
+    pass
+
+
+def _timed(fn, stop_s=5.0):
+    """Seconds ``fn`` took; a quadratic parser is stopped after ``stop_s`` of CPU time
+    (SIGVTALRM: pytest-timeout owns SIGALRM), so a regression fails instead of hanging."""
+    def stop(*_):
+        raise _TooSlow
+    old = signal.signal(signal.SIGVTALRM, stop)
+    signal.setitimer(signal.ITIMER_VIRTUAL, stop_s)
     t0 = time.perf_counter()
-    fn()
+    try:
+        fn()
+    except _TooSlow:
+        return float("inf")
+    finally:
+        signal.setitimer(signal.ITIMER_VIRTUAL, 0)
+        signal.signal(signal.SIGVTALRM, old)
     return time.perf_counter() - t0
 
 

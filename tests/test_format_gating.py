@@ -1,0 +1,93 @@
+"""Issue 29.2 and 29.3 end to end: one real training step (configs/tiny_cpu.py, R1 prompts,
+official rules) with scripted responses, as in tests/test_official_step.py.
+
+A deduction proposal with valid code but a broken format (no ``</think>``) is validated,
+joins the buffer and gets its learnability estimate; only its reward is -1
+(reward_managers.py, gen block). The learnability rollouts carry no ``<think>`` at all and
+are read from their last ``<answer>`` (reward_managers.py, "Estimating Accuracy")."""
+
+import numpy as np
+import pytest
+
+from azr_jax.pipeline import rollout as rollout_mod
+from azr_jax.pipeline.config import load_config
+from azr_jax.pipeline.trainer import train
+from azr_jax.sampling.sampler import SampleOutput
+from azr_jax.tokenizer import tiny_tokenizer
+from tests.test_official_step import _kind
+
+TWICE = "def f(x):\n    return x * 2"
+MINUS = "def f(x):\n    return x - 1"
+JUNK = "ok</think><answer>nothing</answer>"  # formatted, unparsable / wrong
+SCRIPT = {  # the turn already opened with "<think>"
+    "propose_deduction": [f"ok</think><answer>```python\n{TWICE}\n```\n```input\n3\n```</answer>",
+                          # valid code, no </think>: a format failure
+                          f"I will write <answer>```python\n{MINUS}\n```\n```input\n5\n```</answer>"],
+    # learnability, per task: no </think> anywhere, read from the last <answer>
+    ("learn_deduction", TWICE): ["<answer>6</answer>", "<answer>7</answer>"],      # s = 1/2
+    ("learn_deduction", MINUS): ["<answer>4</answer>", "I say <answer>0</answer>"],  # s = 1/2
+}
+REWARDS = {"deduction": [0.5, -1.0],   # 1 - s; format failure -1 whatever s
+           "abduction": [-1.0, -1.0], "induction": [-1.0, -1.0]}  # unparsable
+
+
+def _response(kind: str, prompt: str, k: int) -> str:
+    if kind == "learn_deduction":
+        program = TWICE if TWICE in prompt else MINUS
+        return SCRIPT[(kind, program)][k % 2]
+    return SCRIPT[kind][k] if kind in SCRIPT else JUNK
+
+
+@pytest.fixture
+def scripted(monkeypatch):
+    tok = tiny_tokenizer()
+    lengths: dict[str, list[int]] = {}
+
+    def sample(params, cfg, prompts, key, sampling, mesh=None, budgets=None):
+        n = sampling.num_samples
+        rows = len(prompts) * n
+        tokens = np.full((rows, sampling.max_new_tokens), sampling.pad_token_id, np.int32)
+        logprobs = np.zeros((rows, sampling.max_new_tokens), np.float32)
+        lens = np.zeros((rows,), np.int32)
+        seen: dict[str, int] = {}
+        for r in range(rows):
+            prompt = tok.decode(prompts[r // n], skip_special_tokens=False)
+            kind = _kind(prompt, n)
+            k = seen[kind] = seen.get(kind, -1) + 1
+            ids = tok.encode(_response(kind, prompt, k)) + [sampling.stop_token_ids[0]]
+            tokens[r, : len(ids)], logprobs[r, : len(ids)], lens[r] = ids, -1.0, len(ids)
+            lengths.setdefault(kind, []).append(len(ids))
+        return SampleOutput(tokens, logprobs, lens, np.repeat(np.arange(len(prompts)), n))
+
+    monkeypatch.setattr(rollout_mod, "sample", sample)
+    return lengths
+
+
+def test_format_broken_valid_proposal_is_kept_and_estimated(tmp_path, scripted):
+    cfg = load_config("tiny_cpu", ["trainer.steps=1", "selfplay.batch_per_group=2",
+                                   "sampling.max_new_tokens=128"])
+    assert cfg.selfplay.num_rollouts == 2
+    captured = []
+
+    def rollout_fn(ctx, step, params):
+        captured.append(rollout_mod.run_rollout(ctx, step, params))
+        return captured[-1]
+
+    train(cfg, str(tmp_path / "run"), rollout_fn=rollout_fn)
+    (ro,) = captured
+    rows = [r for r in ro.task_rows if r["type"] == "deduction"]
+    assert [(r["valid"], r["formatted"], r["reward"], r["solve_rate"]) for r in rows] == [
+        (True, True, 0.5, 0.5), (True, False, -1.0, 0.5)]
+    m = ro.metrics
+    assert m["buffer/deduction"] == 3  # the identity seed + both valid tasks
+    assert m["valid_rate/deduction"] == 1.0 and m["format_error/deduction_propose"] == 0.5
+    assert m["learnability_rate/deduction"] == 0.5
+    for t, want in REWARDS.items():
+        assert m[f"reward/{t}_propose"] == pytest.approx(np.mean(want)), t
+    # the proposer group's advantages: token whitening of (0.5, -1.0) over their lengths
+    (la, lb), (a, b) = scripted["propose_deduction"], REWARDS["deduction"]
+    mean = (la * a + lb * b) / (la + lb)
+    std = np.sqrt((la * (a - mean) ** 2 + lb * (b - mean) ** 2) / (la + lb - 1) + 1e-8)
+    want = [(a - mean) / std, (b - mean) / std]
+    assert m["adv_mean/deduction_propose"] == pytest.approx(np.mean(want), abs=1e-6)
+    assert m["adv_std/deduction_propose"] == pytest.approx(np.std(want), rel=1e-5)
