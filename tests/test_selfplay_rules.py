@@ -112,6 +112,21 @@ def test_long_outputs_are_cut_and_unsolvable(pool):
         assert sp.grade_answers(pool, [st], [sp.parse_answer(t, ans(right))], CFG) == [False]
 
 
+@pytest.mark.xfail(strict=True, reason="executor/worker/child.py runs a program with "
+                   "__name__ = '__main__'; the official exec's globals hold no __name__, so "
+                   "the name reads builtins' ('builtins') and a main block never runs")
+def test_main_block_is_not_run(pool):
+    """Issue 29.8: an `if __name__ == "__main__":` block does not run (python_executor.py
+    GenericRuntime: exec(code, {}))."""
+    reqs = sp.proposer_requests("deduction", sp.Buffers.from_config(CFG), 2,
+                                np.random.default_rng(0), CFG)
+    main = "def f(x):\n    return x + 1\nif __name__ == '__main__':\n    raise SystemExit(f(1))"
+    res = sp.validate_proposals(pool, reqs, [prop(main, "1"),
+                                             prop("def f(x):\n    return __name__", "1")], CFG)
+    assert [r.outcome for r in res] == [sp.PASSED, sp.PASSED], [r.reason for r in res]
+    assert res[1].task.output == "'builtins'"
+
+
 # ---- rule 2: the seeding phase ----
 
 def _scripted_proposer(counter):
