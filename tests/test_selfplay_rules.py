@@ -56,6 +56,13 @@ def test_validation_and_grading_use_the_runs_list(pool):
     assert sp.validate_proposals(pool, reqs, [os_prog], CFG)[0].outcome == sp.PASSED
     strict = dataclasses.replace(CFG, banned="strict")
     assert sp.validate_proposals(pool, reqs, [os_prog], strict)[0].outcome == sp.FAILED
+    # an induction proposal runs a buffer program (e.g. a seed file's, taken as given) with
+    # no ban check but the list's texts (reward_managers.py gen_code_f: banned_keywords=[])
+    inputs = ans("".join(f"```input\n{i}\n```" for i in range(CFG.num_inputs)) + "```message\nm\n```")
+    for program, want in (("import random\ndef f(x):\n    return x + 1", sp.PASSED),
+                          ("def f(x):\n    return x if 'input(' else 0", sp.FAILED)):
+        req = sp.ProposerRequest("induction", (), program=program)
+        assert sp.validate_proposals(pool, [req], [inputs], CFG)[0].outcome == want, program
     task = sp.InductionTask("def f(x):\n    return x + 1", ("1", "2"), ("2", "3"), "plus one")
     st = sp.solver_task("induction", task, CFG)
     answer = sp.parse_answer("induction", ans("```python\nimport math\ndef f(x):\n    return x + 1\n```"))

@@ -61,8 +61,6 @@ def validate_proposals(pool, requests: Sequence[ProposerRequest], responses: Seq
     reads the whole turn) and run its validation job in the executor (``cfg.bans()``,
     determinism, ``cfg.timeout_s`` via the pool): every input must run, twice, with equal
     outputs."""
-    from azr_jax.executor.azr import validate_tasks
-
     if len(requests) != len(responses):
         raise ValueError(f"{len(requests)} requests but {len(responses)} responses")
     results: list[ProposalResult | None] = [None] * len(requests)
@@ -76,7 +74,7 @@ def validate_proposals(pool, requests: Sequence[ProposerRequest], responses: Seq
                                         formatted=formatted[i])
             continue
         jobs.append((i, parsed, get(req.task_type).validation_job(parsed, req)))
-    checks = validate_tasks(pool, [job for _, _, job in jobs], bans=cfg.bans()) if jobs else []
+    checks = _validate(pool, jobs, cfg)
     for (i, parsed, _), v in zip(jobs, checks):
         req = requests[i]
         if not v.ok:
@@ -86,6 +84,24 @@ def validate_proposals(pool, requests: Sequence[ProposerRequest], responses: Seq
             task = get(req.task_type).make_task(parsed, req, v.outputs)
             results[i] = ProposalResult(req, parsed, PASSED, task=task, formatted=formatted[i])
     return results  # type: ignore[return-value]
+
+
+def _validate(pool, jobs, cfg: SelfPlayConfig) -> list:
+    """Run the validation jobs. The ban list applies to a program the proposer wrote; a job
+    on a buffer program (induction's inputs) gets only the list's texts, as the official
+    runs it with ``banned_keywords=[]`` (reward_managers.py gen_code_f) and its executor
+    still refuses code containing ``input(``."""
+    from azr_jax.executor.azr import validate_tasks
+
+    bans = cfg.bans()
+    text_only = dataclasses.replace(bans, modules=frozenset(), calls=frozenset())
+    out: list = [None] * len(jobs)
+    for own, ban in ((True, bans), (False, text_only)):
+        idx = [k for k, (_, parsed, _) in enumerate(jobs) if bool(parsed.program) == own]
+        if idx:
+            for k, v in zip(idx, validate_tasks(pool, [jobs[k][2] for k in idx], bans=ban)):
+                out[k] = v
+    return out
 
 
 def validate_seeds(pool, tasks: Sequence[Task], cfg: SelfPlayConfig) -> list[Task]:
