@@ -134,6 +134,24 @@ def test_main_block_is_not_run(pool):
     assert res[1].task.output == "'builtins'"
 
 
+def test_raising_programs_and_multi_line_answers_keep_our_rule(pool):
+    """Issue 29.8, two deliberate differences (FIDELITY "Known differences"): a program that
+    raises (StopIteration: the official accepts it with gold '') or is non-deterministic is
+    invalid; an answer written over several lines is read as a value (the official
+    executor evaluates only a snippet's last line, so it scores 0 there)."""
+    reqs = sp.proposer_requests("deduction", sp.Buffers.from_config(CFG), 2,
+                                np.random.default_rng(0), CFG)
+    raising = prop("def f(x):\n    return next(iter(x))", "[]")
+    uuid = prop("import uuid\ndef f(x):\n    return str(uuid.uuid4())", "1")
+    assert [r.outcome for r in sp.validate_proposals(pool, reqs, [raising, uuid], CFG)] == \
+        [sp.FAILED, sp.FAILED]
+    task = sp.Triplet("def f(a, b):\n    return [a, b]", "1, 2", "[1, 2]")
+    for t, answer in (("deduction", "```output\n[1,\n 2]\n```"),
+                      ("abduction", "```input\n1,\n2\n\n```")):
+        st = sp.solver_task(t, task, CFG)
+        assert sp.grade_answers(pool, [st], [sp.parse_answer(t, ans(answer))], CFG) == [True]
+
+
 # ---- rule 2: the seeding phase ----
 
 def _scripted_proposer(counter):
