@@ -12,7 +12,9 @@ import pytest
 from azr_jax.errors import UserError
 from azr_jax.executor import Job, SandboxConfig, SandboxPool
 from azr_jax.executor.azr import (
+    BAN_LISTS,
     check_program,
+    check_with,
     grade_abduction,
     grade_deduction,
     grade_induction,
@@ -249,3 +251,18 @@ def test_identical_jobs_run_once(pool):
     induction = [(REV, ["'ab'"], ["'ba'"])] * 3 + [("def f(x):\n    return x", ["'ab'"], ["'ba'"])]
     assert grade_induction(counting, induction) == [True, True, True, False]
     assert counting.jobs == [2, 2]
+
+
+def test_official_ban_list_is_the_officials_only(pool):
+    official, strict = BAN_LISTS["official"], BAN_LISTS["strict"]
+    dunder = "def f(x):\n    return f.__globals__ is not None"
+    twice = "def f(x):\n    return 1\ndef f(x):\n    return 2"
+    assert check_with(dunder, official) is None
+    assert check_with(dunder, strict) == "banned attribute: __globals__"
+    assert check_with(twice, official) is None and "defined 2 times" in check_with(twice, strict)
+    v = validate_tasks(pool, [(twice, ["0"]), (REV, ["'a'"]), (REV, ["input('x')"])],
+                       bans=official)
+    assert [x.ok for x in v] == [True, True, False] and v[0].outputs == ["2"]
+    assert v[2].reason == "banned text in an input: input("  # the official checks all it runs
+    answers = [(REV, "'input('", "'(tupni'"), (REV, "'(tupni'", "'input('")]
+    assert grade_abduction(pool, answers, bans=official) == [False, True]

@@ -119,9 +119,6 @@ def test_long_outputs_are_cut_and_unsolvable(pool):
         assert sp.grade_answers(pool, [st], [sp.parse_answer(t, ans(right))], CFG) == [False]
 
 
-@pytest.mark.xfail(strict=True, reason="executor/worker/child.py runs a program with "
-                   "__name__ = '__main__'; the official exec's globals hold no __name__, so "
-                   "the name reads builtins' ('builtins') and a main block never runs")
 def test_main_block_is_not_run(pool):
     """Issue 29.8: an `if __name__ == "__main__":` block does not run (python_executor.py
     GenericRuntime: exec(code, {}))."""

@@ -44,16 +44,29 @@ DEFAULT_BANNED_CALLS: frozenset[str] = frozenset({
     "__import__", "eval", "exec", "compile", "open", "input", "breakpoint", "globals",
     "locals", "vars", "exit", "quit", "help", "memoryview",
 })
+# Dunder attributes (and names) that reach interpreter internals; the strict list only.
+DEFAULT_BANNED_ATTRS: frozenset[str] = frozenset({
+    "__builtins__", "__subclasses__", "__globals__", "__code__", "__loader__"})
 OUTPUT_KEEP_CHARS = 200  # an output repr over 2x this is cut to head + "..." + tail
 
 
 @dataclasses.dataclass(frozen=True)
 class BanList:
-    """What a program may not use: imported modules, builtin names, substrings of its text."""
+    """What a program may not use: imported modules, builtin names, substrings of its text
+    (checked in the inputs and answers that run with it too, as the official executor
+    checks the whole code it runs), dunder attributes; ``one_entry``: the program must
+    define the top-level entry function exactly once (else a missing one fails when called,
+    and a second definition replaces the first, as in the official)."""
 
     modules: frozenset[str]
     calls: frozenset[str] = frozenset()
     text: tuple[str, ...] = ()
+    attrs: frozenset[str] = frozenset()
+    one_entry: bool = False
+
+    def banned_text_in(self, text: str) -> str | None:
+        """The first banned substring of ``text`` (an input or answer), else None."""
+        return next((needle for needle in self.text if needle in text), None)
 
     def with_modules(self, extra) -> "BanList":
         return dataclasses.replace(self, modules=self.modules | frozenset(extra))
@@ -61,7 +74,7 @@ class BanList:
 
 BAN_LISTS: dict[str, BanList] = {
     "official": BanList(OFFICIAL_BANNED, frozenset(), OFFICIAL_BANNED_TEXT),
-    "strict": BanList(DEFAULT_BANNED, DEFAULT_BANNED_CALLS, ()),
+    "strict": BanList(DEFAULT_BANNED, DEFAULT_BANNED_CALLS, (), DEFAULT_BANNED_ATTRS, True),
 }
 
 
@@ -76,14 +89,17 @@ class Validation:
 
 def check_program(code: str, banned: frozenset[str] | set[str] = DEFAULT_BANNED,
                   banned_calls: frozenset[str] | set[str] = DEFAULT_BANNED_CALLS,
-                  entry: str = "f", banned_text: tuple[str, ...] = ()) -> str | None:
+                  entry: str = "f", banned_text: tuple[str, ...] = (),
+                  banned_attrs: frozenset[str] | set[str] = DEFAULT_BANNED_ATTRS,
+                  one_entry: bool = True) -> str | None:
     """Static checks on the AST. Returns None when the program is acceptable, else why not.
 
-    Rules: it parses; it defines the top-level function ``entry`` exactly once; it imports
+    Rules: it parses; with ``one_entry``, it defines the top-level function ``entry``
+    exactly once; it imports
     no banned module (a dotted prefix or any dotted component counts, as the official check
     does: ``os.path`` is banned by ``os``, ``from x import time`` by ``time``); it names no
-    banned builtin call and touches no banned module through an attribute of a dunder;
-    its text contains none of ``banned_text``.
+    banned builtin call and no ``banned_attrs`` attribute (nor ``__builtins__`` by name,
+    when that is among them); its text contains none of ``banned_text``.
     """
     for needle in banned_text:
         if needle in code:
@@ -94,9 +110,9 @@ def check_program(code: str, banned: frozenset[str] | set[str] = DEFAULT_BANNED,
         return f"syntax error: {e}"
     defs = [n for n in tree.body
             if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.name == entry]
-    if not defs:
+    if one_entry and not defs:
         return f"no top-level function {entry!r}"
-    if len(defs) > 1:
+    if one_entry and len(defs) > 1:
         return f"function {entry!r} is defined {len(defs)} times"
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
@@ -112,17 +128,19 @@ def check_program(code: str, banned: frozenset[str] | set[str] = DEFAULT_BANNED,
                 return f"banned import: {name}"
         if isinstance(node, ast.Name) and node.id in banned_calls:
             return f"banned call: {node.id}"
-        if isinstance(node, ast.Attribute) and node.attr in banned_calls | {
-                "__builtins__", "__subclasses__", "__globals__", "__code__", "__loader__"}:
+        if isinstance(node, ast.Attribute) and (node.attr in banned_calls or
+                                                node.attr in banned_attrs):
             return f"banned attribute: {node.attr}"
-        if isinstance(node, ast.Name) and node.id == "__builtins__":
+        if isinstance(node, ast.Name) and node.id == "__builtins__" and \
+                "__builtins__" in banned_attrs:
             return "banned name: __builtins__"
     return None
 
 
 def check_with(code: str, bans: BanList, entry: str = "f") -> str | None:
     """``check_program`` with one ``BanList`` (what self-play passes everywhere)."""
-    return check_program(code, bans.modules, bans.calls, entry, bans.text)
+    return check_program(code, bans.modules, bans.calls, entry, bans.text, bans.attrs,
+                         bans.one_entry)
 
 
 def truncate_output(text: str) -> str:
@@ -173,6 +191,9 @@ def validate_tasks(pool: SandboxPool, items: list[tuple[str, list[str]]], repeat
         reason = check_with(code, bans)
         if reason is None and not inputs:
             reason = "no inputs"
+        needle = next(filter(None, map(bans.banned_text_in, inputs)), None)
+        if reason is None and needle is not None:
+            reason = f"banned text in an input: {needle}"
         if reason is not None:
             results[i] = Validation(False, [], reason)
             continue
@@ -236,23 +257,28 @@ def grade_deductions(pool: SandboxPool, items: list[tuple[str, str, str]],
 
 
 def grade_abduction(pool: SandboxPool, items: list[tuple[str, str, str]],
-                    timeout: float | None = None, *, check: str = "values") -> list[bool]:
+                    timeout: float | None = None, *, check: str = "values",
+                    bans: BanList = BAN_LISTS["official"]) -> list[bool]:
     """Abduction ``(code, predicted_input_text, gold_output_text)``: run ``code`` on the
     predicted input; right iff the output equals gold (any input that gives it counts).
 
     ``check="values"`` (the default): the answer must be the argument list of one call of
     ``f`` whose arguments are values (``answers.canonical_call_args``), and what runs is
     rebuilt from its tree; anything else is wrong without running. ``check="official"``:
-    the answer text is pasted into ``f(...)`` as it is (the official template)."""
+    the answer text is pasted into ``f(...)`` as it is (the official template). Either
+    way an answer holding a banned text of ``bans`` (``input(``) is wrong, as the official
+    executor refuses any code holding one."""
     calls: list[str | None] = []
     for _, pred, _ in items:
-        if _check_mode(check) == "official":
-            calls.append(pred if isinstance(pred, str) else None)
-            continue
-        try:
-            calls.append(canonical_call_args(pred))
-        except NotAValue:
+        if not isinstance(pred, str) or bans.banned_text_in(pred) is not None:
             calls.append(None)
+        elif _check_mode(check) == "official":
+            calls.append(pred)
+        else:
+            try:
+                calls.append(canonical_call_args(pred))
+            except NotAValue:
+                calls.append(None)
     where = [i for i, c in enumerate(calls) if c is not None]
     jobs = [Job(items[i][0], [calls[i]], repeats=1, isolation=_grading(pool)) for i in where]
     grades = [False] * len(items)

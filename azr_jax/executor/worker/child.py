@@ -112,7 +112,9 @@ def _run_function(emit, code, inputs, repeats, entry, max_chars, inspect=None):
         if inspect is not None:
             inspect(call)
         for _ in range(repeats):
-            scope = {"__name__": "__main__", "__builtins__": builtins}
+            # no __name__, as the official exec(code, {}): the name reads builtins' own,
+            # so an `if __name__ == "__main__":` block does not run
+            scope = {"__builtins__": builtins}
             try:
                 exec(compiled, scope)
                 if not callable(scope.get(entry)):

@@ -23,7 +23,7 @@ class Abduction(TripletType):
 
         return grade_abduction(pool, [(st.task.program, a, st.task.output)
                                       for st, a in zip(tasks, answers)],
-                               check=cfg.answer_check)
+                               check=cfg.answer_check, bans=cfg.bans())
 
 
 ABDUCTION = register(Abduction())
