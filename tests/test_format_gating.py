@@ -91,3 +91,35 @@ def test_format_broken_valid_proposal_is_kept_and_estimated(tmp_path, scripted):
     want = [(a - mean) / std, (b - mean) / std]
     assert m["adv_mean/deduction_propose"] == pytest.approx(np.mean(want), abs=1e-6)
     assert m["adv_std/deduction_propose"] == pytest.approx(np.std(want), rel=1e-5)
+
+
+def test_loss_weighting_of_the_step_is_verls(tmp_path, scripted):
+    """The step's update batch weighs its tokens as verl does: micro-batches of
+    ``rl.micro_rows`` rows in batch order, each its own token mean, divided by their count
+    (rl.aggregation="micro_token_mean"), worked out here by hand from the loss mask."""
+    from azr_jax.rl.losses import row_weights
+
+    cfg = load_config("tiny_cpu", ["trainer.steps=1", "selfplay.batch_per_group=2",
+                                   "sampling.max_new_tokens=128", "rl.micro_rows=4"])
+    captured = []
+
+    def rollout_fn(ctx, step, params):
+        captured.append(rollout_mod.run_rollout(ctx, step, params))
+        return captured[-1]
+
+    train(cfg, str(tmp_path / "run"), rollout_fn=rollout_fn)
+    mask_bt = np.asarray(captured[0].batch["loss_mask_bt"], np.float64)
+    tokens_b = mask_bt.sum(axis=1)
+    assert (tokens_b > 0).sum() == 12  # 6 groups of 2 rows, one mini-batch
+    chunks = [slice(i, i + 4) for i in range(0, len(tokens_b), 4)]
+    live = [c for c in chunks if tokens_b[c].sum() > 0]
+    assert len(live) == 3
+    want = np.zeros_like(tokens_b)
+    for c in live:
+        want[c] = 1.0 / (len(live) * tokens_b[c].sum())
+    got = np.asarray(row_weights(mask_bt.astype(np.float32), cfg.rl.aggregation,
+                                 cfg.rl.micro_rows))  # what the update step uses
+    np.testing.assert_allclose(got[tokens_b > 0], want[tokens_b > 0], rtol=1e-6)  # padding: no tokens
+    # each micro-batch gets a third of the gradient whatever its length
+    np.testing.assert_allclose([(got * tokens_b)[c].sum() for c in live], [1 / 3] * 3,
+                               rtol=1e-6)
