@@ -16,7 +16,7 @@ $(VENV)/.core: requirements.txt constraints.txt setup.py
 	$(PIP) install -q --no-deps --no-build-isolation -e .
 	touch $@
 
-$(VENV)/.dev: $(VENV)/.core requirements-dev.txt requirements-wandb.txt
+$(VENV)/.dev: $(VENV)/.core requirements-dev.txt requirements-wandb.txt requirements-gcs.txt
 	$(PIP) install -q -r requirements-dev.txt $(PIN)
 	touch $@
 

