@@ -43,7 +43,52 @@ def run(out_path, num_processes=1, process_id=0, port=None, steps=3):
     flat["loss"] = np.asarray(multihost_utils.process_allgather(metrics["loss"], tiled=True))
     if is_main_process():
         np.savez(out_path, **flat)
+    if num_processes > 1:
+        exchange_checks(process_id, num_processes)
     return rows
+
+
+class _Pool:
+    """A stand-in sandbox: a job's output names the process that ran it; `fail` raises."""
+
+    config = None
+
+    def __init__(self, me, fail=False):
+        self.me, self.fail = me, fail
+
+    def run(self, jobs, timeout=None):
+        from azr_jax.executor.sandbox_types import JobResult, RunResult
+
+        if self.fail:
+            raise OSError("sandbox gone")
+        return [JobResult([RunResult(True, f"{j.code}@{self.me}", None, True)], None)
+                for j in jobs]
+
+
+def exchange_checks(me, n):
+    """The executor exchange over JAX's public all-gather, across real processes: payloads
+    of different lengths (empty, 3 MB), results from every host, the error flag and the
+    digest check. Prints EXCHANGE lines the test compares."""
+    import hashlib
+
+    from azr_jax.executor.sandbox_types import Job
+    from azr_jax.pipeline.host_exec import ExecutorExchangeError, for_processes
+    from azr_jax.sharding import allgather_bytes
+
+    payloads = [b"", bytes(range(256)) * 12289][me]  # 0 and ~3 MB
+    got = allgather_bytes(payloads)
+    print("EXCHANGE sizes", [len(g) for g in got],
+          hashlib.sha256(b"|".join(got)).hexdigest()[:16], flush=True)
+    jobs = [Job(f"p{i}", ["1"]) for i in range(5)]
+    print("EXCHANGE outputs", [r.runs[0].output for r in for_processes(_Pool(me)).run(jobs)],
+          flush=True)
+    for name, pool, call in (("error", _Pool(me, fail=me == 1), jobs),
+                             ("digest", _Pool(me), jobs[:4] + [Job(f"other{me}", ["1"])])):
+        try:
+            for_processes(pool).run(call)
+            print("EXCHANGE", name, "not raised", flush=True)
+        except ExecutorExchangeError as e:
+            print("EXCHANGE", name, str(e)[:60], flush=True)
 
 
 if __name__ == "__main__":

@@ -1,12 +1,15 @@
 """Single-process behaviour of the multi-host helpers (the 2-process paths run in
 tests/test_multihost.py and tests/test_multihost_trainer.py)."""
 
-import numpy as np
-import pytest
+import os
+import re
 
-from azr_jax.sharding import (MeshConfig, batch_sharding, global_batch_from_host, make_mesh,
-                              sync_processes)
-from azr_jax.sharding.distributed import kv_client
+import numpy as np
+
+from azr_jax.sharding import (MeshConfig, allgather_bytes, batch_sharding,
+                              global_batch_from_host, make_mesh, sync_processes)
+
+PACKAGE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "azr_jax")
 
 
 def test_global_batch_from_host_places_rows_on_the_batch_sharding():
@@ -21,7 +24,20 @@ def test_global_batch_from_host_places_rows_on_the_batch_sharding():
     np.testing.assert_array_equal(np.asarray(shard.data), batch["tokens_bt"][2:4])
 
 
-def test_alone_there_is_no_barrier_and_no_client():
+def test_alone_there_is_no_barrier_and_the_allgather_is_the_payload():
     sync_processes("nothing to wait for")
-    with pytest.raises(RuntimeError, match="not initialised"):
-        kv_client()
+    assert allgather_bytes(b"abc") == [b"abc"]
+
+
+def test_no_private_jax_module_is_imported():
+    """jax._src may change in any JAX release: azr_jax uses public APIs only."""
+    private = re.compile(r"^\s*(from\s+jax\._src\b|import\s+jax\._src\b)|jax\._src\.", re.M)
+    found = []
+    for folder, _, files in os.walk(PACKAGE):
+        for name in files:
+            if name.endswith(".py"):
+                path = os.path.join(folder, name)
+                with open(path, encoding="utf-8") as f:
+                    if private.search(f.read()):
+                        found.append(os.path.relpath(path, PACKAGE))
+    assert not found, found

@@ -1,6 +1,6 @@
 """The executor split over hosts (pipeline/host_exec.py), with N simulated hosts as threads
-over an in-memory key-value store, plus one check against the real jax.distributed client
-in a 2-process test (tests/test_multihost_trainer.py)."""
+over an in-memory all-gather; the real one (JAX's public process_allgather) runs across 2
+processes in tests/test_multihost.py and tests/test_multihost_trainer.py."""
 
 import threading
 
@@ -8,32 +8,27 @@ import pytest
 
 from azr_jax.executor.sandbox_types import Job, JobResult, RunResult, ScriptResult
 from azr_jax.pipeline import host_exec
-from azr_jax.pipeline.host_exec import ExecutorExchangeError, HostExecPool, KVExchange
+from azr_jax.pipeline.host_exec import ExecutorExchangeError, HostExecPool, ProcessExchange
 from azr_jax.pipeline.setup import executor_workers
 
 
-class MemoryKV:
-    """The distributed client's key-value calls the exchange uses, in memory."""
+class ThreadAllgather:
+    """What `allgather_bytes` does across processes, across n threads: each call returns
+    every thread's payload of that call, in thread order."""
 
-    def __init__(self):
-        self.data, self.cond = {}, threading.Condition()
+    def __init__(self, n):
+        self.barrier, self.slots, self.calls = threading.Barrier(n, timeout=20), [None] * n, 0
 
-    def key_value_set_bytes(self, key, value):
-        with self.cond:
-            assert key not in self.data, key
-            self.data[key] = bytes(value)
-            self.cond.notify_all()
+    def exchange(self, me, n):
+        def allgather(payload):
+            self.slots[me] = payload
+            if self.barrier.wait() == 0:
+                self.calls += 1
+            out = list(self.slots)
+            self.barrier.wait()  # nobody overwrites a slot before all have read this call
+            return out
 
-    def blocking_key_value_get_bytes(self, key, timeout_ms):
-        with self.cond:
-            if not self.cond.wait_for(lambda: key in self.data, timeout_ms / 1000):
-                raise TimeoutError(f"DEADLINE_EXCEEDED {key}")
-            return self.data[key]
-
-    def key_value_delete(self, key):
-        with self.cond:
-            for k in [k for k in self.data if k == key or k.startswith(key + "/")]:
-                del self.data[k]
+        return ProcessExchange(me, n, allgather)
 
 
 class FakePool:
@@ -60,11 +55,10 @@ class FakePool:
         return [ScriptResult(True, 0, f"{s} on {self.host}", "", None, False) for s in scripts]
 
 
-def _hosts(n, pools, call, wait_s=5.0):
+def _hosts(n, pools, call):
     """Run `call(wrapped_pool)` on n threads (one per host); results or exceptions by host."""
-    kv, out = MemoryKV(), [None] * n
-    wrapped = [HostExecPool(pools[i], KVExchange(kv, i, n, wait_s=wait_s, name="t"))
-               for i in range(n)]
+    gather, out = ThreadAllgather(n), [None] * n
+    wrapped = [HostExecPool(pools[i], gather.exchange(i, n)) for i in range(n)]
 
     def host(i):
         try:
@@ -77,7 +71,7 @@ def _hosts(n, pools, call, wait_s=5.0):
         t.start()
     for t in threads:
         t.join(30)
-    return out, kv
+    return out, gather
 
 
 def _slow_on_host1(code, host):
@@ -88,7 +82,7 @@ def test_each_host_runs_a_share_and_all_apply_the_same_outcomes():
     jobs = [Job(f"def f(x): return x  # {'slow' if i % 3 == 0 else 'fast'} {i}", [str(i)])
             for i in range(7)]
     pools = [FakePool(h, _slow_on_host1) for h in range(2)]
-    out, kv = _hosts(2, pools, lambda p, i: [p.run(jobs), p.run(jobs[:3])])
+    out, gather = _hosts(2, pools, lambda p, i: [p.run(jobs), p.run(jobs[:3])])
     assert out[0] == out[1]  # identical results on every host
     first = out[0][0]
     # job i ran on host i % 2 only, and its verdict is that host's
@@ -96,8 +90,7 @@ def test_each_host_runs_a_share_and_all_apply_the_same_outcomes():
     assert pools[1].seen == [j.code for j in jobs[1::2]] + [j.code for j in jobs[:3][1::2]]
     assert [r.ok for r in first] == [i % 3 != 0 or i % 2 == 0 for i in range(7)]
     assert first[3].error == "timeout" and first[0].ok and first[1].outputs == ["['1']"]
-    # a host deletes a call's keys once everyone read the next call's: only the last remain
-    assert {k.split("/")[1] for k in kv.data} == {"1"}
+    assert gather.calls == 2  # one exchange per pool call
 
 
 def test_three_hosts_and_scripts():
@@ -124,23 +117,16 @@ def test_hosts_with_different_jobs_raise_instead_of_mixing_results():
         assert isinstance(e, ExecutorExchangeError) and "rollouts diverged" in str(e), e
 
 
-def test_a_silent_host_times_out_instead_of_hanging():
-    kv = MemoryKV()
-    pool = HostExecPool(FakePool(0, _slow_on_host1), KVExchange(kv, 0, 2, wait_s=0.2, name="t"))
-    with pytest.raises(ExecutorExchangeError, match="process 1 sent no executor results"):
-        pool.run([Job("a", ["1"]), Job("b", ["2"])])
-
-
-def test_large_payloads_travel_in_chunks(monkeypatch):
-    monkeypatch.setattr(host_exec, "CHUNK_BYTES", 64)
-    big = [Job("x" * 500 + str(i), [repr("y" * 300)]) for i in range(4)]
+def test_empty_calls_exchange_nothing_and_large_payloads_pass():
+    big = [Job("x" * 5000 + str(i), [repr("y" * 3000)]) for i in range(40)]
 
     def verdict(code, host):
         return True, None
 
-    out, kv = _hosts(2, [FakePool(h, verdict) for h in range(2)], lambda p, i: p.run(big))
-    assert out[0] == out[1] and out[0][3].outputs == [repr([repr("y" * 300)])]
-    assert len(kv.data) > 4  # several chunk keys per host
+    out, gather = _hosts(2, [FakePool(h, verdict) for h in range(2)],
+                         lambda p, i: [p.run([]), p.run(big)])
+    assert out[0] == out[1] and out[0][1][39].outputs == [repr([repr("y" * 3000)])]
+    assert gather.calls == 1
 
 
 def test_one_process_keeps_the_plain_pool():

@@ -1,5 +1,6 @@
 """Two processes with jax.distributed on localhost (4 fake CPU devices each) give the same
-parameters as one process with 8 devices."""
+parameters as one process with 8 devices, and exchange executor results through JAX's public
+all-gather (the digest and error flag included)."""
 
 import os
 import socket
@@ -34,6 +35,14 @@ def test_two_processes_equal_one(tmp_path):
     assert all(p.returncode == 0 for p in procs), "\n".join(log[-3000:] for log in logs)
     rows = sorted(tuple(map(int, log.split("ROWS")[1].split()[:2])) for log in logs)
     assert rows == [(0, 8), (8, 16)]  # each host loaded only its half of the batch
+    # the executor exchange over JAX's public all-gather (multihost_worker.exchange_checks)
+    seen = [[ln for ln in log.splitlines() if ln.startswith("EXCHANGE")] for log in logs]
+    assert seen[0][:3] == seen[1][:3] and len(seen[0]) == len(seen[1]) == 4, seen
+    assert seen[0][0].startswith("EXCHANGE sizes [0, 3145984] ")
+    assert seen[0][1] == "EXCHANGE outputs " + str([f"p{i}@{i % 2}" for i in range(5)])
+    assert seen[0][2] == "EXCHANGE error the executor of process 1 failed: OSError: sandbox gone"
+    for me, lines in enumerate(seen):  # each host names the other as the one that differs
+        assert lines[3].startswith(f"EXCHANGE digest process {1 - me} ran different executor")
 
     import multihost_worker  # noqa: E402  (same code, one process, 8 devices)
     ref_path = tmp_path / "single.npz"

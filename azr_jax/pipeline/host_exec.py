@@ -9,75 +9,39 @@ all shares are exchanged so every host returns identical results. A host never d
 program's outcome alone: one whose sandbox would time out where another's would not still
 applies the outcome of the single host that ran it.
 
-The exchange goes through the JAX distributed runtime's key-value store, not through device
-collectives (`multihost_utils.process_allgather`): it is host-only, so it cannot interleave
-with the update or sampling programs that another thread launches on the devices (a
-different launch order on two hosts would deadlock them), costs no device memory, and
-carries variable-length bytes without padding. Each payload holds a digest of the call's
-jobs (hosts whose jobs differ raise instead of mixing results) and an error flag: a local
-pool failure is raised on every host, not left as a hang.
+The exchange is an all-gather of bytes through JAX's public multi-host API
+(`sharding.allgather_bytes`: `multihost_utils.process_allgather`, a device collective). A
+collective must be launched in the same order on every host, which holds because several
+processes run with staleness 0 (run_guard refuses more): rollouts, the probe and evals never
+overlap an update. Each payload holds a digest of the call's jobs (hosts whose jobs differ
+raise instead of mixing results) and an error flag: a local pool failure is raised on every
+host, not left as a hang. A host that dies leaves the others waiting in the collective until
+the JAX distributed runtime's heartbeat ends the job.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
-import itertools
 import json
 import zlib
 from typing import Any, Callable, Sequence
 
 from azr_jax.executor.sandbox_types import Job, JobResult, RunResult, ScriptResult
 
-CHUNK_BYTES = 1 << 20  # key-value values stay far below gRPC's message limit
-DEFAULT_WAIT_S = 1800.0  # backstop only: each host's pool call has its own deadline
-
 
 class ExecutorExchangeError(RuntimeError):
     """Raised on every host when any host's executor failed or the hosts' jobs differ."""
 
 
-class KVExchange:
-    """All-gather of bytes between processes through a key-value store with blocking gets
-    (the `jax.distributed` client, or an in-memory store in tests).
+class ProcessExchange:
+    """All-gather of bytes between this run's JAX processes (`allgather_bytes`)."""
 
-    Calls must be made in the same order on every process. A process deletes its value of
-    call t when it has read everyone's value of call t + 1 (by then all have read call t),
-    so the store holds at most two calls' values per process.
-    """
+    def __init__(self, process_id: int, num_processes: int, allgather: Callable | None = None):
+        from azr_jax.sharding import allgather_bytes
 
-    _instances = itertools.count()  # exchanges are created in the same order on every host
-
-    def __init__(self, client, process_id: int, num_processes: int,
-                 wait_s: float = DEFAULT_WAIT_S, name: str | None = None):
-        self.client, self.me, self.n = client, process_id, num_processes
-        self.wait_ms = int(wait_s * 1000)
-        self.prefix = name or f"azr/exec/{next(self._instances)}"
-        self._calls = itertools.count()
-        self._previous: str | None = None
-
-    def allgather(self, payload: bytes) -> list[bytes]:
-        base = f"{self.prefix}/{next(self._calls)}"
-        chunks = [payload[i:i + CHUNK_BYTES] for i in range(0, len(payload), CHUNK_BYTES)]
-        for c, chunk in enumerate(chunks):
-            self.client.key_value_set_bytes(f"{base}/{self.me}/{c}", chunk)
-        self.client.key_value_set_bytes(f"{base}/{self.me}/n", str(len(chunks)).encode())
-        out = [self._get(base, p) if p != self.me else payload for p in range(self.n)]
-        if self._previous is not None:
-            self.client.key_value_delete(self._previous)
-        self._previous = f"{base}/{self.me}"
-        return out
-
-    def _get(self, base: str, p: int) -> bytes:
-        try:
-            n = int(self.client.blocking_key_value_get_bytes(f"{base}/{p}/n", self.wait_ms))
-            return b"".join(self.client.blocking_key_value_get_bytes(f"{base}/{p}/{c}",
-                                                                     self.wait_ms)
-                            for c in range(n))
-        except Exception as e:  # noqa: BLE001 - the runtime raises its own error types
-            raise ExecutorExchangeError(
-                f"process {p} sent no executor results within {self.wait_ms / 1000:.0f} s "
-                f"({type(e).__name__}: {str(e)[:200]})") from None
+        self.me, self.n = process_id, num_processes
+        self.allgather = allgather or allgather_bytes
 
 
 def _encode_job_result(r: JobResult) -> list:
@@ -107,7 +71,7 @@ def _digest(kind: str, items: Sequence[Any], extra: Any) -> str:
 class HostExecPool:
     """A `SandboxPool` stand-in that splits each call over the processes (module docstring)."""
 
-    def __init__(self, pool, exchange: KVExchange):
+    def __init__(self, pool, exchange: ProcessExchange):
         self.pool = pool
         self.config = pool.config
         self.exchange = exchange
@@ -161,14 +125,11 @@ class HostExecPool:
         return out
 
 
-def for_processes(pool, wait_s: float = DEFAULT_WAIT_S):
+def for_processes(pool):
     """`pool` wrapped in a `HostExecPool` when this is one of several JAX processes; the pool
     itself when alone (one process behaves exactly as without the wrapper)."""
     import jax
 
     if jax.process_count() == 1:
         return pool
-    from azr_jax.sharding.distributed import kv_client
-
-    return HostExecPool(pool, KVExchange(kv_client(), jax.process_index(), jax.process_count(),
-                                         wait_s=wait_s))
+    return HostExecPool(pool, ProcessExchange(jax.process_index(), jax.process_count()))

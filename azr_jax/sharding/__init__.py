@@ -1,6 +1,7 @@
 """Device mesh (data, fsdp, tensor), logical-axis rules, shardings, multi-host start-up."""
 
 from azr_jax.sharding.distributed import (
+    allgather_bytes,
     global_batch_from_host,
     host_batch_to_global,
     initialize_distributed,
@@ -22,7 +23,7 @@ from azr_jax.sharding.mesh import (
 from azr_jax.sharding.rules import LOGICAL_RULES, MESH_AXES
 
 __all__ = [
-    "LOGICAL_RULES", "MESH_AXES", "MeshConfig", "batch_sharding", "data_parallel_size",
+    "LOGICAL_RULES", "MESH_AXES", "MeshConfig", "allgather_bytes", "batch_sharding", "data_parallel_size",
     "global_batch_from_host", "host_batch_to_global", "initialize_distributed",
     "is_main_process", "logical_shardings", "make_mesh", "model_rules", "process_batch_rows",
     "replicated", "shard_params", "spec_for", "sync_processes",

@@ -65,15 +65,24 @@ def host_batch_to_global(local_batch: dict, mesh, global_batch: int) -> dict:
     return out
 
 
-def kv_client():
-    """The `jax.distributed` runtime client (its key-value store carries host-side data
-    between processes); raises when jax.distributed is not initialised."""
-    from jax._src import distributed  # no public accessor for the client yet
+def _bucket(n: int) -> int:
+    """`n` rounded up to a power of two (at least 1 KiB), so a run compiles few shapes."""
+    return max(1024, 1 << max(0, n - 1).bit_length())
 
-    client = distributed.global_state.client
-    if client is None:
-        raise RuntimeError("jax.distributed is not initialised")
-    return client
+
+def allgather_bytes(payload: bytes) -> list[bytes]:
+    """Every process's `payload`, in process order (every process must call it, in the same
+    order). Public API only (`multihost_utils.process_allgather`, a device collective): the
+    lengths first, then the bytes padded to one bucketed width. Alone: `[payload]`."""
+    if jax.process_count() == 1:
+        return [payload]
+    from jax.experimental import multihost_utils
+
+    sizes = multihost_utils.process_allgather(np.array([len(payload)], np.int32)).reshape(-1)
+    buf = np.zeros(_bucket(int(sizes.max())), np.uint8)
+    buf[:len(payload)] = np.frombuffer(payload, np.uint8)
+    rows = multihost_utils.process_allgather(buf)  # (processes, width)
+    return [rows[p, :int(n)].tobytes() for p, n in enumerate(sizes)]
 
 
 def sync_processes(name: str) -> None:
