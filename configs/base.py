@@ -16,7 +16,7 @@ import ml_collections
 from azr_jax.rl.advantages import EPS as ADV_EPS
 from azr_jax.rl.losses import LossConfig
 from azr_jax.rl.optim import OptimConfig
-from azr_jax.selfplay.config import TASK_TYPES, SelfPlayConfig
+from azr_jax.selfplay import SelfPlayConfig, registry
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -59,13 +59,12 @@ def get_config() -> ml_collections.ConfigDict:
     # Text the assistant's turn starts with, per (task type, role): part of the prompt (not
     # trained on), prepended to the response before parsing. Empty in the paper's setting;
     # a small model can use it to learn the answer format from its first step.
-    c.prefix = ml_collections.ConfigDict(
-        {f"{t}_{r}": "" for t in TASK_TYPES for r in ("propose", "solve")})
+    # Keys: every registered task type's (registry.config_keys), plug-ins included.
+    c.prefix = ml_collections.ConfigDict({k: "" for k in registry.config_keys()})
     # Texts the rollout writes into a response, per (task type, role): the k-th right after
     # the response closes its (k+1)-th code block, then sampling resumes (not trained on;
     # azr_jax/pipeline/scaffold.py). Empty in the paper's setting.
-    c.scaffold = ml_collections.ConfigDict(
-        {f"{t}_{r}": () for t in TASK_TYPES for r in ("propose", "solve")})
+    c.scaffold = ml_collections.ConfigDict({k: () for k in registry.config_keys()})
 
     # The policy loss's fields with azr_jax.rl.losses.LossConfig's defaults (the official
     # ones, defined there once); a config holds plain numbers, so 0 means "off"/"same".

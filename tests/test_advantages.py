@@ -5,7 +5,7 @@ import pytest
 
 from azr_jax.errors import UserError
 from azr_jax.rl import advantages
-from azr_jax.selfplay.tasks import GROUPS, group_id
+from azr_jax.selfplay import GROUPS, group_id
 
 
 def token_reference(rewards, groups, lengths, eps=1e-8):

@@ -97,7 +97,7 @@ def import_cycles(edges: dict[str, set[str]]) -> list[list[str]]:
 
 
 def _graph(**kwargs):
-    return grimp.build_graph("azr_jax", exclude_type_checking_imports=True, cache_dir=None,
+    return grimp.build_graph("azr_jax", exclude_type_checking_imports=False, cache_dir=None,
                              **kwargs)
 
 
@@ -113,6 +113,22 @@ def test_no_import_cycles_inside_azr_jax():
     edges = {m: set(graph.find_modules_directly_imported_by(m)) for m in graph.modules}
     assert len(edges) > 100  # the graph really is the package
     assert import_cycles(edges) == []
+
+
+def test_a_type_checking_import_cycle_counts(tmp_path, monkeypatch):
+    """An import under ``if TYPE_CHECKING:`` is still a dependency (the module names the
+    other's types): a circle made of one is found too."""
+    shutil.copytree(os.path.join(REPO, "azr_jax"), tmp_path / "azr_jax",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    with open(tmp_path / "azr_jax" / "selfplay" / "registry.py", "a", encoding="utf-8") as f:
+        f.write("\nfrom typing import TYPE_CHECKING\nif TYPE_CHECKING:\n"
+                "    from azr_jax.selfplay.task_types.base import BaseTaskType\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for name in [m for m in sys.modules if m == "azr_jax" or m.startswith("azr_jax.")]:
+        monkeypatch.delitem(sys.modules, name)
+    graph = _graph()
+    edges = {m: set(graph.find_modules_directly_imported_by(m)) for m in graph.modules}
+    assert any("azr_jax.selfplay.registry" in c for c in import_cycles(edges))
 
 
 def test_worker_modules_import_only_the_stdlib():

@@ -7,8 +7,8 @@ from azr_jax.pipeline.config import load_config
 from benchmarks.learn_signal import any_of
 from azr_jax.pipeline.probe import load_rows
 from azr_jax.selfplay import prompt_pack
-from azr_jax.selfplay.buffers import load_seed_file
-from azr_jax.selfplay.tasks import InductionTask
+from azr_jax.selfplay.seed_files import load_seed_file
+from azr_jax.selfplay.task_types.induction import InductionTask
 
 
 def test_learn_config_files_and_levers():

@@ -13,7 +13,8 @@ from azr_jax.selfplay.buffers import Buffers
 from azr_jax.selfplay.config import SelfPlayConfig
 from azr_jax.selfplay.prompt_pack import DEFAULT_PACK, PLACEHOLDERS
 from azr_jax.selfplay.prompts import banned_text, proposer_requests, render_messages, solver_task
-from azr_jax.selfplay.tasks import InductionTask, Triplet
+from azr_jax.selfplay.task_types.induction import InductionTask
+from azr_jax.selfplay.tasks import Triplet
 
 CFG = SelfPlayConfig().validate()
 TRIPLETS = [Triplet(f"def f(x):\n    return x + {k}", str(k), str(2 * k)) for k in range(9)]

@@ -4,22 +4,23 @@ last required code fence closes, and close ``<answer>`` there.
 SmolLM2-135M writes the fenced blocks an answer needs but then either stops (EOS) without
 ``</answer>`` or rambles on in prose, so under the official format every response is a
 format error (-1) and every advantage is 0. With the lever a response is cut right after
-the fence that completes its answer (solver: 1 block; deduction/abduction proposer: program
-+ input; induction proposer: ``num_inputs`` inputs + message), like a stop sequence: the
+the fence that completes its answer (the task type's ``fences_needed``: e.g. solver 1
+block, deduction proposer program + input, induction proposer ``num_inputs`` inputs +
+message), like a stop sequence: the
 tokens after the cut are dropped from the update batch, and the parsed text gets
 ``</answer>`` appended (never trained on). The official rule stays the default.
 """
 
 from __future__ import annotations
 
+from azr_jax.selfplay import registry
+
 FENCE = "```"
 
 
 def fences_needed(task_type: str, role: str, num_inputs: int) -> int:
-    """Code blocks a complete answer of this (type, role) holds."""
-    if role == "solve":
-        return 1
-    return num_inputs + 1 if task_type == "induction" else 2
+    """Code blocks a complete answer of this (type, role) holds (the type's rule)."""
+    return registry.get(task_type).fences_needed(role, num_inputs)
 
 
 def cut_index(decode, tokens, prefix: str, need: int) -> int | None:

@@ -4,9 +4,9 @@
     metrics = probe_metrics(probe, answer_fn, pool, selfplay_cfg)  # step 0, then every few
 
 The probe file (`probe.file`; configs/probe/learn.jsonl for `make learn`) holds our own
-small programs, each with a few inputs and a message. Each row becomes one task per type:
-deduction on its first input, abduction on its second, induction on all of them (outputs
-computed by the executor). The tasks never enter the buffers, so the policy is never
+small programs, each with a few inputs and a message. Each row becomes one task per type,
+built by the type's ``probe_task`` (e.g. deduction on its first input, abduction on its
+second, induction on all of them; outputs computed by the executor). The tasks never enter the buffers, so the policy is never
 trained on them. Metrics: ``probe/<type>_acc``, ``probe/acc`` (all tasks), and
 ``probe/valid_rate`` (the step's proposals that passed validation, averaged over types; see
 ``valid_rate``).
@@ -32,14 +32,6 @@ class Probe:
         return list(dict.fromkeys(t.task_type for t in self.tasks))
 
 
-def _row_tasks(row: dict, task_type: str):
-    ins = [str(x) for x in row["inputs"]]
-    if task_type == "induction":
-        return sp.InductionTask(row["program"], tuple(ins), ("",) * len(ins), row["message"])
-    k = {"deduction": 0, "abduction": 1}.get(task_type, 0)
-    return sp.Triplet(row["program"], ins[k % len(ins)], "")
-
-
 def load_rows(path: str) -> list[dict]:
     rows = []
     for lineno, row in jsonl.iter_objects(path, missing="probe file {path!r} does not exist"):
@@ -55,7 +47,7 @@ def load_rows(path: str) -> list[dict]:
 def build_probe(pool, path: str, cfg: sp.SelfPlayConfig, task_types: Sequence[str]) -> Probe:
     """The probe's solver tasks, in file order per type; deterministic (no randomness)."""
     rows = load_rows(path)
-    tasks = [_row_tasks(r, t) for t in task_types for r in rows]
+    tasks = [sp.registry.get(t).probe_task(r) for t in task_types for r in rows]
     tasks = sp.validate_seeds(pool, tasks, cfg)  # computes the gold outputs
     types = [t for t in task_types for _ in rows]
     return Probe(tuple(sp.solver_task(t, task, cfg) for t, task in zip(types, tasks)))

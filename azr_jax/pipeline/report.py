@@ -11,9 +11,11 @@ from azr_jax.pipeline import workdir_fs
 from azr_jax.pipeline.metrics import read_metrics, update_rows
 from azr_jax.pipeline.tasklog import read_solves, read_tasks
 from azr_jax.pipeline.workdir_layout import CONFIG_FILE, REPORT_FILE
+from azr_jax.selfplay import registry
 
 # (title, metric-key prefixes or exact keys) for each plot; keys missing from a run are skipped.
-PROBE_ACC = ("probe/acc",) + tuple(f"probe/{t}_acc" for t in ("deduction", "abduction", "induction"))
+# The probe's accuracies: overall, then each registered task type's (in group order).
+PROBE_ACC = ("probe/acc",) + tuple(f"probe/{t}_acc" for t in registry.ordered("group_rank"))
 # The learning curves come first (and make up `learning_svg`, the picture in docs/).
 LEARNING_PLOTS = (
     ("Probe: solver greedy accuracy on held-out tasks", PROBE_ACC),

@@ -196,11 +196,8 @@ def _task_row(step, result, rate, reward, response):
            "reward": round(float(reward), 4),
            "solve_rate": rate, "response": response[:2000]}
     parsed = result.parsed
-    if task is not None and isinstance(task, sp.InductionTask):
-        row.update(program=task.program, input=list(task.inputs), output=list(task.outputs),
-                   message=task.message)
-    elif task is not None:
-        row.update(program=task.program, input=task.input, output=task.output)
+    if task is not None:  # the type says which of its task's fields a row shows
+        row.update(sp.registry.get(result.request.task_type).log_fields(task))
     elif isinstance(parsed, sp.Proposal):
         row.update(program=parsed.program or result.request.program, input=list(parsed.inputs),
                    output="")

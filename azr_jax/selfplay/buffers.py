@@ -14,17 +14,13 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from azr_jax import jsonl
 from azr_jax.errors import UserError
 from azr_jax.selfplay.config import SelfPlayConfig
-from azr_jax.selfplay.rounds import validate_seeds
-from azr_jax.selfplay.task_types import get as get_type
-from azr_jax.selfplay.task_types.induction import IDENTITY_INDUCTION
-from azr_jax.selfplay.task_types.triplet import IDENTITY_PROGRAM, IDENTITY_TRIPLET
-from azr_jax.selfplay.tasks import Task, Triplet, task_from_seed_row
+from azr_jax.selfplay.registry import get as get_type
+from azr_jax.selfplay.seed_files import seed_file_tasks
+from azr_jax.selfplay.tasks import Task
 
-__all__ = ["Buffers", "TaskBuffer", "load_seed_file", "IDENTITY_PROGRAM", "IDENTITY_TRIPLET",
-           "IDENTITY_INDUCTION"]
+__all__ = ["Buffers", "TaskBuffer"]
 
 
 class TaskBuffer:
@@ -109,7 +105,8 @@ class Buffers:
     def program_tasks(self) -> list[Task]:
         """Tasks of the triplet buffers, duplicates kept (where induction draws its programs
         from); an induction-only run draws from the induction buffer."""
-        tasks = [task for b in self.by_type.values() if b.task_class is Triplet for task in b]
+        tasks = [task for t, b in self.by_type.items() if get_type(t).triplet
+                 for task in b]
         return tasks or [task for b in self.by_type.values() for task in b]
 
     def programs(self) -> list[str]:
@@ -127,11 +124,11 @@ class Buffers:
         return [task.program for task in self.sample_program_tasks(k, rng)]
 
     def add_tasks(self, tasks: Iterable[Task]) -> int:
-        """Add each task to every buffer that holds its kind (a seed triplet goes to both
-        deduction and abduction); returns how many buffer entries were added."""
+        """Add each task to every buffer whose type ``accepts`` it (a seed triplet goes to
+        every triplet type's); returns how many buffer entries were added."""
         n = 0
         for task in tasks:
-            n += sum(b.add(task) for b in self.by_type.values() if isinstance(task, b.task_class))
+            n += sum(b.add(task) for t, b in self.by_type.items() if get_type(t).accepts(task))
         return n
 
     def seed(self, tasks: Iterable[Task] = ()) -> None:
@@ -140,7 +137,7 @@ class Buffers:
         seed files start with it) is not added twice."""
         tasks = list(tasks)
         for t, b in self.by_type.items():
-            given = {(x.program, x.call_inputs) for x in tasks if isinstance(x, b.task_class)}
+            given = {(x.program, x.call_inputs) for x in tasks if get_type(t).accepts(x)}
             b.extend(s for s in get_type(t).seeds() if (s.program, s.call_inputs) not in given)
         self.add_tasks(tasks)
 
@@ -158,45 +155,8 @@ class Buffers:
 
     @classmethod
     def from_config(cls, cfg: SelfPlayConfig, pool=None) -> "Buffers":
-        """Seeded buffers: identity seeds plus the tasks of ``cfg.seed_file`` (one path or
-        several separated by commas) when set.
-
-        A row with its outputs is taken as given, as the official trainer loads its seed
-        files (no program runs: the official files hold programs that import numpy, and
-        outputs in the order of another process's string hashes). A row without outputs
-        needs the executor ``pool``: it is validated and its outputs computed.
-        """
+        """Seeded buffers: each type's identity seed plus the tasks of ``cfg.seed_file``
+        (``seed_files.seed_file_tasks``; rows without outputs need the executor ``pool``)."""
         bufs = cls(cfg.task_types, cfg.buffer_capacity)
-        rows = [row for path in cfg.seed_file.split(",") if path.strip()
-                for row in _seed_rows(path.strip())]
-        seeds = [task for task, _ in rows]
-        todo = [i for i, (_, given) in enumerate(rows) if not given]
-        if todo and pool is None:
-            raise UserError(f"seed file {cfg.seed_file!r} has rows without outputs; "
-                            "pass an executor pool so they can be computed")
-        for i, t in zip(todo, validate_seeds(pool, [seeds[i] for i in todo], cfg) if todo else []):
-            seeds[i] = t
-        bufs.seed(seeds)
+        bufs.seed(seed_file_tasks(cfg, pool))
         return bufs
-
-
-def load_seed_file(path: str) -> list[Task]:
-    """Tasks from a JSONL file (``tasks.task_from_seed_row``: ours and the official
-    ``*_seed_io.jsonl`` / ``*_code_f_seed_io.jsonl`` rows); a missing output is left
-    empty for ``rounds.validate_seeds`` to compute."""
-    return [task for task, _ in _seed_rows(path)]
-
-
-def _seed_rows(path: str) -> list[tuple[Task, bool]]:
-    """(task, whether the row gives its outputs). An empty output that a row gives stays:
-    the official files hold some (a program that raised an exception whose name lacks
-    "error" passed the official check with gold '')."""
-    out = []
-    for lineno, row in jsonl.iter_objects(path, missing="seed file {path!r} does not exist"):
-        try:
-            out.append((task_from_seed_row(row), "outputs" in row or "output" in row))
-        except (KeyError, TypeError, ValueError) as e:
-            raise UserError(f"{jsonl.where(path, lineno)}: expected a JSON object with program "
-                            f"(or snippet/code) and input, or inputs[, outputs] and message "
-                            f"({type(e).__name__}: {e})") from None
-    return out

@@ -6,10 +6,7 @@ import dataclasses
 from typing import Any, Mapping
 
 from azr_jax.errors import UserError
-from azr_jax.selfplay.registry import REGISTRY
-
-# The built-in task types (selfplay/task_types/ registers them, and any plug-in, by name).
-TASK_TYPES: tuple[str, ...] = ("deduction", "abduction", "induction")
+from azr_jax.selfplay.registry import REGISTRY, default_types
 
 REWARD_RULES: tuple[str, ...] = ("official", "paper_text")
 PROMPT_FORMATS: tuple[str, ...] = ("r1", "chat")
@@ -20,7 +17,9 @@ class SelfPlayConfig:
     """All self-play numbers (official trainer defaults, see docs/FIDELITY.md). Call
     ``validate()`` (``from_dict`` does)."""
 
-    task_types: tuple[str, ...] = TASK_TYPES
+    # the registered types that say ``default`` (the official three; task_types/ registers
+    # them and any plug-in by name)
+    task_types: tuple[str, ...] = dataclasses.field(default_factory=default_types)
     batch_per_group: int = 64        # samples per (task type x role) group and step
     num_references: int = 6          # K reference triplets shown to the proposer
     num_inputs: int = 10             # N inputs the induction proposer must write (exactly)
@@ -60,7 +59,7 @@ class SelfPlayConfig:
     def validate(self) -> "SelfPlayConfig":
         """Raise UserError naming the first bad value; return self when all are fine."""
         if not self.task_types:
-            raise UserError("selfplay.task_types is empty; use some of " + ", ".join(TASK_TYPES))
+            raise UserError("selfplay.task_types is empty; use some of " + ", ".join(REGISTRY))
         for t in self.task_types:
             if t not in REGISTRY:
                 raise UserError(f"unknown task type {t!r} in selfplay.task_types; "

@@ -33,6 +33,7 @@ import json
 import string
 
 from azr_jax.errors import UserError
+from azr_jax.selfplay.registry import REGISTRY
 
 # What every program must satisfy: the proposers' and the induction solver's rules.
 # Nested helpers are allowed as the official prompts allow them, although the official
@@ -105,9 +106,9 @@ Start with a careful plan: what will make your program hard, how it differs from
 {references}
 """
 
-def _triplet_prompt(**parts: str) -> str:
-    """The deduction or abduction proposer text: what differs is where the test subject
-    starts from (plain replacement: the template's other braces stay for str.format)."""
+def triplet_prompt(**parts: str) -> str:
+    """A triplet proposer text (deduction, abduction, a plug-in's): what differs is where
+    the subject starts from (plain replacement: the other braces stay for str.format)."""
     text = _PROPOSE_TRIPLET
     for name, value in parts.items():
         text = text.replace("{" + name + "}", value)
@@ -238,12 +239,12 @@ DEFAULT_PACK: dict[str, str] = {
     "reference": ("<reference_{index}>\n```python\n{program}\n```\n```input\n{input}\n```\n"
                   "```output\n{output}\n```\n</reference_{index}>"),
     "pair": "```input_{index}\n{input}\n```\n```output_{index}\n{output}\n```",
-    "propose_deduction": _triplet_prompt(
+    "propose_deduction": triplet_prompt(
         goal="such that deducing its output from its input takes deep algorithmic reasoning.",
         subject="Someone will later be shown your program and input and must work out the "
                 "output.",
         hard="working out the output from your program and input takes real work."),
-    "propose_abduction": _triplet_prompt(
+    "propose_abduction": triplet_prompt(
         goal="such that deducing an input from its output takes deep algorithmic reasoning.",
         subject="Someone will later be shown your program and that output and must find any "
                 "input that gives the same output.",
@@ -268,21 +269,31 @@ PLACEHOLDERS: dict[str, frozenset[str]] = {
 }
 
 
+def placeholders(key: str) -> frozenset[str]:
+    """The fields template ``key`` may use: the built-in pack's, else its task type's own
+    (a plug-in's ``placeholders``)."""
+    if key in PLACEHOLDERS:
+        return PLACEHOLDERS[key]
+    return next((t.placeholders[key] for t in REGISTRY.values() if key in t.placeholders),
+                frozenset())
+
+
 def _check(key: str, template: str, where: str) -> None:
     try:
         used = {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
     except ValueError as e:
         raise UserError(f"{where}: template {key!r} is malformed ({e})") from None
-    bad = sorted(used - PLACEHOLDERS[key])
+    bad = sorted(used - placeholders(key))
     if bad:
         raise UserError(f"{where}: template {key!r} uses unknown placeholder(s) {bad}; "
-                        f"allowed: {sorted(PLACEHOLDERS[key])}")
+                        f"allowed: {sorted(placeholders(key))}")
 
 
 @functools.lru_cache(maxsize=8)
 def load_pack(path: str = "") -> dict[str, str]:
     """The built-in pack, with the keys of the JSON object at ``path`` replacing its texts."""
-    pack = dict(DEFAULT_PACK)
+    # the plug-in types' own templates join the pack (a pack file may replace them too)
+    pack = {k: v for t in REGISTRY.values() for k, v in t.prompts.items()} | DEFAULT_PACK
     if not path:
         return pack
     try:
@@ -295,10 +306,10 @@ def load_pack(path: str = "") -> dict[str, str]:
             from None
     if not isinstance(user, dict):
         raise UserError(f"selfplay.prompt_file {path!r} must hold a JSON object")
-    unknown = sorted(set(user) - set(DEFAULT_PACK))
+    unknown = sorted(set(user) - set(pack))
     if unknown:
         raise UserError(f"selfplay.prompt_file {path!r} has unknown key(s) {unknown}; "
-                        f"known: {sorted(DEFAULT_PACK)}")
+                        f"known: {sorted(pack)}")
     for key, template in user.items():
         if not isinstance(template, str):
             raise UserError(f"selfplay.prompt_file {path!r}: {key!r} must be a string")

@@ -19,7 +19,7 @@ import numpy as np
 
 from azr_jax.errors import UserError
 from azr_jax.selfplay.config import SelfPlayConfig
-from azr_jax.selfplay.prompt_pack import PLACEHOLDERS, load_pack
+from azr_jax.selfplay.prompt_pack import load_pack, placeholders
 from azr_jax.selfplay.registry import get
 from azr_jax.selfplay.tasks import SolverTask, Triplet
 
@@ -54,7 +54,7 @@ _PREFIX_VALUES = ("input", "output")
 def prefix_fields(key: str) -> tuple[str, ...]:
     """The placeholders the prefix ``"{type}_{role}"`` may use."""
     task_type, _, role = key.rpartition("_")
-    shown = PLACEHOLDERS.get(f"solve_{task_type}", frozenset()) if role == "solve" else ()
+    shown = placeholders(f"solve_{task_type}") if role == "solve" else ()
     return tuple(name for name in _PREFIX_VALUES if name in shown)
 
 

@@ -17,20 +17,18 @@ these steps:
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
 from azr_jax.errors import UserError
+from azr_jax.selfplay.buffers import Buffers
 from azr_jax.selfplay.config import SelfPlayConfig
 from azr_jax.selfplay.parsing import FormatError, Proposal, read_proposal
 from azr_jax.selfplay.prompts import ProposerRequest
 from azr_jax.selfplay.rewards import FAILED, FORMAT_ERROR, PASSED
 from azr_jax.selfplay.registry import get
 from azr_jax.selfplay.tasks import SolverTask, Task
-
-if TYPE_CHECKING:  # rounds only annotate with it; buffers validate seeds with rounds
-    from azr_jax.selfplay.buffers import Buffers
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,26 +99,6 @@ def _validate(pool, jobs, cfg: SelfPlayConfig) -> list:
         if idx:
             for k, v in zip(idx, validate_tasks(pool, [jobs[k][2] for k in idx], bans=ban)):
                 out[k] = v
-    return out
-
-
-def validate_seeds(pool, tasks: Sequence[Task], cfg: SelfPlayConfig) -> list[Task]:
-    """Seed tasks checked by the executor, outputs recomputed; a seed that fails, or whose
-    given output differs from the executor's, is a UserError naming it."""
-    from azr_jax.executor.azr import outputs_equal, validate_tasks
-
-    checks = validate_tasks(pool, [(t.program, list(t.call_inputs)) for t in tasks],
-                            bans=cfg.bans())
-    out = []
-    for t, v in zip(tasks, checks):
-        if not v.ok:
-            raise UserError(f"seed task with input(s) {list(t.call_inputs)!r} is invalid: "
-                            f"{v.reason}")
-        for g, o in zip(t.call_outputs, v.outputs):
-            if g and not outputs_equal(g, o):
-                raise UserError(f"seed task with input(s) {list(t.call_inputs)!r} says output "
-                                f"{g!r} but the program returns {o}")
-        out.append(t.with_outputs(v.outputs))
     return out
 
 

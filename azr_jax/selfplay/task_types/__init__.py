@@ -1,11 +1,18 @@
-"""Task types as plug-ins: one module per type, one object each in ``REGISTRY``.
+"""Task types as plug-ins: one module per type, one object each in ``registry.REGISTRY``.
 
-Each object supplies its proposer prompt, proposal parser, validation job, solver prompt,
-answer parser and grader (see ``base.TaskType``). A new task type is one new module that
-calls ``register`` plus its tests; nothing else names task types.
+Each object implements ``selfplay.registry.TaskType`` (prompts, parsing, validation job,
+grading, seed and probe rows, task-log fields, answer fences, config keys). Every module in
+this package is imported here, so a new task type is one new module that calls
+``register`` (plus its tests); nothing outside names a type.
 """
 
-from azr_jax.selfplay.task_types.base import REGISTRY, TaskType, get, register
-from azr_jax.selfplay.task_types import abduction, deduction, induction  # noqa: F401 (register)
+import importlib
+import pkgutil
 
-__all__ = ["REGISTRY", "TaskType", "get", "register"]
+from azr_jax.selfplay.registry import REGISTRY, TaskType, get, register
+from azr_jax.selfplay.task_types.base import BaseTaskType
+
+for _mod in sorted(m.name for m in pkgutil.iter_modules(__path__)):
+    importlib.import_module(f"{__name__}.{_mod}")  # each module registers its type
+
+__all__ = ["REGISTRY", "BaseTaskType", "TaskType", "get", "register"]

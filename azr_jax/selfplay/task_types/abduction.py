@@ -9,6 +9,9 @@ from azr_jax.selfplay.task_types.triplet import TripletType
 
 class Abduction(TripletType):
     name = "abduction"
+    default = True
+    group_rank, update_rank = 1, 0  # official: groups d, a, i; update a, d, i
+    probe_input = 1
 
     def solver_task(self, task, cfg):
         return self._solver(task, cfg, output=task.output)

@@ -1,33 +1,31 @@
-"""The task-type interface (the registry itself is ``selfplay.registry``)."""
+"""The shared parts of a task type (the protocol itself is ``selfplay.registry.TaskType``)."""
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 from azr_jax.errors import UserError
 from azr_jax.selfplay.prompts import pack_of
-from azr_jax.selfplay.registry import REGISTRY, get, register  # noqa: F401 (old import path)
+from azr_jax.selfplay.registry import ROLES, register  # noqa: F401 (register: for plug-ins)
 
 
-class TaskType:
-    """One task type. Subclasses set ``name`` and ``task_class`` and implement:
-
-    proposer_request(buffers, rng, cfg) -> ProposerRequest
-    parse_proposal(text, num_inputs) -> Proposal | FormatError
-    validation_job(proposal, request) -> (program, [input texts])  # run by the executor
-    make_task(proposal, request, outputs) -> Task                  # outputs: gold reprs
-    solver_task(task, cfg) -> SolverTask
-    parse_answer(text) -> str | FormatError
-    grade(pool, solver_tasks, answers, cfg) -> [bool]              # answers all parsed
-    seeds() -> [Task]                                               # the identity seed(s)
-    """
+class BaseTaskType:
+    """A task type. Subclasses set ``name`` and ``task_class`` and implement the round
+    (``proposer_request`` .. ``grade``), ``seeds``, ``read_row`` and ``probe_task``;
+    the rest has defaults here (see ``selfplay.registry.TaskType``)."""
 
     name: str = ""
     task_class: type = object
-    triplet: bool = False  # its buffer holds triplets (induction draws programs from these)
-    prompts: dict[str, str] = {}  # a plug-in's own templates, for keys the pack lacks
+    default: bool = False         # the official three say True
+    triplet: bool = False   # its buffer holds triplets (seeding pool; induction draws from it)
+    group_rank: int = 100         # plug-ins after the built-in types
+    update_rank: int = 100
+    prompts: Mapping[str, str] = {}
+    placeholders: Mapping[str, frozenset] = {}
+    # code fences a complete answer holds, per role (answer_stop.py; solver: its one block)
+    proposal_fences: int = 2
 
     def template(self, cfg, role: str) -> str:
         """The prompt template ``<role>_<name>`` from the run's pack, else the type's own."""
@@ -62,3 +60,24 @@ class TaskType:
 
     def seeds(self) -> list[Any]:
         raise NotImplementedError
+
+    def read_row(self, row: Mapping[str, Any]) -> Any | None:
+        raise NotImplementedError
+
+    def probe_task(self, row: Mapping[str, Any]) -> Any:
+        raise NotImplementedError
+
+    def accepts(self, task) -> bool:
+        """Whether its buffer takes ``task`` (a seed file's triplet goes to every triplet
+        type's buffer)."""
+        return isinstance(task, self.task_class)
+
+    def log_fields(self, task) -> dict[str, Any]:
+        """The task's columns in a task-log row (tasks.jsonl: program, input, output)."""
+        return {"program": task.program, "input": task.input, "output": task.output}
+
+    def fences_needed(self, role: str, num_inputs: int) -> int:
+        return 1 if role == "solve" else self.proposal_fences
+
+    def config_keys(self) -> tuple[str, ...]:
+        return tuple(f"{self.name}_{role}" for role in ROLES)

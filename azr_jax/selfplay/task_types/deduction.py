@@ -9,6 +9,9 @@ from azr_jax.selfplay.task_types.triplet import TripletType
 
 class Deduction(TripletType):
     name = "deduction"
+    default = True
+    group_rank, update_rank = 0, 1  # official: groups d, a, i; update a, d, i
+    probe_input = 0
 
     def solver_task(self, task, cfg):
         return self._solver(task, cfg, input=task.input)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -11,9 +11,44 @@ from azr_jax.selfplay.parsing import (FormatError, Proposal, answer_content, blo
                                       official_code)
 from azr_jax.selfplay.scan import fences, first_tagged
 from azr_jax.selfplay.prompts import ProposerRequest, banned_text, messages_for, pack_of
-from azr_jax.selfplay.task_types.base import TaskType, register
-from azr_jax.selfplay.task_types.triplet import IDENTITY_PROGRAM
-from azr_jax.selfplay.tasks import InductionTask, SolverTask
+from azr_jax.selfplay.task_types.base import BaseTaskType, register
+from azr_jax.selfplay.task_types.triplet import IDENTITY_PROGRAM, program_of
+from azr_jax.selfplay.tasks import SolverTask
+
+
+@dataclasses.dataclass(frozen=True)
+class InductionTask:
+    """An induction task: a program, its (input, output) pairs and a message about it."""
+
+    program: str
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    message: str
+
+    def __post_init__(self):
+        if len(self.inputs) != len(self.outputs):
+            raise ValueError(f"{len(self.inputs)} inputs but {len(self.outputs)} outputs")
+
+    @property
+    def call_inputs(self) -> tuple[str, ...]:
+        return self.inputs
+
+    @property
+    def call_outputs(self) -> tuple[str, ...]:
+        return self.outputs
+
+    def with_outputs(self, outputs) -> "InductionTask":
+        return dataclasses.replace(self, outputs=tuple(map(str, outputs)))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"program": self.program, "inputs": list(self.inputs),
+                "outputs": list(self.outputs), "message": self.message}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "InductionTask":
+        return cls(program=str(d["program"]), inputs=tuple(map(str, d["inputs"])),
+                   outputs=tuple(map(str, d["outputs"])), message=str(d.get("message", "")))
+
 
 # The official induction seed (azr_ray_trainer.py): the identity on six values.
 _IDENTITY_VALUES = ('"Hello world"', "1", "dict(a=1, b=2)", "(1.1, 1.2, 1.3)",
@@ -24,9 +59,11 @@ IDENTITY_INDUCTION = InductionTask(IDENTITY_PROGRAM, _IDENTITY_VALUES, _IDENTITY
                                    "Write a function that returns whatever you input")
 
 
-class Induction(TaskType):
+class Induction(BaseTaskType):
     name = "induction"
     task_class = InductionTask
+    default = True
+    group_rank, update_rank = 2, 2
 
     def proposer_request(self, buffers, rng: np.random.Generator, cfg) -> ProposerRequest:
         source = buffers.sample_program_tasks(1, rng)[0]  # uniform, duplicates kept
@@ -95,6 +132,25 @@ class Induction(TaskType):
 
     def seeds(self) -> list[InductionTask]:
         return [IDENTITY_INDUCTION]
+
+    def read_row(self, row: Mapping[str, Any]) -> InductionTask | None:
+        # ours and the official *_code_f_seed_io.jsonl: {program, inputs[, outputs], message}
+        if "inputs" not in row:
+            return None
+        inputs = tuple(map(str, row["inputs"]))
+        outputs = tuple(map(str, row.get("outputs") or [""] * len(inputs)))
+        return InductionTask(program_of(row), inputs, outputs, str(row.get("message", "")))
+
+    def probe_task(self, row: Mapping[str, Any]) -> InductionTask:
+        inputs = tuple(str(x) for x in row["inputs"])
+        return InductionTask(str(row["program"]), inputs, ("",) * len(inputs), row["message"])
+
+    def log_fields(self, task: InductionTask) -> dict[str, Any]:
+        return {"program": task.program, "input": list(task.inputs),
+                "output": list(task.outputs), "message": task.message}
+
+    def fences_needed(self, role: str, num_inputs: int) -> int:
+        return 1 if role == "solve" else num_inputs + 1  # N inputs + the message
 
 
 INDUCTION = register(Induction())

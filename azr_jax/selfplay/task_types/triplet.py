@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 from azr_jax.selfplay.parsing import (CODE_LANGS, FormatError, Proposal, blocks_of, marked,
                                       program_as_f)
 from azr_jax.selfplay.prompts import (ProposerRequest, banned_text, messages_for, pack_of)
-from azr_jax.selfplay.task_types.base import TaskType
+from azr_jax.selfplay.task_types.base import BaseTaskType
 from azr_jax.selfplay.tasks import SolverTask, Triplet
 
 # The official seed (azr_ray_trainer.py): the identity on one string.
@@ -17,9 +17,18 @@ IDENTITY_PROGRAM = "def f(a):\n    return a"
 IDENTITY_TRIPLET = Triplet(IDENTITY_PROGRAM, '"Hello world"', "'Hello world'")
 
 
-class TripletType(TaskType):
+def program_of(row: Mapping[str, Any]) -> str:
+    """A seed row's program: ours ``program``, the official ``snippet`` or ``code``."""
+    prog = next((row[k] for k in ("program", "snippet", "code") if k in row), None)
+    if prog is None:
+        raise KeyError("program (or snippet/code)")
+    return str(prog)
+
+
+class TripletType(BaseTaskType):
     task_class = Triplet
     triplet = True
+    probe_input = 0  # which of a probe row's inputs its task runs on
 
     def proposer_request(self, buffers, rng: np.random.Generator, cfg) -> ProposerRequest:
         # K references, uniform without replacement over the whole buffer (duplicates kept),
@@ -56,6 +65,17 @@ class TripletType(TaskType):
 
     def seeds(self) -> list[Triplet]:
         return [IDENTITY_TRIPLET]
+
+    def read_row(self, row: Mapping[str, Any]) -> Triplet | None:
+        # ours {program, input[, output]} and the official *_seed_io.jsonl rows; a missing
+        # output stays empty until the executor computes it
+        if "input" not in row:
+            return None
+        return Triplet(program_of(row), str(row["input"]), str(row.get("output", "")))
+
+    def probe_task(self, row: Mapping[str, Any]) -> Triplet:
+        inputs = [str(x) for x in row["inputs"]]
+        return Triplet(str(row["program"]), inputs[self.probe_input % len(inputs)], "")
 
     def _solver(self, task: Triplet, cfg, **fields) -> SolverTask:
         user = self.template(cfg, "solve").format(program=task.program, **fields)
