@@ -20,6 +20,7 @@ from azr_jax.sampling import SamplingConfig, sample
 from azr_jax.sampling import sampler as sampler_lib
 from azr_jax.sampling.decode import decode_step, logits_from_hidden
 from azr_jax.sampling.weight_layout import cpu_layout
+from azr_jax.sharding import memory
 from tests.hf_reference import hf_logits, make_reference, state_dict_numpy
 from tests.test_sampling_hf import hf_greedy
 
@@ -201,3 +202,19 @@ def test_fused_kernels_take_windows_and_softcap(ref, cudnn_as_xla, impl):
     np.testing.assert_allclose(np.asarray(lp_f)[:, 1:][keep], np.asarray(lp_x)[:, 1:][keep], atol=TOL)
     for a, b in zip(jax.tree.leaves(g_f), jax.tree.leaves(g_x)):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-4 * float(jnp.abs(b).max()))
+
+
+def test_memory_estimate_reads_the_family_fields():
+    """gemma2-2b on a GPU: cuDNN cannot soft-cap, so "auto" runs XLA and the estimate counts
+    the [t, t] scores (and the cap's tanh); without the cap cuDNN keeps none. Post-norms and
+    the final cap add their activations."""
+    cfg = get_preset("gemma2-2b").replace(dtype="bfloat16", remat="full", attention_impl="auto")
+    est = lambda c: memory.estimate_memory(c, (1, 1, 1), train_rows=1, train_len=4096,  # noqa: E731
+                                           rollout_rows=8, prompt_len=1024, cache_len=2048,
+                                           backend="gpu")
+    capped, plain = est(cfg), est(cfg.replace(attn_logit_softcap=0.0))
+    scores = 8 * 4096 * 4096 * (4 + 2 + 4 + 4)  # heads x t x t: scores, probs, grads, tanh'
+    assert capped.train_layer - plain.train_layer == scores - 8 * 4096 * 8  # less cuDNN's stats
+    assert est(cfg.replace(post_norms=False)).train_layer < capped.train_layer
+    assert est(cfg.replace(final_logit_softcap=0.0)).train_logits < capped.train_logits
+    assert capped.num_params == cfg.num_params()
