@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
-
 import jax
 
 from azr_jax import userfiles
 from azr_jax.checkpoints import TrainCheckpointer, export_hf
 from azr_jax.errors import UserError
 from azr_jax.pipeline import setup as setup_lib
+from azr_jax.pipeline import workdir_fs  # the workdir may be a bucket (gs://...)
 from azr_jax.pipeline.config import config_from_json
 from azr_jax.pipeline.workdir_layout import CHECKPOINT_DIR, CONFIG_FILE
 from azr_jax.rl.update import abstract_train_state
@@ -19,14 +18,13 @@ from azr_jax.sharding import MeshConfig, make_mesh
 def export_from_workdir(workdir: str, output: str, step: int | None = None,
                         dtype: str | None = None) -> int:
     """Export step `step` (default: latest) of a training workdir; returns the step."""
-    config_path = os.path.join(workdir, CONFIG_FILE)
-    if not os.path.isfile(config_path):
+    config_path = workdir_fs.join(workdir, CONFIG_FILE)
+    if not workdir_fs.isfile(config_path):
         raise UserError(f"{workdir} is not a training workdir (no {CONFIG_FILE})")
-    with open(config_path, encoding="utf-8") as f:
-        cfg = config_from_json(f.read())
+    cfg = config_from_json(workdir_fs.read_text(config_path))
     userfiles.check_output_dir(output, "--output")  # before the work, not after
 
-    ckpt_dir = os.path.join(os.path.abspath(workdir), CHECKPOINT_DIR)
+    ckpt_dir = workdir_fs.join(workdir_fs.absolute(workdir), CHECKPOINT_DIR)
     checkpointer = TrainCheckpointer(ckpt_dir, keep=cfg.trainer.keep)
     try:
         latest = checkpointer.latest_step()

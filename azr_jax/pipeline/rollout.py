@@ -9,7 +9,6 @@ uninterrupted one exactly.
 from __future__ import annotations
 
 import dataclasses
-import os
 import time
 from typing import Any
 
@@ -18,7 +17,7 @@ import numpy as np
 
 from azr_jax import selfplay as sp
 from azr_jax.sampling import SamplingConfig, prepare_params, sample
-from azr_jax.pipeline import answer_stop, scaffold, tasklog
+from azr_jax.pipeline import answer_stop, scaffold, tasklog, workdir_fs
 from azr_jax.pipeline.batching import advantages_and_batch
 from azr_jax.pipeline.workdir_layout import SEEDING_FILE
 
@@ -168,7 +167,7 @@ def _prefix(ctx, task_type, role) -> str:
 def seeding_state_path(workdir: str) -> str:
     """Where the seeding phase keeps its buffers between rounds (single-process runs; on a
     pod every host must see the same state at once, so seeding restarts there instead)."""
-    return os.path.join(workdir, SEEDING_FILE) if jax.process_count() == 1 else ""
+    return workdir_fs.join(workdir, SEEDING_FILE) if jax.process_count() == 1 else ""
 
 
 def seed_buffers(ctx: RolloutContext, params, progress: bool, state_path: str = "") -> dict:

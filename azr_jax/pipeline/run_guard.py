@@ -10,7 +10,7 @@ import os
 import re
 
 from azr_jax.errors import Preempted, UserError
-from azr_jax.pipeline import preemption, setup, workdir_lock
+from azr_jax.pipeline import preemption, setup, workdir_fs, workdir_lock
 from azr_jax.pipeline.config_rules import validate
 
 # errno values that mean "the disk, the permissions or a path", not a bug: one line.
@@ -41,7 +41,7 @@ def disk_error(e: BaseException):
 def newest_checkpoint(workdir: str, checkpoint_dir: str = "checkpoints"):
     """The newest complete step directory's number (None when there is none)."""
     try:
-        names = os.listdir(os.path.join(workdir, checkpoint_dir))
+        names = workdir_fs.listdir(workdir_fs.join(workdir, checkpoint_dir))
     except OSError:
         return None
     steps = [int(n) for n in names if n.isdigit()]

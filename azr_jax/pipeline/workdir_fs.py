@@ -35,6 +35,16 @@ def exists(path) -> bool:
     return epath.Path(path).exists()
 
 
+def isfile(path) -> bool:
+    return epath.Path(path).is_file()
+
+
+def listdir(path) -> list[str]:
+    """The names in directory `path` ([] when it does not exist)."""
+    p = epath.Path(path)
+    return sorted(c.name for c in p.iterdir()) if p.is_dir() else []
+
+
 def makedirs(path) -> None:
     epath.Path(path).mkdir(parents=True, exist_ok=True)
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 
 from azr_jax.errors import UserError
+from azr_jax.pipeline import workdir_fs  # WORKDIR may be a bucket (gs://...)
 
 
 def parse_workdir_spec(spec: str) -> tuple[str, int | None] | None:
@@ -20,14 +21,14 @@ def parse_workdir_spec(spec: str) -> tuple[str, int | None] | None:
     from azr_jax.pipeline.workdir_layout import CONFIG_FILE
 
     path, step = spec, None
-    if "@" in spec and not os.path.isdir(spec):
+    if "@" in spec and not workdir_fs.exists(spec):
         path, _, tail = spec.rpartition("@")
         if not tail.isdigit():
-            if os.path.isfile(os.path.join(path, CONFIG_FILE)):
+            if workdir_fs.isfile(workdir_fs.join(path, CONFIG_FILE)):
                 raise UserError(f"{spec!r}: the part after '@' must be a step number, got {tail!r}")
             return None
         step = int(tail)
-    if not os.path.isfile(os.path.join(path, CONFIG_FILE)):
+    if not workdir_fs.isfile(workdir_fs.join(path, CONFIG_FILE)):
         return None
     return path, step
 
@@ -45,12 +46,11 @@ def load_workdir(workdir: str, step: int | None = None, *, progress: bool = Fals
     from azr_jax.rl.update import abstract_train_state
     from azr_jax.sharding import MeshConfig, make_mesh
 
-    with open(os.path.join(workdir, CONFIG_FILE), encoding="utf-8") as f:
-        try:
-            cfg = config_from_json(f.read())
-        except ValueError as e:
-            raise UserError(f"{workdir}/{CONFIG_FILE} is not valid JSON ({e})") from None
-    ckpt = TrainCheckpointer(os.path.join(os.path.abspath(workdir), setup_lib.CHECKPOINT_DIR),
+    try:
+        cfg = config_from_json(workdir_fs.read_text(workdir_fs.join(workdir, CONFIG_FILE)))
+    except ValueError as e:
+        raise UserError(f"{workdir}/{CONFIG_FILE} is not valid JSON ({e})") from None
+    ckpt = TrainCheckpointer(workdir_fs.join(workdir_fs.absolute(workdir), setup_lib.CHECKPOINT_DIR),
                              keep=cfg.trainer.keep)
     try:
         steps = sorted(ckpt.all_steps())
@@ -84,11 +84,11 @@ def workdir_selfplay(spec: str):
     parsed = parse_workdir_spec(os.fspath(spec))
     if parsed is None:
         return None
-    with open(os.path.join(parsed[0], CONFIG_FILE), encoding="utf-8") as f:
-        try:
-            return setup_lib.selfplay_config(config_from_json(f.read()))
-        except ValueError as e:
-            raise UserError(f"{parsed[0]}/{CONFIG_FILE} is not valid JSON ({e})") from None
+    try:
+        return setup_lib.selfplay_config(config_from_json(
+            workdir_fs.read_text(workdir_fs.join(parsed[0], CONFIG_FILE))))
+    except ValueError as e:
+        raise UserError(f"{parsed[0]}/{CONFIG_FILE} is not valid JSON ({e})") from None
 
 
 def load_model_spec(spec: str, *, progress: bool = False):

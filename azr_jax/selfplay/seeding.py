@@ -15,10 +15,10 @@ on a restart, so a preempted seeding phase resumes where it was.
 from __future__ import annotations
 
 import json
-import os
 from typing import Callable, Sequence
 
 import numpy as np
+from etils import epath  # the state may sit in a bucket workdir (gs://...)
 from tqdm.auto import tqdm
 
 from azr_jax.errors import UserError
@@ -35,19 +35,21 @@ ProposeFn = Callable[[Sequence[ProposerRequest]], Sequence[str]]
 
 def load_state(path: str, buffers: Buffers) -> bool:
     """Replace ``buffers``' contents with a saved seeding state; False when there is none."""
-    if not path or not os.path.exists(path):
+    if not path or not epath.Path(path).exists():
         return False
-    with open(path) as f:
-        saved = Buffers.from_dict(json.load(f))
+    saved = Buffers.from_dict(json.loads(epath.Path(path).read_text()))
     buffers.by_type, buffers.recent = saved.by_type, saved.recent
     return True
 
 
 def save_state(path: str, buffers: Buffers) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(buffers.to_dict(), f)
-    os.replace(tmp, path)
+    text = json.dumps(buffers.to_dict())
+    if "://" in path:  # a bucket (gs://...): an object write is atomic, and there is no rename
+        epath.Path(path).write_text(text)
+        return
+    tmp = epath.Path(path + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
 
 
 def _new_to_pool(buffers: Buffers, task_type: str, tasks: list) -> list:
