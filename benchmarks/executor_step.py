@@ -20,7 +20,7 @@ side in the same run; the grades of both sides are compared.
     .venv/bin/python benchmarks/executor_step.py [--tasks 64] [--workers N] [--tiers process,reuse]
 
 The trainer's default (configs/base.py) runs proposals and grading in "process": that is the
-"process" column; "reuse" is the opt-in tier (README "Isolation tiers").
+"process" column; "reuse" is the opt-in tier (docs/sandbox.md, "Isolation tiers").
 """
 
 from __future__ import annotations

@@ -88,7 +88,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.executor = ml_collections.ConfigDict(dict(
         workers=0,  # sandbox worker processes per host; 0 = the host's cores less a reserve
         memory_mb=1024,
-        # isolation tiers (README "Isolation tiers"): every job gets a fresh child, so no
+        # isolation tiers (docs/sandbox.md): every job gets a fresh child, so no
         # program or answer can change another's verdict; "reuse" is the opt-in faster tier
         isolation="process",
         grading_isolation="process",

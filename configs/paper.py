@@ -14,7 +14,7 @@ def paper_config(preset: str, *, tensor: int, micro_batches: int, data: int = 1)
     same recipe fits a smaller or larger slice without a mesh override."""
     c = base.get_config()
     c.model.preset = preset
-    c.model.path = ""  # set to the converted HF checkpoint directory (see README)
+    c.model.path = ""  # set to the converted HF checkpoint directory (docs/tpu_and_pods.md)
     c.model.dtype = "bfloat16"
     c.model.param_dtype = "float32"  # f32 master weights and AdamW moments
     c.model.remat = "full"  # keep only each layer's input: long sequences fit

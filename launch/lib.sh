@@ -136,7 +136,7 @@ read_slice_state() {
 }
 
 require_workdir() {
-  [[ -n "$WORKDIR" ]] || die "WORKDIR is not set: give a gs:// bucket path or a mount every worker sees that outlives the VMs (see README, Running on TPU)"
+  [[ -n "$WORKDIR" ]] || die "WORKDIR is not set: give a gs:// bucket path or a mount every worker sees that outlives the VMs (see docs/tpu_and_pods.md)"
 }
 
 # CONFIG must name a recipe of this checkout (a path or a name under configs/): the workers

@@ -29,7 +29,7 @@
 # --- training ------------------------------------------------------------------------------
 : "${CONFIG:=configs/qwen2_5_7b.py}"   # a recipe from configs/
 : "${CONFIG_OVERRIDES:=}"              # extra flags, e.g. "--config.trainer.steps=500"
-: "${WORKDIR:=}"                       # gs://BUCKET/run or a shared mount: checkpoints + metrics (README)
+: "${WORKDIR:=}"                       # gs://BUCKET/run or a shared mount: checkpoints + metrics (docs/tpu_and_pods.md)
 
 # --- babysitting ---------------------------------------------------------------------------
 : "${POLL_SECONDS:=120}"               # how often babysit.sh looks at the slice and the job

