@@ -24,7 +24,6 @@ from azr_jax.pipeline.trainer import train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PROBE_FILE = os.path.join(ROOT, "configs", "probe", "probe.jsonl")
-TINY_PACK = os.path.join(ROOT, "configs", "prompts", "tiny.json")
 LOOP = "def f(n, k):\n    s = 0\n    for i in range(n):\n        s += i * k\n    return s + 1"
 CFG = sp.SelfPlayConfig(task_types=("completion",), num_references=1, timeout_s=5.0).validate()
 
@@ -138,19 +137,11 @@ def _responder(holes):
 def test_a_tiny_cpu_training_step_and_probe_with_completion(tmp_path, monkeypatch):
     from canned_sampling import canned_sample
 
-    with open(TINY_PACK) as f:
-        pack = json.load(f)
-    pack["propose_completion"] = ("Propose a new completion task, one def f:\n{references}\n"
-                                  "Give ```python and ```input.")
-    pack["solve_completion"] = ("```python\n{program}\n```\n```input\n{input}\n```\n```output\n"
-                                "{output}\n```\nFill __hole__ ({kind}): give ```python.")
-    pack_file = tmp_path / "pack.json"
-    pack_file.write_text(json.dumps(pack))  # a pack file may hold a plug-in's templates
     monkeypatch.setattr(rollout_mod, "sample", canned_sample(rollout_mod.sample,
                                                              _responder(_known_holes())))
     cfg = load_config("tiny_cpu", [
         "trainer.steps=1", "sampling.max_new_tokens=96", "sampling.max_prompt_len=320",
-        "selfplay.task_types=completion", f"selfplay.prompt_file={pack_file}",
+        "selfplay.task_types=completion",  # tiny.json holds the plug-in's templates too
         "selfplay.close_answer=True", "probe.every=1", f"probe.file={PROBE_FILE}"])
     workdir = str(tmp_path / "run")
     assert train(cfg, workdir).end_step == 1
