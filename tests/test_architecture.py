@@ -1,6 +1,7 @@
 """The package's architecture as tests: the import-linter contracts of `.importlinter`
 (layers, and the sandbox rule that the executor never reaches JAX or the training code), no
-import cycles inside azr_jax, and a stdlib-only executor worker.
+import cycles inside azr_jax, and a stdlib-only executor worker. Imports under
+``if TYPE_CHECKING:`` count everywhere: a module that names another's types depends on it.
 
 Each check is also run once on a deliberately broken copy, so it is known to fail.
 """

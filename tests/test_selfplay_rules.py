@@ -218,6 +218,28 @@ def test_seeding_resumes_from_its_saved_state(pool, tmp_path):
 # ---- task types are plug-ins ----
 
 
+def test_every_registered_type_implements_the_protocol():
+    """What the pipeline asks each type (registry.TaskType), for every registered one: a
+    type that leaves a member to BaseTaskType's NotImplementedError fails here."""
+    from azr_jax.selfplay import registry
+
+    row = {"program": "def f(a, b=0):\n    return a", "inputs": ["1", "2", "3"],
+           "message": "m"}
+    assert set(registry.REGISTRY) >= {"deduction", "abduction", "induction", "completion"}
+    assert registry.default_types() == ("deduction", "abduction", "induction")
+    for name, tt in registry.REGISTRY.items():
+        assert isinstance(tt, registry.TaskType) and tt.name == name
+        task = tt.probe_task(row)
+        assert tt.accepts(task) and task.program == row["program"]
+        assert tt.log_fields(task)["program"] == row["program"]
+        assert all(tt.fences_needed(role, 4) >= 1 for role in sp.ROLES)
+        assert tt.config_keys() == (f"{name}_propose", f"{name}_solve")
+        assert tt.seeds() and all(tt.accepts(s) for s in tt.seeds())
+    assert isinstance(registry.read_row({"code": "def f(a): return a", "input": "1"}),
+                      sp.Triplet)
+    assert isinstance(registry.read_row(row), sp.InductionTask)
+
+
 def test_an_unknown_task_type_is_refused():
     # a new type is one registered module: tests/test_completion.py runs the real one
     with pytest.raises(UserError, match="unknown task type 'nope'"):

@@ -9,13 +9,14 @@ of selfplay, so every module can look types up; the package ``azr_jax.selfplay``
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Protocol, Sequence
+from typing import Any, Mapping, Protocol, Sequence, runtime_checkable
 
 from azr_jax.errors import UserError
 
 ROLES: tuple[str, ...] = ("propose", "solve")
 
 
+@runtime_checkable
 class TaskType(Protocol):
     """One task type (``task_types.base.BaseTaskType`` implements the shared parts)."""
 
