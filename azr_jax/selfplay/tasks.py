@@ -75,20 +75,17 @@ Task = Any
 
 @dataclasses.dataclass(frozen=True)
 class SolverTask:
-    """What the solver is asked (``messages``) and what grades its answer.
-
-    deduction: gold = the output text; abduction: gold = the output text that
-    ``program(<predicted input>)`` must reproduce; induction: ``heldout_inputs`` /
-    ``heldout_outputs`` that the predicted program must map correctly.
-    """
+    """What the solver is asked (``messages``) and what its type's ``grade`` reads: the
+    task, and for a type whose task has several (input, output) pairs (induction) the
+    pairs shown and the pairs kept back for grading."""
 
     task_type: str
     task: Task
     messages: tuple[dict[str, str], ...]
-    visible: tuple[tuple[str, str], ...] = ()        # induction pairs shown to the solver
-    heldout: tuple[tuple[str, str], ...] = ()        # induction pairs kept for grading
+    visible: tuple[tuple[str, str], ...] = ()        # pairs shown to the solver
+    heldout: tuple[tuple[str, str], ...] = ()        # pairs kept back for grading
 
     @property
     def gold(self) -> str:
-        """Gold answer text (deduction: output; abduction: output to reproduce)."""
+        """The task's output text, "" for a task without one (a triplet type's gold)."""
         return getattr(self.task, "output", "")
