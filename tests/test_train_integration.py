@@ -24,9 +24,11 @@ from azr_jax.selfplay import GROUPS
 MESH_222 = ["mesh.data=2", "mesh.fsdp=2", "mesh.tensor=2"]
 
 
-def _canned(prompt_text: str, row: int) -> str | None:
+def _canned(prompt_text: str, row: int, call: int = 0) -> str | None:
     """A well-formed response for the kind of prompt (configs/prompts/tiny.json), for odd
-    rows; None keeps the model's. The R1 prompt already opened the turn with <think>."""
+    rows; None keeps the model's. The R1 prompt already opened the turn with <think>.
+    Proposals differ from one sampling call to the next (``call``): the seeding phase drops
+    a triplet the pool already holds, as the official does."""
     if row % 2 == 0:
         return None
     if "and a ```message" in prompt_text:  # induction proposer: 4 inputs + a message
@@ -36,7 +38,7 @@ def _canned(prompt_text: str, row: int) -> str | None:
         k = row % 5
         body = f"x * {k}" if row % 3 else "undefined_name"  # some invalid (NameError)
         return (f"ok</think><answer>\n```python\ndef f(x):\n    return {body}\n```\n"
-                f"```input\n{row}\n```\n</answer>")
+                f"```input\n{row + 1000 * call}\n```\n</answer>")
     if "give ```python" in prompt_text:  # induction solver
         return "ok</think><answer>\n```python\ndef f(a):\n    return a\n```\n</answer>"
     return "ok</think><answer>'Hello world'</answer>"  # deduction/abduction solver
@@ -46,7 +48,17 @@ def _canned(prompt_text: str, row: int) -> str | None:
 def responder(monkeypatch):
     from canned_sampling import canned_sample
 
-    monkeypatch.setattr(rollout_mod, "sample", canned_sample(rollout_mod.sample, _canned))
+    calls = [0]
+
+    def sample(*args, **kwargs):
+        calls[0] += 1
+        return inner(*args, **kwargs)
+
+    def respond(text, row):
+        return _canned(text, row, calls[0])
+
+    inner = canned_sample(rollout_mod.sample, respond)
+    monkeypatch.setattr(rollout_mod, "sample", sample)
 
 
 def test_tiny_cpu_training_steps(tmp_path, responder):
