@@ -152,3 +152,43 @@ def test_several_processes_refuse_overlapping_rollouts(tmp_path, monkeypatch):
     with pytest.raises(UserError, match="staleness > 0 is not supported with several JAX"):
         train(cfg, str(tmp_path / "run"))
     assert not (tmp_path / "run").exists()  # refused before touching the workdir
+
+
+class RecordingPool:
+    """A real sandbox pool that notes the scripts it ran."""
+
+    def __init__(self, pool):
+        self.pool, self.config, self.seen = pool, pool.config, []
+
+    def run_script(self, scripts, timeout=None, script_timeout_s=None):
+        self.seen += scripts
+        return self.pool.run_script(scripts, timeout, script_timeout_s)
+
+    def close(self):
+        self.pool.close()
+
+
+def test_eval_scripts_are_graded_in_shares_across_hosts():
+    """What the trainer's evals do on a pod (run_evals passes host_exec.for_processes as
+    wrap_pool): each host's sandbox runs its share, every host gets every verdict."""
+    from azr_jax.evals.sandbox import run_scripts
+
+    scripts = [f"assert {i} % 3 != 0, 'multiple of 3'" for i in range(7)]
+    alone = run_scripts(scripts, timeout_s=5.0, workers=1)
+    assert [ok for ok, _ in alone] == [i % 3 != 0 for i in range(7)]
+    gather, pools, out = ThreadAllgather(2), [None, None], [None, None]
+
+    def host(i):
+        def wrap(pool):
+            pools[i] = RecordingPool(pool)
+            return HostExecPool(pools[i], gather.exchange(i, 2))
+
+        out[i] = run_scripts(scripts, timeout_s=5.0, workers=1, wrap=wrap)
+
+    threads = [threading.Thread(target=host, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert out[0] == out[1] == alone
+    assert pools[0].seen == scripts[0::2] and pools[1].seen == scripts[1::2]

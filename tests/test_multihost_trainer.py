@@ -1,5 +1,7 @@
 """The whole trainer as 2 JAX processes x 4 fake CPU devices on localhost (a pod in small)
-against 1 process x 8 devices, same global mesh (configs/tiny_cpu.py, 2 steps).
+against 1 process x 8 devices, same global mesh (configs/tiny_cpu.py, 2 steps). The
+2-process run's workdir is a gs:// bucket on a local GCS emulator (tests/gcs_emulator.py);
+both runs grade the probe and an eval suite every step, each host a share of the programs.
 
 One run of each, then each workdir resumed with the other process count (2 -> 1, 1 -> 2).
 The 1 -> 2 resume also has a host whose sandbox times out a program the other host's does
@@ -14,7 +16,9 @@ import sys
 
 import numpy as np
 import pytest
+from gcs_emulator import gcs  # noqa: F401 (fixture)
 
+from azr_jax.pipeline import workdir_fs
 from azr_jax.pipeline.metrics import read_metrics
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -43,6 +47,18 @@ def _probe_file(tmp_path):
              "message": "same"} for w in ("hi", "yo")]
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return ("probe.every=1", f"probe.file={path}")
+
+
+def _eval_suite(tmp_path):
+    """HumanEval-format problems small enough for the tiny model's context: every sample's
+    check script runs in the sandbox, whatever the model writes."""
+    path = tmp_path / "he.jsonl"
+    rows = [{"task_id": f"t/{i}", "prompt": f"def f(x):\n    \"\"\"x + {i}\"\"\"\n",
+             "entry_point": "f", "canonical_solution": f"    return x + {i}\n",
+             "test": f"def check(c):\n    assert c(1) == {1 + i}\n"} for i in range(3)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return ("trainer.eval_every=1", "eval.suites=humaneval", f"eval.data={path}",
+            "eval.max_new_tokens=8")
 
 
 def _start(workdir, records, steps, processes, *extra, overrides=()):
@@ -95,17 +111,23 @@ def _assert_same_metrics(rows_a, rows_b):
             np.testing.assert_allclose(fa[k], fb[k], rtol=1e-4, atol=1e-6, err_msg=k)
 
 
-def test_two_processes_match_one_and_resume_across_counts(tmp_path):
-    two, one = tmp_path / "two", tmp_path / "one"
-    probe = _probe_file(tmp_path)  # every process samples the probe; the graded jobs are shared
-    _wait(_start(two, tmp_path / "rec_two", 2, 2, overrides=probe),
-          _start(one, tmp_path / "rec_one", 2, 1, overrides=probe))
+def _read(workdir, name):
+    return workdir_fs.read_text(workdir_fs.join(str(workdir), name))
+
+
+def test_two_processes_match_one_and_resume_across_counts(tmp_path, gcs):  # noqa: F811
+    two, one = gcs.path("two"), tmp_path / "one"
+    # every process samples the probe and the eval suite; the graded programs are shared
+    extra = _probe_file(tmp_path) + _eval_suite(tmp_path)
+    _wait(_start(two, tmp_path / "rec_two", 2, 2, overrides=extra),
+          _start(one, tmp_path / "rec_one", 2, 1, overrides=extra))
+    gcs.forget_listings()  # the trainers wrote the bucket after this process last listed it
 
     # both hosts of the 2-process run saw the same rollouts; process 0 alone wrote logs
     assert _records(tmp_path / "rec_two", 0) == _records(tmp_path / "rec_two", 1)
     assert [r["step"] for r in _records(tmp_path / "rec_two", 0)] == [0, 1]
-    tasks_two = (two / "tasks.jsonl").read_text().splitlines()
-    assert tasks_two == (one / "tasks.jsonl").read_text().splitlines()
+    tasks_two = _read(two, "tasks.jsonl").splitlines()
+    assert tasks_two == _read(one, "tasks.jsonl").splitlines()
     # the executor ran programs (valid and invalid) that the hosts graded in shares
     assert any(json.loads(t)["valid"] for t in tasks_two)
     rows_two = read_metrics(str(two))
@@ -113,6 +135,7 @@ def test_two_processes_match_one_and_resume_across_counts(tmp_path):
     assert [r["step"] for r in rows_two] == [0, 1, 2]  # the probe's step-0 row, then updates
     assert all(0 < r["probe/acc"] < 1 for r in rows_two), rows_two  # scripted rows pass
     assert all("probe/valid_rate" in r for r in rows_two[1:])
+    assert all(r["humaneval/num_problems"] == 3 for r in rows_two[1:])  # evals every step
 
     # resume with the other process count: 2 -> 1 and 1 -> 2 (same 8-device global mesh);
     # in the 1 -> 2 run process 1's sandbox times out the slow proposals process 0's passes
@@ -122,6 +145,7 @@ def test_two_processes_match_one_and_resume_across_counts(tmp_path):
     _wait(_start(two, tmp_path / "rec_two_resumed", 3, 1),
           _start(one, tmp_path / "rec_one_resumed", 3, 2, "--slow",
                  overrides=("mesh.data=8", "mesh.fsdp=1", "mesh.tensor=1")))
+    gcs.forget_listings()
     for workdir in (two, one):
         rows = read_metrics(str(workdir))
         assert [r["step"] for r in rows] == [0, 1, 2, 3]

@@ -77,7 +77,7 @@ def extract_answer(text: str, task: str) -> str:
 
 def score(task: str, records: Sequence[records_lib.Record],
           answers: Sequence[Sequence[str]], *, timeout_s: float = 3.0, workers: int = 2,
-          ks: Sequence[int] = (1, 5)) -> tuple[dict, list[dict]]:
+          ks: Sequence[int] = (1, 5), wrap=None) -> tuple[dict, list[dict]]:
     """(metrics, per-sample rows) for extracted answers, through the executor's scorer.
 
     Metrics are fractions: accuracy over all samples and pass@k for each k that every
@@ -92,7 +92,7 @@ def score(task: str, records: Sequence[records_lib.Record],
     if len(set(ids)) != len(ids):  # the scorer reports per id
         dup = next(i for i in ids if ids.count(i) > 1)
         raise UserError(f"CRUXEval ids must be unique; {dup!r} appears more than once")
-    with make_pool(timeout_s=timeout_s, workers=workers) as pool:
+    with make_pool(timeout_s=timeout_s, workers=workers, wrap=wrap) as pool:
         scored = scorer.score(pool, dataset, [list(a) for a in answers], task,
                               timeout_s=timeout_s, progress=True)
     passed = [scored["raw_scored_generations"][r["id"]] for r in dataset]

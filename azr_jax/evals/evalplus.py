@@ -80,16 +80,16 @@ def check_script(problem: records_lib.Record, candidate: str, split: str) -> str
 
 def score_programs(problems: Sequence[records_lib.Record], programs: Sequence[Sequence[str]],
                    *, timeout_s: float = 3.0, workers: int = 2,
-                   progress: bool = False) -> list[list[tuple[bool, bool, str]]]:
+                   progress: bool = False, wrap=None) -> list[list[tuple[bool, bool, str]]]:
     """(base passed, plus passed, result text) per program, per problem."""
     flat = [(p, prog) for p, progs in zip(problems, programs) for prog in progs]
     base = run_scripts([check_script(p, prog, "base") for p, prog in flat],
-                       timeout_s=timeout_s, workers=workers, progress=progress)
+                       timeout_s=timeout_s, workers=workers, progress=progress, wrap=wrap)
     # plus only where base passed (plus = base and plus inputs)
     todo = [i for i, (ok, _) in enumerate(base) if ok]
     plus_runs = run_scripts([check_script(*flat[i], "plus") for i in todo],
                             timeout_s=timeout_s * PLUS_TIMEOUT_FACTOR, workers=workers,
-                            progress=progress)
+                            progress=progress, wrap=wrap)
     plus = {i: r for i, r in zip(todo, plus_runs)}
     out, k = [], 0
     for progs in programs:

@@ -51,10 +51,11 @@ def check_program(problem: records_lib.Record, completion: str) -> str:
 
 def score_completions(problems: dict[str, records_lib.Record],
                       samples: Sequence[tuple[str, str]], *, timeout_s: float = 3.0,
-                      workers: int = 2, progress: bool = False) -> list[dict]:
+                      workers: int = 2, progress: bool = False, wrap=None) -> list[dict]:
     """Run (task_id, completion) pairs; rows {task_id, completion, passed, result}."""
     scripts = [check_program(problems[task_id], completion) for task_id, completion in samples]
-    outcomes = run_scripts(scripts, timeout_s=timeout_s, workers=workers, progress=progress)
+    outcomes = run_scripts(scripts, timeout_s=timeout_s, workers=workers, progress=progress,
+                           wrap=wrap)
     return [{"task_id": task_id, "completion": completion, "passed": passed, "result": result}
             for (task_id, completion), (passed, result) in zip(samples, outcomes)]
 

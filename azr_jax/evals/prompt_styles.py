@@ -48,11 +48,13 @@ class Prompts:
 
 @dataclasses.dataclass(frozen=True)
 class Context:
-    """What a style may read: the suite settings, the tokenizer, the self-play settings."""
+    """What a style may read: the suite settings, the tokenizer, the self-play settings, and
+    how to wrap each sandbox pool (the trainer's: split every call over its hosts)."""
 
     cfg: Any  # suites.SuiteConfig
     tokenizer: Any = None
     selfplay: SelfPlayConfig = SelfPlayConfig()
+    wrap_pool: Callable | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -122,7 +124,7 @@ def _azr_score(records, responses, task, ctx: Context):
     tasks = solver_tasks(records, task, sp)
     flat = [(st, tt.parse_answer(start + text), text)
             for st, texts in zip(tasks, responses) for text in texts]
-    with make_pool(timeout_s=cfg.timeout_s, workers=cfg.workers) as pool:
+    with make_pool(timeout_s=cfg.timeout_s, workers=cfg.workers, wrap=ctx.wrap_pool) as pool:
         correct = grade_answers(pool, [st for st, _, _ in flat], [a for _, a, _ in flat], sp)
     rows, k = [], 0
     per_record = []
@@ -161,7 +163,7 @@ def _cruxeval_score(records, responses, task, ctx: Context):
     cfg = ctx.cfg
     answers = [[cruxeval.extract_answer(t, task) for t in texts] for texts in responses]
     metrics, rows = cruxeval.score(task, records, answers, timeout_s=cfg.timeout_s,
-                                   workers=cfg.workers, ks=cfg.ks)
+                                   workers=cfg.workers, ks=cfg.ks, wrap=ctx.wrap_pool)
     for row, text in zip(rows, (t for texts in responses for t in texts)):
         row["response"] = text
     return metrics, rows

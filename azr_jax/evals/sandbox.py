@@ -16,15 +16,18 @@ def describe(result) -> tuple[bool, str]:
     return False, f"failed: {result.error}"
 
 
-def make_pool(*, timeout_s: float = 3.0, workers: int = 2, memory_mb: int = 1024):
-    """A ``SandboxPool`` for evaluation scripts (close it, or use it with ``with``)."""
+def make_pool(*, timeout_s: float = 3.0, workers: int = 2, memory_mb: int = 1024, wrap=None):
+    """A ``SandboxPool`` for evaluation scripts (close it, or use it with ``with``).
+    ``wrap(pool)``: what the trainer passes to split each call over its hosts."""
     from azr_jax.executor import SandboxConfig, SandboxPool
 
-    return SandboxPool(SandboxConfig(workers=workers, timeout_s=timeout_s, memory_mb=memory_mb))
+    pool = SandboxPool(SandboxConfig(workers=workers, timeout_s=timeout_s, memory_mb=memory_mb))
+    return wrap(pool) if wrap is not None else pool
 
 
 def run_scripts(scripts: Sequence[str], *, timeout_s: float = 3.0, workers: int = 2,
-                memory_mb: int = 1024, progress: bool = False) -> list[tuple[bool, str]]:
+                memory_mb: int = 1024, progress: bool = False, wrap=None
+                ) -> list[tuple[bool, str]]:
     """Run each script as ``__main__`` in its own sandboxed child; (passed, text) in order.
 
     A script passes when it runs to the end without an exception within ``timeout_s``.
@@ -34,7 +37,7 @@ def run_scripts(scripts: Sequence[str], *, timeout_s: float = 3.0, workers: int 
     out: list[tuple[bool, str]] = []
     if not scripts:
         return out
-    pool = make_pool(timeout_s=timeout_s, workers=workers, memory_mb=memory_mb)
+    pool = make_pool(timeout_s=timeout_s, workers=workers, memory_mb=memory_mb, wrap=wrap)
     with pool, tqdm(total=len(scripts), desc="executing",
                                            disable=not progress, leave=False) as bar:
         for start in range(0, len(scripts), _CHUNK):

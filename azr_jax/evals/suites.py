@@ -105,7 +105,7 @@ def _score_humaneval(recs, responses, ctx):
     pairs = [(r["task_id"], humaneval.extract_completion(r, text, cfg.chat))
              for r, texts in zip(recs, responses) for text in texts]
     rows = humaneval.score_completions(problems, pairs, timeout_s=cfg.timeout_s,
-                                       workers=cfg.workers, progress=True)
+                                       workers=cfg.workers, progress=True, wrap=ctx.wrap_pool)
     by_task = defaultdict(list)
     for row, text in zip(rows, (t for texts in responses for t in texts)):
         row["response"] = text
@@ -124,7 +124,7 @@ def _score_evalplus(recs, responses, ctx):
     programs = [[evalplus.candidate_program(r, t, cfg.chat) for t in texts]
                 for r, texts in zip(recs, responses)]
     scored = evalplus.score_programs(recs, programs, timeout_s=cfg.timeout_s,
-                                     workers=cfg.workers, progress=True)
+                                     workers=cfg.workers, progress=True, wrap=ctx.wrap_pool)
     rows = [{"task_id": r["task_id"], "program": prog, "base_passed": b, "passed": p,
              "result": text, "response": resp}
             for r, progs, res, resps in zip(recs, programs, scored, responses)
@@ -226,17 +226,17 @@ def _prompt_limit(model_cfg, cfg: SuiteConfig) -> int | None:
 
 def evaluate(params, model_cfg, tokenizer, cfg: SuiteConfig, *, progress: bool = False,
              records: Sequence[records_lib.Record] | None = None,
-             selfplay: SelfPlayConfig | None = None) -> dict:
+             selfplay: SelfPlayConfig | None = None, wrap_pool=None) -> dict:
     """Run one suite; returns {suite, config, metrics, elapsed_s, samples, over_long}.
     ``selfplay``: the run's self-play settings for the ``azr`` prompt style (default:
-    the trainer's defaults)."""
+    the trainer's defaults); ``wrap_pool``: see ``prompt_styles.Context``."""
     from azr_jax.sampling import SamplingConfig  # imports JAX: not at CLI start-up
 
     if tokenizer is None:
         raise UserError("evaluation needs a tokenizer; this checkpoint has none")
     suite = SUITES[cfg.suite]
     recs = list(records) if records is not None else load_suite_records(cfg)
-    ctx = styles.Context(cfg, tokenizer, selfplay or SelfPlayConfig())
+    ctx = styles.Context(cfg, tokenizer, selfplay or SelfPlayConfig(), wrap_pool)
     sampling = SamplingConfig(max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
                               top_p=cfg.top_p, num_samples=cfg.num_samples,
                               pad_token_id=tokenizer.pad_id or 0)
@@ -278,8 +278,8 @@ def evaluate_model_spec(model: str, cfg: SuiteConfig, *, load=None, progress: bo
 
 
 def run_eval_suite(model, suite_cfg: SuiteConfig, *, model_config=None, tokenizer=None,
-                   progress: bool = False, selfplay: SelfPlayConfig | None = None
-                   ) -> dict[str, float]:
+                   progress: bool = False, selfplay: SelfPlayConfig | None = None,
+                   wrap_pool=None) -> dict[str, float]:
     """Metrics of one suite for the trainer, keyed "<suite>/<metric>".
 
     ``model``: a ``LoadedModel``, or parameters together with ``model_config`` and
@@ -293,5 +293,5 @@ def run_eval_suite(model, suite_cfg: SuiteConfig, *, model_config=None, tokenize
         if model_config is None:
             raise UserError("run_eval_suite with raw params needs model_config and tokenizer")
     results = evaluate(params, model_config, tokenizer, suite_cfg, progress=progress,
-                       selfplay=selfplay)
+                       selfplay=selfplay, wrap_pool=wrap_pool)
     return {f"{suite_cfg.suite}/{k}": float(v) for k, v in results["metrics"].items()}

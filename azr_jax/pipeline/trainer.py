@@ -91,8 +91,10 @@ def _save(ckpt, step, state, trainer_state, workdir, final: bool):
 
 
 def run_evals(cfg, params, env, progress: bool) -> dict:
-    """Every configured eval suite on `params`; metrics keyed "<suite>/<metric>"."""
+    """Every configured eval suite on `params`; metrics keyed "<suite>/<metric>". Every
+    process samples (one SPMD program); the programs are graded in shares, one per host."""
     from azr_jax.evals.suites import SuiteConfig, run_eval_suite
+    from azr_jax.pipeline.host_exec import for_processes
 
     e, out = cfg.eval, {}
     data = list(e.data) + [""] * (len(e.suites) - len(e.data))
@@ -102,7 +104,8 @@ def run_evals(cfg, params, env, progress: bool) -> dict:
                            seed=cfg.trainer.seed)
         out.update(run_eval_suite(params, scfg, model_config=env.model_cfg,
                                   tokenizer=env.tokenizer, progress=progress,
-                                  selfplay=env.selfplay))  # azr style: the run's prompts
+                                  selfplay=env.selfplay,  # azr style: the run's prompts
+                                  wrap_pool=for_processes))
     return out
 
 
