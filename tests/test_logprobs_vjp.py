@@ -1,5 +1,5 @@
 """The hand-written VJP of the chunked vocab projection equals autodiff of its plain
-reference next to it (`logprobs_from_hidden_reference`: whole log-softmax + entropy): both
+reference (`naive` below: whole log-softmax + entropy): both
 cotangents non-zero, ragged chunks, with and without a final-logit soft-cap (Gemma 2), f32
 and bf16 compute."""
 
@@ -8,11 +8,19 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from azr_jax.rl.logprobs import logprobs_from_hidden, logprobs_from_hidden_reference
+from azr_jax.rl.logprobs import logprobs_from_hidden
 
 
 def naive(h_btd, w_dv, tokens_bt, softcap=0.0):
-    return logprobs_from_hidden_reference(h_btd, w_dv.T, tokens_bt, softcap)
+    """What `logprobs_from_hidden` computes, with the whole [B, T, V] logits in f32."""
+    logits_btv = jnp.einsum("btd,dv->btv", h_btd.astype(jnp.float32), w_dv.astype(jnp.float32))
+    if softcap:
+        logits_btv = softcap * jnp.tanh(logits_btv / softcap)
+    logp_btv = jax.nn.log_softmax(logits_btv, axis=-1)
+    lp_bt = jnp.take_along_axis(logp_btv[:, :-1], tokens_bt[:, 1:, None], axis=-1)[..., 0]
+    ent_bt = -(jnp.exp(logp_btv) * logp_btv).sum(-1)[:, :-1]
+    zeros = jnp.zeros((h_btd.shape[0], 1), jnp.float32)
+    return jnp.concatenate([zeros, lp_bt], axis=1), jnp.concatenate([zeros, ent_bt], axis=1)
 
 
 def make(b=2, t=11, d=16, v=37, seed=0):

@@ -1,6 +1,6 @@
 """The model's hand-written VJPs (GQA attention core with its scale and logit soft-cap, the
-gated MLP as SwiGLU and GeGLU, RMSNorm) equal autodiff of the plain references next to them in
-the library: values and gradients, with padding (incl. fully masked rows), f32 and bf16."""
+gated MLP as SwiGLU and GeGLU, RMSNorm) equal autodiff of plain references written here: values
+and gradients, with padding (incl. fully masked rows), f32 and bf16."""
 
 import functools
 
@@ -10,8 +10,24 @@ import numpy as np
 import pytest
 
 from azr_jax.models.attention import gqa_attention, gqa_attention_reference
-from azr_jax.models.norm import rms_norm, rms_norm_reference
-from azr_jax.models.swiglu import gated_mlp, gated_mlp_reference
+from azr_jax.models.norm import rms_norm
+from azr_jax.models.swiglu import gated_mlp
+
+ACTIVATIONS = {"silu": jax.nn.silu, "gelu_tanh": functools.partial(jax.nn.gelu, approximate=True)}
+
+
+def rms_norm_reference(x_btd, scale_d, eps: float, out_dtype):
+    """What `rms_norm` computes, for autodiff."""
+    x32 = x_btd.astype(jnp.float32)
+    x32 = x32 * jax.lax.rsqrt(jnp.mean(x32 * x32, axis=-1, keepdims=True) + eps)
+    return scale_d.astype(out_dtype) * x32.astype(out_dtype)
+
+
+def gated_mlp_reference(x_btd, w_gate_df, w_up_df, w_down_fd, activation: str = "silu"):
+    """What `gated_mlp` computes, in f32 for autodiff."""
+    x, f32 = x_btd.astype(jnp.float32), jnp.float32
+    h_btf = ACTIVATIONS[activation](x @ w_gate_df.astype(f32)) * (x @ w_up_df.astype(f32))
+    return h_btf @ w_down_fd.astype(f32)
 
 
 def grads(fn, args, cot, argnums):

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 
+import flax
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -25,7 +26,7 @@ OPT = OptimConfig(lr=1e-3)
 
 def _state(mesh, seed=0):
     params = jax.device_get(init_params(CFG, jax.random.PRNGKey(seed)))
-    state = create_train_state(CFG, params, OPT, mesh, rng=jax.random.PRNGKey(seed + 7))
+    state = create_train_state(CFG, params, OPT, mesh)
     # non-trivial optimizer moments and step, so the round trip checks real values
     mu = jax.tree.map(lambda p: p * 0.5 + 1.0, state.params)
     opt = jax.tree.map(lambda x: x, state.opt_state)
@@ -62,6 +63,28 @@ def test_round_trip_onto_other_meshes_and_keep_n(tmp_path):
             assert emb.sharding.mesh.devices.size == devices
         _, trainer = ck.restore(20, abstract_train_state(CFG, OPT, mesh))
         assert trainer["cursor"] == 20
+
+
+@flax.struct.dataclass
+class _TrainStateBefore202612:  # TrainState as runs saved it until TrainState.rng was dropped
+    params: object
+    opt_state: object
+    step: jax.Array
+    rng: jax.Array
+
+
+def test_checkpoint_of_an_old_run_with_rng_still_restores(tmp_path):
+    mesh = make_mesh(MeshConfig(data=2, fsdp=2, tensor=2))
+    state = _state(mesh)
+    old = _TrainStateBefore202612(params=state.params, opt_state=state.opt_state,
+                                  step=state.step, rng=jnp.arange(2, dtype=jnp.uint32))
+    with TrainCheckpointer(tmp_path / "ck", async_save=False) as ck:
+        ck.save(3, old, {"cursor": 3})
+        restored, trainer = ck.restore(3, abstract_train_state(CFG, OPT, mesh))
+    assert trainer == {"cursor": 3} and not hasattr(restored, "rng")
+    assert jax.tree.structure(restored) == jax.tree.structure(state)
+    for a, b in zip(_host(restored), _host(state)):
+        assert a.dtype == b.dtype and np.array_equal(a, b)
 
 
 def test_missing_checkpoint_errors_name_the_path(tmp_path):

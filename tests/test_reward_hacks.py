@@ -10,9 +10,16 @@ import numpy as np
 import pytest
 
 from azr_jax.executor import SandboxConfig, SandboxPool
-from azr_jax.executor.answers import (NotAValue, canonical_call_args, is_value, parse_value,
-                                      values_equal)
+from azr_jax.executor.answers import NotAValue, canonical_call_args, parse_value, values_equal
 from azr_jax.executor.azr import grade_abduction, grade_deductions
+
+
+def is_value(text: str) -> bool:
+    try:
+        parse_value(text)
+        return True
+    except NotAValue:
+        return False
 
 DOUBLE = "def f(x):\n    return [x] * 3"
 TIMES2 = "def f(x):\n    return x * 2"

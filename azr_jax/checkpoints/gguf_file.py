@@ -15,8 +15,9 @@ import numpy as np
 from azr_jax.checkpoints import hf
 from azr_jax.checkpoints.loaded import LoadedModel, Shardings, placer, with_dtype
 from azr_jax.errors import UserError
-from azr_jax.gguf_reader import check_gguf_magic, open_gguf  # noqa: F401 (old import path)
+from azr_jax.gguf_reader import open_gguf
 from azr_jax.models.config import ModelConfig, RopeScaling
+from azr_jax.models.layers import rope_inv_freq
 from azr_jax.tokenizer.gguf_vocab import tokenizer_from_gguf_fields
 
 # general.architecture -> (our architecture, q/k rows permuted for interleaved RoPE)
@@ -91,8 +92,6 @@ def config_from_gguf(reader) -> ModelConfig:
 def _llama3_scaling(reader, cfg: ModelConfig) -> RopeScaling:
     """llama.cpp stores Llama 3.1 RoPE scaling as per-frequency divisors; accept them when
     they are exactly the Llama 3.1 defaults (the only published setting)."""
-    from azr_jax.models.layers import rope_inv_freq
-
     tensor = next(t for t in reader.tensors if t.name == "rope_freqs.weight")
     factors = np.asarray(tensor.data, np.float32).reshape(-1)
     scaling = RopeScaling()

@@ -11,11 +11,12 @@ from __future__ import annotations
 import dataclasses
 from typing import Callable, Iterator, Mapping, Optional
 
+import jax
 import numpy as np
 
 from azr_jax.checkpoints.hf_families import ACTIVATIONS, FAMILIES, HF_ACTIVATION, SLIDING
 from azr_jax.errors import UserError
-from azr_jax.models.config import GLOBAL, ModelConfig, RopeScaling
+from azr_jax.models.config import DTYPES, GLOBAL, ModelConfig, RopeScaling
 
 # HF model_type -> HF architectures entry. Only these are supported.
 ARCHITECTURES: dict[str, str] = {name: f.hf_class for name, f in FAMILIES.items()}
@@ -225,8 +226,6 @@ def _get(tree, path: tuple[str, ...]):
 def _np_dtype(dtype):
     """numpy dtype from a name ('bfloat16') or a numpy/jax dtype (bf16 is ml_dtypes')."""
     if isinstance(dtype, str):
-        from azr_jax.models.config import DTYPES
-
         dtype = DTYPES.get(dtype, dtype)
     return np.dtype(dtype)
 
@@ -240,8 +239,6 @@ def convert_params(get_tensor: Callable[[str], np.ndarray], cfg: ModelConfig,
     host buffer and handed to `place(path, array)` (default: `jax.device_put`), so the host
     holds at most one parameter kind beyond what `get_tensor` itself keeps.
     """
-    import jax
-
     dtype = _np_dtype(dtype or cfg.params_dtype)
     place = place or (lambda path, a: jax.device_put(a))
     params: dict = {}

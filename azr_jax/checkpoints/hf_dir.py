@@ -12,6 +12,7 @@ from azr_jax.checkpoints.loaded import LoadedModel, Shardings, placer, with_dtyp
 from azr_jax.checkpoints.safetensors_io import SafetensorsCheckpoint, write_sharded
 from azr_jax.errors import UserError
 from azr_jax.models.config import ModelConfig
+from azr_jax.tokenizer import from_hf_dir
 
 DEFAULT_MAX_SHARD_BYTES = 2 * 1024 ** 3
 
@@ -51,8 +52,6 @@ def import_hf(directory: str, shardings: Shardings = None, dtype=None, progress:
         params = hf.convert_params(ckpt.get, cfg, place=placer(shardings), progress=bar.update)
     tokenizer = None
     if _has_tokenizer(directory):
-        from azr_jax.tokenizer import from_hf_dir
-
         tokenizer = from_hf_dir(directory)
     return LoadedModel(config=cfg, params=params, tokenizer=tokenizer)
 

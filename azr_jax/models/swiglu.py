@@ -84,10 +84,3 @@ def _gated_bwd(activation, res, dy_btd):
 
 
 gated_mlp.defvjp(_gated_fwd, _gated_bwd)
-
-
-def gated_mlp_reference(x_btd, w_gate_df, w_up_df, w_down_fd, activation: str = "silu"):
-    """What `gated_mlp` computes, in f32 for autodiff: the reference its VJP is tested against."""
-    x = x_btd.astype(_F32)
-    h_btf = _ACTIVATIONS[activation][0](x @ w_gate_df.astype(_F32)) * (x @ w_up_df.astype(_F32))
-    return h_btf @ w_down_fd.astype(_F32)

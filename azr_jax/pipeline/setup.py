@@ -153,8 +153,6 @@ def load_model(cfg):
 
 
 def build(cfg, workdir: str) -> Env:
-    import jax
-
     from azr_jax.checkpoints import TrainCheckpointer
     from azr_jax.executor import SandboxConfig, SandboxPool
     from azr_jax.pipeline import host_exec, workdir_fs
@@ -169,8 +167,7 @@ def build(cfg, workdir: str) -> Env:
     model_cfg, params, tokenizer = load_model(cfg)
     if tokenizer is None:
         raise UserError(f"model {cfg.model.path or cfg.model.preset!r} has no tokenizer")
-    state = create_train_state(model_cfg, params, optim, mesh,
-                               rng=jax.random.PRNGKey(cfg.trainer.seed))
+    state = create_train_state(model_cfg, params, optim, mesh)
     del params
     update = make_update_step(model_cfg, optim, loss_config(cfg), mesh)
     # one process: the local pool; several (a pod): each host grades a share of every call

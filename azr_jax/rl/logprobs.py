@@ -130,19 +130,6 @@ def logprobs_from_hidden(h_btd, w_vd, tokens_bt, dtype, chunk: int = 256, softca
             jnp.concatenate([zeros, ent_bt[:, :-1]], axis=1))
 
 
-def logprobs_from_hidden_reference(h_btd, w_vd, tokens_bt, softcap: float = 0.0):
-    """What `logprobs_from_hidden` computes, written plainly with the whole [B, T, V] logits
-    in f32 (autodiff for gradients): the reference its hand-written VJP is tested against."""
-    logits_btv = jnp.einsum("btd,vd->btv", h_btd.astype(jnp.float32), w_vd.astype(jnp.float32))
-    if softcap:
-        logits_btv = softcap * jnp.tanh(logits_btv / softcap)
-    logp_btv = jax.nn.log_softmax(logits_btv, axis=-1)
-    lp_bt = jnp.take_along_axis(logp_btv[:, :-1], tokens_bt[:, 1:, None], axis=-1)[..., 0]
-    ent_bt = -(jnp.exp(logp_btv) * logp_btv).sum(-1)[:, :-1]
-    zeros = jnp.zeros((h_btd.shape[0], 1), jnp.float32)
-    return jnp.concatenate([zeros, lp_bt], axis=1), jnp.concatenate([zeros, ent_bt], axis=1)
-
-
 def token_logprobs_and_entropy(params, cfg: ModelConfig, tokens_bt, valid_bt, chunk: int = 256):
     """Recompute (logprobs_bt, entropy_bt) of `tokens_bt`; both 0 where a token or its
     predecessor is padding (left-padded prompts)."""

@@ -45,12 +45,11 @@ class TrainState:
     params: Any
     opt_state: Any
     step: jax.Array  # int32 scalar: number of updates applied
-    rng: jax.Array  # uint32[2] PRNG key (raw, so checkpoints stay plain arrays)
 
 
 def train_state_shardings(model_cfg: ModelConfig, optim_cfg: OptimConfig, mesh: Mesh) -> TrainState:
     """NamedSharding for every leaf: params by the logical rules, optimizer moments like
-    their params, counters and the RNG replicated."""
+    their params, the step counter replicated."""
     params_s = logical_shardings(abstract_params(model_cfg), mesh)
     tx = make_optimizer(optim_cfg)
     abstract_p = jax.tree.map(lambda b: b.unbox(), abstract_params(model_cfg),
@@ -58,7 +57,7 @@ def train_state_shardings(model_cfg: ModelConfig, optim_cfg: OptimConfig, mesh: 
     opt_shapes = jax.eval_shape(tx.init, abstract_p)
     opt_s = optax.tree_map_params(tx, lambda _, s: s, opt_shapes, params_s,
                                   transform_non_params=lambda _: replicated(mesh))
-    return TrainState(params=params_s, opt_state=opt_s, step=replicated(mesh), rng=replicated(mesh))
+    return TrainState(params=params_s, opt_state=opt_s, step=replicated(mesh))
 
 
 def abstract_train_state(model_cfg: ModelConfig, optim_cfg: OptimConfig, mesh: Mesh) -> TrainState:
@@ -68,13 +67,12 @@ def abstract_train_state(model_cfg: ModelConfig, optim_cfg: OptimConfig, mesh: M
                               is_leaf=lambda x: isinstance(x, nn.meta.AxisMetadata))
     tx = make_optimizer(optim_cfg)
     shapes = TrainState(params=abstract_p, opt_state=jax.eval_shape(tx.init, abstract_p),
-                        step=jax.ShapeDtypeStruct((), jnp.int32),
-                        rng=jax.ShapeDtypeStruct((2,), jnp.uint32))
+                        step=jax.ShapeDtypeStruct((), jnp.int32))
     return jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), shapes, shardings)
 
 
-def create_train_state(model_cfg: ModelConfig, params, optim_cfg: OptimConfig, mesh: Mesh,
-                       rng=None) -> TrainState:
+def create_train_state(model_cfg: ModelConfig, params, optim_cfg: OptimConfig,
+                       mesh: Mesh) -> TrainState:
     """Shard `params` onto `mesh` and initialise AdamW there. Device arrays already in place
     are used as they are, so the update step (which donates the state) consumes them: pass
     host arrays (or copies) if you need the originals afterwards."""
@@ -82,11 +80,8 @@ def create_train_state(model_cfg: ModelConfig, params, optim_cfg: OptimConfig, m
     params = jax.tree.map(lambda x, s: jax.device_put(jnp.asarray(x, model_cfg.params_dtype), s),
                           params, shardings.params)
     opt_state = jax.jit(make_optimizer(optim_cfg).init, out_shardings=shardings.opt_state)(params)
-    rng = jax.random.PRNGKey(0) if rng is None else rng
-    rep = replicated(mesh)
     return TrainState(params=params, opt_state=opt_state,
-                      step=jax.device_put(jnp.zeros((), jnp.int32), rep),
-                      rng=jax.device_put(jnp.asarray(rng, jnp.uint32), rep))
+                      step=jax.device_put(jnp.zeros((), jnp.int32), replicated(mesh)))
 
 
 def make_loss_and_grad(model_cfg: ModelConfig, loss_cfg: losses.LossConfig):
@@ -201,8 +196,7 @@ def make_update_step(model_cfg: ModelConfig, optim_cfg: OptimConfig,
             (params, opt_state), m_k = jax.lax.scan(one_step, carry, minis)
         metrics = dict(_reduce_over_mini_batches(m_k, diff_name), lr=schedule(state.step),
                        mini_batches=jnp.float32(m))
-        new_state = TrainState(params=params, opt_state=opt_state, step=state.step + 1,
-                               rng=jax.random.fold_in(state.rng, state.step).astype(jnp.uint32))
+        new_state = TrainState(params=params, opt_state=opt_state, step=state.step + 1)
         return new_state, jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), metrics)
 
     state_s = train_state_shardings(model_cfg, optim_cfg, mesh)

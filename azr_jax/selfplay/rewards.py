@@ -1,4 +1,4 @@
-"""Rewards: solver 1/0, proposer learnability, and the composite training reward.
+"""Rewards: solver -1 / -0.5 / +1, proposer learnability, and the composite training reward.
 
 Two rules for the proposer (``selfplay.reward_rule``): "official" (the default, the
 official trainer's code) and "paper_text" (the paper's prose); see docs/FIDELITY.md.
@@ -27,11 +27,6 @@ def learnability(solve_rate: float) -> float:
     if not 0.0 <= solve_rate <= 1.0:
         raise ValueError(f"solve rate must be in [0, 1], got {solve_rate}")
     return 0.0 if solve_rate in (0.0, 1.0) else 1.0 - solve_rate
-
-
-def solver_reward(correct: bool) -> float:
-    """Role reward of the solver before format penalties: 1 if correct else 0."""
-    return 1.0 if correct else 0.0
 
 
 def composite_reward(outcome: str, role_reward: float, cfg: SelfPlayConfig) -> float:

@@ -43,6 +43,7 @@ import jax
 import numpy as np
 
 from azr_jax.models.attention_kernels import resolve_impl
+from azr_jax.sharding.mesh import spec_for
 from azr_jax.sharding.rules import LOGICAL_RULES, MESH_AXES
 
 GIB = 1024 ** 3
@@ -89,8 +90,6 @@ def _fake_mesh(sizes: tuple[int, int, int]):
 
 def param_shard_elements(model_cfg, mesh_sizes: tuple[int, int, int], rules=LOGICAL_RULES) -> int:
     """Parameter elements held by one device (the largest shard of each parameter)."""
-    from azr_jax.sharding.mesh import spec_for
-
     mesh = _fake_mesh(mesh_sizes)
     total = 0
     for names, value in _leaves(model_cfg):

@@ -1,5 +1,5 @@
 """HF tokenizer directories: the `tokenizers` backend and `from_hf_dir` (saving is
-`base.save_tokenizer`, re-exported here)."""
+`base.save_tokenizer`)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import os
 from typing import Optional, Sequence
 
 from azr_jax.errors import UserError
-from azr_jax.tokenizer.base import Tokenizer, save_tokenizer  # noqa: F401 (old import path)
+from azr_jax.tokenizer.base import Tokenizer
+from azr_jax.tokenizer.sp import SentencePieceBackend
 
 
 class TokenizersBackend:
@@ -81,8 +82,6 @@ def from_hf_dir(path: str) -> Tokenizer:
 
         backend = TokenizersBackend(tokenizers.Tokenizer.from_file(json_file))
     elif os.path.exists(sp_file):
-        from azr_jax.tokenizer.sp import SentencePieceBackend
-
         backend = SentencePieceBackend.from_file(sp_file)
     else:
         raise UserError(f"{path!r} has neither tokenizer.json nor tokenizer.model")

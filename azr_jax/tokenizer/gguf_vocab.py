@@ -12,6 +12,7 @@ from typing import Callable
 from azr_jax.errors import UserError
 from azr_jax.gguf_reader import open_gguf
 from azr_jax.tokenizer.base import Tokenizer
+from azr_jax.tokenizer.files import TokenizersBackend
 
 _LLAMA3_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}|"
                  r" ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
@@ -61,8 +62,6 @@ def tokenizer_from_gguf_fields(fields) -> Tokenizer:
     """Tokenizer from a `gguf.GGUFReader(...).fields` mapping."""
     import tokenizers
     from tokenizers import AddedToken, decoders, models, normalizers
-
-    from azr_jax.tokenizer.files import TokenizersBackend
 
     kind = _field(fields, "tokenizer.ggml.model")
     if kind != "gpt2":

@@ -11,6 +11,7 @@ import functools
 
 from azr_jax.tokenizer.base import Tokenizer
 from azr_jax.tokenizer.chat import CHATML_TEMPLATE
+from azr_jax.tokenizer.files import TokenizersBackend
 
 SPECIALS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>")
 
@@ -33,8 +34,6 @@ def bytes_to_unicode() -> dict[int, str]:
 def _backend():
     import tokenizers
     from tokenizers import AddedToken, decoders, models, pre_tokenizers
-
-    from azr_jax.tokenizer.files import TokenizersBackend
 
     vocab = {s: i for i, s in enumerate(SPECIALS)}
     vocab.update({c: len(SPECIALS) + b for b, c in bytes_to_unicode().items()})
