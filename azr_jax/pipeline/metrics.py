@@ -127,8 +127,16 @@ def flat_hparams(config: dict, prefix: str = "") -> dict:
 
 
 def read_metrics(workdir: str) -> list[dict]:
-    """All complete rows of workdir/metrics.jsonl (a torn last line is skipped)."""
-    return workdir_fs.read_log(workdir_fs.join(workdir, METRICS_FILE))
+    """All complete rows of workdir/metrics.jsonl (a torn last line is skipped), one per
+    step: a step's later row (its checkpoint seconds, timed after the row was written) is
+    merged into it."""
+    rows: list[dict] = []
+    for row in workdir_fs.read_log(workdir_fs.join(workdir, METRICS_FILE)):
+        if rows and rows[-1]["step"] == row["step"]:
+            rows[-1].update(row)
+        else:
+            rows.append(row)
+    return rows
 
 
 def update_rows(rows: list[dict]) -> list[dict]:

@@ -6,7 +6,7 @@ checkpoints and automatic resume.
 A workdir holds config.json, metrics.jsonl, tasks.jsonl, solves.jsonl, tb/ (TensorBoard) and
 checkpoints/ (workdir_layout.py).
 Running again on a workdir with a checkpoint resumes from it; the checkpoint holds the train
-state (params, optimizer, step, RNG) and the trainer state (buffers, seed).
+state (params, optimizer, step) and the trainer state (buffers, seed).
 """
 
 from __future__ import annotations
@@ -220,22 +220,28 @@ def train(cfg, workdir: str, *, rollout_fn=run_rollout) -> TrainResult:
             m["time/step"] = t1 - t0
             m["device_idle_frac"] = activity.idle_fraction(t0, t1)
             m["tokens_per_s"] = m.get("gen_tokens", 0) / max(m.get("time/rollout", 1e-9), 1e-9)
+            # eval and checkpoint seconds are this step's own (not the shared timer, which the
+            # next step pops): eval's in the row, the checkpoint's in a row after it
             if tcfg.eval_every > 0 and cfg.eval.suites and done % tcfg.eval_every == 0:
-                with timer("eval"):
-                    m.update(run_evals(cfg, state.params, env, progress=False))
+                t_eval = time.perf_counter()
+                m.update(run_evals(cfg, state.params, env, progress=False))
+                m["time/eval"] = time.perf_counter() - t_eval
             m.update(probe_lib.step_metrics(probe, cfg, ctx, state.params, m, done))
+            logged = step % max(1, tcfg.log_every) == 0 or done == tcfg.steps
             if main:  # logs first: a kill before the checkpoint lands rolls them back
                 append_tasks(workdir, rollout.task_rows)
                 append_solves(workdir, rollout.solve_rows)
-                if step % max(1, tcfg.log_every) == 0 or done == tcfg.steps:
+                if logged:
                     writer.write(done, m)
                     writer.write_samples(done, rollout.task_rows, rollout.solve_rows)
             stop = done < tcfg.steps and preemption.should_stop()  # same on every process
             if done % every == 0 or done == tcfg.steps or stop:
-                with timer("checkpoint"):
-                    _save(env.checkpointer, done, state,
-                          {"buffers": buffers.to_dict(), "step": done, "seed": tcfg.seed},
-                          workdir, final=done == tcfg.steps or stop)
+                t_save = time.perf_counter()
+                _save(env.checkpointer, done, state,
+                      {"buffers": buffers.to_dict(), "step": done, "seed": tcfg.seed},
+                      workdir, final=done == tcfg.steps or stop)
+                if main and logged:  # read_metrics merges it into the step's row
+                    writer.write(done, {"time/checkpoint": time.perf_counter() - t_save})
             if stop:
                 raise preemption.Preempted(done, workdir)
             last = m

@@ -3,7 +3,7 @@ export, eval and lock code read them).
 
 WORKDIR/
   config.json            the resolved config (CONFIG_FILE)
-  metrics.jsonl          one row per step (METRICS_FILE)
+  metrics.jsonl          one row per logged step, then its checkpoint seconds (METRICS_FILE)
   tasks.jsonl            every proposal, for the report's task browser (TASKS_FILE)
   solves.jsonl           every solver rollout: prompt, answer, grade (SOLVES_FILE)
   seeding_buffers.json   buffers while seeding, so a restart resumes them (SEEDING_FILE)
