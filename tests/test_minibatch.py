@@ -128,7 +128,7 @@ def test_layout_errors_are_one_clear_line():
         BatchLayout(4, 2).num_mini_batches(10)
     with pytest.raises(UserError, match="mini_batch_size must be >= 0"):
         BatchLayout(-1, 1)
-    with pytest.raises(UserError, match="mini_batch_size=-2 must be >= 0"):
+    with pytest.raises(UserError, match="optim.mini_batch_size must be >= 0 .*, got -2"):
         OptimConfig(mini_batch_size=-2)
     assert BatchLayout(128, 64).num_mini_batches(384) == 3
     assert BatchLayout(128, 64).num_mini_batches(64) == 1  # a small batch: one step

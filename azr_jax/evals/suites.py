@@ -14,6 +14,7 @@ import time
 from collections import defaultdict
 from typing import Callable, Sequence
 
+from azr_jax.config_rules import check_fields
 from azr_jax.errors import UserError
 from azr_jax.evals import evalplus, generation, humaneval
 from azr_jax.evals import prompt_styles as styles
@@ -37,7 +38,7 @@ class SuiteConfig:
     top_p: float = 1.0
     max_new_tokens: int = 512
     batch_size: int = 16
-    limit: int | None = None  # first N problems only
+    limit: int | None = None  # first N problems only (None or 0: all)
     seed: int = 0
     chat: bool = True
     timeout_s: float = 3.0
@@ -54,10 +55,9 @@ class SuiteConfig:
         if self.long_prompts not in LONG_PROMPTS:
             raise UserError(f"long_prompts must be one of {', '.join(LONG_PROMPTS)}, got "
                             f"{self.long_prompts!r}")
-        if self.limit is not None and self.limit < 1:
-            raise UserError(f"limit must be >= 1, got {self.limit}")
-        if self.batch_size < 1:
-            raise UserError(f"batch_size must be >= 1, got {self.batch_size}")
+        check_fields("eval", self)  # limit, batch_size, max_new_tokens: azr_jax/config_rules.py
+        if self.limit == 0:  # eval.limit=0: every problem
+            object.__setattr__(self, "limit", None)
 
 
 Records = Sequence[records_lib.Record]

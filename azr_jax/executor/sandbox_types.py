@@ -6,6 +6,8 @@ import dataclasses
 import math
 import os
 
+from azr_jax.config_rules import check_fields
+
 
 ISOLATION_TIERS = ("process", "reuse")
 # A worker's reused children run as uid + this (pid_max <= 2**22 keeps it unique): the
@@ -61,9 +63,7 @@ class SandboxConfig:
     def __post_init__(self):
         """One clear ValueError for a setting that cannot work (nan/inf/negative timeouts,
         zero workers, ...), instead of a pool that hangs or fails later."""
-        if self.workers is not None and (type(self.workers) is not int or self.workers < 0):
-            raise ValueError(f"workers must be None, 0 (all cores) or a positive int, "
-                             f"got {self.workers!r}")
+        check_fields("executor", self, ValueError)  # workers, memory_mb: azr_jax/config_rules.py
         for name in ("timeout_s", "batch_timeout_s"):
             value = getattr(self, name)
             if value is None and name == "batch_timeout_s":
@@ -74,7 +74,7 @@ class SandboxConfig:
             if getattr(self, name) not in ISOLATION_TIERS + ((None,) if name[0] == "g" else ()):
                 raise ValueError(f"{name} must be one of {', '.join(ISOLATION_TIERS)}, "
                                  f"got {getattr(self, name)!r}")
-        for name in ("memory_mb", "max_output_chars", "max_stream_bytes", "max_file_bytes",
+        for name in ("max_output_chars", "max_stream_bytes", "max_file_bytes",
                      "max_open_files", "max_procs", "tmpfs_mb", "pipeline_depth"):
             value = getattr(self, name)
             if type(value) is not int or value < 1:

@@ -7,6 +7,8 @@ from typing import Optional
 
 import jax.numpy as jnp
 
+from azr_jax.config_rules import check_fields
+
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
 REMAT_POLICIES = ("none", "full", "dots", "dots_with_no_batch_dims")
 ATTENTION_IMPLS = ("xla", "cudnn", "splash", "auto")  # "auto": cudnn on GPU, splash on TPU, else xla
@@ -76,8 +78,7 @@ class ModelConfig:
             raise ValueError(f"remat={self.remat!r}; expected one of {REMAT_POLICIES}")
         if self.attention_impl not in ATTENTION_IMPLS:
             raise ValueError(f"attention_impl={self.attention_impl!r}; expected one of {ATTENTION_IMPLS}")
-        if self.attention_block < 0:
-            raise ValueError(f"attention_block must be >= 0 (0 = off), got {self.attention_block}")
+        check_fields("model", self, ValueError)  # config keys' ranges: azr_jax/config_rules.py
         if self.mlp_activation not in MLP_ACTIVATIONS:
             raise ValueError(f"mlp_activation={self.mlp_activation!r}; expected one of {MLP_ACTIVATIONS}")
         if self.attention_windows and (len(self.attention_windows) != self.num_layers

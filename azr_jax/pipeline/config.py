@@ -1,5 +1,5 @@
 """Loading a recipe, applying `--config.key=value` overrides, validating the values (rules in
-config_rules.py), and checking resume compatibility."""
+azr_jax/config_rules.py), and checking resume compatibility."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from typing import Iterable
 import ml_collections
 
 from azr_jax.errors import UserError
-from azr_jax.pipeline.config_rules import validate
+from azr_jax.config_rules import validate
 
 _REPO_CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__)))), "configs")

@@ -15,6 +15,8 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Callable
 
+from azr_jax.config_rules import problem
+
 
 def policy_version(step: int, staleness: int, boundary: int) -> int:
     """Which parameters (updates applied) step `step`'s rollouts use.
@@ -77,8 +79,9 @@ class RolloutQueue:
 
     def __init__(self, rollout: Callable[[int, Any], Any], start: int, end: int,
                  staleness: int, is_boundary: Callable[[int], bool]):
-        if staleness < 0:
-            raise ValueError(f"staleness must be >= 0, got {staleness}")
+        bad = problem("trainer.staleness", staleness)  # azr_jax/config_rules.py
+        if bad:
+            raise ValueError(bad)
         self._rollout, self._start, self._end = rollout, start, end
         self.staleness = staleness
         self._is_boundary = is_boundary

@@ -11,7 +11,7 @@ import re
 
 from azr_jax.errors import Preempted, UserError
 from azr_jax.pipeline import preemption, setup, workdir_fs, workdir_lock
-from azr_jax.pipeline.config_rules import validate
+from azr_jax.config_rules import validate
 
 # errno values that mean "the disk, the permissions or a path", not a bug: one line.
 DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM,

@@ -8,14 +8,13 @@ import os
 from typing import TYPE_CHECKING, Any, Callable, Mapping, TypeVar
 
 from azr_jax.errors import UserError
-from azr_jax.executor.sandbox_types import ISOLATION_TIERS
+from azr_jax.executor import SandboxConfig, SandboxPool
 from azr_jax.pipeline.workdir_layout import CHECKPOINT_DIR
 
 if TYPE_CHECKING:  # the real modules import JAX; `build` imports them when it runs
     from jax.sharding import Mesh
 
     from azr_jax.checkpoints.orbax_state import TrainCheckpointer
-    from azr_jax.executor import SandboxPool
     from azr_jax.models.config import ModelConfig
     from azr_jax.pipeline.host_exec import HostExecPool
     from azr_jax.rl.optim import OptimConfig
@@ -83,6 +82,18 @@ def sampling_config(cfg, tokenizer, model_cfg):
     return from_section(SamplingConfig, cfg.sampling, stop_token_ids=stops, pad_token_id=pad)
 
 
+def sandbox_config(cfg):
+    """The executor section as a SandboxConfig, whose own checks (the isolation tiers) name
+    the config key."""
+    try:
+        return SandboxConfig(
+            workers=executor_workers(cfg.executor.workers), timeout_s=cfg.selfplay.timeout_s,
+            memory_mb=cfg.executor.memory_mb, isolation=cfg.executor.get("isolation", "process"),
+            grading_isolation=cfg.executor.get("grading_isolation", None))
+    except ValueError as e:
+        raise UserError(f"executor.{e}".replace("executor.executor.", "executor.")) from None
+
+
 def check_config(cfg):
     """Cross-field checks that no single package can do."""
     from azr_jax.rl import advantages
@@ -90,18 +101,6 @@ def check_config(cfg):
     if cfg.rl.estimator not in advantages.names():
         raise UserError(f"unknown rl.estimator {cfg.rl.estimator!r}; known: "
                         f"{', '.join(advantages.names())}")
-    if cfg.trainer.staleness < 0:
-        raise UserError(f"trainer.staleness must be >= 0, got {cfg.trainer.staleness}")
-    if cfg.selfplay.batch_per_group < 1:
-        raise UserError(f"selfplay.batch_per_group must be >= 1, got {cfg.selfplay.batch_per_group}")
-    if cfg.trainer.steps < 0:
-        raise UserError(f"trainer.steps must be >= 0, got {cfg.trainer.steps}")
-    for key in ("isolation", "grading_isolation"):
-        if cfg.executor.get(key, "process") not in ISOLATION_TIERS:
-            raise UserError(f"executor.{key} must be one of {', '.join(ISOLATION_TIERS)}, "
-                            f"got {cfg.executor.get(key)!r}")
-    if cfg.model.get("attention_block", 0) < 0:
-        raise UserError(f"model.attention_block must be >= 0 (0 = off), got {cfg.model.attention_block}")
     from azr_jax.selfplay.prompts import check_prefixes
 
     check_prefixes(cfg.prefix)  # a solver prefix must not name its answer
@@ -119,6 +118,7 @@ def preflight(cfg, num_devices: int) -> None:
     check_config(cfg)
     selfplay_config(cfg)
     optim_config(cfg)
+    sandbox_config(cfg)
     losses.get(loss_config(cfg).name)
     MeshConfig(data=cfg.mesh.data, fsdp=cfg.mesh.fsdp, tensor=cfg.mesh.tensor).shape(num_devices)
     check_model_spec(cfg.model.path or cfg.model.preset)
@@ -154,7 +154,6 @@ def load_model(cfg):
 
 def build(cfg, workdir: str) -> Env:
     from azr_jax.checkpoints import TrainCheckpointer
-    from azr_jax.executor import SandboxConfig, SandboxPool
     from azr_jax.pipeline import host_exec, workdir_fs
     from azr_jax.rl.update import create_train_state, make_update_step
     from azr_jax.selfplay import Buffers
@@ -171,10 +170,7 @@ def build(cfg, workdir: str) -> Env:
     del params
     update = make_update_step(model_cfg, optim, loss_config(cfg), mesh)
     # one process: the local pool; several (a pod): each host grades a share of every call
-    pool = host_exec.for_processes(SandboxPool(SandboxConfig(
-        workers=executor_workers(cfg.executor.workers), timeout_s=sp_cfg.timeout_s,
-        memory_mb=cfg.executor.memory_mb, isolation=cfg.executor.get("isolation", "process"),
-        grading_isolation=cfg.executor.get("grading_isolation", None))))
+    pool = host_exec.for_processes(SandboxPool(sandbox_config(cfg)))
     ckpt = TrainCheckpointer(workdir_fs.join(workdir_fs.absolute(workdir), CHECKPOINT_DIR),
                              keep=cfg.trainer.keep)
     return Env(model_cfg=model_cfg, tokenizer=tokenizer, selfplay=sp_cfg,

@@ -21,6 +21,7 @@ from typing import Callable, Optional
 import jax
 import jax.numpy as jnp
 
+from azr_jax.config_rules import check_fields
 from azr_jax.errors import UserError
 
 KL_ESTIMATORS = ("k1", "k3")
@@ -35,7 +36,7 @@ class LossConfig:
     name: str = "ppo_clip"
     clip_eps: float = 0.2  # lower clip: ratio >= 1 - clip_eps
     clip_eps_high: Optional[float] = None  # upper clip (None: same as clip_eps)
-    dual_clip: Optional[float] = None  # c > 1: bound the loss of negative-advantage tokens
+    dual_clip: Optional[float] = None  # c > 1 bounds negative-advantage tokens' loss; None/0: off
     # AGGREGATIONS: micro_token_mean (official: veRL's dp_actor takes the token mean of each
     # micro-batch of `micro_rows` rows and divides by the micro-batch count) | token_mean |
     # seq_mean (mean over sequences of their token means)
@@ -52,8 +53,7 @@ class LossConfig:
         if self.aggregation not in AGGREGATIONS:
             raise UserError(f"loss aggregation {self.aggregation!r}; expected one of "
                             f"{', '.join(AGGREGATIONS)}")
-        if self.micro_rows < 1:
-            raise UserError(f"micro_rows={self.micro_rows} must be >= 1")
+        check_fields("rl", self)  # the config keys' ranges: azr_jax/config_rules.py
         from azr_jax.rl.old_logprobs import SOURCES  # the registry lives with the pass
 
         if self.old_logprobs not in SOURCES:
@@ -61,10 +61,6 @@ class LossConfig:
                             f"{', '.join(SOURCES)}")
         if self.kl_estimator not in KL_ESTIMATORS:
             raise UserError(f"kl_estimator {self.kl_estimator!r}; expected one of {KL_ESTIMATORS}")
-        if self.dual_clip is not None and self.dual_clip <= 1.0:
-            raise UserError(f"dual_clip={self.dual_clip} must be > 1")
-        if self.clip_eps < 0 or (self.clip_eps_high is not None and self.clip_eps_high < 0):
-            raise UserError("clip_eps and clip_eps_high must be >= 0")
 
 
 _LOSSES: dict[str, Callable] = {}
@@ -168,7 +164,7 @@ def ppo_clip_loss(logprobs_bt, old_logprobs_bt, advantages_bt, mask_bt, cfg: Los
     loss2_bt = -adv_bt * jnp.clip(ratio_bt, 1.0 - cfg.clip_eps, 1.0 + eps_high)
     pg_bt = jnp.maximum(loss1_bt, loss2_bt)
     clipped_bt = (loss2_bt > loss1_bt).astype(jnp.float32)
-    if cfg.dual_clip is not None:
+    if cfg.dual_clip:  # None or 0: off
         loss3_bt = -adv_bt * cfg.dual_clip
         dual_bt = (adv_bt < 0) & (pg_bt > loss3_bt)
         pg_bt = jnp.where(adv_bt < 0, jnp.minimum(pg_bt, loss3_bt), pg_bt)

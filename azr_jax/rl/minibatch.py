@@ -21,6 +21,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from azr_jax.config_rules import check_fields
 from azr_jax.errors import UserError
 
 
@@ -37,9 +38,9 @@ class BatchLayout:
     row_multiple: int = 1
 
     def __post_init__(self):
-        if self.mini_batch_size < 0 or self.row_multiple < 1:
-            raise UserError(f"mini_batch_size must be >= 0 (0 = one optimizer step) and "
-                            f"row_multiple >= 1, got {self.mini_batch_size}, {self.row_multiple}")
+        check_fields("optim", self)  # mini_batch_size: azr_jax/config_rules.py
+        if self.row_multiple < 1:
+            raise UserError(f"row_multiple must be >= 1, got {self.row_multiple}")
 
     def slot_rows(self) -> int:
         """Rows of one mini-batch once padded (when there are several)."""

@@ -7,6 +7,7 @@ import dataclasses
 import jax
 import optax
 
+from azr_jax.config_rules import check_fields
 from azr_jax.errors import UserError
 
 
@@ -39,13 +40,9 @@ class OptimConfig:
                             f"{', '.join(DECAY_MASKS)}")
         if self.schedule not in SCHEDULES:
             raise UserError(f"schedule {self.schedule!r}; expected one of {sorted(SCHEDULES)}")
-        if self.micro_batches < 1:
-            raise UserError(f"micro_batches={self.micro_batches} must be >= 1")
-        if self.mini_batch_size < 0:
-            raise UserError(f"mini_batch_size={self.mini_batch_size} must be >= 0 "
-                            "(0 = one optimizer step per training step)")
-        if self.warmup_steps < 0 or self.total_steps < 1:
-            raise UserError("warmup_steps must be >= 0 and total_steps >= 1")
+        check_fields("optim", self)  # the config keys' ranges: azr_jax/config_rules.py
+        if self.total_steps < 1:  # derived from trainer.steps, not a config key
+            raise UserError(f"total_steps must be >= 1, got {self.total_steps}")
 
 
 def _constant(cfg: OptimConfig):

@@ -6,6 +6,7 @@ import dataclasses
 import math
 from typing import Callable
 
+from azr_jax.config_rules import check_fields
 from azr_jax.errors import UserError
 
 
@@ -54,21 +55,9 @@ class SamplingConfig:
     decode_chunk: int = 4  # decode steps between refills (K; measured: BENCHMARKS.md "Continuous batching")
 
     def __post_init__(self):
-        if self.max_new_tokens < 1:
-            raise UserError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
-        if self.temperature < 0:
-            raise UserError(f"temperature must be >= 0 (0 = greedy), got {self.temperature}")
-        if not 0.0 < self.top_p <= 1.0:
-            raise UserError(f"top_p must be in (0, 1], got {self.top_p}")
-        if self.top_k < 0:
-            raise UserError(f"top_k must be >= 0 (0 = off), got {self.top_k}")
+        check_fields("sampling", self)  # the config keys' ranges: azr_jax/config_rules.py
         if self.num_samples < 1:
             raise UserError(f"num_samples must be >= 1, got {self.num_samples}")
-        if self.max_rows_per_call < 0:
-            raise UserError(f"max_rows_per_call must be >= 0 (0 = all rows at once), "
-                            f"got {self.max_rows_per_call}")
-        if self.decode_chunk < 1:
-            raise UserError(f"decode_chunk must be >= 1, got {self.decode_chunk}")
         if self.prompt_bucket not in BUCKET_POLICIES:
             raise UserError(f"unknown prompt_bucket {self.prompt_bucket!r}; "
                             f"expected one of {sorted(BUCKET_POLICIES)}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Mapping
 
+from azr_jax.config_rules import check_fields
 from azr_jax.errors import UserError
 from azr_jax.selfplay.registry import REGISTRY, default_types
 
@@ -66,12 +67,7 @@ class SelfPlayConfig:
                                 f"known: {', '.join(REGISTRY)}")
         if len(set(self.task_types)) != len(self.task_types):
             raise UserError(f"selfplay.task_types has duplicates: {list(self.task_types)}")
-        for name in ("batch_per_group", "num_references", "num_inputs", "num_rollouts"):
-            if getattr(self, name) < 1:
-                raise UserError(f"selfplay.{name} must be >= 1, got {getattr(self, name)}")
-        if self.num_inputs < 2:
-            raise UserError("selfplay.num_inputs must be >= 2 (one pair shown, one held out), "
-                            f"got {self.num_inputs}")
+        check_fields("selfplay", self)  # the ranges: azr_jax/config_rules.py
         from azr_jax.executor.answers import ANSWER_CHECKS
         from azr_jax.executor.azr import BAN_LISTS
 
@@ -81,9 +77,6 @@ class SelfPlayConfig:
                                    ("prompt_format", self.prompt_format, PROMPT_FORMATS)):
             if value not in known:
                 raise UserError(f"selfplay.{name}={value!r} is not one of {', '.join(known)}")
-        for name in ("buffer_capacity", "seed_batch_factor"):
-            if getattr(self, name) < 0:
-                raise UserError(f"selfplay.{name} must be >= 0, got {getattr(self, name)}")
         if self.buffer_capacity and self.num_references > self.buffer_capacity:
             raise UserError(f"selfplay.num_references={self.num_references} is larger than "
                             f"selfplay.buffer_capacity={self.buffer_capacity}")
@@ -91,20 +84,9 @@ class SelfPlayConfig:
             raise UserError(f"selfplay.batch_per_group x seed_batch_factor = "
                             f"{self.seed_buffer_size} is larger than "
                             f"selfplay.buffer_capacity={self.buffer_capacity}")
-        if not 0.0 < self.induction_visible_fraction < 1.0:
-            raise UserError("selfplay.induction_visible_fraction must be in (0, 1), "
-                            f"got {self.induction_visible_fraction}")
-        if self.format_error_reward > 0 or self.failure_reward > 0:
-            raise UserError("selfplay.format_error_reward and selfplay.failure_reward are "
-                            f"penalties and must be <= 0, got {self.format_error_reward} and "
-                            f"{self.failure_reward}")
         if self.format_error_reward > self.failure_reward:
             raise UserError(f"selfplay.format_error_reward={self.format_error_reward} must not "
                             f"be milder than selfplay.failure_reward={self.failure_reward}")
-        if self.correct_reward <= 0:
-            raise UserError(f"selfplay.correct_reward must be > 0, got {self.correct_reward}")
-        if self.timeout_s <= 0:
-            raise UserError(f"selfplay.timeout_s must be > 0, got {self.timeout_s}")
         return self
 
     def num_visible(self, num_pairs: int) -> int:

@@ -11,6 +11,7 @@ import jax
 import numpy as np
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
+from azr_jax.config_rules import check_fields
 from azr_jax.errors import UserError
 from azr_jax.sharding.rules import LOGICAL_RULES, MESH_AXES
 
@@ -25,8 +26,9 @@ class MeshConfig:
 
     def shape(self, num_devices: int) -> tuple[int, int, int]:
         sizes = [self.data, self.fsdp, self.tensor]
-        if sum(s == -1 for s in sizes) > 1 or any(s == 0 or s < -1 for s in sizes):
-            raise UserError(f"mesh sizes {self}: each must be positive, at most one may be -1")
+        check_fields("mesh", self)  # each axis: azr_jax/config_rules.py
+        if sum(s == -1 for s in sizes) > 1:
+            raise UserError(f"mesh sizes {self}: at most one may be -1")
         known = math.prod(s for s in sizes if s != -1)
         resolved = [num_devices // known if s == -1 else s for s in sizes]
         if num_devices % known or math.prod(resolved) != num_devices:
