@@ -17,7 +17,8 @@ from typing import NamedTuple
 
 from azr_jax import cliargs
 from azr_jax.errors import UserError
-from azr_jax.pipeline.report import PROBE_ACC
+from azr_jax.pipeline.metrics import read_metrics, update_rows
+from azr_jax.pipeline.report import PROBE_ACC, build_report, learning_svg
 
 CURVES = PROBE_ACC + ("probe/valid_rate",)  # printed first, in this order
 
@@ -45,8 +46,6 @@ def curve_ends(rows, prefixes=("probe/", "valid_rate/", "format_error/")) -> dic
 
 
 def summarize(workdir: str) -> str:
-    from azr_jax.pipeline.metrics import read_metrics, update_rows
-
     rows = read_metrics(workdir)
     if not rows:
         return "no steps were logged"
@@ -84,7 +83,6 @@ def main(argv=None) -> int:
     parser = cliargs.recipe_parser(__doc__, "smollm2_learn", "runs/learn")
     args, extra = parser.parse_known_args(argv)
     from azr_jax.pipeline.config import load_config
-    from azr_jax.pipeline.report import build_report, learning_svg
     from azr_jax.pipeline.trainer import train
 
     try:

@@ -15,6 +15,10 @@ import dataclasses
 import errno
 import time
 
+import jax
+import jax.numpy as jnp
+from tqdm import tqdm
+
 from azr_jax.errors import UserError
 from azr_jax.pipeline import config as config_lib
 from azr_jax.pipeline import preemption
@@ -28,7 +32,8 @@ from azr_jax.pipeline.rollout import (make_context, run_rollout, seed_buffers,
                                       seeding_state_path)
 from azr_jax.pipeline.run_guard import close_all, disk_error, guarded_run
 from azr_jax.pipeline.tasklog import append_solves, append_tasks, truncate_tasks_after
-from azr_jax.sharding import data_parallel_size
+from azr_jax.sharding import (data_parallel_size, global_batch_from_host, is_main_process,
+                              sync_processes)
 from azr_jax.pipeline.workdir_layout import CONFIG_FILE
 
 
@@ -112,8 +117,6 @@ def run_evals(cfg, params, env, progress: bool) -> dict:
 def _progress(total, initial, enabled):
     if not enabled:
         return None
-    from tqdm import tqdm
-
     return tqdm(total=total, initial=initial, desc="azr train", unit="step", dynamic_ncols=True)
 
 
@@ -136,11 +139,6 @@ def train(cfg, workdir: str, *, rollout_fn=run_rollout) -> TrainResult:
     """Run (or resume) training in `workdir` until `cfg.trainer.steps` updates are done.
 
     On SIGTERM it finishes the current step, saves it and raises `Preempted`."""
-    import jax
-    import jax.numpy as jnp
-
-    from azr_jax.sharding import global_batch_from_host, is_main_process, sync_processes
-
     main, multi = is_main_process(), jax.process_count() > 1
     resuming = check_workdir(cfg, workdir)
     env = setup_lib.build(cfg, workdir)  # the model loads, so it can fail: config.json waits

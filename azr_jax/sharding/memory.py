@@ -41,7 +41,9 @@ from typing import Optional
 
 import jax
 import numpy as np
+from flax import linen as nn
 
+from azr_jax.models import abstract_params
 from azr_jax.models.attention_kernels import resolve_impl
 from azr_jax.sharding.mesh import spec_for
 from azr_jax.sharding.rules import LOGICAL_RULES, MESH_AXES
@@ -70,10 +72,6 @@ def _bytes(dtype_name: str) -> int:
 
 
 def _leaves(model_cfg):
-    from flax import linen as nn
-
-    from azr_jax.models import abstract_params
-
     boxed = abstract_params(model_cfg)
     is_box = lambda x: isinstance(x, nn.meta.AxisMetadata)  # noqa: E731
     return [(leaf.names, leaf.unbox()) for leaf in jax.tree.leaves(boxed, is_leaf=is_box)]
