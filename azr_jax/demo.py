@@ -15,13 +15,12 @@ import time
 
 from azr_jax import cliargs
 from azr_jax.errors import UserError
+from azr_jax.pipeline.metrics import read_metrics
+from azr_jax.pipeline.tasklog import read_tasks
 
 
 def summarize(workdir: str) -> str:
     """A short text summary of a run: per-step valid proposals, solve rates, rewards, timings."""
-    from azr_jax.pipeline.metrics import read_metrics
-    from azr_jax.pipeline.tasklog import read_tasks
-
     rows, tasks = read_metrics(workdir), read_tasks(workdir)
     if not rows:
         return "no steps were logged"

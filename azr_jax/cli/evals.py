@@ -9,15 +9,16 @@ import argparse
 import json
 import sys
 
-from azr_jax import cliargs, userfiles
+from azr_jax import cliargs, jsonl, userfiles
 from azr_jax.errors import UserError
+from azr_jax.evals import tfds_data
+from azr_jax.evals.records import KINDS
+from azr_jax.pipeline.workdir_model import load_model_spec, workdir_selfplay  # WORKDIR[@STEP]
 
 PAPER = "paper"  # --suite paper: every paper suite with data in --data-dir, one table
 
 
 def _data_prepare(args: argparse.Namespace) -> int:
-    from azr_jax.evals import tfds_data
-
     userfiles.check_output_dir(args.data_dir, "--data-dir")
     path = tfds_data.prepare(args.kind, args.input, args.data_dir, name=args.name)
     _, recs = tfds_data.load_records(path)
@@ -26,7 +27,6 @@ def _data_prepare(args: argparse.Namespace) -> int:
 
 
 def _eval_samples(args: argparse.Namespace) -> int:
-    from azr_jax import jsonl
     from azr_jax.evals import humaneval
 
     userfiles.check_input_file(args.samples, "{path}: no such samples file")
@@ -43,7 +43,6 @@ def _eval_samples(args: argparse.Namespace) -> int:
 
 def _eval(args: argparse.Namespace) -> int:
     from azr_jax.evals import paper, suites
-    from azr_jax.pipeline.workdir_model import load_model_spec, workdir_selfplay  # WORKDIR[@STEP]
 
     paper_run = args.suite == PAPER
     if paper_run != (args.data_dir is not None):
@@ -84,7 +83,6 @@ def _eval(args: argparse.Namespace) -> int:
 
 def register(subparsers) -> None:
     from azr_jax.evals.prompt_styles import STYLES
-    from azr_jax.evals.records import KINDS
     from azr_jax.evals.suites import LONG_PROMPTS, SUITES
 
     data = subparsers.add_parser("data", help="prepare local JSONL files as TFDS datasets")

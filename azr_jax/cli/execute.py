@@ -9,6 +9,7 @@ import sys
 
 from azr_jax import cliargs, jsonl, userfiles
 from azr_jax.errors import UserError
+from azr_jax.executor import cruxeval_official as cruxeval
 from azr_jax.executor.pool import SandboxConfig, SandboxPool
 from azr_jax.executor.rows import execute_rows, read_execute_rows
 from azr_jax.executor.sandbox_types import ISOLATION_TIERS
@@ -57,7 +58,6 @@ def execute_command(args: argparse.Namespace) -> int:
 
 
 def score_cruxeval_command(args: argparse.Namespace) -> int:
-    from azr_jax.executor import cruxeval_official as cruxeval
     dataset = cruxeval.read_dataset(args.dataset)
     generations = cruxeval.read_generations(args.generations, dataset)
     path = userfiles.check_output_file(args.scored_output or args.generations + ".scored.json",

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+from azr_jax.errors import UserError
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
@@ -26,7 +28,6 @@ def register(subparsers) -> None:
 
 def cmd_generate(args) -> int:
     from azr_jax.checkpoints import load_model
-    from azr_jax.errors import UserError
     from azr_jax.sampling.config import SamplingConfig
     from azr_jax.sampling.text import generate_text
 

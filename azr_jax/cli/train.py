@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from azr_jax import cliargs
+from azr_jax import cliargs, userfiles
 from azr_jax.errors import UserError
 
 
@@ -29,7 +29,6 @@ def cmd_train(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from azr_jax import userfiles
     from azr_jax.pipeline.report import build_report
 
     if args.output:

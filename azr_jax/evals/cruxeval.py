@@ -14,6 +14,8 @@ from typing import Sequence
 
 from azr_jax.errors import UserError
 from azr_jax.evals import records as records_lib
+from azr_jax.evals.sandbox import make_pool
+from azr_jax.executor import cruxeval_official as scorer
 
 TASKS = {"cruxeval-o": "output", "cruxeval-i": "input"}
 
@@ -84,8 +86,6 @@ def score(task: str, records: Sequence[records_lib.Record],
     problem has enough samples for (the executor's own summary is in percent, pass@1/5).
     """
     from azr_jax.evals.passk import pass_at_k_summary
-    from azr_jax.evals.sandbox import make_pool
-    from azr_jax.executor import cruxeval_official as scorer
 
     dataset = [dict(r) for r in records]
     ids = [r["id"] for r in dataset]

@@ -15,6 +15,7 @@ from typing import Callable, Iterator
 from azr_jax import jsonl
 from azr_jax.errors import UserError
 from azr_jax.evals import conversions
+from azr_jax.evals.math_answers import extract_boxed
 
 Record = dict[str, str]
 
@@ -101,8 +102,6 @@ _GSM8K_ANSWER = re.compile(r"####\s*(.+?)\s*$", re.S)
 def _math(row: dict, lineno: int) -> Record:
     # MATH / MATH500 rows have `problem` (+ `answer` or a \boxed{} in `solution`);
     # GSM8K rows have `question` and an `answer` whose last line is "#### 42".
-    from azr_jax.evals.math_answers import extract_boxed  # local: keep records light
-
     problem = _text(row, "question" if "question" in row and "problem" not in row else "problem")
     answer = row.get("answer", row.get("final_answer"))
     if isinstance(answer, list) and answer and all(isinstance(a, str) for a in answer):

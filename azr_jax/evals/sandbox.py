@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Sequence
 
+from azr_jax.executor import SandboxConfig, SandboxPool
+
 _CHUNK = 32  # scripts per pool call: enough to keep workers busy, small for the progress bar
 
 
@@ -19,8 +21,6 @@ def describe(result) -> tuple[bool, str]:
 def make_pool(*, timeout_s: float = 3.0, workers: int = 2, memory_mb: int = 1024, wrap=None):
     """A ``SandboxPool`` for evaluation scripts (close it, or use it with ``with``).
     ``wrap(pool)``: what the trainer passes to split each call over its hosts."""
-    from azr_jax.executor import SandboxConfig, SandboxPool
-
     pool = SandboxPool(SandboxConfig(workers=workers, timeout_s=timeout_s, memory_mb=memory_mb))
     return wrap(pool) if wrap is not None else pool
 

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, TypeVar
 
 from azr_jax.errors import UserError
 from azr_jax.executor import SandboxConfig, SandboxPool
+from azr_jax.pipeline import host_exec, wandb_logger, workdir_fs
 from azr_jax.pipeline.workdir_layout import CHECKPOINT_DIR
 
 if TYPE_CHECKING:  # the real modules import JAX; `build` imports them when it runs
@@ -111,7 +112,6 @@ def preflight(cfg, num_devices: int) -> None:
     cannot start leaves nothing behind): the cross-field checks, each section's own
     validation, the mesh against the devices present, and the model spec."""
     from azr_jax.checkpoints.loader import check_model_spec
-    from azr_jax.pipeline import wandb_logger
     from azr_jax.rl import losses
     from azr_jax.sharding import MeshConfig
 
@@ -154,7 +154,6 @@ def load_model(cfg):
 
 def build(cfg, workdir: str) -> Env:
     from azr_jax.checkpoints import TrainCheckpointer
-    from azr_jax.pipeline import host_exec, workdir_fs
     from azr_jax.rl.update import create_train_state, make_update_step
     from azr_jax.selfplay import Buffers
     from azr_jax.sharding import MeshConfig, make_mesh

@@ -25,6 +25,7 @@ from azr_jax.pipeline import preemption
 from azr_jax.pipeline import probe as probe_lib
 from azr_jax.pipeline import setup as setup_lib
 from azr_jax.pipeline import workdir_fs
+from azr_jax.pipeline.host_exec import for_processes
 from azr_jax.pipeline.metrics import MetricsWriter, PhaseTimer
 from azr_jax.pipeline.wandb_logger import WandbLogger
 from azr_jax.pipeline.prefetch import DeviceActivity, RolloutQueue
@@ -99,7 +100,6 @@ def run_evals(cfg, params, env, progress: bool) -> dict:
     """Every configured eval suite on `params`; metrics keyed "<suite>/<metric>". Every
     process samples (one SPMD program); the programs are graded in shares, one per host."""
     from azr_jax.evals.suites import SuiteConfig, run_eval_suite
-    from azr_jax.pipeline.host_exec import for_processes
 
     e, out = cfg.eval, {}
     data = list(e.data) + [""] * (len(e.suites) - len(e.data))

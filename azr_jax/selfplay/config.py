@@ -7,6 +7,8 @@ from typing import Any, Mapping
 
 from azr_jax.config_rules import check_fields
 from azr_jax.errors import UserError
+from azr_jax.executor.answers import ANSWER_CHECKS
+from azr_jax.executor.azr import BAN_LISTS
 from azr_jax.selfplay.registry import REGISTRY, default_types
 
 REWARD_RULES: tuple[str, ...] = ("official", "paper_text")
@@ -53,8 +55,6 @@ class SelfPlayConfig:
 
     def bans(self):
         """The ``azr_jax.executor.azr.BanList`` every check of this run uses."""
-        from azr_jax.executor.azr import BAN_LISTS
-
         return BAN_LISTS[self.banned].with_modules(self.banned_extra)
 
     def validate(self) -> "SelfPlayConfig":
@@ -68,8 +68,6 @@ class SelfPlayConfig:
         if len(set(self.task_types)) != len(self.task_types):
             raise UserError(f"selfplay.task_types has duplicates: {list(self.task_types)}")
         check_fields("selfplay", self)  # the ranges: azr_jax/config_rules.py
-        from azr_jax.executor.answers import ANSWER_CHECKS
-        from azr_jax.executor.azr import BAN_LISTS
 
         for name, value, known in (("reward_rule", self.reward_rule, REWARD_RULES),
                                    ("answer_check", self.answer_check, ANSWER_CHECKS),
