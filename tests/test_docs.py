@@ -26,7 +26,9 @@ def _docs():
 
 class _Tree:
     def __init__(self):
-        self.top = {e for e in os.listdir(ROOT) if not e.startswith(".git")} - {".venv"}
+        # The repository's own folders (run outputs such as data/ or runs/ are not) and files.
+        self.top = {"azr_jax", "configs", "benchmarks", "docs", "tests", "launch", "notebooks",
+                    ".ci"} | {e for e in os.listdir(ROOT) if os.path.isfile(os.path.join(ROOT, e))}
         pkg = os.path.join(ROOT, "azr_jax")
         self.pkg = {d for d in os.listdir(pkg) if os.path.isdir(os.path.join(pkg, d))}
         self.sub = {os.path.basename(p.rstrip("/")) for p in glob.glob(os.path.join(pkg, "*", "*/"))}
