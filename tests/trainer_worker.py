@@ -43,7 +43,10 @@ def _canned(prompt_text, row, slow, call=0):
         body = "".join(f"```input\n{i}\n```" for i in range(4)) + "```message\nsame\n```"
     elif "Propose a new" in prompt_text:  # deduction/abduction proposer
         program = SLOW_PROGRAM if slow else f"def f(x):return x*{row % 5}"
-        body = f"```python\n{program}\n```\n```input\n{row}\n```"
+        # abduction's inputs differ from deduction's: identical jobs run once (run_unique),
+        # and the slow ones must still fall on both processes
+        given = row + 50 * ("abduction task" in prompt_text)
+        body = f"```python\n{program}\n```\n```input\n{given}\n```"
     elif "give ```python" in prompt_text:  # induction solver
         body = "```python\ndef f(x):return x\n```"
     else:  # deduction/abduction solver
@@ -69,15 +72,15 @@ def _slow_sandbox_on(process_id):
     """Give this process's sandbox a short per-program limit (see --slow)."""
     import dataclasses
 
-    import azr_jax.executor as executor
+    from azr_jax.pipeline import setup  # builds the trainer's SandboxConfig
 
-    real = executor.SandboxConfig
+    real = setup.SandboxConfig
 
     def config(**kw):
         return dataclasses.replace(real(**kw), timeout_s=SLOW_HOST_TIMEOUT_S)
 
     if process_id == 1:
-        executor.SandboxConfig = config
+        setup.SandboxConfig = config
 
 
 def _digest(obj) -> str:
