@@ -299,17 +299,17 @@ def test_cli_execute_isolation(tmp_path, capsys, tier):
 def test_cli_execute_isolation_default_and_choices(tmp_path, capsys, monkeypatch):
     import json
 
+    from azr_jax.cli import execute as execute_cli
     from azr_jax.cli import main
-    from azr_jax.executor import pool as pool_mod
 
     seen = []
 
-    class Recording(pool_mod.SandboxPool):
+    class Recording(execute_cli.SandboxPool):  # the pool the command builds
         def __init__(self, config=None):
             seen.append(config.isolation)
             super().__init__(config)
 
-    monkeypatch.setattr(pool_mod, "SandboxPool", Recording)
+    monkeypatch.setattr(execute_cli, "SandboxPool", Recording)
     src, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
     src.write_text(json.dumps({"id": 0, "code": "def f(x):\n    return x", "input": "1"}) + "\n")
     assert main(["execute", "--input", str(src), "--output", str(out), "--workers", "1"]) == 0

@@ -86,13 +86,14 @@ def test_official_gradient_is_verls_micro_batch_loop(params):
 
 
 def test_update_step_cuts_micro_batches_from_each_mini_batch_in_row_order(params):
-    """The real update step (lr 0, so every mini-batch sees the same parameters) on a batch
+    """The real update step (lr 1e-30: below every parameter's float32 spacing, so every
+    mini-batch sees the same parameters; a run's lr must be > 0) on a batch
     laid out by build_batch in 2 mini-batches: its loss is the mean over mini-batches of
     veRL's micro-batch loss, micro-batches being consecutive rows of each mini-batch."""
     lens = [2, 2, 20, 20, 3, 17, 9, 1]
     logical = _ragged_batch(params, lens, seed=1)
     cfg = LossConfig(micro_rows=2, entropy_coef=0.0, old_logprobs="sampler")
-    opt = OptimConfig(lr=0.0, weight_decay=0.0, mini_batch_size=4, micro_batches=2)
+    opt = OptimConfig(lr=1e-30, weight_decay=0.0, mini_batch_size=4, micro_batches=2)
     src = BatchLayout(4, 2).physical_rows(len(lens))
     laid_out = {k: v[src] for k, v in logical.items()}
     mesh = make_mesh(MeshConfig(fsdp=1), devices=jax.devices()[:1])
