@@ -169,14 +169,16 @@ def run_unique(pool: SandboxPool, jobs: list[Job], timeout: float | None = None)
     A job runs in a fresh child (or a reused child no earlier program could touch), so
     copies would get the same result: a deterministic program on the same inputs. The n
     rollouts of one task repeat answers often, and proposals repeat their references."""
-    first: dict = {}
-    keys = [(j.code, tuple(j.inputs), j.repeats, j.entry, j.isolation) for j in jobs]
-    unique = [first.setdefault(k, len(first)) for k in keys]
-    distinct = [None] * len(first)
-    for job, u in zip(jobs, unique):
-        distinct[u] = distinct[u] or job
+    index: dict = {}  # a job's key -> its place among the distinct jobs
+    distinct, slots = [], []
+    for job in jobs:
+        key = (job.code, tuple(job.inputs), job.repeats, job.entry, job.isolation)
+        if key not in index:
+            index[key] = len(distinct)
+            distinct.append(job)
+        slots.append(index[key])
     results = pool.run(distinct, timeout=timeout) if distinct else []
-    return [results[u] for u in unique]
+    return [results[u] for u in slots]
 
 
 def validate_tasks(pool: SandboxPool, items: list[tuple[str, list[str]]], repeats: int = 2,
@@ -208,7 +210,7 @@ def validate_tasks(pool: SandboxPool, items: list[tuple[str, list[str]]], repeat
     return results  # type: ignore[return-value]
 
 
-def _grading(pool) -> str | None:
+def grading_tier(pool) -> str | None:
     """The tier grading jobs ask for (``SandboxConfig.grading_isolation``); None for a pool
     without one (e.g. a multi-host wrapper that forwards jobs as they are)."""
     return getattr(getattr(pool, "config", None), "grading_isolation", None)
@@ -249,7 +251,7 @@ def grade_deductions(pool: SandboxPool, items: list[tuple[str, str, str]],
     for i, (_, pred, gold) in enumerate(items):
         if not grades[i] and isinstance(pred, str) and isinstance(gold, str):
             jobs.append(Job(_DEDUCTION_CHECK.format(gold=gold, answer=pred), [""], repeats=1,
-                            entry="__azr_deduction_check", isolation=_grading(pool)))
+                            entry="__azr_deduction_check", isolation=grading_tier(pool)))
             where.append(i)
     for i, res in zip(where, run_unique(pool, jobs, timeout)):
         grades[i] = bool(res.runs and res.runs[0].ok and res.runs[0].output == "True")
@@ -268,11 +270,12 @@ def grade_abduction(pool: SandboxPool, items: list[tuple[str, str, str]],
     the answer text is pasted into ``f(...)`` as it is (the official template). Either
     way an answer holding a banned text of ``bans`` (``input(``) is wrong, as the official
     executor refuses any code holding one."""
+    official = _check_mode(check) == "official"
     calls: list[str | None] = []
     for _, pred, _ in items:
         if not isinstance(pred, str) or bans.banned_text_in(pred) is not None:
             calls.append(None)
-        elif _check_mode(check) == "official":
+        elif official:
             calls.append(pred)
         else:
             try:
@@ -280,7 +283,7 @@ def grade_abduction(pool: SandboxPool, items: list[tuple[str, str, str]],
             except NotAValue:
                 calls.append(None)
     where = [i for i, c in enumerate(calls) if c is not None]
-    jobs = [Job(items[i][0], [calls[i]], repeats=1, isolation=_grading(pool)) for i in where]
+    jobs = [Job(items[i][0], [calls[i]], repeats=1, isolation=grading_tier(pool)) for i in where]
     grades = [False] * len(items)
     for i, r in zip(where, run_unique(pool, jobs, timeout)):
         grades[i] = bool(r.runs and r.runs[0].ok and outputs_equal(r.runs[0].output,
@@ -298,7 +301,7 @@ def grade_induction(pool: SandboxPool, items: list[tuple[str, list[str], list[st
     for i, (code, inputs, golds) in enumerate(items):
         if len(inputs) != len(golds) or not inputs or check_with(code, bans) is not None:
             continue
-        jobs.append(Job(code, list(inputs), repeats=1, isolation=_grading(pool)))
+        jobs.append(Job(code, list(inputs), repeats=1, isolation=grading_tier(pool)))
         where.append(i)
     for i, res in zip(where, run_unique(pool, jobs, timeout)):
         golds = items[i][2]

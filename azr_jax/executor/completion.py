@@ -15,9 +15,8 @@ import dataclasses
 import textwrap
 import zlib
 
-# _grading: the pool's tier for grading jobs, as azr.py's graders ask for it
-from azr_jax.executor.azr import (BAN_LISTS, BanList, _grading, check_with, outputs_equal,
-                                  run_unique)
+from azr_jax.executor.azr import (BAN_LISTS, BanList, check_with, grading_tier,
+                                  outputs_equal, run_unique)
 from azr_jax.executor.pool import Job, SandboxPool
 
 HOLE = "__hole__"  # the placeholder name; a program that uses it gets no hole
@@ -136,7 +135,7 @@ def grade_completion(pool: SandboxPool, items: list[tuple[str, str, str, str, st
         code = fill(masked, kind, answer) if isinstance(answer, str) else None
         if code is None or check_with(code, bans) is not None:
             continue
-        jobs.append(Job(code, [inp], repeats=1, isolation=_grading(pool)))
+        jobs.append(Job(code, [inp], repeats=1, isolation=grading_tier(pool)))
         where.append(i)
     for i, res in zip(where, run_unique(pool, jobs, timeout)):
         grades[i] = bool(res.runs and res.runs[0].ok
