@@ -11,10 +11,8 @@ import pytest
 
 from azr_jax.pipeline import rollout as rollout_mod
 from azr_jax.pipeline.config import load_config
-from azr_jax.pipeline.trainer import train
-from azr_jax.sampling.sampler import SampleOutput
-from azr_jax.tokenizer import tiny_tokenizer
-from tests.test_official_step import _kind
+from canned_sampling import scripted_sample, train_capturing
+from tests.test_official_step import kind_responder
 
 TWICE = "def f(x):\n    return x * 2"
 MINUS = "def f(x):\n    return x - 1"
@@ -40,26 +38,8 @@ def _response(kind: str, prompt: str, k: int) -> str:
 
 @pytest.fixture
 def scripted(monkeypatch):
-    tok = tiny_tokenizer()
-    lengths: dict[str, list[int]] = {}
-
-    def sample(params, cfg, prompts, key, sampling, mesh=None, budgets=None):
-        n = sampling.num_samples
-        rows = len(prompts) * n
-        tokens = np.full((rows, sampling.max_new_tokens), sampling.pad_token_id, np.int32)
-        logprobs = np.zeros((rows, sampling.max_new_tokens), np.float32)
-        lens = np.zeros((rows,), np.int32)
-        seen: dict[str, int] = {}
-        for r in range(rows):
-            prompt = tok.decode(prompts[r // n], skip_special_tokens=False)
-            kind = _kind(prompt, n)
-            k = seen[kind] = seen.get(kind, -1) + 1
-            ids = tok.encode(_response(kind, prompt, k)) + [sampling.stop_token_ids[0]]
-            tokens[r, : len(ids)], logprobs[r, : len(ids)], lens[r] = ids, -1.0, len(ids)
-            lengths.setdefault(kind, []).append(len(ids))
-        return SampleOutput(tokens, logprobs, lens, np.repeat(np.arange(len(prompts)), n))
-
-    monkeypatch.setattr(rollout_mod, "sample", sample)
+    respond, lengths = kind_responder(_response)
+    monkeypatch.setattr(rollout_mod, "sample", scripted_sample(respond))
     return lengths
 
 
@@ -67,14 +47,7 @@ def test_format_broken_valid_proposal_is_kept_and_estimated(tmp_path, scripted):
     cfg = load_config("tiny_cpu", ["trainer.steps=1", "selfplay.batch_per_group=2",
                                    "sampling.max_new_tokens=128"])
     assert cfg.selfplay.num_rollouts == 2
-    captured = []
-
-    def rollout_fn(ctx, step, params):
-        captured.append(rollout_mod.run_rollout(ctx, step, params))
-        return captured[-1]
-
-    train(cfg, str(tmp_path / "run"), rollout_fn=rollout_fn)
-    (ro,) = captured
+    _, (ro,) = train_capturing(cfg, str(tmp_path / "run"))
     rows = [r for r in ro.task_rows if r["type"] == "deduction"]
     assert [(r["valid"], r["formatted"], r["reward"], r["solve_rate"]) for r in rows] == [
         (True, True, 0.5, 0.5), (True, False, -1.0, 0.5)]
@@ -101,14 +74,8 @@ def test_loss_weighting_of_the_step_is_verls(tmp_path, scripted):
 
     cfg = load_config("tiny_cpu", ["trainer.steps=1", "selfplay.batch_per_group=2",
                                    "sampling.max_new_tokens=128", "rl.micro_rows=4"])
-    captured = []
-
-    def rollout_fn(ctx, step, params):
-        captured.append(rollout_mod.run_rollout(ctx, step, params))
-        return captured[-1]
-
-    train(cfg, str(tmp_path / "run"), rollout_fn=rollout_fn)
-    mask_bt = np.asarray(captured[0].batch["loss_mask_bt"], np.float64)
+    _, (ro,) = train_capturing(cfg, str(tmp_path / "run"))
+    mask_bt = np.asarray(ro.batch["loss_mask_bt"], np.float64)
     tokens_b = mask_bt.sum(axis=1)
     assert (tokens_b > 0).sum() == 12  # 6 groups of 2 rows, one mini-batch
     chunks = [slice(i, i + 4) for i in range(0, len(tokens_b), 4)]

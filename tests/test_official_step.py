@@ -8,9 +8,7 @@ import pytest
 
 from azr_jax.pipeline import rollout as rollout_mod
 from azr_jax.pipeline.config import load_config
-from azr_jax.pipeline.trainer import train
-from azr_jax.sampling.sampler import SampleOutput
-from azr_jax.tokenizer import tiny_tokenizer
+from canned_sampling import response_length, scripted_sample, train_capturing
 
 BANNED = "import random\ndef f(x):\n    return random.random()"
 NO_THINK_END = "I think <answer>1</answer>"  # no </think>: a format error
@@ -52,28 +50,28 @@ def _response(kind: str, k: int) -> str:
     return body if body == NO_THINK_END else f"ok</think><answer>{body}</answer>"
 
 
+def kind_responder(response_for):
+    """(respond for `scripted_sample`, the response lengths by kind): each row's text is
+    `response_for(kind, prompt_text, k)`, k counting that kind's rows in the call."""
+    lengths_by_kind: dict[str, list[int]] = {}
+    seen: dict[str, int] = {}
+
+    def respond(prompt_text, n, row):
+        if row == 0:
+            seen.clear()  # each sampling call counts its kinds from 0
+        kind = _kind(prompt_text, n)
+        k = seen[kind] = seen.get(kind, -1) + 1
+        text = response_for(kind, prompt_text, k)
+        lengths_by_kind.setdefault(kind, []).append(response_length(text))
+        return text
+
+    return respond, lengths_by_kind
+
+
 @pytest.fixture
 def scripted(monkeypatch):
-    tok = tiny_tokenizer()
-    lengths_by_kind: dict[str, list[int]] = {}
-
-    def sample(params, cfg, prompts, key, sampling, mesh=None, budgets=None):
-        n = sampling.num_samples
-        rows = len(prompts) * n
-        tokens = np.full((rows, sampling.max_new_tokens), sampling.pad_token_id, np.int32)
-        logprobs = np.zeros((rows, sampling.max_new_tokens), np.float32)
-        lengths = np.zeros((rows,), np.int32)
-        seen: dict[str, int] = {}
-        for r in range(rows):
-            kind = _kind(tok.decode(prompts[r // n], skip_special_tokens=False), n)
-            k = seen[kind] = seen.get(kind, -1) + 1
-            ids = tok.encode(_response(kind, k)) + [sampling.stop_token_ids[0]]
-            assert len(ids) <= sampling.max_new_tokens
-            tokens[r, : len(ids)], logprobs[r, : len(ids)], lengths[r] = ids, -1.0, len(ids)
-            lengths_by_kind.setdefault(kind, []).append(len(ids))
-        return SampleOutput(tokens, logprobs, lengths, np.repeat(np.arange(len(prompts)), n))
-
-    monkeypatch.setattr(rollout_mod, "sample", sample)
+    respond, lengths_by_kind = kind_responder(lambda kind, _prompt, k: _response(kind, k))
+    monkeypatch.setattr(rollout_mod, "sample", scripted_sample(respond))
     return lengths_by_kind
 
 
@@ -93,14 +91,7 @@ def test_one_official_training_step(tmp_path, scripted):
     cfg = load_config("tiny_cpu", ["trainer.steps=1", "selfplay.batch_per_group=2",
                                    "sampling.max_new_tokens=128"])
     assert cfg.selfplay.reward_rule == "official" and cfg.selfplay.prompt_format == "r1"
-    captured = []
-
-    def rollout_fn(ctx, step, params):
-        captured.append(rollout_mod.run_rollout(ctx, step, params))
-        return captured[-1]
-
-    result = train(cfg, str(tmp_path / "run"), rollout_fn=rollout_fn)
-    (ro,) = captured
+    result, (ro,) = train_capturing(cfg, str(tmp_path / "run"))
     order = ["propose_deduction", "propose_abduction", "propose_induction",
              "solve_deduction", "solve_abduction", "solve_induction"]
     lengths = [n for kind in order for n in scripted[kind]]

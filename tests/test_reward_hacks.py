@@ -6,7 +6,6 @@ every one is wrong; with ``"official"`` the official checks' holes stay open (ex
 reproduction), which also shows each test can fail.
 """
 
-import numpy as np
 import pytest
 
 from azr_jax.executor import SandboxConfig, SandboxPool
@@ -142,36 +141,17 @@ HACK_TURNS = [
                          [("values", -0.5, -0.5), ("official", 0.25, 1.0)])
 def test_training_step_gives_hacks_the_failure_reward(tmp_path, monkeypatch, answer_check,
                                                       deduction, abduction):
+    from canned_sampling import scripted_sample, train_capturing
+
     from azr_jax.pipeline import rollout as rollout_mod
     from azr_jax.pipeline.config import load_config
-    from azr_jax.pipeline.trainer import train
-    from azr_jax.sampling.sampler import SampleOutput
-    from azr_jax.tokenizer import tiny_tokenizer
 
-    tok = tiny_tokenizer()
-
-    def sample(params, cfg, prompts, key, sampling, mesh=None, budgets=None):
-        n = sampling.num_samples
-        rows = len(prompts) * n
-        tokens = np.full((rows, sampling.max_new_tokens), sampling.pad_token_id, np.int32)
-        lengths = np.zeros((rows,), np.int32)
-        for r in range(rows):
-            ids = tok.encode(HACK_TURNS[r % 2]) + [sampling.stop_token_ids[0]]
-            tokens[r, :len(ids)], lengths[r] = ids, len(ids)
-        return SampleOutput(tokens, np.full(tokens.shape, -1.0, np.float32), lengths,
-                            np.repeat(np.arange(len(prompts)), n))
-
-    monkeypatch.setattr(rollout_mod, "sample", sample)
+    monkeypatch.setattr(rollout_mod, "sample",
+                        scripted_sample(lambda prompt, n, row: HACK_TURNS[row % 2]))
     cfg = load_config("tiny_cpu", ["trainer.steps=1", "selfplay.batch_per_group=2",
                                    "sampling.max_new_tokens=160",
                                    f"selfplay.answer_check={answer_check}"])
-    captured = []
-
-    def rollout_fn(ctx, step, params):
-        captured.append(rollout_mod.run_rollout(ctx, step, params))
-        return captured[-1]
-
-    train(cfg, str(tmp_path / "run"), rollout_fn=rollout_fn)
+    _, captured = train_capturing(cfg, str(tmp_path / "run"))
     m = captured[0].metrics
     # the solver batch is the identity seed (def f(a): return a on 'Hello world') twice
     assert m["reward/deduction_solve"] == deduction

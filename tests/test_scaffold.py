@@ -100,8 +100,8 @@ def test_one_training_step_with_a_scaffolded_proposer(tmp_path, monkeypatch):
     trains on the sampled tokens only."""
     from azr_jax.pipeline import rollout as rollout_mod
     from azr_jax.pipeline.config import load_config
-    from azr_jax.pipeline.trainer import train
     from azr_jax.sampling.sampler import SampleOutput
+    from canned_sampling import train_capturing
     from azr_jax.tokenizer import tiny_tokenizer
 
     tok = tiny_tokenizer()
@@ -130,14 +130,7 @@ def test_one_training_step_with_a_scaffolded_proposer(tmp_path, monkeypatch):
     cfg = load_config("tiny_cpu", ["trainer.steps=1", "selfplay.batch_per_group=2",
                                    "sampling.max_new_tokens=128"])
     cfg.scaffold.deduction_propose = (inserted,)
-    captured = []
-
-    def rollout_fn(ctx, step, params):
-        captured.append(rollout_mod.run_rollout(ctx, step, params))
-        return captured[-1]
-
-    train(cfg, str(tmp_path / "run"), rollout_fn=rollout_fn)
-    (ro,) = captured
+    _, (ro,) = train_capturing(cfg, str(tmp_path / "run"))
     assert ro.metrics["valid_rate/deduction"] == 1.0  # both proposals, with their inputs
     assert ro.metrics["valid_rate/abduction"] == 0.0
     rows = [r for r in ro.task_rows if r["type"] == "deduction"]
