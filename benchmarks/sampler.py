@@ -8,6 +8,11 @@ transformers' load-time layout; its time is printed too). Runs are
 interleaved (ours, theirs, ours, ...) so machine noise hits both; the ratio uses the best run
 of each, and the medians are printed too. Our compile time is reported separately.
 
+Prefill and decode are timed apart (prefill + first token = a call with 1 new token, best of
+2; decode = the best full run less that) and set against this machine's roofline
+(benchmarks/roofline.py, cpu_env.measure_machine): decode's bytes/s of weights + live KV read
+per step against the measured memory bandwidth, prefill's FLOP/s against the matmul peak.
+
     .venv/bin/python benchmarks/sampler.py [--batch 16] [--prompt-len 64] [--new 128]
                                            [--repeats 3] [--threads N] [--top-p P]
 
@@ -22,7 +27,7 @@ import statistics
 import sys
 import time
 
-from cpu_env import machine_figures, use_cpu_threads
+from cpu_env import measure_machine, use_cpu_threads
 
 
 def parse_args():
@@ -48,6 +53,7 @@ def main() -> int:
     from azr_jax.checkpoints import bundled_smollm2_path, load_model
     from azr_jax.checkpoints.loader import convert_gguf_to_cache
     from azr_jax.sampling import SamplingConfig, prepare_params, sample
+    from roofline import roofline_lines, static_decode_live
 
     torch.set_num_threads(args.threads)
     loaded = load_model("smollm2-135m", dtype="float32", progress=False)
@@ -115,7 +121,8 @@ def main() -> int:
     med_theirs = tokens_total / statistics.median(theirs_s)
     print(f"SmolLM2-135M f32, batch {args.batch}, prompt {args.prompt_len}, {args.new} new tokens, "
           f"{mode}, {args.threads} threads, {args.repeats} runs each")
-    print(machine_figures())
+    machine = measure_machine()
+    print(machine)
     print(f"azr_jax sample:        best {best_ours:8.1f} tok/s   median {med_ours:8.1f} tok/s")
     print(f"transformers generate: best {best_theirs:8.1f} tok/s   median {med_theirs:8.1f} tok/s")
     print(f"ratio (ours / transformers): best {best_ours / best_theirs:.2f}x   "
@@ -123,6 +130,17 @@ def main() -> int:
     print(f"prefill + first token: azr_jax {ours_1:.2f} s, transformers {theirs_1:.2f} s; "
           f"decode only: azr_jax {decode_ours:.1f} tok/s, transformers {decode_theirs:.1f} tok/s "
           f"({decode_ours / decode_theirs:.2f}x)")
+    cfg, nbytes = loaded.config, 4  # f32 weights and cache on both sides
+    live = static_decode_live(args.prompt_len, args.batch, args.new)
+    for name, total_s, pre_s in (("azr_jax", min(ours_s), ours_1),
+                                 ("transformers", min(theirs_s), theirs_1)):
+        for line in roofline_lines(cfg, nbytes, decode_s=total_s - pre_s, decode_live=live,
+                                   prefill_s=pre_s, prompt_lengths=[args.prompt_len] * args.batch,
+                                   bandwidth=machine.copy_bytes_per_s,
+                                   peak_flops=machine.matmul_flops, name=name,
+                                   allocated_slots=(args.prompt_len + args.new
+                                                    if name == "azr_jax" else 0)):
+            print(line)
     print(f"azr_jax compile time: {compile_s:.1f} s (first call {first_s:.1f} s); "
           f"prepare_params {prepare_s * 1e3:.0f} ms")
     if greedy:
