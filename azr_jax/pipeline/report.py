@@ -31,6 +31,12 @@ PLOTS = LEARNING_PLOTS + (
     ("Policy loss, clipping and log-prob mismatch",
      ("loss", "clip_fraction", "approx_kl", "logprob/sampler_vs_recomputed_abs",
       "logprob/sampler_vs_recomputed_max")),
+    ("Diversity: copy rate per task type", "diversity/copy_rate/"),
+    ("Diversity: distinct programs (share of valid proposals)", "diversity/distinct/"),
+    ("Diversity: nearest-reference distance", "diversity/nearest_distance/"),
+    ("Diversity: program size (AST nodes)", "diversity/program_size/"),
+    ("Diversity: answer entropy of learnability rollouts (nats)", "diversity/answer_entropy/"),
+    ("Diversity: valid-and-novel rate", "diversity/novel_valid_rate/"),
     ("Seconds per step by phase", "time/"),
     ("Device idle fraction (waiting for host)", ("device_idle_frac",)),
 )

@@ -16,6 +16,7 @@ import jax
 import numpy as np
 
 from azr_jax import selfplay as sp
+from azr_jax.selfplay import diversity
 from azr_jax.sampling import SamplingConfig, prepare_params, sample
 from azr_jax.pipeline import answer_stop, scaffold, tasklog, workdir_fs
 from azr_jax.pipeline.batching import advantages_and_batch
@@ -46,6 +47,7 @@ class RolloutContext:
     loss_micro_rows: int = 0  # rows balanced into the loss's micro-batches (LossConfig.micro_rows)
     close_answer: bool = False  # small-model lever (selfplay.close_answer): answer_stop.py
     scaffold: dict = dataclasses.field(default_factory=dict)  # lever: pipeline/scaffold.py
+    copies: Any = None  # diversity.CopyIndex: the buffers' (and seeds') programs, normalized
 
 
 def make_context(cfg, env, buffers, activity, timer, data_parallel: int = 1) -> RolloutContext:
@@ -60,7 +62,15 @@ def make_context(cfg, env, buffers, activity, timer, data_parallel: int = 1) -> 
         batch_row_multiple=env.optim.micro_batches * data_parallel,
         mini_batch_size=env.optim.mini_batch_size, close_answer=cfg.selfplay.close_answer,
         loss_micro_rows=cfg.rl.get("micro_rows", 0),
-        scaffold={k: tuple(v) for k, v in cfg.get("scaffold", {}).items() if v})
+        scaffold={k: tuple(v) for k, v in cfg.get("scaffold", {}).items() if v},
+        copies=diversity.CopyIndex(seed_sizes(env.selfplay, env.buffers)))
+
+
+def seed_sizes(selfplay, fresh_buffers) -> dict[str, int]:
+    """How many tasks at the head of each buffer are seeds: the seeding phase's target,
+    else what the run's fresh buffers (identity + seed file) hold; a resumed run's buffers
+    start with the same tasks."""
+    return {t: selfplay.seed_buffer_size or len(fresh_buffers[t]) for t in selfplay.task_types}
 
 
 @dataclasses.dataclass
@@ -222,12 +232,18 @@ def run_rollout(ctx: RolloutContext, step: int, params) -> Rollout:
     prop_prompts, prop_toks, prop_lps, prop_texts = propose_rollouts(ctx, params, requests,
                                                                      k_prop)
 
-    # 2. validate in the executor
+    # 2. validate in the executor, then admit (selfplay.admission; official: every valid
+    #    task): a refused proposal is an invalid one from here on
     with ctx.timer("execute"):
-        results = sp.validate_proposals(ctx.pool, requests, prop_texts, cfg)
+        validated = sp.validate_proposals(ctx.pool, requests, prop_texts, cfg)
+    with ctx.timer("diversity"):
+        if ctx.copies is None:
+            ctx.copies = diversity.CopyIndex()
+        ctx.copies.sync(ctx.buffers)  # the buffers as the step's proposals saw them
+        results = diversity.admit(validated, cfg.admission, ctx.copies)
 
-    # 3. learnability: n solver rollouts per valid proposal
-    rates = _learnability(ctx, params, results, k_learn)
+    # 3. learnability: n solver rollouts per admitted proposal
+    rates, learn_answers = _learnability(ctx, params, results, k_learn)
     prop_rewards = [sp.proposer_composite(r.reward_outcome, rates.get(i), cfg)
                     for i, r in enumerate(results)]
 
@@ -262,24 +278,28 @@ def run_rollout(ctx: RolloutContext, step: int, params) -> Rollout:
             row_multiple=ctx.batch_row_multiple, mini_batch_size=ctx.mini_batch_size,
             row_order=[sp.update_rank(t, role) for t, role in roles],  # the official order
             micro_rows=ctx.loss_micro_rows)
-        metrics = _metrics(types, results, rates, solver_tasks, outcomes, rewards, advantages,
+        # valid_rate: the executor's verdict; a refused copy shows in diversity/ metrics
+        metrics = _metrics(types, validated, rates, solver_tasks, outcomes, rewards, advantages,
                            groups, prop_toks, sol_toks, ctx.buffers, new_tasks)
         rows = [_task_row(step, r, rates.get(i), prop_rewards[i], prop_texts[i])
                 for i, r in enumerate(results)]
+    with ctx.timer("diversity"):
+        metrics.update(diversity.step_metrics(validated, learn_answers, ctx.copies))
     metrics["time/rollout"] = time.perf_counter() - t_start
     return Rollout(step=step, batch=batch, metrics=metrics, task_rows=rows,
                    solve_rows=tasklog.solver_rows(step, solver_tasks, sol_texts, answers,
                                                   outcomes, sol_rewards))
 
 
-def _learnability(ctx, params, results, key) -> dict[int, float]:
-    """Solve rate of each valid proposal from ``num_rollouts`` solver samples (not trained).
-    A valid task counts whatever its proposal's format; the samples are read from their
-    last ``<answer>`` with no format check (reward_managers.py, "Estimating Accuracy")."""
+def _learnability(ctx, params, results, key) -> tuple[dict[int, float], dict[int, list]]:
+    """Solve rate of each valid proposal from ``num_rollouts`` solver samples (not trained),
+    and those samples' parsed answers (for the answer entropy). A valid task counts whatever
+    its proposal's format; the samples are read from their last ``<answer>`` with no format
+    check (reward_managers.py, "Estimating Accuracy")."""
     cfg = ctx.selfplay
     valid_idx = [i for i, r in enumerate(results) if r.outcome == sp.PASSED]
     if not valid_idx:
-        return {}
+        return {}, {}
     stasks = [sp.solver_task(results[i].request.task_type, results[i].task, cfg)
               for i in valid_idx]
     _, _, _, texts, pidx = solve_rollouts(ctx, params, stasks, key, num_samples=cfg.num_rollouts)
@@ -287,8 +307,10 @@ def _learnability(ctx, params, results, key) -> dict[int, float]:
         answers = [sp.parse_answer(stasks[p].task_type, t, check_format=False)
                    for p, t in zip(pidx, texts)]
         correct = sp.grade_answers(ctx.pool, [stasks[p] for p in pidx], answers, cfg)
-    return {i: sp.solve_rate([c for c, p in zip(correct, pidx) if p == j])
-            for j, i in enumerate(valid_idx)}
+    rates = {i: sp.solve_rate([c for c, p in zip(correct, pidx) if p == j])
+             for j, i in enumerate(valid_idx)}
+    return rates, {i: [a for a, p in zip(answers, pidx) if p == j]
+                   for j, i in enumerate(valid_idx)}
 
 
 def _mean(xs):

@@ -9,6 +9,7 @@ from azr_jax.config_rules import check_fields
 from azr_jax.errors import UserError
 from azr_jax.executor.answers import ANSWER_CHECKS
 from azr_jax.executor.azr import BAN_LISTS
+from azr_jax.selfplay.admission import GATES
 from azr_jax.selfplay.registry import REGISTRY, default_types
 
 REWARD_RULES: tuple[str, ...] = ("official", "paper_text")
@@ -47,6 +48,9 @@ class SelfPlayConfig:
     system_prompt: str = ""          # optional system message before every prompt
     close_answer: bool = False       # small-model lever, off in the official rules: end an
                                      # answer at its closing fence (pipeline/answer_stop.py)
+    admission: str = "official"      # which valid proposals become tasks: "official" (all),
+                                     # "novel" (no copies), or a registered gate
+                                     # (selfplay/admission.py)
 
     @property
     def seed_buffer_size(self) -> int:
@@ -72,7 +76,8 @@ class SelfPlayConfig:
         for name, value, known in (("reward_rule", self.reward_rule, REWARD_RULES),
                                    ("answer_check", self.answer_check, ANSWER_CHECKS),
                                    ("banned", self.banned, tuple(BAN_LISTS)),
-                                   ("prompt_format", self.prompt_format, PROMPT_FORMATS)):
+                                   ("prompt_format", self.prompt_format, PROMPT_FORMATS),
+                                   ("admission", self.admission, tuple(GATES))):
             if value not in known:
                 raise UserError(f"selfplay.{name}={value!r} is not one of {', '.join(known)}")
         if self.buffer_capacity and self.num_references > self.buffer_capacity:
