@@ -96,6 +96,8 @@ RULES: dict[str, Rule] = {
     "trainer.staleness": NON_NEGATIVE,
     "trainer.log_every": AT_LEAST_ONE,
     "trainer.eval_every": NON_NEGATIVE,
+    "probe.every": _ge(0, " (0 = off)"),
+    "probe.passk_samples": _ge(0, " (0 = off)"),
 }
 
 

@@ -3,14 +3,16 @@
     python -m azr_jax.learn [--steps N] [--workdir DIR] [--config.key=value ...]
 
 Trains configs/smollm2_learn.py (resuming when DIR holds a checkpoint), then prints the
-held-out probe's curves (start and end values), writes report.html and the learning
-curves as DIR/learning.svg. Compare the base and the trained model afterwards with
-`azr-jax eval --model smollm2-135m ...` and `azr-jax eval --model DIR ...`.
+probes' curves (start and end values; the held-out probe first), their pass@1 and pass@n
+before and after training, writes report.html and the learning curves as
+DIR/learning.svg. Compare the base and the trained model afterwards on equal terms (the
+run's prompts) with `azr-jax eval --model DIR@0 ...` and `azr-jax eval --model DIR ...`.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import sys
 import time
 from typing import NamedTuple
@@ -20,7 +22,8 @@ from azr_jax.errors import UserError
 from azr_jax.pipeline.metrics import read_metrics, update_rows
 from azr_jax.pipeline.report import PROBE_ACC, build_report, learning_svg
 
-CURVES = PROBE_ACC + ("probe/valid_rate",)  # printed first, in this order
+CURVES = PROBE_ACC + ("probe/valid_rate",)  # printed first, in this order (held-out first)
+PASSK = re.compile(r"probe/(\w+)/pass@(\d+)$")  # one value at each end, not a curve
 
 
 class Curve(NamedTuple):
@@ -34,7 +37,8 @@ class Curve(NamedTuple):
 
 def curve_ends(rows, prefixes=("probe/", "valid_rate/", "format_error/")) -> dict[str, Curve]:
     """name -> its Curve, for every metric under ``prefixes``."""
-    names = sorted({k for r in rows for k in r if k.startswith(tuple(prefixes))})
+    names = sorted({k for r in rows for k in r
+                    if k.startswith(tuple(prefixes)) and not PASSK.match(k)})
     out = {}
     for name in names:
         pts = [(r["step"], r[name]) for r in rows if name in r]
@@ -51,10 +55,15 @@ def summarize(workdir: str) -> str:
         return "no steps were logged"
     ends = curve_ends(rows)
     lines = [f"{'curve':<34} {'start':>14} {'end':>14} {'first-5 mean':>13}"]
-    for name in [c for c in CURVES if c in ends] + [n for n in ends if n not in CURVES]:
+
+    def curve_line(name):
         c = ends[name]
-        lines.append(f"{name:<34} {c.first:>7.3f} @{c.first_step:<5} {c.last:>7.3f} "
-                     f"@{c.last_step:<5} {c.first5_mean:>13.3f}")
+        return (f"{name:<34} {c.first:>7.3f} @{c.first_step:<5} {c.last:>7.3f} "
+                f"@{c.last_step:<5} {c.first5_mean:>13.3f}")
+
+    lines += [curve_line(n) for n in CURVES if n in ends]  # the probes (held-out first)
+    lines += passk_lines(rows)
+    lines += [curve_line(n) for n in ends if n not in CURVES]
     lines += goal_lines(ends)
     steps = update_rows(rows)
     secs = sum(r.get("time/step", 0) for r in steps)
@@ -62,15 +71,39 @@ def summarize(workdir: str) -> str:
     return "\n".join(lines)
 
 
-def goal_lines(ends: dict[str, Curve]) -> list[str]:
-    """Issue 13's goal read off the curves: the probe's accuracy rises >= 10 points over the
-    run, and the valid rate reaches 3x its mean over the first 5 steps."""
+def passk_lines(rows) -> list[str]:
+    """pass@1 and pass@n (the largest k) of each probe, base (step 0) -> trained (the last
+    row that has them), held-out first."""
+    found: dict[str, dict[int, list[tuple[int, float]]]] = {}
+    for r in rows:
+        for key, v in r.items():
+            if (m := PASSK.match(key)):
+                found.setdefault(m.group(1), {}).setdefault(int(m.group(2)), []).append(
+                    (r["step"], v))
     out = []
-    if "probe/acc" in ends:
-        c = ends["probe/acc"]
-        out.append(f"goal: probe/acc {100 * (c.last - c.first):+.1f} points at the end, "
-                   f"{100 * (c.best - c.first):+.1f} at best, from {c.first:.3f} "
-                   f"@{c.first_step} (goal +10)")
+    for name in sorted(found, key=lambda n: (n != "heldout", n)):
+        ks = found[name]
+        for k in sorted({min(ks), max(ks)}):
+            pts = ks[k]
+            base = [v for s, v in pts if s == 0]
+            end_step, end = pts[-1]
+            start = f"{base[0]:>7.3f} @{0:<5}" if base else f"{'-':>14}"
+            out.append(f"{f'probe/{name}/pass@{k}':<34} {start} {end:>7.3f} @{end_step:<5}")
+    return out
+
+
+def goal_lines(ends: dict[str, Curve]) -> list[str]:
+    """The goals read off the curves: the held-out probe's accuracy rises >= 5 points over
+    the run (the seen probe's rise is recall of the seeds: shown, no goal), and the valid
+    rate reaches 3x its mean over the first 5 steps."""
+    out = []
+    for name, goal in (("probe/heldout/acc", "(goal +5)"),
+                       ("probe/seen/acc", "(recall of the seed programs; no goal)")):
+        if name in ends:
+            c = ends[name]
+            out.append(f"goal: {name} {100 * (c.last - c.first):+.1f} points at the end, "
+                       f"{100 * (c.best - c.first):+.1f} at best, from {c.first:.3f} "
+                       f"@{c.first_step} {goal}")
     if "probe/valid_rate" in ends:
         c = ends["probe/valid_rate"]
         ratio = f"{c.best / c.first5_mean:.2f}x" if c.first5_mean > 0 else "inf x"

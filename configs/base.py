@@ -52,9 +52,12 @@ def get_config() -> ml_collections.ConfigDict:
     # rules (docs/FIDELITY.md has one row per rule; the dataclass documents each field).
     c.selfplay = ml_collections.ConfigDict(dataclasses.asdict(SelfPlayConfig()))
 
-    # A fixed held-out probe (azr_jax/pipeline/probe.py): greedy solver accuracy every
-    # `every` steps (0 = off) on tasks built from `file`; never in the buffers.
-    c.probe = ml_collections.ConfigDict(dict(every=0, file=""))
+    # Fixed probes (azr_jax/pipeline/probe.py): greedy solver accuracy every `every` steps
+    # (0 = off) on tasks built from `heldout_file` (programs unlike the seeds: probe/heldout/*)
+    # and `file` (the seed programs with new inputs, i.e. recall: probe/seen/*); "" = no such
+    # probe; never in the buffers. passk_samples = n > 0: pass@1..n from n samples per task at
+    # temperature 1, at step 0 and after the last step (0 = off).
+    c.probe = ml_collections.ConfigDict(dict(every=0, file="", heldout_file="", passk_samples=0))
 
     # Text the assistant's turn starts with, per (task type, role): part of the prompt (not
     # trained on), prepended to the response before parsing. Empty in the paper's setting;

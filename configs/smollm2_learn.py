@@ -32,11 +32,13 @@ short runs; BENCHMARKS.md, "Learning"). The reward rules stay the official ones.
   responses <= 64 (prompt + response <= 256: one update shape, half the 512 of the demo);
   8 samples per (type x role) group; a learning rate for a 135M model (the paper's 1e-6 is
   for 7B models); two AdamW steps per training step (mini-batches of 24 sequences);
-- a fixed probe (configs/probe/learn.jsonl: the seed programs with four new inputs each,
-  never in the buffers): the solver's greedy accuracy before the first update (step 0) and
-  every `probe.every` steps, logged as `probe/*`.
-Measured (BENCHMARKS.md, "Learning"; attempt 7, 12 steps, 33 min on 2 CPU cores): the
-probe's greedy accuracy goes 0.146 (step 0) -> 0.250 (step 12), +10.4 points, all from
+- two fixed probes, never in the buffers: `probe/heldout/*` (configs/probe/heldout.jsonl:
+  sixteen programs unlike the seeds and unlike each other) and `probe/seen/*`
+  (configs/probe/learn.jsonl: the seed programs with four new inputs each, i.e. recall):
+  the solver's greedy accuracy before the first update (step 0) and every `probe.every`
+  steps, plus pass@1..8 (8 samples per task at temperature 1) at step 0 and at the end.
+Measured before the held-out probe existed (BENCHMARKS.md, "Learning"; attempt 7, 12 steps,
+33 min on 2 CPU cores): the seen probe's greedy accuracy goes 0.146 (step 0) -> 0.250 (step 12), +10.4 points, all from
 induction (3 -> 8 of 16): the induction solver writes the seed programs back from new pairs.
 Deduction ends where it started, abduction stays at 0, and the valid rate (0.375 -> 0.708)
 stays far from 3x its first-5 mean (0.600): the scaffolded proposers start high, by copying.
@@ -68,7 +70,9 @@ def get_config():
     c.rl.aggregation = "token_mean"
     c.optim.micro_batches = 4
     c.probe.every = 2
-    c.probe.file = os.path.join(HERE, "probe", "learn.jsonl")
+    c.probe.file = os.path.join(HERE, "probe", "learn.jsonl")  # seen: recall of the seeds
+    c.probe.heldout_file = os.path.join(HERE, "probe", "heldout.jsonl")  # programs unlike them
+    c.probe.passk_samples = 8  # pass@1..8 at step 0 and at the end
     c.trainer.steps = 12
     c.trainer.checkpoint_every = 2
     c.trainer.keep = 2

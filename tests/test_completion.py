@@ -146,9 +146,9 @@ def test_a_tiny_cpu_training_step_and_probe_with_completion(tmp_path, monkeypatc
     workdir = str(tmp_path / "run")
     assert train(cfg, workdir).end_step == 1
     rows = read_metrics(workdir)
-    probe_rows = [r for r in rows if "probe/completion_acc" in r]
-    assert probe_rows and all("probe/deduction_acc" not in r for r in rows)
-    assert 0 < probe_rows[-1]["probe/completion_acc"] < 1  # the right half and the wrong
+    probe_rows = [r for r in rows if "probe/seen/completion_acc" in r]
+    assert probe_rows and all("probe/seen/deduction_acc" not in r for r in rows)
+    assert 0 < probe_rows[-1]["probe/seen/completion_acc"] < 1  # the right half and the wrong
     step = rows[-1]
     assert np.isfinite(step["loss"]) and step["num_tokens"] > 0
     assert 0 < step["solve_rate/completion"] < 1

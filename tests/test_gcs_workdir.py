@@ -89,7 +89,7 @@ def test_train_preempt_resume_report_eval_export_in_a_bucket(gcs, tmp_path):  # 
         assert [json.loads(line)["step"] for line in f] == [1]  # resumed, no second seeding
     rows = read_metrics(wd)
     assert _steps(rows) == [0, 1, 2]
-    assert all(np.isfinite(r["loss"]) and "probe/acc" in r for r in rows[1:])
+    assert all(np.isfinite(r["loss"]) and "probe/seen/acc" in r for r in rows[1:])
     assert json.loads(workdir_fs.read_text(workdir_fs.join(wd, "config.json")))["trainer"][
         "steps"] == 2
     for log in ("tasks.jsonl", "solves.jsonl"):

@@ -133,7 +133,7 @@ def test_two_processes_match_one_and_resume_across_counts(tmp_path, gcs):  # noq
     rows_two = read_metrics(str(two))
     _assert_same_metrics(rows_two, read_metrics(str(one)))
     assert [r["step"] for r in rows_two] == [0, 1, 2]  # the probe's step-0 row, then updates
-    assert all(0 < r["probe/acc"] < 1 for r in rows_two), rows_two  # scripted rows pass
+    assert all(0 < r["probe/seen/acc"] < 1 for r in rows_two), rows_two  # scripted rows pass
     assert all("probe/valid_rate" in r for r in rows_two[1:])
     assert all(r["humaneval/num_problems"] == 3 for r in rows_two[1:])  # evals every step
 
@@ -149,7 +149,7 @@ def test_two_processes_match_one_and_resume_across_counts(tmp_path, gcs):  # noq
     for workdir in (two, one):
         rows = read_metrics(str(workdir))
         assert [r["step"] for r in rows] == [0, 1, 2, 3]
-        assert "probe/acc" not in rows[-1]
+        assert "probe/seen/acc" not in rows[-1]
         assert np.isfinite(rows[-1]["loss"])
 
     host0, host1 = (_records(tmp_path / "rec_one_resumed", i) for i in (0, 1))

@@ -84,11 +84,11 @@ def test_probe_accuracy_from_scripted_answers(pool, probe):
         return out
 
     m = probe_lib.probe_metrics(probe, answer_fn, pool, CFG)
-    assert m["probe/deduction_acc"] == 4 / 16
-    assert m["probe/abduction_acc"] == 8 / 16
-    assert m["probe/induction_acc"] == 2 / 16
-    assert m["probe/acc"] == 14 / 48
-    assert m["probe/deduction_format_error"] == 6 / 16  # odd indices 5..15
+    assert m["probe/seen/deduction_acc"] == 4 / 16
+    assert m["probe/seen/abduction_acc"] == 8 / 16
+    assert m["probe/seen/induction_acc"] == 2 / 16
+    assert m["probe/seen/acc"] == 14 / 48
+    assert m["probe/seen/deduction_format_error"] == 6 / 16  # odd indices 5..15
     assert probe_lib.valid_rate({"valid_rate/a": 0.5, "valid_rate/b": 0.0, "x": 9}) == 0.25
 
 

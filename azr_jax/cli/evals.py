@@ -118,7 +118,8 @@ def register(subparsers) -> None:
     ev = subparsers.add_parser("eval", help="generate with a model and score a benchmark")
     ev.add_argument("--model", required=True,
                     help="smollm2-135m, a HF directory, a .gguf file, `tiny`, or a training "
-                         "workdir WORKDIR[@STEP] (its latest or STEP checkpoint)")
+                         "workdir WORKDIR[@STEP] (its latest or STEP checkpoint; WORKDIR@0: "
+                         "the run's base model, with the run's prompts)")
     ev.add_argument("--suite", required=True, choices=(*SUITES, PAPER),
                     help="one benchmark, or `paper`: every paper benchmark whose file is in "
                          "--data-dir, with the paper's table (docs/evaluation.md)")

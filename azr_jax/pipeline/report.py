@@ -9,16 +9,27 @@ import math
 from azr_jax.errors import UserError
 from azr_jax.pipeline import workdir_fs
 from azr_jax.pipeline.metrics import read_metrics, update_rows
+from azr_jax.pipeline.probe import PROBE_NAMES
+from azr_jax.pipeline.report_passk import TITLE as PASSK_TITLE, passk_curves
 from azr_jax.pipeline.tasklog import read_solves, read_tasks
 from azr_jax.pipeline.workdir_layout import CONFIG_FILE, REPORT_FILE
 from azr_jax.selfplay import registry
 
 # (title, metric-key prefixes or exact keys) for each plot; keys missing from a run are skipped.
-# The probe's accuracies: overall, then each registered task type's (in group order).
-PROBE_ACC = ("probe/acc",) + tuple(f"probe/{t}_acc" for t in registry.ordered("group_rank"))
-# The learning curves come first (and make up `learning_svg`, the picture in docs/).
+# Each probe's accuracies: overall, then each registered task type's (in group order).
+def probe_acc(name: str) -> tuple[str, ...]:
+    return (f"probe/{name}/acc",) + tuple(f"probe/{name}/{t}_acc"
+                                         for t in registry.ordered("group_rank"))
+
+
+PROBE_ACC = tuple(k for name in PROBE_NAMES for k in probe_acc(name))  # held-out first
+# The learning curves come first (and make up `learning_svg`, the picture in docs/); the
+# held-out probe leads (the pass@k chart follows it in the report).
 LEARNING_PLOTS = (
-    ("Probe: solver greedy accuracy on held-out tasks", PROBE_ACC),
+    ("Held-out probe: solver greedy accuracy (programs unlike the seeds)",
+     probe_acc("heldout")),
+    ("Seen probe: greedy accuracy on the seed programs, new inputs (recall)",
+     probe_acc("seen")),
     ("Probe: valid-proposal rate", ("probe/valid_rate",)),
     ("Valid-proposal rate per task type", "valid_rate/"),
     ("Format-error rate per group", "format_error/"),
@@ -58,8 +69,10 @@ def _series(rows, keys):
     return out
 
 
-def svg_plot(title: str, series: dict, width=460, height=250) -> str:
-    """A small line plot as inline SVG (no plotting library needed)."""
+def svg_plot(title: str, series: dict, width=460, height=250, xlabel="step",
+             dashed=frozenset()) -> str:
+    """A small line plot as inline SVG (no plotting library needed); series named in
+    ``dashed`` are drawn dashed."""
     pad_l, pad_r, pad_t, pad_b = 52, 10, 24, 30
     xs = [x for pts in series.values() for x, _ in pts]
     ys = [y for pts in series.values() for _, y in pts]
@@ -88,14 +101,17 @@ def svg_plot(title: str, series: dict, width=460, height=250) -> str:
         parts.append(f'<text x="{px(xv):.1f}" y="{pad_t + h + 14}" text-anchor="middle" '
                      f'font-size="10">{xv:.3g}</text>')
     parts.append(f'<text x="{pad_l + w / 2}" y="{pad_t + h + 26}" text-anchor="middle" '
-                 f'font-size="10">step</text>')
+                 f'font-size="10">{html.escape(xlabel)}</text>')
     for i, (name, pts) in enumerate(sorted(series.items())):
         color = COLORS[i % len(COLORS)]
         path = " ".join(f"{px(x):.1f},{py(y):.1f}" for x, y in pts)
-        parts.append(f'<polyline fill="none" stroke="{color}" stroke-width="1.5" points="{path}"/>')
+        dash = ' stroke-dasharray="5,3"' if name in dashed else ""
+        parts.append(f'<polyline fill="none" stroke="{color}" stroke-width="1.5"{dash} '
+                     f'points="{path}"/>')
         for x, y in pts:
             parts.append(f'<circle cx="{px(x):.1f}" cy="{py(y):.1f}" r="2" fill="{color}">'
-                         f'<title>{html.escape(name)} step {x}: {y:.4g}</title></circle>')
+                         f'<title>{html.escape(name)} {html.escape(xlabel)} {x}: {y:.4g}'
+                         f'</title></circle>')
         ly = height + 12 + 16 * i - 4
         parts.append(f'<rect x="{pad_l}" y="{ly - 8}" width="10" height="3" fill="{color}"/>'
                      f'<text x="{pad_l + 14}" y="{ly}" font-size="11">{html.escape(name)}</text>')
@@ -241,6 +257,9 @@ def build_report(workdir: str, output: str | None = None) -> str:
         series = _series(rows, keys)
         if series:
             plots.append(svg_plot(title, series))
+    passk, dashed = passk_curves(rows)  # after the held-out probe's accuracy
+    if passk:
+        plots.insert(min(1, len(plots)), svg_plot(PASSK_TITLE, passk, xlabel="k", dashed=dashed))
     config = ""  # the saved config.json text, shown at the end
     cfg_path = workdir_fs.join(workdir, CONFIG_FILE)
     if workdir_fs.exists(cfg_path):

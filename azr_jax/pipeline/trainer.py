@@ -162,10 +162,10 @@ def train(cfg, workdir: str, *, rollout_fn=run_rollout) -> TrainResult:
             with timer("seeding"):
                 seed_buffers(ctx, state.params, progress=main and tcfg.progress,
                              state_path=seeding_state_path(workdir))
-        probe = probe_lib.from_config(cfg, ctx)  # None unless cfg.probe.every > 0
-        if start == 0 and probe is not None:  # every process samples; the main one logs
+        probes = probe_lib.from_config(cfg, ctx)  # () unless cfg.probe.every > 0
+        if start == 0 and probes:  # every process samples; the main one logs
             t_probe = time.perf_counter()
-            base = probe_lib.accuracy_metrics(probe, ctx, state.params)
+            base = probe_lib.start_metrics(probes, cfg, ctx, state.params)
             if main:
                 writer.write(0, {**base, "time/probe": time.perf_counter() - t_probe})
         every = max(1, tcfg.checkpoint_every)
@@ -224,7 +224,7 @@ def train(cfg, workdir: str, *, rollout_fn=run_rollout) -> TrainResult:
                 t_eval = time.perf_counter()
                 m.update(run_evals(cfg, state.params, env, progress=False))
                 m["time/eval"] = time.perf_counter() - t_eval
-            m.update(probe_lib.step_metrics(probe, cfg, ctx, state.params, m, done))
+            m.update(probe_lib.step_metrics(probes, cfg, ctx, state.params, m, done))
             logged = step % max(1, tcfg.log_every) == 0 or done == tcfg.steps
             if main:  # logs first: a kill before the checkpoint lands rolls them back
                 append_tasks(workdir, rollout.task_rows)

@@ -1,11 +1,15 @@
 """A training run's checkpoint as a model: `azr-jax eval --model WORKDIR[@STEP]`.
 
-    loaded = load_model_spec("runs/learn@40")   # or "runs/learn" (latest), or any
+    loaded = load_model_spec("runs/learn@40")   # or "runs/learn" (latest), "runs/learn@0"
+                                                # (its base model), or any
                                                 # checkpoints.load_model spec
 
 A spec whose path (before an optional ``@STEP``) is a directory holding the trainer's
 config.json is read as a workdir: its base model gives the architecture and tokenizer,
-its checkpoint the parameters. Anything else goes to ``checkpoints.load_model``.
+its checkpoint the parameters. ``WORKDIR@0`` is the base model itself (the one config.json's
+model section names, loaded as the trainer loads it; no checkpoint holds step 0), so base
+and trained models are evaluated on equal terms. Anything else goes to
+``checkpoints.load_model``.
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ import os
 
 from azr_jax.errors import UserError
 from azr_jax.pipeline import workdir_fs  # WORKDIR may be a bucket (gs://...)
+
+BASE_STEP = 0  # WORKDIR@0: the run's base model, before its first update
 
 
 def parse_workdir_spec(spec: str) -> tuple[str, int | None] | None:
@@ -34,8 +40,8 @@ def parse_workdir_spec(spec: str) -> tuple[str, int | None] | None:
 
 
 def load_workdir(workdir: str, step: int | None = None, *, progress: bool = False):
-    """The parameters of ``workdir``'s checkpoint ``step`` (default: latest) as a
-    ``LoadedModel`` in the run's parameter dtype; returns (loaded, step)."""
+    """The parameters of ``workdir``'s checkpoint ``step`` (default: latest; 0: the run's
+    base model) as a ``LoadedModel`` in the run's parameter dtype; returns (loaded, step)."""
     import jax
 
     from azr_jax.checkpoints import TrainCheckpointer
@@ -50,6 +56,8 @@ def load_workdir(workdir: str, step: int | None = None, *, progress: bool = Fals
         cfg = config_from_json(workdir_fs.read_text(workdir_fs.join(workdir, CONFIG_FILE)))
     except ValueError as e:
         raise UserError(f"{workdir}/{CONFIG_FILE} is not valid JSON ({e})") from None
+    if step == BASE_STEP:
+        return load_base(workdir, cfg), BASE_STEP
     ckpt = TrainCheckpointer(workdir_fs.join(workdir_fs.absolute(workdir), setup_lib.CHECKPOINT_DIR),
                              keep=cfg.trainer.keep)
     try:
@@ -72,6 +80,24 @@ def load_workdir(workdir: str, step: int | None = None, *, progress: bool = Fals
     # compute in float32 like checkpoints.load_model does by default
     model_cfg = model_cfg.replace(dtype=cfg.model.param_dtype, remat="none")
     return LoadedModel(config=model_cfg, params=params, tokenizer=tokenizer), int(step)
+
+
+def load_base(workdir: str, cfg):
+    """The base model of the run ``cfg`` (its config.json) describes, loaded as the trainer
+    loads it at start, in the run's parameter dtype like a checkpoint."""
+    import jax
+
+    from azr_jax.checkpoints.loaded import LoadedModel
+    from azr_jax.pipeline import setup as setup_lib
+
+    spec = cfg.model.path or cfg.model.preset
+    try:
+        model_cfg, params, tokenizer = setup_lib.load_model(cfg)
+    except (UserError, OSError, ValueError, KeyError) as e:
+        raise UserError(f"{workdir}@{BASE_STEP} is the run's base model {spec!r} (model section "
+                        f"of its config.json), which cannot be loaded: {e}") from None
+    model_cfg = model_cfg.replace(dtype=cfg.model.param_dtype, remat="none")
+    return LoadedModel(config=model_cfg, params=jax.device_get(params), tokenizer=tokenizer)
 
 
 def workdir_selfplay(spec: str):
