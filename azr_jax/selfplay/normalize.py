@@ -188,7 +188,9 @@ def program_tokens(text: str) -> tuple[str, ...]:
     """The first ``MAX_TOKENS`` Python tokens of ``text`` (layout tokens by kind); a text
     that does not tokenize falls back to whitespace-separated words."""
     out: list[str] = []
-    skip = (tokenize.ENCODING, tokenize.NL, tokenize.COMMENT, tokenize.ENDMARKER)
+    # line ends carry nothing ast.unparse's layout does not already fix
+    skip = (tokenize.ENCODING, tokenize.NL, tokenize.NEWLINE, tokenize.COMMENT,
+            tokenize.ENDMARKER)
     try:
         for tok in tokenize.generate_tokens(io.StringIO(text).readline):
             if tok.type in skip:
