@@ -57,6 +57,8 @@ RULES: dict[str, Rule] = {
     "sampling.max_new_tokens": AT_LEAST_ONE,
     "sampling.max_rows_per_call": _ge(0, " (0 = all rows at once)"),
     "sampling.decode_chunk": AT_LEAST_ONE,
+    "sampling.page_size": AT_LEAST_ONE,
+    "sampling.kv_pages": _ge(0, " (0 = sized automatically)"),
     "selfplay.batch_per_group": AT_LEAST_ONE,
     "selfplay.num_references": AT_LEAST_ONE,
     "selfplay.num_rollouts": AT_LEAST_ONE,

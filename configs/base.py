@@ -46,6 +46,11 @@ def get_config() -> ml_collections.ConfigDict:
         # row's slot taking the next prompt (continuous batching); bounds the KV cache
         max_rows_per_call=0,
         decode_chunk=4,  # decode steps between slot refills (K; BENCHMARKS.md: measured on CPU)
+        # KV cache: dense (each slot reserves prompt + max_new_tokens) | paged (a pool of
+        # kv_pages pages of page_size tokens; a row holds the pages its tokens fill; 0 = auto)
+        kv_layout="dense",
+        page_size=16,
+        kv_pages=0,
     ))
 
     # azr_jax.selfplay.SelfPlayConfig's fields with its defaults: the official trainer's

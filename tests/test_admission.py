@@ -26,6 +26,16 @@ def test_unknown_gate_is_a_user_error_naming_the_known_ones():
         admission.get("copycat")
 
 
+def test_a_workdir_from_before_the_gate_resumes_as_official():
+    from azr_jax.pipeline.config import incompatible_keys
+
+    old = load_config("tiny_cpu")
+    del old.selfplay["admission"]
+    assert incompatible_keys(old, load_config("tiny_cpu")) == []
+    novel = load_config("tiny_cpu", ["selfplay.admission=novel"])
+    assert incompatible_keys(old, novel) == [("selfplay.admission", "official", "novel")]
+
+
 def _valid(task_type, program, inp="1", refs=()):
     task = sp.Triplet(program, inp, inp)
     req = sp.ProposerRequest(task_type, (), references=tuple(refs))

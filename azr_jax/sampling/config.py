@@ -30,6 +30,9 @@ BUCKET_POLICIES: dict[str, Callable[[int], int]] = {
 }
 
 
+KV_LAYOUTS = ("dense", "paged")  # the KV cache's layouts (`SamplingConfig.kv_layout`)
+
+
 @dataclasses.dataclass(frozen=True)
 class SamplingConfig:
     """How to sample. `temperature == 0` means greedy (argmax).
@@ -53,6 +56,12 @@ class SamplingConfig:
     # a finished row's slot takes the next waiting prompt. 0 = all rows in one static batch.
     max_rows_per_call: int = 0
     decode_chunk: int = 4  # decode steps between refills (K; measured: BENCHMARKS.md "Continuous batching")
+    # KV cache layout: "dense" (every slot reserves prompt + max_new_tokens) or "paged" (a pool
+    # of kv_pages pages of page_size tokens, a row holding only the pages its tokens fill;
+    # `sampling.paged`). kv_pages = 0: sized so every slot fits its longest row (`auto_kv_pages`).
+    kv_layout: str = "dense"
+    page_size: int = 16
+    kv_pages: int = 0
 
     def __post_init__(self):
         check_fields("sampling", self)  # the config keys' ranges: azr_jax/config_rules.py
@@ -61,6 +70,8 @@ class SamplingConfig:
         if self.prompt_bucket not in BUCKET_POLICIES:
             raise UserError(f"unknown prompt_bucket {self.prompt_bucket!r}; "
                             f"expected one of {sorted(BUCKET_POLICIES)}")
+        if self.kv_layout not in KV_LAYOUTS:
+            raise UserError(f"unknown kv_layout {self.kv_layout!r}; expected one of {KV_LAYOUTS}")
         object.__setattr__(self, "stop_token_ids", tuple(int(t) for t in self.stop_token_ids))
 
     def replace(self, **changes) -> "SamplingConfig":

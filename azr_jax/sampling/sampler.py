@@ -28,7 +28,7 @@ import numpy as np
 
 from azr_jax.errors import UserError
 from azr_jax.models import ModelConfig
-from azr_jax.sampling import continuous
+from azr_jax.sampling import continuous, paged
 from azr_jax.sampling.config import SamplingConfig, padded_batch_size
 from azr_jax.sampling.rows import decode_loop, first_tokens, picker, prefill
 from azr_jax.sampling.weight_layout import cpu_layout
@@ -43,6 +43,7 @@ class SampleOutput:
     logprobs: np.ndarray  # [R, max_new] f32 policy log-probs (0 after the stop token)
     lengths: np.ndarray  # [R] int32 generated tokens per row, including the stop token
     prompt_index: np.ndarray  # [R] int32 which prompt each row continues
+    stats: Optional[dict] = None  # the paged engine's pool figures (`sampling.paged`)
 
     def row_tokens(self, r: int) -> list[int]:
         return self.tokens[r, : self.lengths[r]].tolist()
@@ -197,6 +198,14 @@ def sample(params, cfg: ModelConfig, prompts: Sequence[Sequence[int]], key,
     pick = picker(as_key(key), sampling)
     slots = -(-sampling.max_rows_per_call // multiple) * multiple
     with ctx:
+        if sampling.kv_layout == "paged":
+            out = paged.generate(
+                prepared.params, dict(prepared.params, **(prepared.decode_overrides or {})), cfg,
+                prompts, prompt_index_r, budget_r, sampling, pick=pick, place=place, fetch=_fetch,
+                num_slots=slots if 0 < slots < rows else padded_batch_size(rows, multiple),
+                batch_multiple=multiple, per_layer=prepared.decode_overrides is not None,
+                rules=rules, progress=progress)
+            return SampleOutput(*out[:3], prompt_index=prompt_index_r, stats=out[3])
         if 0 < slots < rows:
             tokens_rn, logprobs_rn, lengths_r = continuous.generate(
                 prepared.params, dict(prepared.params, **(prepared.decode_overrides or {})), cfg,

@@ -1,0 +1,146 @@
+"""The paged engine's device programs: prefill prompts into pages, copy pages, and a chunk of
+decode steps over the page pool (`sampling.paged` drives them from the host).
+
+A decode step is the model's layer math (`models.layers`: norms, projections, MLP, as
+`layers.decoder_layer` composes them) with the attention core over pages
+(`models.paged_attention`): each row writes its token at its own position (page
+table[pos // S], offset pos % S; no shared write index) and attends to its first pos + 1
+slots. Rows that are not live write into NULL_PAGE. Draws use the rows' own streams
+(`rows.Picker`), so tokens equal the dense path's whatever the slot, page or batch.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from azr_jax.models import ModelConfig, embed_tokens
+from azr_jax.models.layers import layer_windows, mlp, norm, project_out, project_qkv
+from azr_jax.models.paged_attention import paged_attention
+from azr_jax.models.paged_cache import (NULL_PAGE, PagedKV, copy_pages, init_pool, write_prompts,
+                                        write_token)
+from azr_jax.sampling.decode import logits_from_hidden
+from azr_jax.sampling.processors import policy_logprob
+from azr_jax.sampling.rows import Picker, Rows, prefill
+
+
+def _layer_params(layers, i):
+    if isinstance(layers, (tuple, list)):
+        return layers[i]
+    return jax.tree.map(lambda w: jax.lax.dynamic_index_in_dim(w, i, 0, keepdims=False), layers)
+
+
+def paged_step(params, cfg: ModelConfig, tok_b, pos_b, live_b, pool: PagedKV, table_bp, impl: str):
+    """Feed one token per row at position pos_b. Returns (hidden_bd after the final norm,
+    the pool with every live row's token written)."""
+    s = pool.page_size
+    x_b1d = embed_tokens(params["embedding"], tok_b[:, None], cfg)
+    page_idx_b = jnp.minimum(pos_b // s, table_bp.shape[1] - 1)
+    page_b = jnp.where(live_b, jnp.take_along_axis(table_bp, page_idx_b[:, None], 1)[:, 0],
+                       NULL_PAGE)
+    offset_b = pos_b % s
+    lengths_b = jnp.where(live_b, jnp.minimum(pos_b + 1, table_bp.shape[1] * s), 1)
+    windows_l = layer_windows(cfg)
+
+    def layer(i, carry):
+        x_b1d, keys, values = carry
+        p = _layer_params(params["layers"], i)
+        q_b1nh, k_b1kh, v_b1kh = project_qkv(p["attn"], norm(p["attn_norm"], x_b1d, cfg),
+                                             pos_b[:, None], cfg)
+        keys, k_kpsh = write_token(keys, i, k_b1kh[:, 0], page_b, offset_b)
+        values, v_kpsh = write_token(values, i, v_b1kh[:, 0], page_b, offset_b)
+        window = None if windows_l is None else windows_l[i]
+        o_bnh = paged_attention(q_b1nh[:, 0], k_kpsh, v_kpsh, table_bp, lengths_b, cfg, impl,
+                                window=window, interpret=jax.default_backend() == "cpu")
+        h_b1d = project_out(p["attn"], o_bnh[:, None], cfg)
+        # the residual structure of layers.decoder_layer
+        if cfg.post_norms:
+            h_b1d = norm(p["attn_post_norm"], h_b1d, cfg)
+        x_b1d = x_b1d + h_b1d
+        h_b1d = mlp(p["mlp"], norm(p["mlp_norm"], x_b1d, cfg), cfg)
+        if cfg.post_norms:
+            h_b1d = norm(p["mlp_post_norm"], h_b1d, cfg)
+        x_b1d = nn.with_logical_constraint(x_b1d + h_b1d, ("batch", "length", "act_embed"))
+        return x_b1d, keys, values
+
+    carry = (x_b1d, pool.keys, pool.values)
+    if isinstance(params["layers"], (tuple, list)):  # per-layer weights: unrolled
+        for i in range(cfg.num_layers):
+            carry = layer(i, carry)
+    else:
+        carry = jax.lax.fori_loop(0, cfg.num_layers, layer, carry)
+    x_b1d, keys, values = carry
+    return norm(params["final_norm"], x_b1d, cfg)[:, 0], PagedKV(keys=keys, values=values)
+
+
+def _advance(decode_params, cfg, pick: Picker, rows: Rows, pool, table_bp, impl):
+    """`rows.advance` over pages: one step for every row; rows already done get the pad
+    token and 0 log-prob and do not count."""
+    live_b = ~rows.done_b
+    h_bd, pool = paged_step(decode_params, cfg, rows.tok_b, rows.pos_b, live_b, pool, table_bp,
+                            impl)
+    logits_bv = logits_from_hidden(decode_params, cfg, h_bd)
+    new_b = pick.choose(logits_bv, rows.row_b, rows.count_b)
+    lp_b = jnp.where(live_b, policy_logprob(logits_bv, new_b), 0.0)
+    new_b = jnp.where(live_b, new_b, pick.pad_id)
+    count_b = rows.count_b + live_b.astype(jnp.int32)
+    done_b = rows.done_b | pick.is_stop(new_b) | (count_b >= rows.budget_b)
+    rows = rows.replace(tok_b=new_b, pos_b=rows.pos_b + 1, count_b=count_b, done_b=done_b)
+    return rows, pool, new_b, lp_b
+
+
+@functools.partial(jax.jit, static_argnames=("cfg", "steps", "impl", "rules"),
+                   donate_argnames=("pool",))
+def decode_chunk(decode_params, pick: Picker, rows: Rows, pool: PagedKV, table_bp, *, cfg,
+                 steps: int, impl: str, rules):
+    """Up to `steps` decode steps of every slot (exits early once all are done). Returns
+    (rows, pool, tokens [b, steps], log-probs [b, steps], steps run)."""
+    with nn.logical_axis_rules(rules):
+        b = rows.tok_b.shape[0]
+
+        def cond(carry):
+            return (carry[0] < steps) & ~jnp.all(carry[1].done_b)
+
+        def body(carry):
+            j, rows, pool, toks_bk, lps_bk = carry
+            rows, pool, tok_b, lp_b = _advance(decode_params, cfg, pick, rows, pool, table_bp,
+                                               impl)
+            toks_bk = jax.lax.dynamic_update_slice_in_dim(toks_bk, tok_b[:, None], j, 1)
+            lps_bk = jax.lax.dynamic_update_slice_in_dim(lps_bk, lp_b[:, None], j, 1)
+            return j + 1, rows, pool, toks_bk, lps_bk
+
+        init = (jnp.int32(0), rows, pool, jnp.full((b, steps), pick.pad_id, jnp.int32),
+                jnp.zeros((b, steps), jnp.float32))
+        j, rows, pool, toks_bk, lps_bk = jax.lax.while_loop(cond, body, init)
+        return rows, pool, toks_bk, lps_bk, j
+
+
+@functools.partial(jax.jit, static_argnames=("cfg", "rules"), donate_argnames=("pool",))
+def prefill_into_pages(params, pick: Picker, pool: PagedKV, prompt_mt, valid_mt, page_mt,
+                       offset_mt, row_mn, *, cfg, rules):
+    """Prefill m left-padded prompts, store their tokens' keys and values at (page_mt,
+    offset_mt), and draw token 0 of each prompt's n rows (row ids row_mn) from the prompt's
+    last hidden state. Returns (pool, tokens [m, n], log-probs [m, n])."""
+    with nn.logical_axis_rules(rules):
+        h_md, cache = prefill(params, cfg, prompt_mt, valid_mt, per_layer=False,
+                              num_slots=prompt_mt.shape[1])
+        k_lmkth, v_lmkth = (jnp.swapaxes(x, 0, 1) for x in (cache.keys, cache.values))
+        pool = write_prompts(pool, k_lmkth, v_lmkth, page_mt, offset_mt)
+        m, n = row_mn.shape
+        logits_xv = jnp.repeat(logits_from_hidden(params, cfg, h_md), n, axis=0)
+        row_x = row_mn.reshape(-1)
+        tok_x = pick.choose(logits_xv, row_x, jnp.zeros_like(row_x))
+        return pool, tok_x.reshape(m, n), policy_logprob(logits_xv, tok_x).reshape(m, n)
+
+
+@functools.partial(jax.jit, donate_argnames=("pool",))
+def copy_pool_pages(pool: PagedKV, src_c, dst_c) -> PagedKV:
+    return copy_pages(pool, src_c, dst_c)
+
+
+@functools.partial(jax.jit, static_argnames=("cfg", "num_pages", "page_size", "per_layer"))
+def new_pool(*, cfg, num_pages: int, page_size: int, per_layer: bool) -> PagedKV:
+    return init_pool(cfg, num_pages, page_size, per_layer)
