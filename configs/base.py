@@ -46,6 +46,9 @@ def get_config() -> ml_collections.ConfigDict:
         # row's slot taking the next prompt (continuous batching); bounds the KV cache
         max_rows_per_call=0,
         decode_chunk=4,  # decode steps between slot refills (K; BENCHMARKS.md: measured on CPU)
+        # prefill each distinct prompt once, its samples (and repeats) copying its KV cache;
+        # False: one prefill per row (for benchmarks). Same tokens either way.
+        share_prefixes=True,
         # KV cache: dense (each slot reserves prompt + max_new_tokens) | paged (a pool of
         # kv_pages pages of page_size tokens; a row holds the pages its tokens fill; 0 = auto)
         kv_layout="dense",

@@ -56,6 +56,9 @@ class SamplingConfig:
     # a finished row's slot takes the next waiting prompt. 0 = all rows in one static batch.
     max_rows_per_call: int = 0
     decode_chunk: int = 4  # decode steps between refills (K; measured: BENCHMARKS.md "Continuous batching")
+    # Prefill each distinct prompt once and copy its KV to the rows that continue it (the
+    # num_samples samples, repeated prompts; `sampling.prefix`). False: one prefill per row.
+    share_prefixes: bool = True
     # KV cache layout: "dense" (every slot reserves prompt + max_new_tokens) or "paged" (a pool
     # of kv_pages pages of page_size tokens, a row holding only the pages its tokens fill;
     # `sampling.paged`). kv_pages = 0: sized so every slot fits its longest row (`auto_kv_pages`).
@@ -70,6 +73,8 @@ class SamplingConfig:
         if self.prompt_bucket not in BUCKET_POLICIES:
             raise UserError(f"unknown prompt_bucket {self.prompt_bucket!r}; "
                             f"expected one of {sorted(BUCKET_POLICIES)}")
+        if not isinstance(self.share_prefixes, bool):
+            raise UserError(f"share_prefixes must be true or false, got {self.share_prefixes!r}")
         if self.kv_layout not in KV_LAYOUTS:
             raise UserError(f"unknown kv_layout {self.kv_layout!r}; expected one of {KV_LAYOUTS}")
         object.__setattr__(self, "stop_token_ids", tuple(int(t) for t in self.stop_token_ids))

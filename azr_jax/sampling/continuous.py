@@ -5,8 +5,9 @@ other slots keep decoding.
 Fixed shapes only (TPU): the host loops over three jitted programs,
 - `_chunk`: up to K decode steps of every slot (a `while_loop` that exits early once every
   slot is done), returning the K new tokens of each slot;
-- `_insert`: prefill m waiting prompts (m bucketed to a power of two) and write them into
-  finished slots (`slots.insert`);
+- `_insert`: prefill m waiting prompts (m bucketed to a power of two; with shared prefixes
+  each distinct prompt among them once, `sampling.prefix`) and write them into finished
+  slots (`slots.insert`);
 - `_compact`: shift the cache towards slot 0 when the write index nears its end.
 
 All slots share one cache write index (the model's `decode_step` writes one slot for every
@@ -29,18 +30,26 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from azr_jax.sampling import slots
+from azr_jax.sampling import prefix, slots
 from azr_jax.sampling.config import SamplingConfig, pow2_at_least, slot_cache_len
 from azr_jax.sampling.rows import Rows, decode_loop, first_tokens, prefill
 
 _STATIC = ("cfg", "num_slots", "per_layer", "rules")
 
 
-def _prefill_rows(params, cfg, pick, prompt_mt, valid_mt, row_m, budget_m, active_m, index,
-                  num_slots, per_layer):
-    """Prompts prefilled so that they end right before cache slot `index`."""
-    h_md, cache = prefill(params, cfg, prompt_mt, valid_mt, per_layer=per_layer,
-                          num_slots=num_slots, index=index - prompt_mt.shape[1])
+def _prefill_rows(params, cfg, pick, prompt_pt, valid_pt, source_m, row_m, budget_m, active_m,
+                  index, num_slots, per_layer):
+    """Prompts prefilled so that they end right before cache slot `index`: row i continues
+    prompt i, or prompt source_m[i] (each distinct prompt prefilled once: `sampling.prefix`)."""
+    start = index - prompt_pt.shape[1]
+    if source_m is None:
+        h_md, cache = prefill(params, cfg, prompt_pt, valid_pt, per_layer=per_layer,
+                              num_slots=num_slots, index=start)
+        valid_mt = valid_pt
+    else:
+        h_md, cache, valid_mt = prefix.prefill_rows(params, cfg, prompt_pt, valid_pt, source_m,
+                                                    per_layer=per_layer, num_slots=num_slots,
+                                                    index=start)
     rows, tok_m, lp_m = first_tokens(params, cfg, pick, h_md, valid_mt, row_m, budget_m, active_m)
     return rows, cache, tok_m, lp_m
 
@@ -57,21 +66,21 @@ def _cache_axes(params, cfg, batch, prompt_len, num_slots, per_layer):
 
 
 @functools.partial(jax.jit, static_argnames=_STATIC)
-def _start(params, pick, prompt_bt, valid_bt, row_b, budget_b, active_b, index, *, cfg,
-           num_slots, per_layer, rules):
+def _start(params, pick, prompt_pt, valid_pt, source_b, row_b, budget_b, active_b, index, *,
+           cfg, num_slots, per_layer, rules):
     with nn.logical_axis_rules(rules):
-        return _prefill_rows(params, cfg, pick, prompt_bt, valid_bt, row_b, budget_b, active_b,
-                             index, num_slots, per_layer)
+        return _prefill_rows(params, cfg, pick, prompt_pt, valid_pt, source_b, row_b, budget_b,
+                             active_b, index, num_slots, per_layer)
 
 
 @functools.partial(jax.jit, static_argnames=_STATIC, donate_argnames=("rows", "cache"))
-def _insert(params, pick, rows, cache, prompt_mt, valid_mt, slot_m, row_m, budget_m, active_m,
-            index, *, cfg, num_slots, per_layer, rules):
+def _insert(params, pick, rows, cache, prompt_pt, valid_pt, source_m, slot_m, row_m, budget_m,
+            active_m, index, *, cfg, num_slots, per_layer, rules):
     with nn.logical_axis_rules(rules):
         new_rows, new_cache, tok_m, lp_m = _prefill_rows(
-            params, cfg, pick, prompt_mt, valid_mt, row_m, budget_m, active_m, index, num_slots,
-            per_layer)
-        batch_axes, _ = _cache_axes(params, cfg, prompt_mt.shape[0], prompt_mt.shape[1],
+            params, cfg, pick, prompt_pt, valid_pt, source_m, row_m, budget_m, active_m, index,
+            num_slots, per_layer)
+        batch_axes, _ = _cache_axes(params, cfg, row_m.shape[0], prompt_pt.shape[1],
                                     num_slots, per_layer)
         cache = slots.insert(cache, new_cache, slot_m, batch_axes)
         rows = slots.insert(rows, new_rows, slot_m, jax.tree.map(lambda _: 0, rows))
@@ -123,19 +132,22 @@ class _Host:
         self.done = done_b.copy()
 
 
-def generate(params, decode_params, cfg, prompt_rows, budgets, sampling: SamplingConfig, *,
-             pick, place, fetch, num_slots: int, batch_multiple: int, per_layer: bool, rules,
+def generate(params, decode_params, cfg, prompts, prompt_r, budgets, sampling: SamplingConfig,
+             *, pick, place, fetch, num_slots: int, batch_multiple: int, per_layer: bool, rules,
              progress=None):
-    """Rows (token lists, one per row; row r draws with stream r) through `num_slots` slots.
+    """Rows through `num_slots` slots: row r continues prompts[prompt_r[r]] (token lists) and
+    draws with stream r. With `sampling.share_prefixes`, an insert prefills each distinct
+    prompt index among its rows once (pass distinct prompts: `prefix.distinct_prompts`).
 
     `place` puts a host array on the devices split over its leading axis; `fetch` brings
     device arrays back; `progress(n)`, if given, hears of n more finished rows after each
     chunk. Returns (tokens [R, max_new], logprobs [R, max_new], lengths [R])."""
     max_new, chunk, pad = sampling.max_new_tokens, sampling.decode_chunk, sampling.pad_token_id
-    plen = sampling.padded_prompt_length(max(len(p) for p in prompt_rows))
+    plen = sampling.padded_prompt_length(max(len(p) for p in prompts))
     cache_len = slot_cache_len(plen, max_new, chunk)
-    host = _Host(len(prompt_rows), num_slots, max_new, pad)
-    waiting = collections.deque(range(len(prompt_rows)))
+    num_rows = len(prompt_r)
+    host = _Host(num_rows, num_slots, max_new, pad)
+    waiting = collections.deque(range(num_rows))
     index = plen  # the cache's write index, tracked on the host
     reported = 0  # finished rows told to `progress`
     static = dict(cfg=cfg, num_slots=cache_len, per_layer=per_layer, rules=rules)
@@ -143,11 +155,15 @@ def generate(params, decode_params, cfg, prompt_rows, budgets, sampling: Samplin
     def batch_of(slot_list, m):
         """m rows (the first len(slot_list) real) packed for a prefill into `slot_list`."""
         take = [waiting.popleft() for _ in slot_list]
-        prompt_mt = np.full((m, plen), pad, np.int32)
-        valid_mt = np.zeros((m, plen), bool)
-        for i, r in enumerate(take):
-            p = prompt_rows[r]
-            prompt_mt[i, plen - len(p):], valid_mt[i, plen - len(p):] = p, True
+        batch, source_m, sources = m, None, prompt_r[take]
+        if sampling.share_prefixes:
+            unique, local = np.unique(sources, return_inverse=True)
+            d = prefix.shared_batch(len(unique), m, batch_multiple)
+            if d is not None:  # prefill the distinct prompts only
+                batch, sources = d, unique
+                source_m = np.zeros(m, np.int32)  # padding rows: prompt 0, inactive
+                source_m[: len(take)] = local
+        prompt_pt, valid_pt = prefix.pack([prompts[i] for i in sources], batch, plen, pad)
         row_m = np.zeros(m, np.int32)
         row_m[: len(take)] = take
         budget_m = np.ones(m, np.int32)
@@ -155,12 +171,13 @@ def generate(params, decode_params, cfg, prompt_rows, budgets, sampling: Samplin
         active_m = np.arange(m) < len(take)
         slot_m = np.full(m, num_slots, np.int32)  # out of range: dropped by the insert
         slot_m[: len(take)] = slot_list
-        arrays = [place(x) for x in (prompt_mt, valid_mt, slot_m, row_m, budget_m, active_m)]
+        arrays = [None if x is None else place(x)
+                  for x in (prompt_pt, valid_pt, source_m, slot_m, row_m, budget_m, active_m)]
         return take, slot_m[: len(take)], arrays
 
-    take, slot_m, (prompt, valid, _, row, budget, active) = batch_of(
+    take, slot_m, (prompt, valid, source, _, row, budget, active) = batch_of(
         list(range(min(num_slots, len(waiting)))), num_slots)
-    rows, cache, tok, lp = _start(params, pick, prompt, valid, row, budget, active,
+    rows, cache, tok, lp = _start(params, pick, prompt, valid, source, row, budget, active,
                                   jnp.int32(index), **static)
     tok, lp, done = fetch((tok, lp, rows.done_b))
     host.record_first(slot_m, take, tok, lp, done, index - plen)
@@ -186,7 +203,7 @@ def generate(params, decode_params, cfg, prompt_rows, budgets, sampling: Samplin
         toks, lps, count, done, steps = fetch((toks, lps, rows.count_b, rows.done_b, steps))
         host.record_chunk(toks, lps, count, done)
         index += int(steps)
-        finished = len(prompt_rows) - len(waiting) - int((~host.done).sum())
+        finished = num_rows - len(waiting) - int((~host.done).sum())
         if progress is not None and finished > reported:
             progress(finished - reported)
             reported = finished

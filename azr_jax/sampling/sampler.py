@@ -28,7 +28,7 @@ import numpy as np
 
 from azr_jax.errors import UserError
 from azr_jax.models import ModelConfig
-from azr_jax.sampling import continuous, paged
+from azr_jax.sampling import continuous, paged, prefix
 from azr_jax.sampling.config import SamplingConfig, padded_batch_size
 from azr_jax.sampling.rows import decode_loop, first_tokens, picker, prefill
 from azr_jax.sampling.weight_layout import cpu_layout
@@ -57,19 +57,27 @@ def _per_layer_decode() -> bool:
 
 
 @functools.partial(jax.jit, static_argnames=("cfg", "max_new", "rules"))
-def _generate(params, decode_overrides, pick, prompt_bt, valid_bt, active_b, budget_b, *,
-              cfg, max_new, rules):
+def _generate(params, decode_overrides, pick, prompt_pt, valid_pt, source_b, active_b, budget_b,
+              *, cfg, max_new, rules):
     with nn.logical_axis_rules(rules):
-        return _generate_body(params, decode_overrides, pick, prompt_bt, valid_bt, active_b,
-                              budget_b, cfg, max_new)
+        return _generate_body(params, decode_overrides, pick, prompt_pt, valid_pt, source_b,
+                              active_b, budget_b, cfg, max_new)
 
 
-def _generate_body(params, decode_overrides, pick, prompt_bt, valid_bt, active_b, budget_b,
-                   cfg, max_new):
-    b, p = prompt_bt.shape
+def _generate_body(params, decode_overrides, pick, prompt_pt, valid_pt, source_b, active_b,
+                   budget_b, cfg, max_new):
+    """Rows b continue prompts p: row i the prompt source_b[i] (shared prefixes,
+    `sampling.prefix`), or row i the prompt i when source_b is None."""
+    b, p = active_b.shape[0], prompt_pt.shape[1]
     decode_params = dict(params, **(decode_overrides or {}))
-    h_bd, cache = prefill(params, cfg, prompt_bt, valid_bt, per_layer=decode_overrides is not None,
-                          num_slots=p, extra_slots=max_new)  # prefill needs the prompt's slots only
+    per_layer = decode_overrides is not None
+    if source_b is None:  # prefill needs the prompt's slots only
+        h_bd, cache = prefill(params, cfg, prompt_pt, valid_pt, per_layer=per_layer,
+                              num_slots=p, extra_slots=max_new)
+        valid_bt = valid_pt
+    else:
+        h_bd, cache, valid_bt = prefix.prefill_rows(params, cfg, prompt_pt, valid_pt, source_b,
+                                                    per_layer=per_layer, num_slots=p + max_new)
     rows, tok_b, lp_b = first_tokens(params, cfg, pick, h_bd, valid_bt, jnp.arange(b, dtype=jnp.int32),
                                      budget_b, active_b)
     tokens_bn = jnp.full((b, max_new), pick.pad_id, jnp.int32).at[:, 0].set(tok_b)
@@ -101,19 +109,29 @@ def pack_prompts(prompts, sampling: SamplingConfig, batch_multiple: int = 1, pad
 
     Returns (tokens_bt int32, valid_bt bool, active_b bool, prompt_index_r int32). Padding
     rows copy row 0 (harmless numerics) and are inactive."""
-    n = sampling.num_samples
-    prompt_index_r = np.repeat(np.arange(len(prompts), dtype=np.int32), n)
+    prompt_index_r = np.repeat(np.arange(len(prompts), dtype=np.int32), sampling.num_samples)
     rows = len(prompt_index_r)
     b = padded_batch_size(rows, batch_multiple)
     p = sampling.padded_prompt_length(max(len(q) for q in prompts))
-    tokens_bt = np.full((b, p), pad_id, np.int32)
-    valid_bt = np.zeros((b, p), bool)
-    for r in range(b):
-        prompt = prompts[prompt_index_r[r] if r < rows else 0]
-        tokens_bt[r, p - len(prompt):] = prompt
-        valid_bt[r, p - len(prompt):] = True
-    active_b = np.arange(b) < rows
-    return tokens_bt, valid_bt, active_b, prompt_index_r
+    tokens_bt, valid_bt = prefix.pack([prompts[i] for i in prompt_index_r], b, p, pad_id)
+    return tokens_bt, valid_bt, np.arange(b) < rows, prompt_index_r
+
+
+def _static_batch(prompts, sampling: SamplingConfig, batch_multiple: int):
+    """The static batch's prompt arrays: (tokens_pt, valid_pt, source_b, active_b). With
+    `share_prefixes` and repeated prompts, the p rows are the distinct prompts and row i
+    continues prompt source_b[i]; otherwise one prompt per row and source_b is None."""
+    pad = sampling.pad_token_id
+    tokens_bt, valid_bt, active_b, prompt_index_r = pack_prompts(prompts, sampling,
+                                                                 batch_multiple, pad)
+    if sampling.share_prefixes:
+        unique, source_p = prefix.distinct_prompts(prompts)
+        d = prefix.shared_batch(len(unique), len(active_b), batch_multiple)
+        if d is not None:
+            source_b = np.zeros(len(active_b), np.int32)  # padding rows: prompt 0, inactive
+            source_b[: len(prompt_index_r)] = source_p[prompt_index_r]
+            return (*prefix.pack(unique, d, tokens_bt.shape[1], pad), source_b, active_b)
+    return tokens_bt, valid_bt, None, active_b
 
 
 def _fetch(arrays: tuple) -> tuple:
@@ -207,18 +225,20 @@ def sample(params, cfg: ModelConfig, prompts: Sequence[Sequence[int]], key,
                 rules=rules, progress=progress)
             return SampleOutput(*out[:3], prompt_index=prompt_index_r, stats=out[3])
         if 0 < slots < rows:
+            unique, source_p = (prefix.distinct_prompts(prompts) if sampling.share_prefixes
+                                else (prompts, np.arange(len(prompts))))
             tokens_rn, logprobs_rn, lengths_r = continuous.generate(
                 prepared.params, dict(prepared.params, **(prepared.decode_overrides or {})), cfg,
-                [prompts[i] for i in prompt_index_r], budget_r, sampling, pick=pick, place=place,
+                unique, source_p[prompt_index_r], budget_r, sampling, pick=pick, place=place,
                 fetch=_fetch, num_slots=slots, batch_multiple=multiple,
                 per_layer=prepared.decode_overrides is not None, rules=rules, progress=progress)
             return SampleOutput(tokens=tokens_rn, logprobs=logprobs_rn, lengths=lengths_r,
                                 prompt_index=prompt_index_r)
-        tokens_bt, valid_bt, active_b, _ = pack_prompts(prompts, sampling, multiple,
-                                                        sampling.pad_token_id)
+        prompt_pt, valid_pt, source_b, active_b = _static_batch(prompts, sampling, multiple)
         budget_b = np.ones(len(active_b), np.int32)
         budget_b[:rows] = budget_r
-        inputs = tuple(place(x) for x in (tokens_bt, valid_bt, active_b, budget_b))
+        inputs = tuple(None if x is None else place(x)
+                       for x in (prompt_pt, valid_pt, source_b, active_b, budget_b))
         out = _generate(prepared.params, prepared.decode_overrides, pick, *inputs, cfg=cfg,
                         max_new=sampling.max_new_tokens, rules=rules)
     tokens_bn, logprobs_bn, lengths_b = _fetch(tuple(out))
