@@ -3,6 +3,7 @@ check, the gate's verdicts, and one scripted training step on tiny_cpu (real san
 buffers, metrics.jsonl) under "novel" and under "official"."""
 
 import dataclasses
+import html
 import json
 import os
 
@@ -174,6 +175,13 @@ def test_novel_gate_in_a_training_step(tmp_path, monkeypatch):
         assert row[f"diversity/answer_entropy/{t}"] == pytest.approx(0.6931, abs=1e-4)
     with open(os.path.join(workdir, "tasks.jsonl")) as f:
         assert sum(json.loads(line)["error"] == "copy" for line in f) == 3
+    # one report chart per diversity metric
+    from azr_jax.pipeline.report import PLOTS, build_report
+    charts = [title for title, keys in PLOTS if str(keys).startswith("diversity/")]
+    assert len(charts) == 6
+    with open(build_report(workdir)) as f:
+        page = f.read()
+    assert all(html.escape(title) in page for title in charts)
 
 
 def test_official_gate_admits_both(tmp_path, monkeypatch):
