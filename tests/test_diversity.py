@@ -71,6 +71,15 @@ def test_scopes_resolve_to_the_binding_they_read():
     # a shadowed builtin is a local; an unshadowed one is not
     assert normalize_program("def f(list):\n    return len(list)") == \
         "def v0(v1):\n    return len(v1)"
+    # names bound by `except ... as` and `case` patterns are locals too
+    match = ("def f(p):\n    match p:\n        case [x, *rest]:\n            return x\n"
+             "        case {'k': v, **more}:\n            return v\n"
+             "    try:\n        return 1\n    except ValueError as e:\n        return e")
+    other = ("def g(w):\n    match w:\n        case [h, *t]:\n            return h\n"
+             "        case {'k': u, **o}:\n            return u\n"
+             "    try:\n        return 1\n    except ValueError as err:\n        return err")
+    assert normalize_program(match) == normalize_program(other)
+    assert "ValueError" in normalize_program(match)
     # recursion calls the renamed entry
     assert normalize_program("def f(n):\n    return n and f(n - 1)") == \
         "def v0(v1):\n    return v1 and v0(v1 - 1)"

@@ -48,8 +48,10 @@ def _bound(scope: ast.AST) -> frozenset[str]:
             names.add(node.id)
         elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
             names.add(node.name)
-        elif isinstance(node, ast.ExceptHandler) and node.name:
+        elif isinstance(node, (ast.ExceptHandler, ast.MatchAs, ast.MatchStar)) and node.name:
             names.add(node.name)
+        elif isinstance(node, ast.MatchMapping) and node.rest:
+            names.add(node.rest)
         elif isinstance(node, (ast.Global, ast.Nonlocal)):
             outer.update(node.names)
     return frozenset(names - outer)
@@ -142,10 +144,15 @@ class _Renamer(ast.NodeTransformer):
         node.names = [self._rename(n, skip_innermost=True) for n in node.names]
         return node
 
-    def visit_ExceptHandler(self, node):
-        if node.name:
-            node.name = self._rename(node.name)
+    def _named(self, node, field="name"):  # a binding held as text (except ... as, case)
+        if getattr(node, field):
+            setattr(node, field, self._rename(getattr(node, field)))
         return self.generic_visit(node)
+
+    visit_ExceptHandler = visit_MatchAs = visit_MatchStar = _named
+
+    def visit_MatchMapping(self, node):
+        return self._named(node, "rest")
 
 
 def _entry_name(tree: ast.Module) -> str:
