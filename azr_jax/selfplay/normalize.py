@@ -8,6 +8,7 @@ Python tokens. Both are cached (buffers hold many repeats of one program).
 from __future__ import annotations
 
 import ast
+import collections
 import functools
 import io
 import tokenize
@@ -248,20 +249,33 @@ def program_distance(a: str | None, b: str | None) -> float:
     return edit_distance(ta, tb) / longer if longer else 0.0
 
 
+@functools.lru_cache(maxsize=1 << 15)
+def _token_counts(text: str) -> collections.Counter:
+    return collections.Counter(program_tokens(text))
+
+
+def _lower_bound(a: str, b: str) -> float:
+    """A bound below ``program_distance(a, b)``: an alignment matches at most the tokens
+    the two have in common, and every other token of the longer one costs an edit."""
+    ca, cb = _token_counts(a), _token_counts(b)
+    longer = max(sum(ca.values()), sum(cb.values()))
+    if not longer:
+        return 0.0
+    common = sum(min(n, cb[tok]) for tok, n in ca.items() if tok in cb)
+    return (longer - common) / longer
+
+
 def nearest_distance(program: str | None, others: Iterable[str]) -> float:
     """Distance from ``program`` to the nearest of ``others`` (normalized programs; 1.0
-    when there are none). Candidates go in order of their length bound, so most are
-    never compared in full."""
+    when there are none). Candidates go in order of a cheap lower bound (shared tokens),
+    so most are never compared in full."""
     others = set(others)
     if program in others:
         return 0.0
     if program is None or not others:
         return 1.0
-    n = len(program_tokens(program))
-    bounds = sorted((abs(n - m) / max(n, m, 1), o)
-                    for o in others for m in (len(program_tokens(o)),))
     best = 1.0
-    for bound, other in bounds:
+    for bound, other in sorted((_lower_bound(program, o), o) for o in others):
         if bound >= best:
             break
         best = min(best, program_distance(program, other))
