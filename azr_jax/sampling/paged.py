@@ -24,7 +24,8 @@ into pages, a page copy, and a chunk of up to `decode_chunk` decode steps of eve
   finishes; a row never reads a page it does not hold (wrong tokens are impossible).
 
 `stats` (returned with the outputs) says what the pool held: peak live rows and pages, the
-pool's size, preemptions, prompts prefilled, pages shared by reference and pages copied.
+pool's size, preemptions, prompts prefilled, page references shared with an earlier row of the
+same prompt (pages not stored twice) and partial pages copied.
 """
 
 from __future__ import annotations
@@ -62,6 +63,7 @@ def pages_needed(prompt_len: int, budget: int, page_size: int) -> int:
 class _Entry:
     full: list  # the prompt's full pages (each row adds a reference)
     partial: Optional[int]  # the master copy of its last, partial page (None: no such page)
+    seated: int = 0  # rows given its pages so far
 
     def pages(self) -> list:
         return self.full + ([] if self.partial is None else [self.partial])
@@ -192,7 +194,9 @@ class _Engine:
             src = int(self.source[r])
             entry = self.entries[src]
             self.alloc.share(entry.full)
-            self.stats["shared_page_refs"] += len(entry.full)
+            if entry.seated:  # a second row on the same prompt pages: pages not stored again
+                self.stats["shared_page_refs"] += len(entry.full)
+            entry.seated += 1
             if entry.partial is not None:
                 copies.append((entry.partial, self.slot_pages[s][0]))
             self.slot_pages[s] = entry.full + self.slot_pages[s]

@@ -1,0 +1,210 @@
+"""The paged KV cache (`kv_layout="paged"`) on a tiny random model: token for token (log-probs to
+1e-5) equal to the dense path without shared prefixes, greedy and sampled, 1 and 8 samples per
+prompt, heavy-tailed budgets, a pool so small that rows wait and are preempted, the 8-device
+data mesh, a Gemma-2-style model (sliding window, soft-caps); the page allocator; the Pallas
+paged-attention kernels (TPU and GPU) in interpret mode against the XLA gather path."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from azr_jax.errors import UserError
+from azr_jax.models import get_preset, init_params
+from azr_jax.models import paged_attention as pa
+from azr_jax.models.paged_cache import NULL_PAGE
+from azr_jax.sampling import SamplingConfig, paged, sample
+from azr_jax.sampling.page_pool import PageAllocator
+
+NEW = 12
+# prompt lengths 1..13 (pages of 4: full pages, partial ones, a single token)
+PROMPTS = [[5, 6, 7], [9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21], [3], [40, 41, 42, 43],
+           [70, 71, 72, 73, 74, 75]]
+# heavy-tailed budgets: most rows short, a few to the full NEW
+BUDGETS = [NEW, 1, 2, 3, NEW]
+DENSE = SamplingConfig(max_new_tokens=NEW, temperature=0.0, share_prefixes=False, page_size=4,
+                       decode_chunk=3)
+
+
+@pytest.fixture(scope="module")
+def model():
+    cfg = get_preset("tiny")
+    params = init_params(cfg, jax.random.PRNGKey(0))
+    return cfg, jax.tree.map(lambda x: x * 4.0 if x.ndim > 1 else x, params)  # no near-ties
+
+
+def _budgets(n):
+    return np.repeat(BUDGETS, n)
+
+
+def _assert_rows_equal(got, ref, atol=1e-5):
+    np.testing.assert_array_equal(got.lengths, ref.lengths)
+    np.testing.assert_array_equal(got.tokens, ref.tokens)
+    np.testing.assert_allclose(got.logprobs, ref.logprobs, atol=atol)
+    np.testing.assert_array_equal(got.prompt_index, ref.prompt_index)
+
+
+@pytest.fixture(scope="module")
+def greedy8(model):
+    """8 greedy samples per prompt; the stop token is row 8's first token (a row that stops
+    at once), with the dense path's output as the reference."""
+    cfg, params = model
+    base = DENSE.replace(num_samples=8)
+    stop = int(sample(params, cfg, PROMPTS, 0, base).tokens[8, 0])
+    sc = base.replace(stop_token_ids=(stop,))
+    return sc, sample(params, cfg, PROMPTS, 0, sc, budgets=_budgets(8))
+
+
+def test_greedy_8_samples_equal_dense_with_shared_prompt_pages(model, greedy8):
+    cfg, params = model
+    sc, ref = greedy8
+    assert ref.lengths[8] == 1 and ref.lengths.max() == NEW  # a stop at once, a full row
+    got = sample(params, cfg, PROMPTS, 0, sc.replace(kv_layout="paged", share_prefixes=True),
+                 budgets=_budgets(8))
+    _assert_rows_equal(got, ref)
+    st = got.stats
+    assert st["prefilled_prompts"] == len(PROMPTS)  # each distinct prompt once
+    # prompt 1 (13 tokens) has 3 full pages, prompts 3 and 4 one each: rows 2..8 of a prompt
+    # take them by reference
+    assert st["shared_page_refs"] == 7 * (3 + 1 + 1)
+    # all rows at once but prompt 1's (budget 1: done at token 0, never decoding)
+    assert st["preemptions"] == 0 and st["peak_live_rows"] == 32 and st["attention"] == "xla"
+    unshared = sample(params, cfg, PROMPTS, 0, sc.replace(kv_layout="paged"), budgets=_budgets(8))
+    _assert_rows_equal(unshared, ref)
+    assert unshared.stats["prefilled_prompts"] == 40 and unshared.stats["shared_page_refs"] == 0
+    assert unshared.stats["peak_pages_in_use"] > st["peak_pages_in_use"]
+
+
+def test_sampled_1_sample_equals_dense_through_few_slots(model):
+    cfg, params = model
+    sc = DENSE.replace(temperature=1.0, top_k=20, decode_chunk=4)
+    ref = sample(params, cfg, PROMPTS, 9, sc, budgets=BUDGETS)
+    got = sample(params, cfg, PROMPTS, 9, sc.replace(kv_layout="paged", max_rows_per_call=2),
+                 budgets=BUDGETS)
+    _assert_rows_equal(got, ref)
+    assert got.stats["slots"] == 2 and got.stats["peak_live_rows"] == 2
+    other = sample(params, cfg, PROMPTS, 10, sc.replace(kv_layout="paged"), budgets=BUDGETS)
+    assert not np.array_equal(other.tokens, ref.tokens)  # the seed matters
+
+
+def test_sampled_8_samples_in_a_tiny_pool_wait_and_preempt(model):
+    """8 pages of 4 tokens (7 usable): the largest row alone needs 6 (6 + 11 tokens, + its
+    prompt's partial page), so rows wait for pages and live rows are preempted; the tokens
+    are the dense path's all the same."""
+    cfg, params = model
+    sc = DENSE.replace(temperature=1.0, num_samples=8, decode_chunk=4)
+    ref = sample(params, cfg, PROMPTS, 3, sc, budgets=_budgets(8))
+    got = sample(params, cfg, PROMPTS, 3, sc.replace(kv_layout="paged", share_prefixes=True,
+                                                     kv_pages=8, max_rows_per_call=6),
+                 budgets=_budgets(8))
+    _assert_rows_equal(got, ref)
+    st = got.stats
+    assert st["preemptions"] > 0 and st["peak_pages_in_use"] <= 7 and st["pool_pages"] == 8
+    assert st["prefilled_prompts"] > len(PROMPTS)  # dropped entries were prefilled again
+
+
+def test_pool_too_small_for_one_row_is_a_user_error(model):
+    cfg, params = model
+    # the 6-token prompt + 11 new tokens fill 5 pages, + its partial prompt page, + NULL_PAGE
+    sc = DENSE.replace(kv_layout="paged", kv_pages=6)
+    with pytest.raises(UserError, match=r"kv_pages=6 is too small.*needs 6 pages.*>= 7"):
+        sample(params, cfg, PROMPTS, 0, sc, budgets=BUDGETS)
+    with pytest.raises(UserError, match="kv_layout"):
+        SamplingConfig(kv_layout="pages")
+    with pytest.raises(UserError, match="kv_pages"):
+        SamplingConfig(kv_pages=-1)
+    with pytest.raises(UserError, match="page_size"):
+        SamplingConfig(page_size=0)
+
+
+def test_data_parallel_mesh_equals_unsharded(model, greedy8):
+    from azr_jax.models import abstract_params
+    from azr_jax.sharding import MeshConfig, logical_shardings, make_mesh, shard_params
+
+    cfg, params = model
+    sc, ref = greedy8
+    mesh = make_mesh(MeshConfig(data=8, fsdp=1, tensor=1))
+    sharded = shard_params(params, logical_shardings(abstract_params(cfg), mesh))
+    got = sample(sharded, cfg, PROMPTS, 0,
+                 sc.replace(kv_layout="paged", share_prefixes=True, max_rows_per_call=12),
+                 mesh=mesh, budgets=_budgets(8))  # 12 slots -> 16, split over data=8
+    _assert_rows_equal(got, ref, atol=1e-4)
+    assert got.stats["slots"] == 16
+
+
+def test_gemma2_style_model_sliding_window_and_softcaps(model):
+    """A sliding window of 4 on layer 0 (shorter than the rows), logit soft-caps, post-norms."""
+    cfg = get_preset("tiny").replace(attention_windows=(4, 0), attn_logit_softcap=20.0,
+                                     final_logit_softcap=30.0, post_norms=True, norm_offset=1.0,
+                                     scale_embeddings=True, mlp_activation="gelu_tanh")
+    params = init_params(cfg, jax.random.PRNGKey(1))
+    params = jax.tree.map(lambda x: x * 4.0 if x.ndim > 1 else x, params)
+    sc = DENSE.replace(num_samples=2)
+    ref = sample(params, cfg, PROMPTS, 0, sc)
+    got = sample(params, cfg, PROMPTS, 0, sc.replace(kv_layout="paged", share_prefixes=True))
+    _assert_rows_equal(got, ref)
+    assert pa.resolve_paged_impl(cfg, 16, "gpu") == "xla"  # kernels know no window
+
+
+def test_page_allocator_counts_references():
+    alloc = PageAllocator(5)
+    a = alloc.alloc(3)
+    assert NULL_PAGE not in a and alloc.free == 1 and alloc.alloc(2) is None and alloc.free == 1
+    alloc.share(a[:2])  # a second holder of two pages
+    alloc.release(a)
+    assert alloc.free == 2 and alloc.in_use == 2
+    alloc.release(a[:2])
+    assert alloc.free == 4 and alloc.peak_in_use == 3
+    with pytest.raises(AssertionError, match="released twice"):
+        alloc.release(a[:1])
+
+
+def _paged_inputs(dtype, pages_per_row=4, page_size=16, n=4, k=2, h=16):
+    ks = jax.random.split(jax.random.PRNGKey(0), 3)
+    b, pool = 3, 16
+    q = jax.random.normal(ks[0], (b, n, h)).astype(dtype)
+    # bf16-exact keys and values: the TPU kernel reads them as bf16
+    k_pages = jax.random.normal(ks[1], (k, pool, page_size, h)).astype(jnp.bfloat16).astype(dtype)
+    v_pages = jax.random.normal(ks[2], (k, pool, page_size, h)).astype(jnp.bfloat16).astype(dtype)
+    perm = np.random.RandomState(0).permutation(np.arange(1, pool))  # pages out of order
+    table = jnp.asarray(perm[: b * pages_per_row].reshape(b, pages_per_row), jnp.int32)
+    lengths = jnp.asarray([5, 17, pages_per_row * page_size], jnp.int32)  # partial, across, full
+    return q, k_pages, v_pages, table, lengths
+
+
+@pytest.mark.parametrize("impl", ["pallas_tpu", "pallas_gpu"])
+@pytest.mark.parametrize("softcap", [0.0, 5.0])
+def test_kernels_in_interpret_mode_equal_the_gather_path(impl, softcap):
+    """GQA (4 query heads over 2 KV heads), pages out of order, partial last pages."""
+    q, k_pages, v_pages, table, lengths = _paged_inputs(jnp.float32)
+    want = pa.gather_attention(q, k_pages, v_pages, table, lengths, scale=0.25, softcap=softcap)
+    got = jax.jit(lambda *a: pa.PAGED_IMPLS[impl](*a, scale=0.25, softcap=softcap,
+                                                  interpret=True))(q, k_pages, v_pages, table, lengths)
+    np.testing.assert_allclose(np.asarray(got), np.asarray(want), atol=1e-5)
+    # only the first `lengths` slots count: changing a slot past them changes nothing
+    far = k_pages.at[:, table[0, 1]].set(100.0)
+    again = pa.PAGED_IMPLS[impl](q, far, v_pages, table, lengths, scale=0.25, softcap=softcap,
+                                 interpret=True)
+    np.testing.assert_allclose(np.asarray(again), np.asarray(got), atol=1e-6)
+
+
+def test_gpu_kernel_decodes_the_model_in_interpret_mode(model, monkeypatch):
+    """The whole engine with the GPU kernel (interpret mode on CPU) as its attention."""
+    cfg, params = model
+    monkeypatch.setattr(paged, "resolve_paged_impl", lambda cfg, page_size: "pallas_gpu")
+    sc = DENSE.replace(page_size=16, max_new_tokens=6)
+    ref = sample(params, cfg, PROMPTS[:3], 0, sc)
+    got = sample(params, cfg, PROMPTS[:3], 0, sc.replace(kv_layout="paged"))
+    _assert_rows_equal(got, ref)
+    assert got.stats["attention"] == "pallas_gpu"
+
+
+def test_kernel_choice_per_backend():
+    cfg = get_preset("tiny")  # head_dim 16, f32
+    assert pa.resolve_paged_impl(cfg, 16, "cpu") == "xla"
+    assert pa.resolve_paged_impl(cfg, 16, "gpu") == "pallas_gpu"
+    assert pa.resolve_paged_impl(cfg, 8, "gpu") == "xla"  # pages below Triton's 16-row tiles
+    assert pa.resolve_paged_impl(cfg, 16, "tpu") == "xla"  # f32: the kernel reads bf16
+    bf16 = cfg.replace(dtype="bfloat16", head_dim=128)
+    assert pa.resolve_paged_impl(bf16, 16, "tpu") == "pallas_tpu"
+    assert paged.auto_kv_pages(4, 16, 100, 16) == 4 * (8 + 1) + 1
