@@ -97,11 +97,11 @@ def goal_lines(ends: dict[str, Curve]) -> list[str]:
     the run (the seen probe's rise is recall of the seeds: shown, no goal), and the valid
     rate reaches 3x its mean over the first 5 steps."""
     out = []
-    for name, goal in (("probe/heldout/acc", "(goal +5)"),
-                       ("probe/seen/acc", "(recall of the seed programs; no goal)")):
+    for head, name, goal in (("goal", "probe/heldout/acc", "(goal +5)"),
+                             ("recall", "probe/seen/acc", "(the seed programs; no goal)")):
         if name in ends:
             c = ends[name]
-            out.append(f"goal: {name} {100 * (c.last - c.first):+.1f} points at the end, "
+            out.append(f"{head}: {name} {100 * (c.last - c.first):+.1f} points at the end, "
                        f"{100 * (c.best - c.first):+.1f} at best, from {c.first:.3f} "
                        f"@{c.first_step} {goal}")
     if "probe/valid_rate" in ends:

@@ -177,6 +177,6 @@ def test_make_learn_entry_point_reports_the_curves(workdir, capsys):
             (line,) = [x for x in lines if x.startswith(f"probe/{name}/pass@{k} ")]
             assert "@0" in line and "@1" in line, line
     assert "goal: probe/heldout/acc +0.0 points at the end" in out and "(goal +5)" in out
-    assert "goal: probe/seen/acc" in out and "(goal 3x)" in out
+    assert "recall: probe/seen/acc +0.0 points" in out and "(goal 3x)" in out
     assert os.path.getsize(os.path.join(workdir, "learning.svg")) > 0
     assert os.path.exists(os.path.join(workdir, "report.html"))
