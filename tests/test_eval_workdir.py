@@ -42,6 +42,7 @@ def test_probe_metrics_logged_and_probe_kept_out_of_buffers(workdir):
     for k in accs + ("probe/valid_rate",):
         assert 0.0 <= row[k] <= 1.0, k
     assert set(accs) <= set(base) and "probe/valid_rate" not in base and "loss" not in base
+    assert base["time/probe"] > 0 and row["time/probe"] > 0  # the probes' seconds, both ends
     assert not any(k.startswith("probe/pass") or k == "probe/acc" for k in {**base, **row})
     for r in (base, row):  # a random model never writes the format
         assert r["probe/seen/deduction_format_error"] == 1.0

@@ -224,7 +224,10 @@ def train(cfg, workdir: str, *, rollout_fn=run_rollout) -> TrainResult:
                 t_eval = time.perf_counter()
                 m.update(run_evals(cfg, state.params, env, progress=False))
                 m["time/eval"] = time.perf_counter() - t_eval
+            t_probe = time.perf_counter()  # the probes' own seconds, as eval's above
             m.update(probe_lib.step_metrics(probes, cfg, ctx, state.params, m, done))
+            if probes:
+                m["time/probe"] = time.perf_counter() - t_probe
             logged = step % max(1, tcfg.log_every) == 0 or done == tcfg.steps
             if main:  # logs first: a kill before the checkpoint lands rolls them back
                 append_tasks(workdir, rollout.task_rows)
