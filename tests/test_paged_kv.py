@@ -13,7 +13,7 @@ from azr_jax.errors import UserError
 from azr_jax.models import get_preset, init_params
 from azr_jax.models import paged_attention as pa
 from azr_jax.models.paged_cache import NULL_PAGE
-from azr_jax.sampling import SamplingConfig, paged, sample
+from azr_jax.sampling import PreparedParams, SamplingConfig, paged, sample
 from azr_jax.sampling.page_pool import PageAllocator
 
 NEW = 12
@@ -83,6 +83,10 @@ def test_sampled_1_sample_equals_dense_through_few_slots(model):
                  budgets=BUDGETS)
     _assert_rows_equal(got, ref)
     assert got.stats["slots"] == 2 and got.stats["peak_live_rows"] == 2
+    # the GPU/TPU layout: stacked weights, one stacked pool, a fori_loop over layers
+    stacked = sample(PreparedParams(params, None), cfg, PROMPTS, 9,
+                     sc.replace(kv_layout="paged", max_rows_per_call=2), budgets=BUDGETS)
+    _assert_rows_equal(stacked, ref)
     other = sample(params, cfg, PROMPTS, 10, sc.replace(kv_layout="paged"), budgets=BUDGETS)
     assert not np.array_equal(other.tokens, ref.tokens)  # the seed matters
 

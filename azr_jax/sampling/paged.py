@@ -9,7 +9,7 @@ into pages, a page copy, and a chunk of up to `decode_chunk` decode steps of eve
 - Shared prefixes: a distinct prompt (by content, with `share_prefixes`) is prefilled once
   into an *entry*: its full pages, shared by reference with each of its rows (a reference
   each), and a master copy of its last, partial page, which each row gets a copy of (its
-  own tokens follow there). Token 0 of every row of the prompt is drawn at the prefill, from
+  own tokens follow there; the prompt's last row takes the master page itself). Token 0 of every row of the prompt is drawn at the prefill, from
   the prompt's last hidden state and the row's own stream. An entry lives while rows of its
   prompt wait; under page pressure it is dropped (recomputed if needed again).
 - Per-row positions: row b writes its token at position pos_b (page table[pos // S], offset
@@ -197,12 +197,16 @@ class _Engine:
             if entry.seated:  # a second row on the same prompt pages: pages not stored again
                 self.stats["shared_page_refs"] += len(entry.full)
             entry.seated += 1
-            if entry.partial is not None:
+            self.remaining[src] -= 1
+            if entry.partial is not None and self.remaining[src] == 0:
+                # the prompt's last row takes the master page itself (no copy)
+                self.alloc.release(self.slot_pages[s][:1])
+                self.slot_pages[s][0], entry.partial = entry.partial, None
+            elif entry.partial is not None:
                 copies.append((entry.partial, self.slot_pages[s][0]))
             self.slot_pages[s] = entry.full + self.slot_pages[s]
             tok, lp = self.first[r]
             self.tokens[r, 0], self.logprobs[r, 0], self.lengths[r] = tok, lp, 1
-            self.remaining[src] -= 1
             if tok in self.sc.stop_token_ids or self.budget[r] <= 1:
                 self.free_slot(s)
                 self.finished += 1
