@@ -12,6 +12,7 @@ import pytest
 from azr_jax.errors import UserError
 from azr_jax.models import abstract_params, get_preset, init_cache, init_params
 from azr_jax.sampling import SamplingConfig, prefix, sample
+from azr_jax.sampling import sampler as sampler_lib
 from azr_jax.sharding import MeshConfig, logical_shardings, make_mesh, shard_params
 
 NEW = 8
@@ -93,6 +94,17 @@ def test_data_parallel_mesh_equals_one_prefill_per_row(model, monkeypatch, sc, s
         mesh=mesh)
     _assert_same(shared, plain)
     assert first_fill in packed
+
+
+@pytest.mark.parametrize("slots", [0, 12])
+def test_stacked_cache_layout_equals_one_prefill_per_row(model, monkeypatch, slots):
+    """GPU/TPU keep the stacked [b, L, k, s, h] cache (CPU: per-layer buffers); forced here."""
+    cfg, params = model
+    monkeypatch.setattr(sampler_lib, "_per_layer_decode", lambda: False)
+    shared, plain, packed = _shared_and_plain(
+        monkeypatch, params, cfg, SAMPLED.replace(num_samples=8, max_rows_per_call=slots), 11)
+    _assert_same(shared, plain)
+    assert packed[-1 if slots == 0 else 0] == ((DISTINCT, 4) if slots == 0 else (2, 2))
 
 
 def test_distinct_prompts_by_content():
