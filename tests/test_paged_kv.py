@@ -1,7 +1,7 @@
 """The paged KV cache (`kv_layout="paged"`) on a tiny random model: token for token (log-probs to
 1e-5) equal to the dense path without shared prefixes, greedy and sampled, 1 and 8 samples per
 prompt, heavy-tailed budgets, a pool so small that rows wait and are preempted, the 8-device
-data mesh, a Gemma-2-style model (sliding window, soft-caps); the page allocator; the Pallas
+data mesh (a pool per shard), a Gemma-2-style model (sliding window, soft-caps); the page allocator; the Pallas
 paged-attention kernels (TPU and GPU) in interpret mode against the XLA gather path."""
 
 import jax
@@ -129,11 +129,14 @@ def test_data_parallel_mesh_equals_unsharded(model, greedy8):
     sc, ref = greedy8
     mesh = make_mesh(MeshConfig(data=8, fsdp=1, tensor=1))
     sharded = shard_params(params, logical_shardings(abstract_params(cfg), mesh))
+    # 12 slots -> 16, split over data=8: 2 slots and 8 pages (7 usable) per shard
     got = sample(sharded, cfg, PROMPTS, 0,
-                 sc.replace(kv_layout="paged", share_prefixes=True, max_rows_per_call=12),
-                 mesh=mesh, budgets=_budgets(8))  # 12 slots -> 16, split over data=8
+                 sc.replace(kv_layout="paged", share_prefixes=True, max_rows_per_call=12,
+                            kv_pages=8), mesh=mesh, budgets=_budgets(8))
     _assert_rows_equal(got, ref, atol=1e-4)
-    assert got.stats["slots"] == 16
+    st = got.stats
+    assert st["slots"] == 16 and st["data_shards"] == 8 and st["pool_pages"] == 8
+    assert st["peak_shard_pages"] <= 7 < st["peak_pages_in_use"]  # each shard its own pages
 
 
 def test_gemma2_style_model_sliding_window_and_softcaps(model):

@@ -14,8 +14,8 @@ Implementations (`PAGED_IMPLS`), picked per backend by `resolve_paged_impl` as
 
 Neither kernel knows a sliding window, so a model with sliding layers decodes through the
 gather path; both apply the logit soft-cap. The kernels do not scale the scores: the query
-is scaled first (cap(s * scale) = cap((q * scale) . k)). Under a mesh a kernel runs per
-shard (`shard_map`: rows split over the batch axes, the pool whole on every shard).
+is scaled first (cap(s * scale) = cap((q * scale) . k)). Under a mesh every implementation
+runs per data shard, on the shard's rows and its part of the pool (`sampling.paged_decode`).
 """
 
 from __future__ import annotations
@@ -24,10 +24,8 @@ import contextlib
 import functools
 from typing import Callable, Optional
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
-from jax.sharding import PartitionSpec as P
 
 from azr_jax.models.attention import gqa_attention
 from azr_jax.models.config import ModelConfig
@@ -113,15 +111,10 @@ def resolve_paged_impl(cfg: ModelConfig, page_size: int, backend: Optional[str] 
 def paged_attention(q_bnh, k_kpsh, v_kpsh, table_bp, lengths_b, cfg: ModelConfig, impl: str,
                     window=None, interpret: bool = False):
     """The model's decode attention for one layer by `impl` (a PAGED_IMPLS name): rows'
-    queries [b, n, h] over their pages -> [b, n, h]."""
+    queries [b, n, h] over their pages -> [b, n, h]. Under a mesh, call it per data shard
+    (`sampling.paged_decode` does: each shard's rows over its own part of the pool)."""
     fn = functools.partial(PAGED_IMPLS[impl], scale=cfg.attention_scale,
                            softcap=cfg.attn_logit_softcap, interpret=interpret)
     if impl == "xla":
         return fn(q_bnh, k_kpsh, v_kpsh, table_bp, lengths_b, window=window)
-    mesh = jax.sharding.get_abstract_mesh()
-    if mesh.empty:
-        return fn(q_bnh, k_kpsh, v_kpsh, table_bp, lengths_b)
-    batch = nn.logical_to_mesh_axes(("batch",))[0]
-    return jax.shard_map(fn, mesh=mesh, in_specs=(P(batch), P(), P(), P(batch), P(batch)),
-                         out_specs=P(batch), check_vma=False)(q_bnh, k_kpsh, v_kpsh, table_bp,
-                                                              lengths_b)
+    return fn(q_bnh, k_kpsh, v_kpsh, table_bp, lengths_b)

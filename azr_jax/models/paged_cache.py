@@ -11,7 +11,10 @@ place) or one stacked [L, k, pages, page_size, h] buffer (GPU/TPU: decode's `for
 Page `NULL_PAGE` is never given to a row: table entries past a row's pages point at it, and
 rows that are not live write their token there, so a finished slot never touches a page
 that has gone back to the pool. Which page belongs to whom is the host's business
-(`sampling.page_pool`); the functions here only read and write pages.
+(`sampling.page_pool`); the functions here only read and write pages. Under a data-parallel
+mesh the page axis is split over the data shards: a shard's rows use only its own pages,
+page ids (tables, NULL_PAGE) are local to the shard, and these functions run per shard
+(`sampling.paged_decode`).
 """
 
 from __future__ import annotations

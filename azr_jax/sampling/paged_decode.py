@@ -7,6 +7,11 @@ A decode step is the model's layer math (`models.layers`: norms, projections, ML
 table[pos // S], offset pos % S; no shared write index) and attends to its first pos + 1
 slots. Rows that are not live write into NULL_PAGE. Draws use the rows' own streams
 (`rows.Picker`), so tokens equal the dense path's whatever the slot, page or batch.
+
+Data parallelism: the pool's page axis is split over the batch's mesh axes, and everything
+that touches pages (writes, attention, prompt stores, copies) runs per shard (`shard_map`)
+on the shard's rows, its part of the pool and local page ids; the rest of the model is the
+usual GSPMD program. Without a mesh the same functions run as they are.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import functools
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from jax.sharding import PartitionSpec as P
 
 from azr_jax.models import ModelConfig, embed_tokens
 from azr_jax.models.layers import layer_windows, mlp, norm, project_out, project_qkv
@@ -27,10 +33,42 @@ from azr_jax.sampling.processors import policy_logprob
 from azr_jax.sampling.rows import Picker, Rows, prefill
 
 
+def _per_shard(fn, in_specs, out_specs):
+    """fn per data shard under the ambient mesh (`in_specs` may name `B` for the batch's mesh
+    axes), or fn itself without a mesh."""
+    mesh = jax.sharding.get_abstract_mesh()
+    if mesh.empty:
+        return fn
+    batch = nn.logical_to_mesh_axes(("batch",))[0]
+    fill = lambda spec: P(*(batch if a == "B" else a for a in spec))  # noqa: E731
+    is_spec = lambda x: isinstance(x, P)  # noqa: E731
+    return jax.shard_map(fn, mesh=mesh, in_specs=jax.tree.map(fill, in_specs, is_leaf=is_spec),
+                         out_specs=jax.tree.map(fill, out_specs, is_leaf=is_spec),
+                         check_vma=False)
+
+
+def _pool_spec(kv) -> P:
+    """A pool buffer's spec: the page axis (third from the end) split over the batch axes."""
+    return P(*([None] * (kv.ndim - 3) + ["B", None, None]))
+
+
 def _layer_params(layers, i):
     if isinstance(layers, (tuple, list)):
         return layers[i]
     return jax.tree.map(lambda w: jax.lax.dynamic_index_in_dim(w, i, 0, keepdims=False), layers)
+
+
+def _attend_layer(cfg, impl, window, i, q_bnh, k_bkh, v_bkh, keys, values, page_b, offset_b,
+                  table_bp, lengths_b):
+    """One shard: write the rows' keys and values of layer i, attend over the pages. keys and
+    values: layer i's buffers (i None) or the stacked ones."""
+    kv = (lambda x: (x,)) if i is None else (lambda x: x)  # noqa: E731
+    at = 0 if i is None else i
+    keys, k_kpsh = write_token(kv(keys), at, k_bkh, page_b, offset_b)
+    values, v_kpsh = write_token(kv(values), at, v_bkh, page_b, offset_b)
+    o_bnh = paged_attention(q_bnh, k_kpsh, v_kpsh, table_bp, lengths_b, cfg, impl, window=window,
+                            interpret=jax.default_backend() == "cpu")
+    return o_bnh, (keys[0] if i is None else keys), (values[0] if i is None else values)
 
 
 def paged_step(params, cfg: ModelConfig, tok_b, pos_b, live_b, pool: PagedKV, table_bp, impl: str):
@@ -44,17 +82,27 @@ def paged_step(params, cfg: ModelConfig, tok_b, pos_b, live_b, pool: PagedKV, ta
     offset_b = pos_b % s
     lengths_b = jnp.where(live_b, jnp.minimum(pos_b + 1, table_bp.shape[1] * s), 1)
     windows_l = layer_windows(cfg)
+    unrolled = isinstance(params["layers"], (tuple, list))
 
     def layer(i, carry):
         x_b1d, keys, values = carry
         p = _layer_params(params["layers"], i)
         q_b1nh, k_b1kh, v_b1kh = project_qkv(p["attn"], norm(p["attn_norm"], x_b1d, cfg),
                                              pos_b[:, None], cfg)
-        keys, k_kpsh = write_token(keys, i, k_b1kh[:, 0], page_b, offset_b)
-        values, v_kpsh = write_token(values, i, v_b1kh[:, 0], page_b, offset_b)
+        layer_keys, layer_values = (keys[i], values[i]) if unrolled else (keys, values)
         window = None if windows_l is None else windows_l[i]
-        o_bnh = paged_attention(q_b1nh[:, 0], k_kpsh, v_kpsh, table_bp, lengths_b, cfg, impl,
-                                window=window, interpret=jax.default_backend() == "cpu")
+        fn = functools.partial(_attend_layer, cfg, impl, window, None if unrolled else i)
+        b = P("B")
+        pool_spec = _pool_spec(layer_keys)
+        o_bnh, layer_keys, layer_values = _per_shard(
+            fn, (b, b, b, pool_spec, pool_spec, b, b, b, b), (b, pool_spec, pool_spec))(
+            q_b1nh[:, 0], k_b1kh[:, 0], v_b1kh[:, 0], layer_keys, layer_values, page_b, offset_b,
+            table_bp, lengths_b)
+        if unrolled:
+            keys = keys[:i] + (layer_keys,) + keys[i + 1:]
+            values = values[:i] + (layer_values,) + values[i + 1:]
+        else:
+            keys, values = layer_keys, layer_values
         h_b1d = project_out(p["attn"], o_bnh[:, None], cfg)
         # the residual structure of layers.decoder_layer
         if cfg.post_norms:
@@ -67,7 +115,7 @@ def paged_step(params, cfg: ModelConfig, tok_b, pos_b, live_b, pool: PagedKV, ta
         return x_b1d, keys, values
 
     carry = (x_b1d, pool.keys, pool.values)
-    if isinstance(params["layers"], (tuple, list)):  # per-layer weights: unrolled
+    if unrolled:  # per-layer weights and pool buffers
         for i in range(cfg.num_layers):
             carry = layer(i, carry)
     else:
@@ -118,17 +166,24 @@ def decode_chunk(decode_params, pick: Picker, rows: Rows, pool: PagedKV, table_b
         return rows, pool, toks_bk, lps_bk, j
 
 
+def _pool_specs(pool: PagedKV):
+    return jax.tree.map(_pool_spec, pool)
+
+
 @functools.partial(jax.jit, static_argnames=("cfg", "rules"), donate_argnames=("pool",))
 def prefill_into_pages(params, pick: Picker, pool: PagedKV, prompt_mt, valid_mt, page_mt,
                        offset_mt, row_mn, *, cfg, rules):
     """Prefill m left-padded prompts, store their tokens' keys and values at (page_mt,
-    offset_mt), and draw token 0 of each prompt's n rows (row ids row_mn) from the prompt's
-    last hidden state. Returns (pool, tokens [m, n], log-probs [m, n])."""
+    offset_mt) (local page ids of the shard that holds prompt row m), and draw token 0 of
+    each prompt's n rows (row ids row_mn) from the prompt's last hidden state. Returns
+    (pool, tokens [m, n], log-probs [m, n])."""
     with nn.logical_axis_rules(rules):
         h_md, cache = prefill(params, cfg, prompt_mt, valid_mt, per_layer=False,
                               num_slots=prompt_mt.shape[1])
         k_lmkth, v_lmkth = (jnp.swapaxes(x, 0, 1) for x in (cache.keys, cache.values))
-        pool = write_prompts(pool, k_lmkth, v_lmkth, page_mt, offset_mt)
+        kv_spec = P(None, "B")
+        pool = _per_shard(write_prompts, (_pool_specs(pool), kv_spec, kv_spec, P("B"), P("B")),
+                          _pool_specs(pool))(pool, k_lmkth, v_lmkth, page_mt, offset_mt)
         m, n = row_mn.shape
         logits_xv = jnp.repeat(logits_from_hidden(params, cfg, h_md), n, axis=0)
         row_x = row_mn.reshape(-1)
@@ -136,11 +191,23 @@ def prefill_into_pages(params, pick: Picker, pool: PagedKV, prompt_mt, valid_mt,
         return pool, tok_x.reshape(m, n), policy_logprob(logits_xv, tok_x).reshape(m, n)
 
 
-@functools.partial(jax.jit, donate_argnames=("pool",))
-def copy_pool_pages(pool: PagedKV, src_c, dst_c) -> PagedKV:
-    return copy_pages(pool, src_c, dst_c)
+@functools.partial(jax.jit, static_argnames=("rules",), donate_argnames=("pool",))
+def copy_pool_pages(pool: PagedKV, src_c, dst_c, *, rules) -> PagedKV:
+    """Page dst_c[i] := src_c[i] in the shard that holds entry i (local page ids)."""
+    with nn.logical_axis_rules(rules):
+        return _per_shard(copy_pages, (_pool_specs(pool), P("B"), P("B")), _pool_specs(pool))(
+            pool, src_c, dst_c)
 
 
-@functools.partial(jax.jit, static_argnames=("cfg", "num_pages", "page_size", "per_layer"))
-def new_pool(*, cfg, num_pages: int, page_size: int, per_layer: bool) -> PagedKV:
-    return init_pool(cfg, num_pages, page_size, per_layer)
+@functools.partial(jax.jit, static_argnames=("cfg", "num_pages", "page_size", "per_layer",
+                                             "rules"))
+def new_pool(*, cfg, num_pages: int, page_size: int, per_layer: bool, rules) -> PagedKV:
+    """A zero pool of `num_pages` pages in all (the page axis split over the data shards)."""
+    with nn.logical_axis_rules(rules):
+        pool = init_pool(cfg, num_pages, page_size, per_layer)
+
+        def place(kv):
+            axes = [None] * (kv.ndim - 3) + ["batch", None, None]
+            return nn.with_logical_constraint(kv, tuple(axes))
+
+        return jax.tree.map(place, pool)
