@@ -184,11 +184,14 @@ def prefill_into_pages(params, pick: Picker, pool: PagedKV, prompt_mt, valid_mt,
         kv_spec = P(None, "B")
         pool = _per_shard(write_prompts, (_pool_specs(pool), kv_spec, kv_spec, P("B"), P("B")),
                           _pool_specs(pool))(pool, k_lmkth, v_lmkth, page_mt, offset_mt)
-        m, n = row_mn.shape
-        logits_xv = jnp.repeat(logits_from_hidden(params, cfg, h_md), n, axis=0)
-        row_x = row_mn.reshape(-1)
-        tok_x = pick.choose(logits_xv, row_x, jnp.zeros_like(row_x))
-        return pool, tok_x.reshape(m, n), policy_logprob(logits_xv, tok_x).reshape(m, n)
+        logits_mv = logits_from_hidden(params, cfg, h_md)
+
+        def draw(row_m):  # one of each prompt's rows at a time: [m, V] live, not [m n, V]
+            tok_m = pick.choose(logits_mv, row_m, jnp.zeros_like(row_m))
+            return tok_m, policy_logprob(logits_mv, tok_m)
+
+        tok_nm, lp_nm = jax.lax.map(draw, row_mn.T)
+        return pool, tok_nm.T, lp_nm.T
 
 
 @functools.partial(jax.jit, static_argnames=("rules",), donate_argnames=("pool",))
