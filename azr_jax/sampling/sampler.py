@@ -122,15 +122,17 @@ def _static_batch(prompts, sampling: SamplingConfig, batch_multiple: int):
     `share_prefixes` and repeated prompts, the p rows are the distinct prompts and row i
     continues prompt source_b[i]; otherwise one prompt per row and source_b is None."""
     pad = sampling.pad_token_id
-    tokens_bt, valid_bt, active_b, prompt_index_r = pack_prompts(prompts, sampling,
-                                                                 batch_multiple, pad)
     if sampling.share_prefixes:
+        rows = len(prompts) * sampling.num_samples
+        b = padded_batch_size(rows, batch_multiple)
         unique, source_p = prefix.distinct_prompts(prompts)
-        d = prefix.shared_batch(len(unique), len(active_b), batch_multiple)
+        d = prefix.shared_batch(len(unique), b, batch_multiple)
         if d is not None:
-            source_b = np.zeros(len(active_b), np.int32)  # padding rows: prompt 0, inactive
-            source_b[: len(prompt_index_r)] = source_p[prompt_index_r]
-            return (*prefix.pack(unique, d, tokens_bt.shape[1], pad), source_b, active_b)
+            source_b = np.zeros(b, np.int32)  # padding rows: prompt 0, inactive
+            source_b[:rows] = np.repeat(source_p, sampling.num_samples)
+            p = sampling.padded_prompt_length(max(len(q) for q in unique))
+            return (*prefix.pack(unique, d, p, pad), source_b, np.arange(b) < rows)
+    tokens_bt, valid_bt, active_b, _ = pack_prompts(prompts, sampling, batch_multiple, pad)
     return tokens_bt, valid_bt, None, active_b
 
 
