@@ -69,7 +69,7 @@ def get_config():
     # of 16 rows would cut its 8-row groups unevenly (16 + 8)
     c.rl.aggregation = "token_mean"
     c.optim.micro_batches = 4
-    c.probe.every = 2
+    c.probe.every = 3  # two probes of 48 tasks each: steps 0, 3, 6, 9, 12
     c.probe.file = os.path.join(HERE, "probe", "learn.jsonl")  # seen: recall of the seeds
     c.probe.heldout_file = os.path.join(HERE, "probe", "heldout.jsonl")  # programs unlike them
     c.probe.passk_samples = 8  # pass@1..8 at step 0 and at the end
