@@ -27,8 +27,10 @@ demo: $(VENV)/.core
 	$(PY) -m azr_jax.demo
 
 # About 35 minutes on 2 CPU cores: SmolLM2-135M self-play with a held-out probe (runs/learn).
+# LEARN_ARGS passes options on, e.g. LEARN_ARGS="--workdir runs/novel --config.selfplay.admission=novel".
+LEARN_ARGS ?=
 learn: $(VENV)/.core
-	$(PY) -m azr_jax.learn
+	$(PY) -m azr_jax.learn $(LEARN_ARGS)
 
 test: $(VENV)/.dev
 	$(PY) -m pytest -q -x -n 2 --dist loadgroup tests
