@@ -40,12 +40,12 @@ class PagedKV:
         return isinstance(self.keys, tuple)
 
     @property
-    def num_pages(self) -> int:
-        return (self.keys[0] if self.per_layer else self.keys[0]).shape[-3]
+    def num_pages(self) -> int:  # keys[0]: layer 0's buffer in either storage
+        return self.keys[0].shape[-3]
 
     @property
     def page_size(self) -> int:
-        return (self.keys[0] if self.per_layer else self.keys[0]).shape[-2]
+        return self.keys[0].shape[-2]
 
 
 def init_pool(cfg: ModelConfig, num_pages: int, page_size: int, per_layer: bool,

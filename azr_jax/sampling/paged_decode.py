@@ -61,14 +61,16 @@ def _layer_params(layers, i):
 def _attend_layer(cfg, impl, window, i, q_bnh, k_bkh, v_bkh, keys, values, page_b, offset_b,
                   table_bp, lengths_b):
     """One shard: write the rows' keys and values of layer i, attend over the pages. keys and
-    values: layer i's buffers (i None) or the stacked ones."""
-    kv = (lambda x: (x,)) if i is None else (lambda x: x)  # noqa: E731
-    at = 0 if i is None else i
-    keys, k_kpsh = write_token(kv(keys), at, k_bkh, page_b, offset_b)
-    values, v_kpsh = write_token(kv(values), at, v_bkh, page_b, offset_b)
+    values: layer i's own buffers (i None: per-layer storage) or the stacked ones."""
+    if i is None:  # `write_token` on a one-layer tuple
+        (keys,), k_kpsh = write_token((keys,), 0, k_bkh, page_b, offset_b)
+        (values,), v_kpsh = write_token((values,), 0, v_bkh, page_b, offset_b)
+    else:
+        keys, k_kpsh = write_token(keys, i, k_bkh, page_b, offset_b)
+        values, v_kpsh = write_token(values, i, v_bkh, page_b, offset_b)
     o_bnh = paged_attention(q_bnh, k_kpsh, v_kpsh, table_bp, lengths_b, cfg, impl, window=window,
                             interpret=jax.default_backend() == "cpu")
-    return o_bnh, (keys[0] if i is None else keys), (values[0] if i is None else values)
+    return o_bnh, keys, values
 
 
 def paged_step(params, cfg: ModelConfig, tok_b, pos_b, live_b, pool: PagedKV, table_bp, impl: str):
