@@ -30,14 +30,14 @@ from azr_jax.sampling.rows import prefill
 def distinct_prompts(prompts: Sequence[Sequence[int]]) -> tuple[list, np.ndarray]:
     """(the distinct prompts in first-seen order, each prompt's index among them [len(prompts)]
     int32). Content equality by hashing each token tuple once."""
-    first: dict[tuple, int] = {}
+    index_of: dict[tuple, int] = {}
+    unique: list = []
     source_p = np.empty(len(prompts), np.int32)
     for i, prompt in enumerate(prompts):
-        source_p[i] = first.setdefault(tuple(prompt), len(first))
-    unique = [None] * len(first)
-    for i, j in enumerate(source_p):
-        if unique[j] is None:
-            unique[j] = prompts[i]
+        j = index_of.setdefault(tuple(prompt), len(unique))
+        if j == len(unique):
+            unique.append(prompt)
+        source_p[i] = j
     return unique, source_p
 
 
