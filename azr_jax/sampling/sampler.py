@@ -1,6 +1,8 @@
 """The sampler: `sample` runs token-id prompts as one static batch, or, with more rows than
 `SamplingConfig.max_rows_per_call`, through that many decode slots with refill
-(`sampling.continuous`). Both run the same prefill and decode step (`sampling.rows`).
+(`sampling.continuous`). Both run the same prefill and decode step (`sampling.rows`), and
+with `SamplingConfig.share_prefixes` prefill each distinct prompt once for all the rows that
+continue it (`sampling.prefix`).
 
 A static batch runs from the prefill to the last token in one compiled call (a
 `lax.while_loop` that exits early once every row has stopped), over a preallocated KV cache
