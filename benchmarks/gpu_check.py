@@ -5,8 +5,13 @@ dependencies are CPU-side), bf16 on both sides, greedy, every row forced to `--n
 For each batch size it prints tokens/s of both, the ratio, and the fraction of greedy tokens
 that agree (bf16 rounding makes long continuations drift apart; the first tokens agree).
 The update step's MFU is measured by benchmarks/train_step.py (run it beside this).
+--kv-layout paged samples through the paged KV cache (the Pallas GPU/TPU paged-attention
+kernel where the model fits it). --roofline also times prefill + first token (1 new token)
+and prints decode's bytes/s of weights + live KV against the device's measured memory
+bandwidth and prefill's FLOP/s against its measured bf16 matmul peak (benchmarks/roofline.py).
 
     python3 benchmarks/gpu_check.py [--preset smollm2-135m] [--batches 16,64] [--new 128]
+        [--kv-layout dense|paged] [--roofline]
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # benchmarks/roofline.py
 
 
 def best_time(fn, repeats: int) -> float:
@@ -35,6 +41,8 @@ def main() -> int:
     p.add_argument("--prompt-len", type=int, default=64)
     p.add_argument("--new", type=int, default=128)
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--kv-layout", default="dense", choices=("dense", "paged"))
+    p.add_argument("--roofline", action="store_true")
     args = p.parse_args()
 
     import jax
@@ -45,6 +53,7 @@ def main() -> int:
     from azr_jax.checkpoints.hf import hf_config_from_model_config, hf_state_dict_from_params
     from azr_jax.models import get_preset, init_params
     from azr_jax.sampling import SamplingConfig, sample
+    from roofline import device_figures, roofline_lines, static_decode_live
 
     cfg = get_preset(args.preset).replace(dtype="bfloat16", param_dtype="bfloat16")
     print(f"jax {jax.__version__} on {jax.devices()[0].device_kind}; torch {torch.__version__}, "
@@ -63,11 +72,15 @@ def main() -> int:
     device = "cuda" if torch.cuda.is_available() else "cpu"
     hf_model = hf_model.to(device, torch.bfloat16).eval()
 
+    peak_flops, bandwidth = device_figures() if args.roofline else (0.0, 0.0)
+    if args.roofline:
+        print(f"device: bf16 matmul {peak_flops / 1e12:.0f} TFLOP/s, memory {bandwidth / 1e9:.0f} "
+              f"GB/s (read + write); KV layout {args.kv_layout}")
     rng = np.random.default_rng(0)
     for batch in [int(b) for b in args.batches.split(",")]:
         prompts = rng.integers(100, cfg.vocab_size - 100, size=(batch, args.prompt_len)).astype(np.int32)
         sc = SamplingConfig(max_new_tokens=args.new, temperature=0.0, stop_token_ids=(),
-                            prompt_bucket="exact")
+                            prompt_bucket="exact", kv_layout=args.kv_layout)
         t = time.perf_counter()
         out = sample(params, cfg, prompts.tolist(), 0, sc)
         compile_s = time.perf_counter() - t
@@ -91,6 +104,18 @@ def main() -> int:
         print(f"batch {batch:3d}: ours {n / ours_s:9.0f} tok/s (compile+first {compile_s:.1f} s), "
               f"transformers {n / hf_s:8.0f} tok/s, ratio {hf_s / ours_s:.2f}x; greedy agreement "
               f"{float(np.mean(out.tokens == ref)):.1%} (first 8 tokens {first:.1%})")
+        if args.roofline:
+            one = sc.replace(max_new_tokens=1)
+            sample(params, cfg, prompts.tolist(), 0, one)  # compile
+            prefill_s = best_time(lambda: sample(params, cfg, prompts.tolist(), 0, one),
+                                  args.repeats)
+            for line in roofline_lines(cfg, 2, decode_s=ours_s - prefill_s,
+                                       decode_live=static_decode_live(args.prompt_len, batch,
+                                                                      args.new),
+                                       prefill_s=prefill_s,
+                                       prompt_lengths=[args.prompt_len] * batch,
+                                       bandwidth=bandwidth, peak_flops=peak_flops):
+                print("    " + line)
     return 0
 
 

@@ -82,6 +82,8 @@ def device_figures(dtype: str = "bfloat16", n: int = 8192, mem_mb: int = 1024,
     import jax
     import jax.numpy as jnp
 
+    if jax.default_backend() == "cpu":  # a smoke run: keep it short
+        n, mem_mb = min(n, 1024), min(mem_mb, 256)
     a = jax.random.normal(jax.random.PRNGKey(0), (n, n), dtype)
     dot = jax.jit(lambda x, y: x @ y)
     x = jnp.ones(mem_mb * 2**20 // 4, jnp.float32)
