@@ -6,7 +6,18 @@ and calls `paper_config(...)`. The paper's hyperparameters are set explicitly he
 where configs/base.py already has them, so a recipe reads as the paper's table.
 """
 
+from azr_jax.pipeline.recipe_memory import paged_pool_pages
 from configs import base
+
+# The rollouts' KV cache is paged (sampling.kv_layout="paged"). Its pool is per data shard
+# (the engine splits pages over data x fsdp: 16 shards on every recipe's TPU_SLICE), sized for
+# the shard's 512 / 16 = 32 decode slots at 2,048 live tokens each on average (a solver prompt
+# of ~500 tokens and the time-averaged live part of heavy-tailed responses of median ~1,000):
+# 4,129 pages. Rows that run longer wait for pages (or are preempted and redrawn: same tokens).
+# On another slice the pool per shard stays, so its slots share more or fewer pages.
+DATA_SHARDS = 16
+LIVE_TOKENS_PER_ROW = 2048
+PAGE_SIZE = 16  # tokens per page: the Pallas TPU/GPU paged-attention kernels need a multiple of 16
 
 
 def paper_config(preset: str, *, tensor: int, micro_batches: int, data: int = 1):
@@ -40,6 +51,10 @@ def paper_config(preset: str, *, tensor: int, micro_batches: int, data: int = 1)
     c.sampling.max_new_tokens = 8096
     c.sampling.prompt_bucket = "mult64"  # pow2 would pad a 6144 prompt to 8192
     c.sampling.max_rows_per_call = 512  # 512 decode slots: their KV cache fits (configs/qwen2_5_7b.py)
+    c.sampling.kv_layout = "paged"  # a row holds the pages its tokens fill, not 14k slots
+    c.sampling.page_size = PAGE_SIZE
+    c.sampling.kv_pages = paged_pool_pages(c.sampling.max_rows_per_call // DATA_SHARDS,
+                                           LIVE_TOKENS_PER_ROW, PAGE_SIZE)  # per shard
     c.rl.estimator = "trr++"
     c.rl.kl_coef = 0.0  # no KL
     c.rl.entropy_coef = 0.001  # official paper branch (veRL actor.entropy_coeff)

@@ -18,16 +18,22 @@ the XLA attention path, `--config.model.attention_impl=xla`, in blocks of 1024 q
           (+ q/k/v/MLP activations, gathered layer weights ~3 GiB; logit chunks 0.3 GiB)
           training peak                                                ~ 12 GiB
   rollout sampler calls of at most 64 tasks x n=8 = 512 seqs / 16 = 32 seqs per chip
-          KV cache 28 x 32 x 14240 x (4/4 KV heads) x 128 x 2 (k,v) x 2 B   =  6.1 GiB
+          paged KV cache (configs/paper.py): one data shard's pool of 4,129 pages of 16
+          tokens (32 slots x 2,048 live tokens), all 4 KV heads (pages split, heads not):
+          28 x 4129 x 16 x 4 x 128 x 2 (k,v) x 2 B                        =  3.5 GiB
           prefill of a 6144-token prompt, one block: 32 x 7 x 1024 x 6144 x (4+2) B = 7.9 GiB
-          (+ prompt q/k/v 0.4, static, bf16 weight copy 0.2 GiB) rollout peak ~ 16 GiB
+          (+ the prompts' cache before it goes into pages 2.6, prompt q/k/v 0.4, static,
+          bf16 weight copy 0.2 GiB)                               rollout peak ~ 16 GiB
+          (the dense cache, `--config.sampling.kv_layout=dense`, reserves 14240 slots a
+          row: 28 x 32 x 14240 x (4/4 KV heads) x 128 x 2 x 2 B = 6.1 GiB, peak ~16 GiB too)
   peak = max(12, 16) = 16 GiB of 95 GiB (17%).
 
 Without attention blocks the [14240 x 14240] scores of every head dominate: one layer's
 backward needs 29 GiB and a 6144-token prefill 48 GiB (peak 55 GiB); this slice was sized
 for that. With blocks the recipe has room to spare: the estimator puts v5p-64 (32 chips,
-`--slice v5p-64`, where fsdp=-1 becomes 8) at ~32 GiB per chip, and one sampler call for all
-3 x 64 x 8 learnability rollouts (`sampling.max_rows_per_call=0`; 2048 rows) at ~59 GiB.
+`--slice v5p-64`, where fsdp=-1 becomes 8) at ~28 GiB per chip (its 8 shards keep the same
+pool each, so their 64 slots share it: rows wait for pages sooner), and one sampler call for
+all 3 x 64 x 8 learnability rollouts (`sampling.max_rows_per_call=0`; 2048 rows) at ~49 GiB.
 
 With `model.attention_impl=auto` (the default here; splash on TPU) no [queries x keys] scores
 exist in the update step or the prefill, only per-query softmax statistics: the estimator puts

@@ -17,12 +17,41 @@ from azr_jax.models import get_preset
 from azr_jax.pipeline.config import apply_overrides, load_config_file, resolve_config_path
 from azr_jax.sampling.config import (BUCKET_POLICIES, SamplingConfig, padded_batch_size,
                                      slot_cache_len)
+from azr_jax.sampling.page_pool import pages_for
+from azr_jax.sampling.paged import auto_kv_pages
 from azr_jax.sharding.memory import MemoryEstimate, estimate_memory, slice_chips
 from azr_jax.sharding.mesh import MeshConfig
 
 # Rows per sampler call the paper recipes are sized for: one task type's learnability
 # rollouts (64 tasks x n=8). See `recipe_shapes`.
 CHUNKED_ROLLOUT_ROWS = 512
+
+
+def paged_pool_pages(rows: int, live_tokens: int, page_size: int) -> int:
+    """A page pool (of one data shard) for `rows` decode slots of `live_tokens` tokens each on
+    average (prompt + response so far): their pages, one partial prompt page per row (the
+    engine's master copy) and the reserved NULL page; `auto_kv_pages` is the same rule with
+    every row at its longest."""
+    return rows * (pages_for(live_tokens, page_size) + 1) + 1
+
+
+def _sampling(cfg, key: str):
+    """A sampling setting of a config, or the SamplingConfig default where it lacks one."""
+    default = getattr(SamplingConfig, key)
+    return cfg.sampling.get(key, default) if hasattr(cfg.sampling, "get") else default
+
+
+def page_pool(cfg, slots: int, prompt_len: int) -> Optional[tuple[int, int, str]]:
+    """(pages, page size, where the count comes from) of one data shard's page pool for
+    `slots` decode slots of that shard, as the engine sizes it (`sampling.paged.generate`);
+    None for the dense layout."""
+    if _sampling(cfg, "kv_layout") != "paged":
+        return None
+    size, pages = _sampling(cfg, "page_size"), _sampling(cfg, "kv_pages")
+    if pages:
+        return pages, size, "sampling.kv_pages"
+    return (auto_kv_pages(slots, prompt_len, cfg.sampling.max_new_tokens, size), size,
+            "auto: every slot its longest row")
 
 
 def recipe_shapes(cfg, num_devices: int, rollout_rows: Optional[int] = None) -> dict:
@@ -35,6 +64,8 @@ def recipe_shapes(cfg, num_devices: int, rollout_rows: Optional[int] = None) -> 
     call: task types x batch_per_group x num_rollouts rows padded to a power of two at once,
     or, with more rows than `sampling.max_rows_per_call`, that many decode slots (continuous
     batching) whose cache holds `slot_cache_len` slots; `rollout_rows` overrides the rows.
+    With `sampling.kv_layout="paged"` the cache is the page pool (`page_pool`), its pages
+    split over the data shards: `kv_pool_tokens` = one shard's pages x page size.
     """
     mesh = MeshConfig(cfg.mesh.data, cfg.mesh.fsdp, cfg.mesh.tensor).shape(num_devices)
     dp = mesh[0] * mesh[1]
@@ -59,9 +90,11 @@ def recipe_shapes(cfg, num_devices: int, rollout_rows: Optional[int] = None) -> 
     if cap:  # the slots' cache has room for the compaction's chunks
         chunk = cfg.sampling.get("decode_chunk", SamplingConfig.decode_chunk)
         cache_len = slot_cache_len(prompt, cfg.sampling.max_new_tokens, chunk)
+    pool = page_pool(cfg, -(-rollout_rows // dp), prompt)
     return dict(mesh=mesh, train_rows=update_rows // (dp * micro),
                 train_len=prompt + cfg.sampling.max_new_tokens,
-                rollout_rows=-(-rollout_rows // dp), prompt_len=prompt, cache_len=cache_len)
+                rollout_rows=-(-rollout_rows // dp), prompt_len=prompt, cache_len=cache_len,
+                kv_pool_tokens=pool[0] * pool[1] if pool else 0)
 
 
 def model_config_of(cfg):
@@ -104,6 +137,12 @@ def recipe_report(path_or_name: str, accelerator_type: Optional[str] = None,
             f"micro_batches={config.optim.micro_batches}\n"
             f"  per device: {shapes['train_rows']} row(s) x {shapes['train_len']} tokens per "
             f"micro-batch; rollout call {shapes['rollout_rows']} rows x {shapes['cache_len']} slots")
+    pool = page_pool(config, shapes["rollout_rows"], shapes["prompt_len"])
+    if pool:
+        pages, size, source = pool
+        head += (f"\n  KV: paged, {pages} pages of {size} tokens per data shard ({source}) = "
+                 f"{pages * size} token slots per device, "
+                 f"{(pages - 1) * size // shapes['rollout_rows']} per decode slot")
     return estimate, head + "\n" + estimate.table(hbm)
 
 

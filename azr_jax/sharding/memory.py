@@ -24,7 +24,11 @@ fallback as `spec_for`). Activations follow what the code actually materialises:
   layers*rows*slots*kv_heads*head_dim*2 (k and v) in the compute dtype (sliding-window
   layers too: the cache keeps every slot for every layer), plus the prefill
   of the padded prompt (scores and probabilities of one layer or block), plus a compute-dtype copy of
-  the weights when they are stored in another dtype.
+  the weights when they are stored in another dtype. With a paged KV cache
+  (`kv_pool_tokens` > 0, `sampling.kv_layout="paged"`) the cache is the page pool instead:
+  layers*pool_tokens*kv_heads*head_dim*2, where pool_tokens is one data shard's pages x page
+  size (the engine splits the pages over the data axes, not the KV heads over tensor), and
+  the prefill also holds its prompts' dense cache before writing it into pages.
 - parameters, gradients (parameter dtype) and AdamW's two moments (parameter dtype; optax's
   default) are sharded like the parameters. Gradients only exist during the update.
 
@@ -159,10 +163,13 @@ class MemoryEstimate:
 
 def estimate_memory(model_cfg, mesh_sizes: tuple[int, int, int], *, train_rows: int,
                     train_len: int, rollout_rows: int, prompt_len: int, cache_len: int,
-                    rules=LOGICAL_RULES, backend: str = "tpu") -> MemoryEstimate:
+                    kv_pool_tokens: int = 0, rules=LOGICAL_RULES,
+                    backend: str = "tpu") -> MemoryEstimate:
     """Per-device bytes. `train_rows` / `rollout_rows` are rows on ONE device (a micro-batch
-    of the update; one sampler call), lengths are padded lengths. `backend` is the one
-    `attention_impl="auto"` resolves for (recipes plan TPU slices)."""
+    of the update; one sampler call), lengths are padded lengths. `kv_pool_tokens` > 0: a
+    paged KV cache of that many token slots per device (one data shard's pages x page size)
+    replaces the dense one.
+    `backend` is the one `attention_impl="auto"` resolves for (recipes plan TPU slices)."""
     data, fsdp, tensor = mesh_sizes
     c = model_cfg
     p_bytes, a = _bytes(c.param_dtype), _bytes(c.dtype)
@@ -205,6 +212,9 @@ def estimate_memory(model_cfg, mesh_sizes: tuple[int, int, int], *, train_rows: 
     prefill_scores = (r * heads * prompt_len * 4 if fused
                       else r * heads * min(block, prompt_len) * prompt_len * (4 + a))
     prefill = prefill_scores + r * prompt_len * (heads + 2 * kv) * h * a
+    if kv_pool_tokens:  # KV heads unsplit; the prompts' dense cache until written into pages
+        kv_cache = L * kv_pool_tokens * c.num_kv_heads * h * a * 2
+        prefill += L * r * prompt_len * kv * h * a * 2
     weights_copy = shard * a if c.param_dtype != c.dtype else 0
     return MemoryEstimate(num_params=n_params, mesh=(data, fsdp, tensor), params=params,
                           grads=params, opt_state=2 * params, train_saved=saved,
