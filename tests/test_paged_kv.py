@@ -1,8 +1,9 @@
 """The paged KV cache (`kv_layout="paged"`) on a tiny random model: token for token (log-probs to
 1e-5) equal to the dense path without shared prefixes, greedy and sampled, 1 and 8 samples per
 prompt, heavy-tailed budgets, a pool so small that rows wait and are preempted, the 8-device
-data mesh (a pool per shard), a Gemma-2-style model (sliding window, soft-caps); the page allocator; the Pallas
-paged-attention kernels (TPU and GPU) in interpret mode against the XLA gather path."""
+data mesh (a pool per shard), a Gemma-2-style model (sliding window, soft-caps); the page
+allocator; the Pallas paged-attention kernels (TPU and GPU) in interpret mode against the XLA
+gather path."""
 
 import jax
 import jax.numpy as jnp
@@ -185,8 +186,8 @@ def test_kernels_in_interpret_mode_equal_the_gather_path(impl, softcap):
     """GQA (4 query heads over 2 KV heads), pages out of order, partial last pages."""
     q, k_pages, v_pages, table, lengths = _paged_inputs(jnp.float32)
     want = pa.gather_attention(q, k_pages, v_pages, table, lengths, scale=0.25, softcap=softcap)
-    got = jax.jit(lambda *a: pa.PAGED_IMPLS[impl](*a, scale=0.25, softcap=softcap,
-                                                  interpret=True))(q, k_pages, v_pages, table, lengths)
+    kernel = lambda *a: pa.PAGED_IMPLS[impl](*a, scale=0.25, softcap=softcap, interpret=True)  # noqa: E731
+    got = jax.jit(kernel)(q, k_pages, v_pages, table, lengths)
     np.testing.assert_allclose(np.asarray(got), np.asarray(want), atol=1e-5)
     # only the first `lengths` slots count: changing a slot past them changes nothing
     far = k_pages.at[:, table[0, 1]].set(100.0)

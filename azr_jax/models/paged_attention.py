@@ -77,7 +77,8 @@ def gpu_kernel_attention(q_bnh, k_kpsh, v_kpsh, table_bp, lengths_b, *, scale: f
     k_splits = _largest_divisor(pages, 16)
     return paged_attention(q_bnh * jnp.asarray(scale, q_bnh.dtype), k_kpsh, v_kpsh,
                            table_bp.astype(jnp.int32), lengths_b.astype(jnp.int32),
-                           block_h=16, pages_per_compute_block=_largest_divisor(pages // k_splits, 8),
+                           block_h=16,
+                           pages_per_compute_block=_largest_divisor(pages // k_splits, 8),
                            k_splits=k_splits, interpret=interpret,
                            attn_logits_soft_cap=softcap or None)
 

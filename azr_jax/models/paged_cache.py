@@ -71,7 +71,8 @@ def write_token(kv, i, new_bkh, page_b, offset_b):
     """Write one token per row (`new_bkh`) of layer i into (page_b, offset_b) of `kv` (a
     pool's keys or values), in place. Returns (the updated kv, layer i's [k, pages, S, h])."""
     if isinstance(kv, tuple):
-        layer = kv[i].at[:, page_b, offset_b, :].set(jnp.swapaxes(new_bkh, 0, 1).astype(kv[i].dtype))
+        new_kbh = jnp.swapaxes(new_bkh, 0, 1).astype(kv[i].dtype)
+        layer = kv[i].at[:, page_b, offset_b, :].set(new_kbh)
         return kv[:i] + (layer,) + kv[i + 1:], layer
     # layer index and (page, offset) are split by a slice: the update is [b, k, h]
     kv = kv.at[i, :, page_b, offset_b, :].set(new_bkh.astype(kv.dtype))
