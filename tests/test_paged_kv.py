@@ -5,6 +5,8 @@ data mesh (a pool per shard), a Gemma-2-style model (sliding window, soft-caps);
 allocator; the Pallas paged-attention kernels (TPU and GPU) in interpret mode against the XLA
 gather path."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -186,7 +188,7 @@ def test_kernels_in_interpret_mode_equal_the_gather_path(impl, softcap):
     """GQA (4 query heads over 2 KV heads), pages out of order, partial last pages."""
     q, k_pages, v_pages, table, lengths = _paged_inputs(jnp.float32)
     want = pa.gather_attention(q, k_pages, v_pages, table, lengths, scale=0.25, softcap=softcap)
-    kernel = lambda *a: pa.PAGED_IMPLS[impl](*a, scale=0.25, softcap=softcap, interpret=True)  # noqa: E731
+    kernel = functools.partial(pa.PAGED_IMPLS[impl], scale=0.25, softcap=softcap, interpret=True)
     got = jax.jit(kernel)(q, k_pages, v_pages, table, lengths)
     np.testing.assert_allclose(np.asarray(got), np.asarray(want), atol=1e-5)
     # only the first `lengths` slots count: changing a slot past them changes nothing
