@@ -18,6 +18,7 @@ from azr_jax.models import paged_attention as pa
 from azr_jax.models.paged_cache import NULL_PAGE
 from azr_jax.sampling import PreparedParams, SamplingConfig, paged, sample
 from azr_jax.sampling.page_pool import PageAllocator
+from azr_jax.sampling.paged_host import Engine, Entry
 
 NEW = 12
 # prompt lengths 1..13 (pages of 4: full pages, partial ones, a single token)
@@ -167,6 +168,23 @@ def test_page_allocator_counts_references():
     assert alloc.free == 4 and alloc.peak_in_use == 3
     with pytest.raises(AssertionError, match="released twice"):
         alloc.release(a[:1])
+
+
+def test_a_row_that_fits_nowhere_drops_idle_entries():
+    """Two shards of 3 usable pages, each held by another prompt's entry and no live row:
+    the head rows are admitted once those entries are dropped, instead of waiting for pages
+    that nothing would free (row 0 into shard 0 for prompt 1's entry, row 1 into shard 1)."""
+    sc = SamplingConfig(max_new_tokens=5, page_size=4, decode_chunk=4)
+    prompts = [[1] * 8, [2] * 8, [3] * 8]
+    eng = Engine(prompts, np.arange(3), np.full(3, 5), sc, num_slots=2, shards=2, shard_pages=4,
+                 plen=8)
+    for src, d in ((1, 0), (2, 1)):
+        eng.entries[(src, d)] = Entry(eng.allocs[d].alloc(2), None)
+    taken, new = eng.plan_admissions()
+    # (slot, row) taken, (prompt, shard) entries made
+    assert taken == [(0, 0), (1, 1)] and list(new) == [(0, 0), (1, 1)]
+    assert not eng.entries and list(eng.waiting) == [2]
+    assert eng.allocs[0].free == eng.allocs[1].free == 0
 
 
 def _paged_inputs(dtype, pages_per_row=4, page_size=16, n=4, k=2, h=16):

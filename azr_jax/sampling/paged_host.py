@@ -134,10 +134,12 @@ class Engine:
                 resident, entry, own = self._cost(r, d, new)
                 if free[d] and entry + own + reserve[d] <= self.allocs[d].free:
                     fits.append((not resident, -self.allocs[d].free, d, entry, own))
+            src, p = int(self.source[r]), int(self.plen_r[r])
             if not fits:
+                if self._drop_idle_entries(free, src):
+                    continue
                 break
             _, _, d, entry, own = min(fits)
-            src, p = int(self.source[r]), int(self.plen_r[r])
             if entry:
                 pages = self.allocs[d].alloc(entry)
                 new[(src, d)] = Entry(pages[: p // self.S], pages[-1] if p % self.S else None)
@@ -148,6 +150,18 @@ class Engine:
             self.admitted += 1
             taken.append((s, r))
         return taken, new
+
+    def _drop_idle_entries(self, free: dict, src: int) -> bool:
+        """When the head row fits nowhere: drop other prompts' entries from a shard with a
+        free slot and no live row (nothing else would free its pages: rows behind the head
+        could hold them forever). Whether any was dropped."""
+        for d in free:
+            keys = [k for k in self.entries if k[1] == d and k[0] != src]
+            if free[d] and keys and not len(self.live_slots(d)):
+                for k in keys:
+                    self.drop_entry(k)
+                return True
+        return False
 
     def prefill_batch(self, new: dict):
         """Host arrays of one prefill of the new entries' prompts: shard d's entries in rows
