@@ -63,6 +63,9 @@ def get_config():
     c.selfplay.batch_per_group = 8
     c.sampling.max_prompt_len = 192
     c.sampling.max_new_tokens = 64  # prompt + response <= 256: one update shape
+    # at most 128 rows decode at once (continuous batching; the tokens do not depend on it):
+    # pass@8 on the two probes is 768 rows, whose one static batch (1024 padded) needs ~12 GB of KV
+    c.sampling.max_rows_per_call = 128
     c.optim.lr = 2e-5
     c.optim.mini_batch_size = 24  # 48 trained sequences per step: two AdamW steps
     # as measured (BENCHMARKS.md): one token mean per mini-batch; the official's micro-batches
