@@ -14,7 +14,7 @@ import sys
 import time
 
 from azr_jax import cliargs
-from azr_jax.errors import UserError
+from azr_jax.errors import Preempted, UserError
 from azr_jax.pipeline.metrics import read_metrics
 from azr_jax.pipeline.tasklog import read_tasks
 
@@ -82,6 +82,9 @@ def main(argv=None) -> int:
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except Preempted as e:  # SIGTERM: the last finished step is saved; rerun to resume
+        print(str(e), file=sys.stderr)
+        return e.exit_code
     print(f"\n=== summary ({time.time() - t0:.0f} s) ===")
     print(summarize(workdir))
     print(f"\nreport: {os.path.abspath(report)}")

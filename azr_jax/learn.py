@@ -18,7 +18,7 @@ import time
 from typing import NamedTuple
 
 from azr_jax import cliargs
-from azr_jax.errors import UserError
+from azr_jax.errors import Preempted, UserError
 from azr_jax.pipeline.metrics import read_metrics, update_rows
 from azr_jax.pipeline.report import PROBE_ACC, build_report, learning_svg
 
@@ -132,6 +132,9 @@ def main(argv=None) -> int:
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except Preempted as e:  # SIGTERM: the last finished step is saved; rerun to resume
+        print(str(e), file=sys.stderr)
+        return e.exit_code
     print(f"\n=== learning curves ({time.time() - t0:.0f} s) ===")
     print(summarize(args.workdir))
     print(f"\nreport: {os.path.abspath(report)}\ncurves: {os.path.abspath(svg)}")

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import ast
 
+from azr_jax.pyparse import parse_quietly
+
 ANSWER_CHECKS: tuple[str, ...] = ("values", "official")
 MAX_ANSWER_CHARS = 100_000   # longer texts are not read at all
 MAX_VALUE_NODES = 20_000     # tree nodes of one answer
@@ -150,7 +152,7 @@ def _parse(text: str, mode: str):
     if len(text) > MAX_ANSWER_CHARS:
         raise NotAValue(f"longer than {MAX_ANSWER_CHARS} characters")
     try:
-        return ast.parse(text.strip(), mode=mode)
+        return parse_quietly(text.strip(), mode=mode)
     except (SyntaxError, ValueError, MemoryError, RecursionError) as e:
         raise NotAValue(f"does not parse: {type(e).__name__}") from None
 

@@ -23,6 +23,7 @@ import dataclasses
 from azr_jax.executor.answers import (ANSWER_CHECKS, NotAValue, canonical_call_args,
                                       parse_value, values_equal)
 from azr_jax.executor.pool import Job, SandboxPool
+from azr_jax.pyparse import parse_quietly
 
 # The official list (paper branch, utils/code_utils/checks.py + 7b.sh): import statements
 # only, a dotted component match; code containing ``input(`` fails too (python_executor.py).
@@ -105,7 +106,7 @@ def check_program(code: str, banned: frozenset[str] | set[str] = DEFAULT_BANNED,
         if needle in code:
             return f"banned text: {needle}"
     try:
-        tree = ast.parse(code)
+        tree = parse_quietly(code)
     except (SyntaxError, ValueError, MemoryError, RecursionError) as e:
         return f"syntax error: {e}"
     defs = [n for n in tree.body

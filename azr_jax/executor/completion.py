@@ -18,6 +18,7 @@ import zlib
 from azr_jax.executor.azr import (BAN_LISTS, BanList, check_with, grading_tier,
                                   outputs_equal, run_unique)
 from azr_jax.executor.pool import Job, SandboxPool
+from azr_jax.pyparse import parse_quietly
 
 HOLE = "__hole__"  # the placeholder name; a program that uses it gets no hole
 EXPRESSION = "expression"
@@ -60,7 +61,7 @@ def make_hole(program: str, entry: str = "f") -> Hole | None:
     """``program`` with one part of ``entry`` hidden, chosen by a hash of the program; None
     when it has no such part (no ``f``, a syntax error, or the placeholder name in use)."""
     try:
-        tree = ast.parse(program)
+        tree = parse_quietly(program)
     except (SyntaxError, ValueError, RecursionError):
         return None
     fn = _entry(tree, entry)
@@ -75,7 +76,7 @@ def make_hole(program: str, entry: str = "f") -> Hole | None:
     end = _offset(lines, node.end_lineno, node.end_col_offset)
     hole = Hole(program[:start] + HOLE + program[end:], kind, program[start:end])
     completed = fill(hole.masked, hole.kind, hole.hidden)  # the gold answer must fit back
-    if completed is None or ast.dump(ast.parse(completed)) != ast.dump(tree):
+    if completed is None or ast.dump(parse_quietly(completed)) != ast.dump(tree):
         return None
     return hole
 
@@ -104,13 +105,13 @@ def fill(masked: str, kind: str, answer: str) -> str | None:
     expression (``kind`` EXPRESSION) or one statement of class ``kind``."""
     try:
         if kind == EXPRESSION:
-            node: ast.AST = ast.parse(answer.strip(), mode="eval").body
+            node: ast.AST = parse_quietly(answer.strip(), mode="eval").body
         else:
-            body = ast.parse(textwrap.dedent(answer).strip()).body
+            body = parse_quietly(textwrap.dedent(answer).strip()).body
             if len(body) != 1 or type(body[0]).__name__ != kind:
                 return None
             node = body[0]
-        tree = ast.parse(masked)
+        tree = parse_quietly(masked)
     except (SyntaxError, ValueError, RecursionError):
         return None
     filler = _Fill(node, kind != EXPRESSION)

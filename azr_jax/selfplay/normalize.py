@@ -14,6 +14,8 @@ import io
 import tokenize
 from typing import Iterable, Sequence
 
+from azr_jax.pyparse import parse_quietly
+
 MAX_TOKENS = 400  # tokens of a program the distance reads: an adversarial program costs
                   # at most MAX_TOKENS x MAX_TOKENS bit-vector steps, never more
 ENTRY = "f"       # the entry function every proposal defines (parsing.program_as_f)
@@ -165,7 +167,7 @@ def _entry_name(tree: ast.Module) -> str:
 def _parsed(src: str) -> tuple[str, int] | None:
     """(normalized text, ast node count) of ``src``; None when it does not parse."""
     try:
-        tree = ast.parse(src)
+        tree = parse_quietly(src)
         size = sum(1 for _ in ast.walk(tree))
         _drop_docstring(tree)
         tree = _Renamer(_entry_name(tree)).visit(tree)

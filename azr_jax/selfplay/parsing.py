@@ -87,7 +87,7 @@ def blocks_of(text: str, langs) -> list[str]:
 
 
 def official_code(fence: Fence) -> str:
-    """A code fence as the official pattern ```(?:python\s*)?\n?(.*?)\n?``` reads it: a
+    r"""A code fence as the official pattern ```(?:python\s*)?\n?(.*?)\n?``` reads it: a
     leading ``python`` (any case) dropped; another language's name stays in the code."""
     inner = fence.inner
     return (inner[6:] if inner[:6].lower() == "python" else inner).strip()
