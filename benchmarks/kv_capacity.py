@@ -10,11 +10,12 @@ rows (random prompts, log-normal lengths of median `--median` capped at `--cap`,
 `budgets` with no stop tokens, temperature 1 with one key) and their tokens are compared.
 
 The model has random weights (a preset's shapes, `--preset`, context raised to fit the cap):
-the capacity ratio does not depend on the bytes per token, only the run time does.
+the capacity ratio does not depend on the bytes per token, only the run time does. On a GPU
+or TPU set JAX_PLATFORMS (cuda, tpu) and `--dtype bfloat16` (the TPU kernel needs bf16).
 
     .venv/bin/python benchmarks/kv_capacity.py [--preset tiny] [--rows 256] [--dense-rows 8]
         [--median 300] [--sigma 1.0] [--cap 8096] [--prompt-len 128] [--page-size 16]
-        [--paged-slots 64] [--chunk 4] [--threads N] [--skip-dense]
+        [--paged-slots 64] [--chunk 4] [--threads N] [--skip-dense] [--dtype float32]
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ def parse_args():
     p.add_argument("--chunk", type=int, default=4)
     p.add_argument("--threads", type=int, default=os.cpu_count())
     p.add_argument("--skip-dense", action="store_true", help="capacity only (no dense run)")
+    p.add_argument("--dtype", default="float32", help="compute and parameter dtype")
     return p.parse_args()
 
 
@@ -54,7 +56,7 @@ def main() -> int:
     from azr_jax.sampling import SamplingConfig, prepare_params, sample
     from azr_jax.sampling.config import slot_cache_len
 
-    cfg = get_preset(args.preset)
+    cfg = get_preset(args.preset).replace(dtype=args.dtype, param_dtype=args.dtype)
     rng = np.random.default_rng(0)
     prompts = [rng.integers(3, cfg.vocab_size, size=rng.integers(args.prompt_len // 2,
                                                                  args.prompt_len + 1)).tolist()
