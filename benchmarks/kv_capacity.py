@@ -99,7 +99,9 @@ def main() -> int:
     print(f"paged: {paged_s:.1f} s, {lengths.sum() / paged_s:.1f} useful tok/s; peak live rows "
           f"{st['peak_live_rows']} of {st['slots']} slots, mean live rows per decode step "
           f"{mean_live:.1f} ({st['decode_steps']} steps), peak pages {st['peak_pages_in_use']} of "
-          f"{st['pool_pages']}, preemptions {st['preemptions']}, attention {st['attention']}")
+          f"{st['pool_pages']}, preemptions {st['preemptions']}, attention {st['attention']}, "
+          f"page tables up to {st['peak_table_pages']} of {st['table_pages_per_row']} pages "
+          f"({st['table_widths']} widths)")
     if st["peak_live_rows"] >= st["slots"]:
         print(f"note: the peak hit --paged-slots {args.paged_slots}: raise it to find the "
               f"budget's limit")

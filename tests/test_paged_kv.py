@@ -236,3 +236,76 @@ def test_kernel_choice_per_backend():
     bf16 = cfg.replace(dtype="bfloat16", head_dim=128)
     assert pa.resolve_paged_impl(bf16, 16, "tpu") == "pallas_tpu"
     assert paged.auto_kv_pages(4, 16, 100, 16) == 4 * (8 + 1) + 1
+
+
+def test_chunk_tables_span_live_pages_only(model):
+    """Rows of very different lengths (a 1-token prompt decoding 30 tokens, a 13-token one
+    decoding 2) through 2 slots: each chunk's table is a power-of-two width that grows as a
+    row crosses into new buckets mid-run and shrinks when long rows leave, below the full
+    width (prompt + max_new), and the tokens are the dense path's."""
+    cfg, params = model
+    sc = DENSE.replace(max_new_tokens=40, temperature=1.0, num_samples=2)
+    prompts, budgets = [PROMPTS[2], PROMPTS[1]], [30, 30, 2, 2]
+    ref = sample(params, cfg, prompts, 4, sc, budgets=budgets)
+    got = sample(params, cfg, prompts, 4, sc.replace(kv_layout="paged", max_rows_per_call=2),
+                 budgets=budgets)
+    _assert_rows_equal(got, ref)
+    st = got.stats
+    # 1 + 29 written tokens: 8 pages of 4 at most, against 14 for the full width
+    assert st["peak_table_pages"] == 8 < st["table_pages_per_row"]
+    assert st["table_widths"] >= 3  # buckets crossed mid-run
+
+
+def _drive_host(eng: Engine, chunk_steps, check):
+    """The host loop of `paged.generate` without a device: every row decodes `chunk_steps(c)`
+    tokens of a chunk (no stops); `check(eng, table)` sees each chunk's inputs."""
+    while eng.waiting or len(eng.live_slots()):
+        eng.grow()
+        taken, new = eng.plan_admissions()
+        for src, _ in new:
+            for r in eng.rows_of[src]:
+                eng.first[r] = (1, 0.0)
+        eng.entries.update(new)
+        eng.seat(taken)
+        eng.drop_unneeded_entries()
+        if not len(eng.live_slots()):
+            continue
+        (_, _, count, _, budget, done), table = eng.chunk_inputs()
+        check(eng, table)
+        n = len(count)
+        new_count = np.where(done, count, np.minimum(count + chunk_steps, budget))
+        eng.record_chunk(np.ones((n, eng.K), np.int32), np.zeros((n, eng.K), np.float32),
+                         new_count, done | (new_count >= budget))
+
+
+def test_chunk_width_covers_every_write_of_the_chunk():
+    """Host only: in every chunk, each live row's table entries at the positions it writes
+    (pos .. pos + K - 1, within its budget) and reads are its own pages, never clamped to
+    another one; widths are powers of two (or the full width) and change as rows come and
+    go (prompts of 1 to 40 tokens, budgets 1 to 60, pages of 4, a pool that preempts)."""
+    sc = SamplingConfig(max_new_tokens=60, page_size=4, decode_chunk=5)
+    rng = np.random.default_rng(0)
+    prompts = [[7] * int(n) for n in (1, 40, 3, 17, 8, 25)]
+    source = np.repeat(np.arange(len(prompts)), 3)
+    budgets = rng.integers(1, 61, len(source))
+    eng = Engine(prompts, source, budgets, sc, num_slots=4, shards=1, shard_pages=40, plen=40)
+    widths = []
+
+    def check(eng, table_bp):
+        width = table_bp.shape[1]
+        widths.append(width)
+        assert width == eng.table_width or width & (width - 1) == 0
+        for s in eng.live_slots():
+            r = eng.slot_row[s]
+            pos = eng.plen_r[r] + eng.lengths[r] - 1
+            last = min(pos + eng.K, eng.plen_r[r] + eng.budget[r] - 1)  # tokens in cache
+            page_idx = np.minimum(np.arange(last) // eng.S, width - 1)  # paged_step's clamp
+            np.testing.assert_array_equal(table_bp[s, page_idx],
+                                          np.asarray(eng.slot_pages[s])[np.arange(last) // eng.S])
+
+    _drive_host(eng, 5, check)
+    assert eng.finished == len(source) and (eng.lengths == budgets).all()
+    assert len(set(widths)) >= 3 and max(widths) <= eng.table_width
+    peak = widths.index(max(widths))
+    assert min(widths[:peak]) < max(widths) and min(widths[peak:]) < max(widths)  # up, down
+    assert eng.stats["preemptions"] > 0

@@ -16,6 +16,9 @@ decode steps of every slot.
   it is dropped (recomputed if needed again).
 - Per-row positions: row b writes its token at position pos_b (page table[pos // S], offset
   pos % S) and attends to its first pos + 1 slots: no shared write index, no compaction.
+- Table width: each chunk's page tables span the live rows' pages through the chunk's end
+  (a power of two of pages, `Engine.chunk_width`), not prompt + cap: the XLA gather path
+  reads every table entry each step.
 - Refill: before each chunk, finished rows' slots take waiting rows whose prompt pages (if
   not resident) and first chunk of pages fit in the free pages; else they wait.
 - Growth and preemption: before each chunk every live row (oldest first) gets the pages its

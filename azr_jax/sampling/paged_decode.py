@@ -78,6 +78,8 @@ def paged_step(params, cfg: ModelConfig, tok_b, pos_b, live_b, pool: PagedKV, ta
     the pool with every live row's token written)."""
     s = pool.page_size
     x_b1d = embed_tokens(params["embedding"], tok_b[:, None], cfg)
+    # the host's table covers every live row's writes (`Engine.chunk_width`); the clamp keeps
+    # done rows, whose positions run on, inside the table
     page_idx_b = jnp.minimum(pos_b // s, table_bp.shape[1] - 1)
     page_b = jnp.where(live_b, jnp.take_along_axis(table_bp, page_idx_b[:, None], 1)[:, 0],
                        NULL_PAGE)

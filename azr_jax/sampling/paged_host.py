@@ -61,7 +61,9 @@ class Engine:
                           table_pages_per_row=self.table_width, peak_live_rows=0,
                           peak_pages_in_use=0, peak_shard_pages=0, preemptions=0,
                           prefilled_prompts=0, shared_page_refs=0, copied_pages=0,
-                          decode_chunks=0, decode_steps=0)
+                          decode_chunks=0, decode_steps=0, peak_table_pages=0,
+                          table_widths=0)
+        self._widths: set[int] = set()
 
     def shard(self, s: int) -> int:
         return s // self.per_shard
@@ -238,13 +240,31 @@ class Engine:
             self.drop_entry(key)
 
     # -- decode -------------------------------------------------------------------------
+    def chunk_width(self) -> int:
+        """Page-table width of the next chunk: a power of two (few compiles; at most the full
+        width) >= every live row's pages through the chunk's end. `paged_step` clamps page
+        indices to the width, so a narrower table would send a row's write to a wrong page;
+        growth gave each row those pages, and the width covers every page a row holds."""
+        need = 1
+        for s in self.live_slots():
+            r = self.slot_row[s]
+            pos = self.plen_r[r] + self.lengths[r] - 1  # the position the next step writes
+            last = min(pos + self.K, self.plen_r[r] + self.budget[r] - 1)
+            need = max(need, pages_for(last, self.S), len(self.slot_pages[s]))
+        return min(pow2_at_least(need, 1), self.table_width)
+
     def chunk_inputs(self):
-        """Host arrays of the slots' Rows fields and page tables."""
+        """Host arrays of the slots' Rows fields and page tables [slots, chunk_width()]: the
+        XLA path gathers every table entry each step, so the table spans live pages only."""
         n = len(self.slot_row)
         tok, pos, count = (np.zeros(n, np.int32) for _ in range(3))
         row, budget = np.zeros(n, np.int32), np.ones(n, np.int32)
         done = self.slot_row < 0
-        table = np.full((n, self.table_width), NULL_PAGE, np.int32)
+        width = self.chunk_width()
+        self._widths.add(width)
+        self.stats["peak_table_pages"] = max(self.stats["peak_table_pages"], width)
+        self.stats["table_widths"] = len(self._widths)
+        table = np.full((n, width), NULL_PAGE, np.int32)
         for s in np.flatnonzero(~done):
             r = self.slot_row[s]
             c = self.lengths[r]
