@@ -26,7 +26,8 @@ venv-dev: $(VENV)/.dev
 demo: $(VENV)/.core
 	$(PY) -m azr_jax.demo
 
-# About 35 minutes on 2 CPU cores: SmolLM2-135M self-play with a held-out probe (runs/learn).
+# SmolLM2-135M self-play with a held-out probe (runs/learn): about 30 minutes of steps on a quiet
+# 2-core machine, plus the probes (greedy every 3 steps, pass@8 at both ends).
 # LEARN_ARGS passes options on, e.g. LEARN_ARGS="--workdir runs/novel --config.selfplay.admission=novel".
 LEARN_ARGS ?=
 learn: $(VENV)/.core
