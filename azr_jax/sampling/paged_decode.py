@@ -30,7 +30,7 @@ from azr_jax.models.paged_cache import (NULL_PAGE, PagedKV, copy_pages, init_poo
                                         write_token)
 from azr_jax.sampling.decode import logits_from_hidden
 from azr_jax.sampling.processors import policy_logprob
-from azr_jax.sampling.rows import Picker, Rows, prefill
+from azr_jax.sampling.rows import Picker, Rows, draw_next, prefill
 
 
 def _per_shard(fn, in_specs, out_specs):
@@ -134,13 +134,7 @@ def _advance(decode_params, cfg, pick: Picker, rows: Rows, pool, table_bp, impl)
     live_b = ~rows.done_b
     h_bd, pool = paged_step(decode_params, cfg, rows.tok_b, rows.pos_b, live_b, pool, table_bp,
                             impl)
-    logits_bv = logits_from_hidden(decode_params, cfg, h_bd)
-    new_b = pick.choose(logits_bv, rows.row_b, rows.count_b)
-    lp_b = jnp.where(live_b, policy_logprob(logits_bv, new_b), 0.0)
-    new_b = jnp.where(live_b, new_b, pick.pad_id)
-    count_b = rows.count_b + live_b.astype(jnp.int32)
-    done_b = rows.done_b | pick.is_stop(new_b) | (count_b >= rows.budget_b)
-    rows = rows.replace(tok_b=new_b, pos_b=rows.pos_b + 1, count_b=count_b, done_b=done_b)
+    rows, new_b, lp_b = draw_next(decode_params, cfg, pick, rows, h_bd)
     return rows, pool, new_b, lp_b
 
 

@@ -87,6 +87,14 @@ def advance(decode_params, cfg: ModelConfig, pick: Picker, rows: Rows, cache):
     """One decode step for every row: feed each row's last token, draw its next. Rows already
     done get the pad token and 0 log-prob and do not count. Returns (rows, cache, tok, lp)."""
     h_bd, cache = decode_step(decode_params, cfg, rows.tok_b, rows.pos_b, cache)
+    rows, new_b, lp_b = draw_next(decode_params, cfg, pick, rows, h_bd)
+    return rows, cache, new_b, lp_b
+
+
+def draw_next(decode_params, cfg: ModelConfig, pick: Picker, rows: Rows, h_bd):
+    """Each row's next token from its last hidden state (any cache layout's decode step):
+    rows already done get the pad token and 0 log-prob and do not count.
+    Returns (rows, tok, lp)."""
     logits_bv = logits_from_hidden(decode_params, cfg, h_bd)
     live_b = ~rows.done_b
     new_b = pick.choose(logits_bv, rows.row_b, rows.count_b)
@@ -95,7 +103,7 @@ def advance(decode_params, cfg: ModelConfig, pick: Picker, rows: Rows, cache):
     count_b = rows.count_b + live_b.astype(jnp.int32)
     done_b = rows.done_b | pick.is_stop(new_b) | (count_b >= rows.budget_b)
     rows = rows.replace(tok_b=new_b, pos_b=rows.pos_b + 1, count_b=count_b, done_b=done_b)
-    return rows, cache, new_b, lp_b
+    return rows, new_b, lp_b
 
 
 def picker(key, sampling) -> Picker:
