@@ -70,6 +70,7 @@ RULES: dict[str, Rule] = {
     "selfplay.format_error_reward": PENALTY,
     "selfplay.failure_reward": PENALTY,
     "selfplay.correct_reward": POSITIVE,
+    "selfplay.novelty_bonus": NON_NEGATIVE,
     "rl.clip_eps": POSITIVE,
     "rl.clip_eps_high": POSITIVE,
     "rl.dual_clip": Rule(lambda v: v == 0 or v > 1, "0 (off) or > 1"),

@@ -130,12 +130,12 @@ def _respond(kind, prompt, k):
     return f"ok</think><answer>{body}</answer>"
 
 
-def _run(tmp_path, monkeypatch, gate):
+def _run(tmp_path, monkeypatch, gate, *overrides):
     respond, lengths_by_kind = kind_responder(_respond)
     monkeypatch.setattr(rollout_mod, "sample", scripted_sample(respond))
     cfg = load_config("tiny_cpu", ["trainer.steps=1", "selfplay.batch_per_group=2",
                                    "selfplay.num_inputs=6", "sampling.max_new_tokens=256",
-                                   f"selfplay.admission={gate}"])
+                                   f"selfplay.admission={gate}", *overrides])
     from azr_jax.pipeline.trainer import train
     seen = {}
 
@@ -195,3 +195,17 @@ def test_official_gate_admits_both(tmp_path, monkeypatch):
     # the copy is 0 from the identity; `return x * 2` is 2 tokens of 12 from it
     # (def v0 ( v1 ) : INDENT return v1 * 2 DEDENT)
     assert row["diversity/nearest_distance/deduction"] == pytest.approx((0 + 2 / 12) / 2)
+
+
+def test_novelty_bonus_adds_distance_to_an_admitted_proposals_reward(tmp_path, monkeypatch):
+    # official gate, bonus 0.3: the copy (distance 0) keeps 0.5, `return x * 2` and
+    # `return x + 1` (2 tokens of 12 from the identity) gain 0.3 x 2/12; induction's proposer
+    # is given its program, so no bonus there
+    rows, _, _, metrics, _ = _run(tmp_path, monkeypatch, "official", "selfplay.novelty_bonus=0.3")
+    for t in TYPES:
+        assert rows[(t, 0)]["reward"] == 0.5, t
+        new = 0.5 + (0.3 * 2 / 12 if t != "induction" else 0.0)
+        assert rows[(t, 1)]["reward"] == pytest.approx(new, abs=1e-4), t
+    (row,) = [r for r in metrics if r["step"] == 1]
+    assert row["reward/deduction_propose"] == pytest.approx((0.5 + 0.5 + 0.3 * 2 / 12) / 2,
+                                                            abs=1e-4)

@@ -6,6 +6,7 @@ quadratic. ``selfplay/scan.py`` reads the same things in one pass; the fuzz test
 that it returns exactly what each regex returns, the timing test that 100k-token responses of
 the bad shapes parse in well under a second."""
 
+import gc
 import random
 import re
 import signal
@@ -110,6 +111,8 @@ def _timed(fn, stop_s=5.0):
     SIGALRM), so a regression fails instead of hanging."""
     def stop(*_):
         raise _TooSlow
+    gc.collect()  # a collection of what earlier tests left in this worker (a large heap
+    gc.disable()  # of JAX objects) would land on this thread's clock: CI once read 1.1 s
     old = signal.signal(signal.SIGVTALRM, stop)
     signal.setitimer(signal.ITIMER_VIRTUAL, stop_s)
     t0 = time.thread_time()
@@ -120,6 +123,7 @@ def _timed(fn, stop_s=5.0):
     finally:
         signal.setitimer(signal.ITIMER_VIRTUAL, 0)
         signal.signal(signal.SIGVTALRM, old)
+        gc.enable()
     return time.thread_time() - t0
 
 

@@ -30,7 +30,7 @@ RESUME_SAFE = ("trainer.steps", "trainer.log_every", "trainer.checkpoint_every",
 # Keys added after workdirs were written -> the behaviour a saved config without the key
 # had: such a saved config compares as holding this value (resuming it needs these values).
 ADDED_KEYS = {"rl.micro_rows": 16, "rl.old_logprobs": "sampler", "optim.decay_mask": "matrices",
-              "selfplay.admission": "official"}
+              "selfplay.admission": "official", "selfplay.novelty_bonus": 0.0}
 
 
 def resolve_config_path(path_or_name: str) -> str:

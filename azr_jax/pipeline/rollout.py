@@ -244,8 +244,9 @@ def run_rollout(ctx: RolloutContext, step: int, params) -> Rollout:
 
     # 3. learnability: n solver rollouts per admitted proposal
     rates, learn_answers = _learnability(ctx, params, results, k_learn)
+    bonuses = diversity.novelty_bonuses(results, ctx.copies, cfg.novelty_bonus)
     prop_rewards = [sp.proposer_composite(r.reward_outcome, rates.get(i), cfg)
-                    for i, r in enumerate(results)]
+                    + bonuses.get(i, 0.0) for i, r in enumerate(results)]
 
     # 4. solver batch per type: the previous step's new tasks first, the rest from the
     #    buffer (official max_new); then this step's valid tasks join the buffers

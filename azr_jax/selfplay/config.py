@@ -51,6 +51,9 @@ class SelfPlayConfig:
     admission: str = "official"      # which valid proposals become tasks: "official" (all),
                                      # "novel" (no copies), or a registered gate
                                      # (selfplay/admission.py)
+    novelty_bonus: float = 0.0       # off in the official rules: an admitted proposal's reward
+                                     # gains this x its distance to the nearest reference or
+                                     # seed (diversity.novelty_bonuses)
 
     @property
     def seed_buffer_size(self) -> int:

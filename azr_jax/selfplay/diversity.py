@@ -41,7 +41,8 @@ from azr_jax.selfplay.registry import get
 from azr_jax.selfplay.rewards import FAILED, PASSED
 
 __all__ = ["CopyIndex", "admit", "answer_entropy", "copy_key", "nearest_distance",
-           "normalize_program", "program_distance", "program_size", "step_metrics"]
+           "normalize_program", "novelty_bonuses", "program_distance", "program_size",
+           "step_metrics"]
 
 _UNPARSED = ("format error",)  # an unparsable answer: one answer value of its own
 
@@ -133,6 +134,22 @@ def admit(results: Sequence, gate_name: str, index: CopyIndex) -> list:
             out.append(r)
         else:
             out.append(dataclasses.replace(r, outcome=FAILED, reason=admission.REFUSED))
+    return out
+
+
+def novelty_bonuses(results: Sequence, index: CopyIndex, bonus: float) -> dict[int, float]:
+    """``{i: bonus x d_i}`` for each admitted (valid) proposal i of a type whose proposer
+    writes the program (``triplet``; an induction proposer is given its program), d_i the
+    distance to the nearest reference or seed program (``diversity/nearest_distance``, in
+    [0, 1]); empty when ``bonus`` is 0 (the official rules). A copy scores d = 0, so among
+    valid proposals the reward grows with how far a program moves from what it was shown."""
+    if not bonus:
+        return {}
+    out = {}
+    for i, r in enumerate(results):
+        if r.outcome == PASSED and get(r.request.task_type).triplet:
+            view = index.proposed(r)
+            out[i] = bonus * nearest_distance(view.program, view.neighbours)
     return out
 
 
