@@ -270,12 +270,12 @@ def _drive_host(eng: Engine, chunk_steps, check):
         eng.drop_unneeded_entries()
         if not len(eng.live_slots()):
             continue
-        (_, _, count, _, budget, done), table = eng.chunk_inputs()
-        check(eng, table)
+        (_, _, count, _, budget, done), table, lanes = eng.chunk_inputs()
+        check(eng, table, lanes)
         n = len(count)
         new_count = np.where(done, count, np.minimum(count + chunk_steps, budget))
         eng.record_chunk(np.ones((n, eng.K), np.int32), np.zeros((n, eng.K), np.float32),
-                         new_count, done | (new_count >= budget))
+                         new_count, done | (new_count >= budget), lanes)
 
 
 def test_chunk_width_covers_every_write_of_the_chunk():
@@ -291,16 +291,20 @@ def test_chunk_width_covers_every_write_of_the_chunk():
     eng = Engine(prompts, source, budgets, sc, num_slots=4, shards=1, shard_pages=40, plen=40)
     widths = []
 
-    def check(eng, table_bp):
+    def check(eng, table_bp, lanes):
         width = table_bp.shape[1]
         widths.append(width)
         assert width == eng.table_width or width & (width - 1) == 0
-        for s in eng.live_slots():
+        assert sorted(set(eng.live_slots()) & set(lanes)) == sorted(eng.live_slots())
+        for i, s in enumerate(lanes):
+            if eng.slot_row[s] < 0:
+                assert (table_bp[i] == NULL_PAGE).all()  # an idle lane reads nothing
+                continue
             r = eng.slot_row[s]
             pos = eng.plen_r[r] + eng.lengths[r] - 1
             last = min(pos + eng.K, eng.plen_r[r] + eng.budget[r] - 1)  # tokens in cache
             page_idx = np.minimum(np.arange(last) // eng.S, width - 1)  # paged_step's clamp
-            np.testing.assert_array_equal(table_bp[s, page_idx],
+            np.testing.assert_array_equal(table_bp[i, page_idx],
                                           np.asarray(eng.slot_pages[s])[np.arange(last) // eng.S])
 
     _drive_host(eng, 5, check)
@@ -309,3 +313,28 @@ def test_chunk_width_covers_every_write_of_the_chunk():
     peak = widths.index(max(widths))
     assert min(widths[:peak]) < max(widths) and min(widths[peak:]) < max(widths)  # up, down
     assert eng.stats["preemptions"] > 0
+
+
+def test_lanes_are_the_live_slots_per_shard_padded_to_a_power_of_two():
+    """Host only, 2 data shards of 8 slots: each chunk decodes every live slot once, each in
+    its own shard's half of the batch, padded with idle slots of that shard to a power of two
+    (at least 1 = 8 // 8); the lanes narrow in the long tail (one row of 60 tokens among
+    rows of 1-6) and every row still gets its whole budget."""
+    sc = SamplingConfig(max_new_tokens=60, page_size=4, decode_chunk=3)
+    prompts = [[7] * int(n) for n in (2, 9, 5, 14)]
+    source = np.repeat(np.arange(len(prompts)), 6)
+    budgets = np.asarray([60] + [1, 2, 3, 4, 5, 6] * 3 + [2, 3, 1, 4, 5])
+    eng = Engine(prompts, source, budgets, sc, num_slots=16, shards=2, shard_pages=64, plen=14)
+    counts = []
+
+    def check(eng, table_bp, lanes):
+        n = len(lanes) // 2
+        counts.append(n)
+        assert n & (n - 1) == 0 and len(set(lanes)) == len(lanes)
+        assert (lanes[:n] < 8).all() and (lanes[n:] >= 8).all()  # each shard its own slots
+        assert set(eng.live_slots()) <= set(lanes)
+
+    _drive_host(eng, 3, check)
+    assert eng.finished == len(source) and (eng.lengths == budgets).all()
+    assert max(counts) == 8 and counts[-1] == 1
+    assert eng.stats["fewest_lanes"] == 2 and eng.stats["lane_counts"] == 3  # all shards: 16, 8, 2

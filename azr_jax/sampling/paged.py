@@ -19,6 +19,8 @@ decode steps of every slot.
 - Table width: each chunk's page tables span the live rows' pages through the chunk's end
   (a power of two of pages, `Engine.chunk_width`), not prompt + cap: the XLA gather path
   reads every table entry each step.
+- Lanes: each chunk decodes the live slots only, padded to a power of two per shard
+  (`Engine.lanes`); rows keep their pages wherever they decode, so nothing moves.
 - Refill: before each chunk, finished rows' slots take waiting rows whose prompt pages (if
   not resident) and first chunk of pages fit in the free pages; else they wait.
 - Growth and preemption: before each chunk every live row (oldest first) gets the pages its
@@ -125,13 +127,13 @@ def generate(params, decode_params, cfg, prompts: Sequence[Sequence[int]], promp
                 raise RuntimeError("paged engine: no live row and no row admitted")
             continue
         eng.note_rows()
-        (tok, pos, count, row, budget, done), table = eng.chunk_inputs()
+        (tok, pos, count, row, budget, done), table, lanes = eng.chunk_inputs()
         rows = Rows(tok_b=place(tok), pos_b=place(pos), count_b=place(count), row_b=place(row),
                     budget_b=place(budget), done_b=place(done))
         rows, pool, toks, lps, steps = decode_chunk(decode_params, pick, rows, pool, place(table),
                                                     cfg=cfg, steps=eng.K, impl=impl, rules=rules)
         toks, lps, count, done, steps = fetch((toks, lps, rows.count_b, rows.done_b, steps))
-        eng.record_chunk(toks, lps, count, done)
+        eng.record_chunk(toks, lps, count, done, lanes)
         eng.stats["decode_chunks"] += 1
         eng.stats["decode_steps"] += int(steps)
         if progress is not None and eng.finished > reported:

@@ -62,8 +62,9 @@ class Engine:
                           peak_pages_in_use=0, peak_shard_pages=0, preemptions=0,
                           prefilled_prompts=0, shared_page_refs=0, copied_pages=0,
                           decode_chunks=0, decode_steps=0, peak_table_pages=0,
-                          table_widths=0)
+                          table_widths=0, lane_counts=0, fewest_lanes=num_slots)
         self._widths: set[int] = set()
+        self._lane_counts: set[int] = set()
 
     def shard(self, s: int) -> int:
         return s // self.per_shard
@@ -253,34 +254,58 @@ class Engine:
             need = max(need, pages_for(last, self.S), len(self.slot_pages[s]))
         return min(pow2_at_least(need, 1), self.table_width)
 
+    def lanes(self) -> np.ndarray:
+        """The slots the next chunk decodes, shard by shard (the batch's data split then gives
+        each shard its own): every live slot, padded with idle ones of its shard to a power
+        of two per shard (at least per_shard / 8: few compiles). The pool holds every row's
+        pages whatever its slot, so a narrower batch moves no KV, only the rows' fields and
+        tables: in the long tail a few live rows no longer carry every slot's decode."""
+        ps = self.per_shard
+        live = [self.live_slots(d) for d in range(len(self.allocs))]
+        n = min(pow2_at_least(max(len(x) for x in live), max(1, ps // 8)), ps)
+        out = []
+        for d, mine in enumerate(live):
+            idle = [s for s in range(d * ps, (d + 1) * ps) if self.slot_row[s] < 0]
+            out += list(mine) + idle[: n - len(mine)]
+        return np.asarray(out, np.int64)
+
     def chunk_inputs(self):
-        """Host arrays of the slots' Rows fields and page tables [slots, chunk_width()]: the
-        XLA path gathers every table entry each step, so the table spans live pages only."""
-        n = len(self.slot_row)
+        """Host arrays of the decoding lanes' Rows fields and page tables [lanes,
+        chunk_width()] (the XLA path gathers every table entry each step, so the table spans
+        live pages only), and the lanes' slots (``lanes``)."""
+        lanes = self.lanes()
+        n = len(lanes)
         tok, pos, count = (np.zeros(n, np.int32) for _ in range(3))
         row, budget = np.zeros(n, np.int32), np.ones(n, np.int32)
-        done = self.slot_row < 0
+        done = self.slot_row[lanes] < 0
         width = self.chunk_width()
         self._widths.add(width)
+        self._lane_counts.add(n)
         self.stats["peak_table_pages"] = max(self.stats["peak_table_pages"], width)
         self.stats["table_widths"] = len(self._widths)
+        self.stats["lane_counts"] = len(self._lane_counts)
+        self.stats["fewest_lanes"] = min(self._lane_counts)
         table = np.full((n, width), NULL_PAGE, np.int32)
-        for s in np.flatnonzero(~done):
+        for i in np.flatnonzero(~done):
+            s = lanes[i]
             r = self.slot_row[s]
             c = self.lengths[r]
-            tok[s], pos[s], count[s] = self.tokens[r, c - 1], self.plen_r[r] + c - 1, c
-            row[s], budget[s] = r, self.budget[r]
-            table[s, : len(self.slot_pages[s])] = self.slot_pages[s]
-        return (tok, pos, count, row, budget, done), table
+            tok[i], pos[i], count[i] = self.tokens[r, c - 1], self.plen_r[r] + c - 1, c
+            row[i], budget[i] = r, self.budget[r]
+            table[i, : len(self.slot_pages[s])] = self.slot_pages[s]
+        return (tok, pos, count, row, budget, done), table, lanes
 
-    def record_chunk(self, toks_bk, lps_bk, count_b, done_b) -> None:
-        for s in self.live_slots():
+    def record_chunk(self, toks_bk, lps_bk, count_b, done_b, lanes) -> None:
+        """The chunk's outputs, lane by lane (``chunk_inputs``'s lanes)."""
+        for i, s in enumerate(lanes):
             r = self.slot_row[s]
-            n0, n1 = self.lengths[r], count_b[s]
-            self.tokens[r, n0:n1] = toks_bk[s, : n1 - n0]
-            self.logprobs[r, n0:n1] = lps_bk[s, : n1 - n0]
+            if r < 0:
+                continue
+            n0, n1 = self.lengths[r], count_b[i]
+            self.tokens[r, n0:n1] = toks_bk[i, : n1 - n0]
+            self.logprobs[r, n0:n1] = lps_bk[i, : n1 - n0]
             self.lengths[r] = n1
-            if done_b[s]:
+            if done_b[i]:
                 self.free_slot(s)
                 self.finished += 1
 
