@@ -25,6 +25,7 @@ import os
 import time
 
 from cpu_env import measure_machine, use_cpu_threads
+from lengths import heavy_tailed
 
 
 def parse_args():
@@ -61,8 +62,7 @@ def main() -> int:
     prompts = [rng.integers(3, cfg.vocab_size, size=rng.integers(args.prompt_len // 2,
                                                                  args.prompt_len + 1)).tolist()
                for _ in range(args.rows)]
-    lengths = np.clip(np.round(np.exp(rng.normal(np.log(args.median), args.sigma, args.rows))),
-                      1, args.cap).astype(np.int32)
+    lengths = heavy_tailed(rng, args.rows, args.median, args.sigma, args.cap)
     base = SamplingConfig(max_new_tokens=args.cap, temperature=1.0, stop_token_ids=(),
                           prompt_bucket="exact", decode_chunk=args.chunk, share_prefixes=False)
     plen = base.padded_prompt_length(max(len(p) for p in prompts))

@@ -23,6 +23,7 @@ import os
 import time
 
 from cpu_env import machine_figures, use_cpu_threads
+from lengths import heavy_tailed
 
 
 def parse_args():
@@ -57,8 +58,7 @@ def main() -> int:
     rng = np.random.default_rng(0)
     prompts = [rng.integers(100, 40000, size=rng.integers(args.prompt_len // 2, args.prompt_len + 1)
                             ).tolist() for _ in range(args.rows)]
-    lengths = np.clip(np.round(np.exp(rng.normal(np.log(args.median), args.sigma, args.rows))),
-                      1, args.cap).astype(np.int32)
+    lengths = heavy_tailed(rng, args.rows, args.median, args.sigma, args.cap)
     useful = int(lengths.sum())
     sc = SamplingConfig(max_new_tokens=args.cap, temperature=0.0, stop_token_ids=(),
                         decode_chunk=args.chunk)

@@ -32,6 +32,7 @@ import os
 import time
 
 from cpu_env import measure_machine, use_cpu_threads
+from lengths import heavy_tailed
 
 SEED_FILES = "configs/seeds/learn.jsonl,configs/seeds/learn_induction.jsonl"
 VARIANTS = {  # name -> SamplingConfig fields
@@ -118,8 +119,8 @@ def main() -> int:
     prompts = paper_prompts(loaded.tokenizer, per_group, max(1, round(per_group * args.valid)), rng)
     samples = {"propose": 1, "learnability": args.rollouts, "solve": 1}
     rows = {c: len(p) * samples[c] for c, p in prompts.items()}
-    budgets = {c: np.clip(np.round(np.exp(rng.normal(np.log(args.median), args.sigma, n))),
-                          1, args.cap).astype(np.int32) for c, n in rows.items()}
+    budgets = {c: heavy_tailed(rng, n, args.median, args.sigma, args.cap)
+               for c, n in rows.items()}
     short = {c: rng.integers(1, 9, size=n).astype(np.int32) for c, n in rows.items()}
     useful = int(sum(b.sum() for b in budgets.values()))
     base = SamplingConfig(max_new_tokens=args.cap, temperature=1.0, stop_token_ids=(),
