@@ -13,6 +13,8 @@ with the bundled SmolLM2-135M-Instruct, which samples them (f32, temperature 1).
 lengths are heavy-tailed: a log-normal (median `--median`, sigma `--sigma`) capped at `--cap`,
 forced through `sample(budgets=...)` with no stop tokens, so every variant does the same work.
 Each call runs through `--slots` decode slots (continuous batching, `max_rows_per_call`).
+With `--paged-slots N` the paged variants run N slots over a pool of the dense cache's bytes
+(`--slots` x (the call's padded prompt + cap) tokens): what paging buys in one memory budget.
 
 Variants (SamplingConfig fields; a variant whose field this checkout lacks is skipped):
 dense (share_prefixes=False, kv_layout="dense": the trainer before issue 33), shared
@@ -22,6 +24,7 @@ the step's sampler seconds (best run). Every variant's tokens are compared with 
 
     .venv/bin/python benchmarks/rollout_paper.py [--scale 0.03125] [--valid 0.5] [--slots 16]
         [--median 100] [--sigma 1.0] [--cap 512] [--repeats 1] [--threads N] [--page-size P]
+        [--paged-slots N]
 """
 
 from __future__ import annotations
@@ -56,6 +59,8 @@ def parse_args():
     p.add_argument("--repeats", type=int, default=1)
     p.add_argument("--threads", type=int, default=os.cpu_count())
     p.add_argument("--page-size", type=int, default=0, help="paged variants (0 = the default)")
+    p.add_argument("--paged-slots", type=int, default=0,
+                   help="paged variants: this many slots in the dense cache's bytes (0: --slots)")
     p.add_argument("--variants", default=",".join(VARIANTS))
     return p.parse_args()
 
@@ -134,6 +139,8 @@ def main() -> int:
     print(f"one AZR step at scale {args.scale:g}: {per_group} tasks per type and role, "
           f"{len(prompts['learnability'])} valid x {args.rollouts} learnability samples; "
           f"slots {args.slots}, threads {args.threads}, backend {jax.default_backend()}")
+    if args.paged_slots:
+        print(f"paged variants: {args.paged_slots} slots in the dense cache's KV bytes")
     for c, p in prompts.items():
         lens = np.asarray([len(x) for x in p])
         print(f"  {c:<12} {rows[c]:4d} rows of {len(p):3d} prompts ({lens.min()}-{lens.max()} "
@@ -143,12 +150,20 @@ def main() -> int:
     print(f"useful tokens per step: {useful}")
     print(measure_machine(), flush=True)
 
+    def same_memory(sc, p):
+        """sc with --paged-slots slots over a pool of the dense cache's bytes for prompts p."""
+        if sc.kv_layout != "paged" or not args.paged_slots:
+            return sc
+        dense_tokens = args.slots * (sc.padded_prompt_length(max(len(x) for x in p)) + args.cap)
+        return sc.replace(max_rows_per_call=args.paged_slots,
+                          kv_pages=-(-dense_tokens // sc.page_size) + 1)
+
     def step(changes, lengths):
         sc = base.replace(**changes)
         out = {}
         for i, (c, p) in enumerate(prompts.items()):
             key = jax.random.fold_in(jax.random.PRNGKey(0), i)
-            res = sample(params, cfg, p, key, sc.replace(num_samples=samples[c]),
+            res = sample(params, cfg, p, key, same_memory(sc, p).replace(num_samples=samples[c]),
                          budgets=lengths[c])
             assert (res.lengths == lengths[c]).all()
             out[c] = res.tokens
