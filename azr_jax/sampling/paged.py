@@ -15,7 +15,7 @@ decode steps of every slot.
   the row's own stream. An entry lives while rows of its prompt wait; under page pressure
   it is dropped (recomputed if needed again).
 - Per-row positions: row b writes its token at position pos_b (page table[pos // S], offset
-  pos % S) and attends to its first pos + 1 slots: no shared write index, no compaction.
+  pos % S) and attends to its first pos + 1 slots: no shared write index, no KV compaction.
 - Table width: each chunk's page tables span the live rows' pages through the chunk's end
   (a power of two of pages, `Engine.chunk_width`), not prompt + cap: the XLA gather path
   reads every table entry each step.
