@@ -1,9 +1,8 @@
 """Grouped-query attention core with a hand-written VJP, its autodiff reference, the mask.
 
 Every path calls `gqa_attention`: the update step and prefill (many queries per row) and
-decode (one query per row over the KV cache, `decode_attention`: the same math with the keys
-as the score matmul's large operand). Keys and values come in the cache's [b, k, s, h] layout
-(`models.cache`), so decode reads a layer's cache as is.
+decode (one query per row over the KV cache). Keys and values come in the cache's
+[b, k, s, h] layout (`models.cache`), so decode reads a layer's cache as is.
 
 Layout: each KV head's query group is one [g*t, h] matrix ("m" = g*t rows), so the scores
 of all query heads sharing a KV head come from one batched matmul over (b, k) -- no K/V
@@ -196,8 +195,6 @@ def gqa_attention(q_btnh, k_bksh, v_bksh, mask_bts, block: int = 0, scale: float
     t, k = q_btnh.shape[1], k_bksh.shape[1]
     g = q_btnh.shape[2] // k
     k_bksh, v_bksh = k_bksh.astype(q_btnh.dtype), v_bksh.astype(q_btnh.dtype)
-    if t == 1 and block == 0:  # decode: one query per row
-        return decode_attention(q_btnh, k_bksh, v_bksh, mask_bts, scale, softcap)
     if 0 < block < t:
         pad = -t % block  # padded queries attend to nothing (finite rows) and are dropped
         q_btnh = jnp.pad(q_btnh, ((0, 0), (0, pad), (0, 0), (0, 0)))
@@ -205,24 +202,6 @@ def gqa_attention(q_btnh, k_bksh, v_bksh, mask_bts, block: int = 0, scale: float
         return _attend_blocked(q_btnh, k_bksh, v_bksh, mask_bts, block, scale, softcap)[:, :t]
     out_bkmh = _attend(_to_groups(q_btnh, k), k_bksh, v_bksh, _mask_bms(mask_bts, g), scale, softcap)
     return _from_groups(out_bkmh, t)
-
-
-def decode_attention(q_b1nh, k_bksh, v_bksh, mask_b1s, scale: float, softcap: float = 0.0):
-    """`gqa_attention` for one query per row (decode), forward only (autodiff if ever asked).
-    The keys are the score matmul's large operand ([s, h] x [h, g] per row and KV head): the
-    [g, h] x [h, s] orientation of `_scores`, with g = 3 rows, ran ~4x below the memory's rate on
-    XLA:CPU (YNNPACK), and decode reads the whole cache every token."""
-    b, _, n, h = q_b1nh.shape
-    k = k_bksh.shape[1]
-    q_bkgh = q_b1nh.reshape(b, k, n // k, h)
-    s_bksg = jnp.einsum("bksh,bkgh->bksg", k_bksh, q_bkgh).astype(_F32) * scale
-    if softcap:
-        s_bksg = softcap * jnp.tanh(s_bksg / softcap)
-    s_bksg = jnp.where(mask_b1s[:, 0, None, :, None], s_bksg, NEG_INF)
-    e_bksg = jnp.exp(s_bksg - jnp.max(s_bksg, axis=2, keepdims=True))
-    p_bksg = (e_bksg / jnp.sum(e_bksg, axis=2, keepdims=True)).astype(q_b1nh.dtype)
-    o_bkgh = jnp.einsum("bksg,bksh->bkgh", p_bksg, v_bksh)
-    return o_bkgh.reshape(b, 1, n, h)
 
 
 def gqa_attention_reference(q_btnh, k_bksh, v_bksh, mask_bts, scale: float | None = None,
