@@ -41,11 +41,36 @@ def run(out_path, num_processes=1, process_id=0, port=None, steps=3):
     params_out = multihost_utils.process_allgather(state.params, tiled=True)
     flat = {jax.tree_util.keystr(p): np.asarray(x) for p, x in jax.tree_util.tree_leaves_with_path(params_out)}
     flat["loss"] = np.asarray(multihost_utils.process_allgather(metrics["loss"], tiled=True))
+    flat.update(sample_layouts(cfg, state.params, mesh))
     if is_main_process():
         np.savez(out_path, **flat)
     if num_processes > 1:
         exchange_checks(process_id, num_processes)
     return rows
+
+
+def sample_layouts(cfg, params, mesh):
+    """The sampler on the training mesh (data=2: one data shard per process in the 2-process
+    run), dense and paged KV, through fewer slots than rows (refill; the paged engine's lanes
+    narrow as rows finish), sampled at temperature 1 with heavy-tailed budgets. Every
+    process gets every row's tokens and log-probs."""
+    import numpy as np
+
+    from azr_jax.sampling import SamplingConfig, sample
+
+    prompts = [[5, 6, 7], [9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21], [3],
+               [40, 41, 42, 43, 44, 45]]
+    budgets = np.tile([12, 1, 3, 12], 4)
+    sc = SamplingConfig(max_new_tokens=12, temperature=1.0, num_samples=4, max_rows_per_call=8,
+                        page_size=4, decode_chunk=3, stop_token_ids=())
+    out = {}
+    for layout in ("dense", "paged"):
+        got = sample(params, cfg, prompts, 0, sc.replace(kv_layout=layout), mesh=mesh,
+                     budgets=budgets)
+        assert (got.lengths == budgets).all(), (layout, got.lengths)
+        out[f"sample/{layout}/tokens"] = got.tokens
+        out[f"sample/{layout}/logprobs"] = got.logprobs
+    return out
 
 
 class _Pool:

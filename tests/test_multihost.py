@@ -1,6 +1,7 @@
 """Two processes with jax.distributed on localhost (4 fake CPU devices each) give the same
-parameters as one process with 8 devices, and exchange executor results through JAX's public
-all-gather (the digest and error flag included)."""
+parameters as one process with 8 devices, sample the same rows with dense and paged KV, and
+exchange executor results through JAX's public all-gather (the digest and error flag
+included)."""
 
 import os
 import socket
@@ -51,3 +52,9 @@ def test_two_processes_equal_one(tmp_path):
     assert sorted(multi.files) == sorted(single.files)
     for k in single.files:
         np.testing.assert_allclose(multi[k], single[k], atol=1e-5, rtol=0, err_msg=k)
+    # the sampler on the same mesh: both KV layouts give the same rows, in 1 or 2 processes
+    for got in (multi, single):
+        np.testing.assert_array_equal(got["sample/paged/tokens"], got["sample/dense/tokens"])
+        np.testing.assert_allclose(got["sample/paged/logprobs"], got["sample/dense/logprobs"],
+                                   atol=1e-4)
+    assert len(np.unique(single["sample/dense/tokens"][:, 0])) > 4  # sampled, not constant
