@@ -224,6 +224,29 @@ def test_step_metrics_by_hand():
     assert m == {"diversity/novel_valid_rate/abduction": 0.0}
 
 
+def test_the_bonus_and_the_metric_share_one_distance_per_proposal(monkeypatch):
+    """novelty_bonuses and step_metrics ask the index for each valid proposal's nearest
+    distance: computed once between syncs, afresh after one (the neighbours may change)."""
+    index = _index()
+    ref = sp.Triplet("def f(n):\n    return n % 7", "30", "2")
+    new = sp.Triplet("def f(x):\n    return x - 3", "1", "-2")
+    results = [_result("deduction", t, refs=[ref]) for t in (new, new, ref)]
+    calls = []
+    real = diversity.nearest_distance
+    monkeypatch.setattr(diversity, "nearest_distance",
+                        lambda p, others: calls.append(p) or real(p, others))
+    bonus = diversity.novelty_bonuses(results, index, 0.5)
+    m = diversity.step_metrics(results, {}, index)
+    assert len(calls) == 2  # `new` (twice proposed) and `ref`: once each for both callers
+    assert bonus[0] == bonus[1] == 0.5 * real(normalize_program(new.program),
+                                              index.proposed(results[0]).neighbours) > 0
+    assert bonus[2] == 0.0  # a copy of its reference
+    assert m["diversity/nearest_distance/deduction"] == pytest.approx(2 * bonus[0] / 0.5 / 3)
+    index.sync(sp.Buffers.from_config(sp.SelfPlayConfig()))
+    diversity.novelty_bonuses(results, index, 0.5)
+    assert len(calls) == 4
+
+
 def test_an_induction_copy_is_the_same_program_and_input_set():
     index = _index()
     seed = sp.IDENTITY_INDUCTION

@@ -83,11 +83,13 @@ class CopyIndex:
         self.seed_programs: dict[str, dict[str, None]] = collections.defaultdict(dict)
         self.buffered: dict[str, set] = collections.defaultdict(set)
         self._seen: dict[str, int] = {}
+        self._nearest: dict[tuple, float] = {}  # this step's distances (metrics and bonus)
 
     def sync(self, buffers) -> None:
         """Read the tasks appended to ``buffers`` since the last call."""
         if self.seed_sizes is None:
             self.seed_sizes = buffers.sizes()
+        self._nearest.clear()
         for t, buf in buffers.by_type.items():
             tasks = buf.tasks
             start = self._seen.get(t, 0)
@@ -109,6 +111,14 @@ class CopyIndex:
         neighbours = tuple(dict.fromkeys(refs + list(self.seed_programs[t])))
         return admission.Proposed(t, task, copy_key(t, task), normalize_program(task.program),
                                   neighbours)
+
+    def nearest(self, view: admission.Proposed) -> float:
+        """``nearest_distance`` of a proposal's program to its neighbours, computed once
+        between syncs (the step's metrics and the novelty bonus both ask)."""
+        key = (view.program, view.neighbours)
+        if key not in self._nearest:
+            self._nearest[key] = nearest_distance(view.program, view.neighbours)
+        return self._nearest[key]
 
     def known(self, result, admitted=frozenset()) -> admission.Known:
         t = result.request.task_type
@@ -148,8 +158,7 @@ def novelty_bonuses(results: Sequence, index: CopyIndex, bonus: float) -> dict[i
     out = {}
     for i, r in enumerate(results):
         if r.outcome == PASSED and get(r.request.task_type).triplet:
-            view = index.proposed(r)
-            out[i] = bonus * nearest_distance(view.program, view.neighbours)
+            out[i] = bonus * index.nearest(index.proposed(r))
     return out
 
 
@@ -176,8 +185,7 @@ def step_metrics(results: Sequence, answers: Mapping[int, Sequence], index: Copy
         m[f"diversity/copy_rate/{t}"] = _mean(copies)
         m[f"diversity/distinct/{t}"] = distinct / len(valid)
         m[f"diversity/distinct_count/{t}"] = distinct
-        m[f"diversity/nearest_distance/{t}"] = _mean([nearest_distance(v.program, v.neighbours)
-                                                      for v in views])
+        m[f"diversity/nearest_distance/{t}"] = _mean([index.nearest(v) for v in views])
         m[f"diversity/program_size/{t}"] = _mean([program_size(r.task.program)
                                                   for _, r in valid])
         entropies = [answer_entropy(answers[i]) for i, _ in valid if i in answers]
