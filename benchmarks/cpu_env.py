@@ -24,17 +24,23 @@ class MachineFigures:
     matmul_flops: float  # f32 FLOP/s of an n x n jnp.dot, best of 5
     copy_bytes_per_s: float  # bytes read + written per second by a large copy, best of 5
     matmul_n: int
+    # weight bytes read per second by 16-row f32 products with distinct [576, 1536] matrices
+    # (decode's weight reads: what a CPU decode step actually gets; 0 when not measured)
+    matvec_bytes_per_s: float = 0.0
 
     def __str__(self) -> str:
+        matvec = (f", 16-row matrix products read weights at {self.matvec_bytes_per_s / 1e9:.1f}"
+                  " GB/s" if self.matvec_bytes_per_s else "")
         return (f"machine: f32 matmul {self.matmul_flops / 1e9:.0f} GFLOP/s "
                 f"({self.matmul_n}x{self.matmul_n} jnp.dot), memory copy "
-                f"{self.copy_bytes_per_s / 1e9:.1f} GB/s (read + write)")
+                f"{self.copy_bytes_per_s / 1e9:.1f} GB/s (read + write){matvec}")
 
 
 def measure_machine(n: int = 1024, mem_mb: int = 256) -> MachineFigures:
-    """This host's f32 matmul rate (jnp.dot, n x n, best of 5; train_step.make_matmul) and
-    memory bandwidth (a numpy copy of ``mem_mb`` MiB, read + write, best of 5): these VMs
-    vary from day to day, so a benchmark's numbers are read against the figures beside them."""
+    """This host's f32 matmul rate (jnp.dot, n x n, best of 5; train_step.make_matmul),
+    memory bandwidth (a numpy copy of ``mem_mb`` MiB, read + write, best of 5) and the weight
+    read rate of decode-like matrix products (``_matvec_rate``): these VMs vary from day to
+    day, so a benchmark's numbers are read against the figures beside them."""
     import time
 
     import jax
@@ -52,7 +58,26 @@ def measure_machine(n: int = 1024, mem_mb: int = 256) -> MachineFigures:
         np.copyto(dst, src)
         best_copy = min(best_copy, time.perf_counter() - t)
     return MachineFigures(matmul_flops=best_flops, copy_bytes_per_s=2 * src.nbytes / best_copy,
-                          matmul_n=n)
+                          matmul_n=n, matvec_bytes_per_s=_matvec_rate(jax, jnp, mem_mb))
+
+
+def _matvec_rate(jax, jnp, mem_mb: int, rows: int = 16, d: int = 576, f: int = 1536) -> float:
+    """Weight bytes per second read by [rows, d] x [d, f] f32 products, each with its own
+    matrix (``mem_mb`` MiB of them, so they come from memory, not cache), best of 3: the rate
+    a weights-bound decode step gets, which on these VMs is well below the copy's."""
+    import time
+
+    count = max(1, mem_mb * 2**20 // (d * f * 4))
+    weights = [jnp.full((d, f), 1.0 + i, jnp.float32) for i in range(count)]
+    x = jnp.ones((rows, d), jnp.float32)
+    dot = jax.jit(lambda x, w: x @ w)
+    jax.block_until_ready([dot(x, w) for w in weights])
+    best = float("inf")
+    for _ in range(3):
+        t = time.perf_counter()
+        jax.block_until_ready([dot(x, w) for w in weights])
+        best = min(best, time.perf_counter() - t)
+    return count * d * f * 4 / best
 
 
 def machine_figures(n: int = 1024, mem_mb: int = 256) -> str:
