@@ -103,15 +103,20 @@ def device_figures(dtype: str = "bfloat16", n: int = 8192, mem_mb: int = 1024,
 
 def roofline_lines(cfg, nbytes: int, *, decode_s: float, decode_live, prefill_s: float,
                    prompt_lengths, bandwidth: float, peak_flops: float,
-                   allocated_slots: int = 0, name: str = "azr_jax") -> list[str]:
-    """Printable lines: decode's achieved bytes/s (weights + live KV) against `bandwidth`,
-    prefill's FLOP/s against `peak_flops`."""
+                   allocated_slots: int = 0, name: str = "azr_jax",
+                   read_rate: float = 0.0) -> list[str]:
+    """Printable lines: decode's achieved bytes/s (weights + live KV) against `bandwidth`
+    (and against `read_rate`, the rate the machine's own decode-shaped matrix products read
+    weights at, when given), prefill's FLOP/s against `peak_flops`."""
     live = list(decode_live)
     moved = decode_bytes(cfg, live, nbytes)
     rate = moved / max(decode_s, 1e-9)
     lines = [f"{name} decode: {len(live)} steps, {moved / 1e9:.2f} GB of weights + live KV read, "
              f"{rate / 1e9:.1f} GB/s = {100 * rate / bandwidth:.0f}% of the memory roofline "
              f"({bandwidth / 1e9:.1f} GB/s)"]
+    if read_rate:
+        lines[-1] += (f" = {100 * rate / read_rate:.0f}% of what 16-row matrix products read "
+                      f"({read_rate / 1e9:.1f} GB/s)")
     if allocated_slots:
         touched = decode_bytes(cfg, [np.full(len(x), allocated_slots) for x in live], nbytes)
         lines[-1] += (f"; over the {allocated_slots} allocated cache slots "

@@ -11,7 +11,8 @@ of each, and the medians are printed too. Our compile time is reported separatel
 Prefill and decode are timed apart (prefill + first token = a call with 1 new token, best of
 2; decode = the best full run less that) and set against this machine's roofline
 (benchmarks/roofline.py, cpu_env.measure_machine): decode's bytes/s of weights + live KV read
-per step against the measured memory bandwidth, prefill's FLOP/s against the matmul peak.
+per step against the measured memory bandwidth and against the rate this machine's 16-row
+matrix products read weights at, prefill's FLOP/s against the matmul peak.
 
     .venv/bin/python benchmarks/sampler.py [--batch 16] [--prompt-len 64] [--new 128]
                                            [--repeats 3] [--threads N] [--top-p P]
@@ -138,6 +139,7 @@ def main() -> int:
                                    prefill_s=pre_s, prompt_lengths=[args.prompt_len] * args.batch,
                                    bandwidth=machine.copy_bytes_per_s,
                                    peak_flops=machine.matmul_flops, name=name,
+                                   read_rate=machine.matvec_bytes_per_s,
                                    allocated_slots=(args.prompt_len + args.new
                                                     if name == "azr_jax" else 0)):
             print(line)
