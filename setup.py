@@ -33,6 +33,7 @@ setup(
     version="0.1.0",  # keep in step with azr_jax.__version__ (tests/test_packaging.py)
     description="Absolute Zero Reasoner (self-play RL for code reasoning) in JAX/Flax",
     packages=find_packages(include=["azr_jax", "azr_jax.*"]),
+    package_data={"azr_jax.models": ["cpu_kernels/*.cc"]},  # built on first use (cpu_paged)
     python_requires=">=3.11",
     install_requires=requirements("requirements.txt"),
     extras_require={

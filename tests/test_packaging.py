@@ -40,6 +40,20 @@ def test_runtime_dependencies_are_declared(setup_kwargs):
     assert "azr-jax=azr_jax.cli:main" in setup_kwargs["entry_points"]["console_scripts"]
 
 
+def test_the_cpu_kernel_source_ships(setup_kwargs):
+    """azr_jax.models.cpu_paged builds its kernel from the installed package's source."""
+    import glob
+
+    from azr_jax.models import cpu_paged
+
+    patterns = setup_kwargs["package_data"]["azr_jax.models"]
+    shipped = {os.path.relpath(f, os.path.join(ROOT, "azr_jax", "models")) for pattern in patterns
+               for f in glob.glob(os.path.join(ROOT, "azr_jax", "models", pattern))}
+    assert os.path.relpath(cpu_paged.SOURCE, os.path.dirname(cpu_paged.__file__)) in shipped
+    with open(os.path.join(ROOT, "MANIFEST.in")) as f:
+        assert "azr_jax/models/cpu_kernels *.cc" in f.read()
+
+
 def test_extras(setup_kwargs):
     extras = setup_kwargs["extras_require"]
     gcs = pins("requirements-gcs.txt")

@@ -15,6 +15,7 @@ import pytest
 from azr_jax.errors import UserError
 from azr_jax.models import get_preset, init_params
 from azr_jax.models import paged_attention as pa
+from azr_jax.models import cpu_paged
 from azr_jax.models.paged_cache import NULL_PAGE
 from azr_jax.sampling import PreparedParams, SamplingConfig, paged, sample
 from azr_jax.sampling.page_pool import PageAllocator
@@ -72,7 +73,8 @@ def test_greedy_8_samples_equal_dense_with_shared_prompt_pages(model, greedy8):
     # take them by reference
     assert st["shared_page_refs"] == 7 * (3 + 1 + 1)
     # all rows at once but prompt 1's (budget 1: done at token 0, never decoding)
-    assert st["preemptions"] == 0 and st["peak_live_rows"] == 32 and st["attention"] == "xla"
+    assert st["preemptions"] == 0 and st["peak_live_rows"] == 32
+    assert st["attention"] == ("cpu_ffi" if cpu_paged.available() else "xla")  # in place
     unshared = sample(params, cfg, PROMPTS, 0, sc.replace(kv_layout="paged"), budgets=_budgets(8))
     _assert_rows_equal(unshared, ref)
     assert unshared.stats["prefilled_prompts"] == 40 and unshared.stats["shared_page_refs"] == 0
@@ -200,10 +202,13 @@ def _paged_inputs(dtype, pages_per_row=4, page_size=16, n=4, k=2, h=16):
     return q, k_pages, v_pages, table, lengths
 
 
-@pytest.mark.parametrize("impl", ["pallas_tpu", "pallas_gpu"])
+@pytest.mark.parametrize("impl", ["pallas_tpu", "pallas_gpu", "cpu_ffi"])
 @pytest.mark.parametrize("softcap", [0.0, 5.0])
 def test_kernels_in_interpret_mode_equal_the_gather_path(impl, softcap):
-    """GQA (4 query heads over 2 KV heads), pages out of order, partial last pages."""
+    """GQA (4 query heads over 2 KV heads), pages out of order, partial last pages (the CPU
+    kernel natively; the Pallas ones in interpret mode)."""
+    if impl == "cpu_ffi" and not cpu_paged.available():
+        pytest.skip("no C++ compiler: the CPU kernel is not built")
     q, k_pages, v_pages, table, lengths = _paged_inputs(jnp.float32)
     want = pa.gather_attention(q, k_pages, v_pages, table, lengths, scale=0.25, softcap=softcap)
     kernel = functools.partial(pa.PAGED_IMPLS[impl], scale=0.25, softcap=softcap, interpret=True)
@@ -227,9 +232,21 @@ def test_gpu_kernel_decodes_the_model_in_interpret_mode(model, monkeypatch):
     assert got.stats["attention"] == "pallas_gpu"
 
 
+def test_cpu_gather_path_decodes_the_model(model, monkeypatch):
+    """The whole engine on the XLA gather path (what a CPU without a C++ compiler runs)."""
+    cfg, params = model
+    monkeypatch.setattr(paged, "resolve_paged_impl", lambda cfg, page_size: "xla")
+    sc = DENSE.replace(max_new_tokens=6, temperature=1.0, num_samples=2, max_rows_per_call=4)
+    ref = sample(params, cfg, PROMPTS, 0, sc)
+    got = sample(params, cfg, PROMPTS, 0, sc.replace(kv_layout="paged", share_prefixes=True))
+    _assert_rows_equal(got, ref)
+    assert got.stats["attention"] == "xla"
+
+
 def test_kernel_choice_per_backend():
     cfg = get_preset("tiny")  # head_dim 16, f32
-    assert pa.resolve_paged_impl(cfg, 16, "cpu") == "xla"
+    assert pa.resolve_paged_impl(cfg, 16, "cpu") == ("cpu_ffi" if cpu_paged.available() else "xla")
+    assert pa.resolve_paged_impl(cfg.replace(dtype="bfloat16"), 16, "cpu") == "xla"  # f32 kernel
     assert pa.resolve_paged_impl(cfg, 16, "gpu") == "pallas_gpu"
     assert pa.resolve_paged_impl(cfg, 8, "gpu") == "xla"  # pages below Triton's 16-row tiles
     assert pa.resolve_paged_impl(cfg, 16, "tpu") == "xla"  # f32: the kernel reads bf16

@@ -11,6 +11,9 @@ Implementations (`PAGED_IMPLS`), picked per backend by `resolve_paged_impl` as
   it runs in TPU interpret mode (`interpret=True`), which is how the tests check it.
 - "pallas_gpu": `jax.experimental.pallas.ops.gpu.paged_attention` (Triton on NVIDIA GPUs;
   `interpret=True` runs it on CPU).
+- "cpu_ffi": `models.cpu_paged`, a C++ kernel built on first use and called through XLA's FFI
+  (CPU, f32): each row's live pages read in place, where the gather path copies the whole
+  table every step. Without a C++ compiler the CPU keeps the gather path.
 
 Neither kernel knows a sliding window, so a model with sliding layers decodes through the
 gather path; both apply the logit soft-cap. The kernels do not scale the scores: the query
@@ -27,6 +30,7 @@ from typing import Callable, Optional
 import jax
 import jax.numpy as jnp
 
+from azr_jax.models import cpu_paged
 from azr_jax.models.attention import gqa_attention
 from azr_jax.models.config import ModelConfig
 from azr_jax.models.paged_cache import gather_pages
@@ -84,7 +88,8 @@ def gpu_kernel_attention(q_bnh, k_kpsh, v_kpsh, table_bp, lengths_b, *, scale: f
 
 
 PAGED_IMPLS: dict[str, Callable] = {"xla": gather_attention, "pallas_tpu": tpu_kernel_attention,
-                                    "pallas_gpu": gpu_kernel_attention}
+                                    "pallas_gpu": gpu_kernel_attention,
+                                    "cpu_ffi": cpu_paged.kernel_attention}
 
 
 def _tpu_fits(cfg: ModelConfig, page_size: int) -> bool:
@@ -96,8 +101,13 @@ def _gpu_fits(cfg: ModelConfig, page_size: int) -> bool:
     return cfg.head_dim % 16 == 0 and page_size % 16 == 0  # Triton dot tiles of >= 16
 
 
+def _cpu_fits(cfg: ModelConfig, page_size: int) -> bool:
+    del page_size  # any page size
+    return jnp.dtype(cfg.compute_dtype) == jnp.float32 and cpu_paged.available()
+
+
 _KERNEL_BY_BACKEND = {"tpu": ("pallas_tpu", _tpu_fits), "gpu": ("pallas_gpu", _gpu_fits),
-                      "cuda": ("pallas_gpu", _gpu_fits)}
+                      "cuda": ("pallas_gpu", _gpu_fits), "cpu": ("cpu_ffi", _cpu_fits)}
 
 
 def resolve_paged_impl(cfg: ModelConfig, page_size: int, backend: Optional[str] = None) -> str:
