@@ -7,7 +7,7 @@ import re
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-EXT = r"\.(?:py|json|jsonl|md|sh|svg|txt|ipynb|cfg|ini|toml)$"
+EXT = r"\.(?:py|cc|json|jsonl|md|sh|svg|txt|ipynb|cfg|ini|toml)$"
 TICKED_OR_LINKED = re.compile(r"`([^`\n]+)`|\]\(([^)\s]+)\)")
 # Paths written without backticks, e.g. (docs/FIDELITY.md, "Prompts").
 PLAIN = re.compile(r"(?<![\w/.`])((?:azr_jax|configs|benchmarks|docs|tests|launch|notebooks)"
