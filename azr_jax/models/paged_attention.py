@@ -15,10 +15,11 @@ Implementations (`PAGED_IMPLS`), picked per backend by `resolve_paged_impl` as
   (CPU, f32): each row's live pages read in place, where the gather path copies the whole
   table every step. Without a C++ compiler the CPU keeps the gather path.
 
-Neither kernel knows a sliding window, so a model with sliding layers decodes through the
-gather path; both apply the logit soft-cap. The kernels do not scale the scores: the query
-is scaled first (cap(s * scale) = cap((q * scale) . k)). Under a mesh every implementation
-runs per data shard, on the shard's rows and its part of the pool (`sampling.paged_decode`).
+No kernel knows a sliding window, so a model with sliding layers decodes through the
+gather path; all apply the logit soft-cap. The Pallas kernels do not scale the scores: the
+query is scaled first (cap(s * scale) = cap((q * scale) . k)); the CPU kernel takes the scale.
+Under a mesh every implementation runs per data shard, on the shard's rows and its part of the
+pool (`sampling.paged_decode`).
 """
 
 from __future__ import annotations
